@@ -1,0 +1,176 @@
+"""Embedding quality and cost of CompressionVAE (defaults) against PCA on MNIST.
+
+Prints a table and writes JSON. Metrics, all on the 10k test set:
+
+- fit seconds and transform samples/s;
+- 2-D kNN accuracy (k=10, classifier fit on the train embedding, scored on the test one);
+- 2-D trustworthiness (k=10, first 5000 test points);
+- 10-D reconstruction MSE in [0, 1] pixel scale;
+- test log-likelihood bound in nats (CompressionVAE: ELBO; PCA: probabilistic PCA
+  log-likelihood, an exact density, for reference);
+- IAF (5 steps) against no flow at the same step budget: test ELBO.
+
+Usage::
+
+    python benchmarks/bench_mnist.py --data ../shared/datasets/mnist.npz --out results/mnist.json
+
+``--max-steps`` and ``--n-train`` shrink the run for a quick look; the targets are stated
+for the full run with defaults.
+"""
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.manifold import trustworthiness
+from sklearn.neighbors import KNeighborsClassifier
+
+from cvae import CompressionVAE
+
+TARGETS = {"knn_2d": 0.82, "trustworthiness_2d": 0.90, "fit_seconds_2d": 600.0, "mse_10d_below_pca": True}
+
+
+def load_mnist(path, n_train=None):
+    data = np.load(path)
+    X_train = data["X_train"].reshape(len(data["X_train"]), -1).astype(np.float32) / 255.0
+    X_test = data["X_test"].reshape(len(data["X_test"]), -1).astype(np.float32) / 255.0
+    y_train, y_test = data["y_train"], data["y_test"]
+    if n_train:
+        X_train, y_train = X_train[:n_train], y_train[:n_train]
+    return X_train, y_train, X_test, y_test
+
+
+def timed_fit(model, X):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    return time.perf_counter() - start
+
+
+def transform_rate(model, X):
+    model.transform(X[:1000])  # warm-up
+    start = time.perf_counter()
+    model.transform(X)
+    return len(X) / (time.perf_counter() - start)
+
+
+def embedding_quality(model, X_train, y_train, X_test, y_test):
+    Z_train, Z_test = model.transform(X_train), model.transform(X_test)
+    knn = KNeighborsClassifier(n_neighbors=10).fit(Z_train, y_train).score(Z_test, y_test)
+    trust = trustworthiness(X_test[:5000], Z_test[:5000], n_neighbors=10)
+    return {"knn_2d": float(knn), "trustworthiness_2d": float(trust)}
+
+
+def reconstruction_mse(model, X):
+    return float(np.mean((model.inverse_transform(model.transform(X)) - X) ** 2))
+
+
+def run(args):
+    X_train, y_train, X_test, y_test = load_mnist(args.data, args.n_train)
+    vae_kwargs = {"random_state": args.seed}
+    if args.max_steps:
+        vae_kwargs["max_steps"] = args.max_steps
+    rows = {}
+
+    for name, model in [("PCA", PCA(2, random_state=args.seed)), ("CompressionVAE", CompressionVAE(2, **vae_kwargs))]:
+        fit_s = timed_fit(model, X_train)
+        row = {"fit_seconds_2d": fit_s, "transform_per_s": transform_rate(model, X_test)}
+        row.update(embedding_quality(model, X_train, y_train, X_test, y_test))
+        if isinstance(model, CompressionVAE):
+            row.update(steps_2d=model.n_steps_, stop_reason_2d=model.stop_reason_, test_elbo_2d=model.score(X_test))
+        else:
+            row["test_loglik_2d"] = float(model.score(X_test))
+        rows[name] = row
+        print(f"{name} 2-D done: {row}", flush=True)
+
+    for name, model in [("PCA", PCA(10, random_state=args.seed)), ("CompressionVAE", CompressionVAE(10, **vae_kwargs))]:
+        row = rows[name]
+        row["fit_seconds_10d"] = timed_fit(model, X_train)
+        row["mse_10d"] = reconstruction_mse(model, X_test)
+        if isinstance(model, CompressionVAE):
+            row.update(steps_10d=model.n_steps_, test_elbo_10d=model.score(X_test))
+        print(f"{name} 10-D done: {row}", flush=True)
+
+    # IAF against no flow at the same step budget: the default 2-D model's step count.
+    budget = rows["CompressionVAE"]["steps_2d"]
+    iaf = CompressionVAE(2, **dict(vae_kwargs, max_steps=budget, learning_rate_min=0.0), iaf_flow_length=5)
+    plain = CompressionVAE(2, **dict(vae_kwargs, max_steps=budget, learning_rate_min=0.0))
+    iaf_rows = {}
+    for label, model in [("iaf_0", plain), ("iaf_5", iaf)]:
+        fit_s = timed_fit(model, X_train)
+        iaf_rows[label] = {"steps": model.n_steps_, "fit_seconds": fit_s, "test_elbo": model.score(X_test)}
+        print(f"{label} done: {iaf_rows[label]}", flush=True)
+
+    return {
+        "dataset": str(args.data),
+        "n_train": len(X_train),
+        "n_test": len(X_test),
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+        },
+        "targets": TARGETS,
+        "methods": rows,
+        "iaf_same_budget": iaf_rows,
+    }
+
+
+def print_table(result):
+    pca, vae = result["methods"]["PCA"], result["methods"]["CompressionVAE"]
+    lines = [
+        ("fit seconds (2-D)", "fit_seconds_2d", "{:.1f}"),
+        ("transform samples/s (2-D)", "transform_per_s", "{:,.0f}"),
+        ("kNN(10) accuracy (2-D)", "knn_2d", "{:.4f}"),
+        ("trustworthiness(10) (2-D)", "trustworthiness_2d", "{:.4f}"),
+        ("reconstruction MSE (10-D)", "mse_10d", "{:.4f}"),
+        ("fit seconds (10-D)", "fit_seconds_10d", "{:.1f}"),
+        ("test ELBO / loglik (2-D)", ("test_loglik_2d", "test_elbo_2d"), "{:.1f}"),
+        ("test ELBO (10-D)", (None, "test_elbo_10d"), "{:.1f}"),
+    ]
+    print(f"\n{'metric':<28}{'PCA':>14}{'CompressionVAE':>16}")
+    for label, key, fmt in lines:
+        keys = key if isinstance(key, tuple) else (key, key)
+        cells = [fmt.format(row[k]) if k in row else "-" for row, k in zip((pca, vae), keys)]
+        print(f"{label:<28}{cells[0]:>14}{cells[1]:>16}")
+    iaf = result["iaf_same_budget"]
+    print(f"\nIAF at {iaf['iaf_0']['steps']} steps: test ELBO {iaf['iaf_0']['test_elbo']:.2f} (no flow) "
+          f"vs {iaf['iaf_5']['test_elbo']:.2f} (5 IAF steps); fit {iaf['iaf_0']['fit_seconds']:.0f}s vs "
+          f"{iaf['iaf_5']['fit_seconds']:.0f}s")
+    checks = {
+        "knn_2d >= 0.82": vae["knn_2d"] >= TARGETS["knn_2d"],
+        "trustworthiness_2d >= 0.90": vae["trustworthiness_2d"] >= TARGETS["trustworthiness_2d"],
+        "fit_seconds_2d < 600": vae["fit_seconds_2d"] < TARGETS["fit_seconds_2d"],
+        "mse_10d < PCA": vae["mse_10d"] < pca["mse_10d"],
+        "IAF ELBO > no-flow ELBO": iaf["iaf_5"]["test_elbo"] > iaf["iaf_0"]["test_elbo"],
+    }
+    print("\ntargets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items()))
+    result["targets_met"] = checks
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="MNIST .npz with X_train, y_train, X_test, y_test")
+    parser.add_argument("--out", default="benchmarks/results/mnist.json", help="where to write the JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training rows")
+    parser.add_argument("--max-steps", type=int, default=None, help="override max_steps (quick runs)")
+    args = parser.parse_args()
+    result = run(args)
+    print_table(result)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

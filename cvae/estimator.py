@@ -1,0 +1,642 @@
+"""The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
+
+import json
+import warnings
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from . import __version__
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_finite_float,
+    check_latent,
+    check_unit_interval,
+    draw_seed,
+    isolated_rng,
+    resolve_device,
+    validate_input,
+)
+from .data import BatchIterator, iterate_chunks, train_validation_split
+from .nn import VAE
+from .nn.likelihoods import LIKELIHOODS
+from .nn.mlp import ACTIVATIONS, INITIALIZERS
+from .nn.vae import default_hidden_sizes
+from .preprocessing import normalization_statistics
+from .training import LogDir, Trainer, TrainerConfig
+
+__all__ = ["CompressionVAE"]
+
+# Seed of the single posterior sample that score_samples draws, so scores are repeatable.
+_SCORE_SEED = 0
+
+
+class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Dimensionality reduction with a variational autoencoder.
+
+    Learns an encoder from data to a ``n_components``-dimensional latent space and a
+    decoder back, by maximizing the evidence lower bound (ELBO). The embedding is a real
+    function: it maps unseen data (:meth:`transform`), decodes latent points to data space
+    (:meth:`inverse_transform`), scores data by its ELBO (:meth:`score_samples`) and
+    generates new samples (:meth:`sample`). The posterior can be made more flexible with
+    inverse autoregressive flow (IAF) layers.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the latent space (the embedding).
+    hidden_layer_sizes : tuple of int, default=None
+        Widths of the encoder's hidden layers; the decoder mirrors them. ``None`` chooses
+        two halving layers from the data (see :func:`cvae.nn.vae.default_hidden_sizes`:
+        ``(512, 256)`` for 784 features); the choice is stored in ``hidden_layer_sizes_``.
+    iaf_flow_length : int, default=0
+        Number of inverse autoregressive flow steps on the approximate posterior.
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        Decoder distribution. ``"gaussian"`` learns a mean and a variance per feature
+        (the variance is bounded below, so constant features cannot drive the loss to
+        minus infinity); ``"bernoulli"`` is for data in [0, 1] such as pixel intensities.
+    beta : float, default=1.0
+        Weight of the KL term (beta-VAE). 1 gives the true ELBO.
+    kl_warmup_steps : int, default=0
+        Steps over which the KL weight ramps linearly from 0 to ``beta``.
+    activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
+        Hidden-layer non-linearity.
+    dropout : float, default=0.0
+        Dropout probability in the hidden layers during training.
+    initializer : {"orthogonal", "truncated_normal", "lecun_normal", "default"}, \
+default="orthogonal"
+        Weight initialization; ``"default"`` keeps PyTorch's.
+    normalize : bool, default=True
+        Standardize features with statistics of the training data. The statistics are
+        stored in the model; inputs and outputs stay in the original scale.
+    batch_size : int, default=128
+        Training mini-batch size.
+    eval_batch_size : int, default=4096
+        Rows per batch for validation, :meth:`transform`, :meth:`inverse_transform` and
+        :meth:`score_samples`.
+    learning_rate_init : float, default=1e-3
+        Initial Adam learning rate.
+    max_steps : int, default=30000
+        Budget of optimization steps (over all warm-started fits of one run).
+    validation_fraction : float, default=0.1
+        Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given.
+    validation_interval : int, default=500
+        Steps between validations. Each validation uses the whole validation set.
+    patience : int, default=5
+        Validations without improvement before the learning rate is divided by
+        ``learning_rate_factor``.
+    learning_rate_factor : float, default=5.0
+        Divisor of the learning rate on a plateau.
+    learning_rate_min : float, default=1e-5
+        Training has converged when the learning rate falls below this value.
+    tol : float, default=0.0
+        A validation loss counts as an improvement when it beats the best by more than
+        ``tol`` nats.
+    checkpoint_interval : int, default=2000
+        Steps between checkpoints in ``logdir`` (one is also written at the end).
+    logdir : str or path-like, default=None
+        Directory for parameters, normalization statistics, history and checkpoints.
+        ``None`` writes nothing.
+    tensorboard : bool, default=False
+        Write TensorBoard scalars into ``logdir`` (needs the ``tensorboard`` extra).
+    warm_start : bool, default=False
+        Continue the previous run (the fitted model in memory, or else the checkpoint in
+        ``logdir``) instead of starting afresh: step count, optimizer, scheduler and random
+        state carry on.
+    device : str or torch.device, default="auto"
+        ``"auto"`` picks CUDA, then Apple MPS, then CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, the initialization and every random draw of training. On the
+        CPU, the same seed gives the same model bit for bit.
+    verbose : bool, default=False
+        Show a progress bar with step, losses and learning rate.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names seen during fit, when ``X`` had string column names.
+    hidden_layer_sizes_ : list of int
+        Encoder widths used.
+    device_ : torch.device
+        Device the model lives on.
+    module_ : cvae.nn.VAE
+        The fitted torch module, in evaluation mode, with the best validation weights.
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        Normalization statistics (0 and 1 when ``normalize=False``).
+    history_ : list of dict
+        One row per validation: ``step``, ``train_loss``, ``validation_loss``,
+        ``validation_log_likelihood``, ``validation_kl``, ``learning_rate``,
+        ``elapsed_seconds``.
+    n_steps_ : int
+        Optimization steps taken so far.
+    best_validation_loss_ : float
+        Lowest validation loss (negative ELBO per sample, in nats).
+    stop_reason_ : {"converged", "max_steps", "interrupted", "diverged"}
+        Why the last fit ended.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : Linear dimensionality reduction.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from cvae import CompressionVAE
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = CompressionVAE(n_components=2, max_steps=200, random_state=0)
+    >>> Z = vae.fit_transform(X)
+    >>> Z.shape
+    (1797, 2)
+    >>> vae.inverse_transform(Z[:3]).shape
+    (3, 64)
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", None],
+        "iaf_flow_length": [Interval(Integral, 0, None, closed="left")],
+        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "kl_warmup_steps": [Interval(Integral, 0, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "initializer": [StrOptions(set(INITIALIZERS))],
+        "normalize": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "eval_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_steps": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "validation_interval": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 0, None, closed="left")],
+        "learning_rate_factor": [Interval(Real, 1, None, closed="neither")],
+        "learning_rate_min": [Interval(Real, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "checkpoint_interval": [Interval(Integral, 1, None, closed="left")],
+        "logdir": [str, Path, None],
+        "tensorboard": ["boolean"],
+        "warm_start": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=None,
+        iaf_flow_length=0,
+        likelihood="gaussian",
+        beta=1.0,
+        kl_warmup_steps=0,
+        activation="relu",
+        dropout=0.0,
+        initializer="orthogonal",
+        normalize=True,
+        batch_size=128,
+        eval_batch_size=4096,
+        learning_rate_init=1e-3,
+        max_steps=30000,
+        validation_fraction=0.1,
+        validation_interval=500,
+        patience=5,
+        learning_rate_factor=5.0,
+        learning_rate_min=1e-5,
+        tol=0.0,
+        checkpoint_interval=2000,
+        logdir=None,
+        tensorboard=False,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.iaf_flow_length = iaf_flow_length
+        self.likelihood = likelihood
+        self.beta = beta
+        self.kl_warmup_steps = kl_warmup_steps
+        self.activation = activation
+        self.dropout = dropout
+        self.initializer = initializer
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_steps = max_steps
+        self.validation_fraction = validation_fraction
+        self.validation_interval = validation_interval
+        self.patience = patience
+        self.learning_rate_factor = learning_rate_factor
+        self.learning_rate_min = learning_rate_min
+        self.tol = tol
+        self.checkpoint_interval = checkpoint_interval
+        self.logdir = logdir
+        self.tensorboard = tensorboard
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X, y=None, *, X_valid=None):
+        """Fit the VAE to ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : None
+            Ignored; present for API consistency.
+        X_valid : array-like of shape (n_valid_samples, n_features), default=None
+            Validation data for learning-rate scheduling and model selection. If None,
+            ``validation_fraction`` of ``X`` is held out.
+
+        Returns
+        -------
+        self : CompressionVAE
+            The fitted estimator. After a ``KeyboardInterrupt`` it holds the best model
+            so far (and has saved a checkpoint when ``logdir`` is set).
+        """
+        self._validate_params()
+        self._check_hidden_layer_sizes()
+        logdir = LogDir(self.logdir) if self.logdir is not None else None
+        resume, meta = self._previous_run(logdir)
+        X = validate_input(self, X, reset=True)
+        if meta is not None:
+            self._check_same_features(X, meta)
+        seed = meta["seed"] if meta is not None else draw_seed(self.random_state)
+        X_train, X_valid = self._split(X, X_valid, seed)
+        for name, data in (("X", X_train), ("X_valid", X_valid)):
+            check_finite_float(data, name)
+            if self.likelihood == "bernoulli":
+                check_unit_interval(data, name)
+
+        device = resolve_device(self.device)
+        if meta is None:
+            loc, scale = normalization_statistics(X_train, self.normalize)
+            meta = self._run_metadata(X_train.shape[1], seed, loc, scale)
+        if logdir is not None:
+            logdir.write_params({"params": self._json_params(), "meta": meta})
+            logdir.write_normalization(np.asarray(meta["loc"], np.float32), np.asarray(meta["scale"], np.float32))
+        with isolated_rng(device):
+            torch.manual_seed(seed)
+            trainer = self._make_trainer(meta, X_train, X_valid, device, logdir)
+            if resume is not None:
+                trainer.load_state_dict(resume)
+            stop_reason = trainer.run()
+            state = trainer.state_dict()
+        if logdir is not None:
+            logdir.write_checkpoint(state)
+            logdir.write_history(state["history"])
+        self._adopt_run(state, meta, device)
+        self._warn_on_stop(stop_reason)
+        return self
+
+    def _check_hidden_layer_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if sizes is not None and (len(sizes) == 0 or any(int(s) != s or s < 1 for s in sizes)):
+            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive integers, got {sizes!r}.")
+        if self.tensorboard and self.logdir is None:
+            raise ValueError("tensorboard=True writes event files into logdir; set logdir too.")
+
+    def _previous_run(self, logdir):
+        """The checkpoint and metadata to continue from, or ``(None, None)`` for a fresh run."""
+        if self.warm_start and hasattr(self, "_checkpoint"):
+            return self._checkpoint, self._meta
+        if logdir is None or not logdir.has_run():
+            return None, None
+        if not self.warm_start:
+            raise FileExistsError(
+                f"Log directory {str(logdir.path)!r} already holds a training run. Pass warm_start=True to "
+                "continue it, use CompressionVAE.load() to use it as is, or choose an empty logdir to "
+                "start afresh."
+            )
+        return logdir.read_checkpoint(), logdir.read_params()["meta"]
+
+    def _check_same_features(self, X, meta):
+        if X.shape[1] != meta["n_features"]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the run being continued was trained on "
+                f"{meta['n_features']} features."
+            )
+
+    def _split(self, X, X_valid, seed):
+        if X_valid is not None:
+            return X, validate_input(self, X_valid, reset=False, name="X_valid")
+        train, valid = train_validation_split(len(X), self.validation_fraction, seed)
+        return X[train], X[valid]
+
+    def _run_metadata(self, n_features, seed, loc, scale):
+        sizes = self.hidden_layer_sizes
+        sizes = default_hidden_sizes(n_features, self.n_components) if sizes is None else [int(s) for s in sizes]
+        model = dict(
+            n_features=n_features,
+            n_latent=self.n_components,
+            hidden_sizes=sizes,
+            likelihood=self.likelihood,
+            n_flows=self.iaf_flow_length,
+            dropout=float(self.dropout),
+            activation=self.activation,
+            initializer=self.initializer,
+        )
+        names = getattr(self, "feature_names_in_", None)
+        return {
+            "version": __version__,
+            "n_features": n_features,
+            "feature_names": None if names is None else [str(n) for n in names],
+            "seed": seed,
+            "model": model,
+            "loc": loc.tolist(),
+            "scale": scale.tolist(),
+        }
+
+    def _make_trainer(self, meta, X_train, X_valid, device, logdir):
+        model = _build_module(meta).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate_init)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            factor=1.0 / self.learning_rate_factor,
+            patience=self.patience,
+            threshold=self.tol,
+            threshold_mode="abs",
+        )
+        config = TrainerConfig(
+            max_steps=self.max_steps,
+            validation_interval=self.validation_interval,
+            eval_batch_size=self.eval_batch_size,
+            beta=self.beta,
+            kl_warmup_steps=self.kl_warmup_steps,
+            learning_rate_min=self.learning_rate_min,
+            checkpoint_interval=self.checkpoint_interval,
+            verbose=bool(self.verbose),
+        )
+        to_device = lambda a: torch.as_tensor(a, dtype=torch.float32).to(device)  # noqa: E731
+        return Trainer(
+            model,
+            optimizer,
+            scheduler,
+            BatchIterator(to_device(X_train), self.batch_size),
+            to_device(X_valid),
+            config,
+            on_checkpoint=logdir.write_checkpoint if logdir is not None else None,
+            on_validation=self._tensorboard_writer(logdir),
+        )
+
+    def _tensorboard_writer(self, logdir):
+        if not self.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ImportError(
+                "tensorboard=True needs the tensorboard package: pip install 'cvae[tensorboard]'."
+            ) from exc
+        writer = SummaryWriter(str(logdir.path))
+
+        def write(row):
+            for key, value in row.items():
+                if key != "step":
+                    writer.add_scalar(key, value, row["step"])
+            writer.flush()
+
+        return write
+
+    def _warn_on_stop(self, stop_reason):
+        if stop_reason == "interrupted":
+            warnings.warn(
+                f"Training interrupted at step {self.n_steps_}; the model holds the best weights so far"
+                + (f" and a checkpoint was saved in {self.logdir!r}." if self.logdir is not None else "."),
+                UserWarning,
+                stacklevel=3,
+            )
+        elif stop_reason == "diverged":
+            warnings.warn(
+                f"Training diverged (non-finite loss) at step {self.n_steps_} even after lowering the "
+                "learning rate; the model holds the last weights with a finite validation loss. Try a "
+                "lower learning_rate_init or normalize=True.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        elif stop_reason == "max_steps":
+            warnings.warn(
+                f"Reached max_steps={self.max_steps} before the learning rate fell below "
+                f"learning_rate_min={self.learning_rate_min}; the model may improve with more steps.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _adopt_run(self, state, meta, device):
+        """Set every fitted attribute from a trainer state and run metadata."""
+        self._checkpoint = state
+        self._meta = meta
+        self.device_ = device
+        self.module_ = _build_module(meta, state["best_model"]).to(device).eval()
+        self.hidden_layer_sizes_ = list(meta["model"]["hidden_sizes"])
+        self.mean_ = np.asarray(meta["loc"], dtype=np.float32)
+        self.scale_ = np.asarray(meta["scale"], dtype=np.float32)
+        self.history_ = list(state["history"])
+        self.n_steps_ = state["step"]
+        self.best_validation_loss_ = state["best_loss"]
+        self.stop_reason_ = state["stop_reason"]
+        self.n_features_in_ = meta["n_features"]
+        if meta["feature_names"] is not None:
+            self.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+
+    def _json_params(self):
+        params = self.get_params()
+        params["logdir"] = None if self.logdir is None else str(self.logdir)
+        params["device"] = str(self.device)
+        if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
+            params["random_state"] = None
+        if params["hidden_layer_sizes"] is not None:
+            params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
+        return json.loads(json.dumps(params))
+
+    @classmethod
+    def load(cls, logdir, *, device=None):
+        """Load the fitted estimator saved in ``logdir``.
+
+        Parameters
+        ----------
+        logdir : str or path-like
+            Directory written by a fit with ``logdir`` set.
+        device : str or torch.device, default=None
+            Where to put the model; ``None`` uses the saved ``device`` parameter.
+
+        Returns
+        -------
+        estimator : CompressionVAE
+            Fitted, with the best validation weights; ``fit`` with ``warm_start=True``
+            continues the saved run.
+        """
+        run = LogDir(logdir)
+        saved = run.read_params()
+        state = run.read_checkpoint()
+        params = dict(saved["params"], logdir=str(logdir))
+        if params["hidden_layer_sizes"] is not None:  # JSON has no tuples
+            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        if device is not None:
+            params["device"] = device
+        estimator = cls(**params)
+        estimator._adopt_run(state, saved["meta"], resolve_device(estimator.device))
+        return estimator
+
+    # ------------------------------------------------------------------ inference
+
+    def _run_batched(self, fn, A, n_out):
+        """Apply ``fn`` to float32 tensors of ``A`` in batches; return numpy of ``A``'s dtype."""
+        out = np.empty((len(A), n_out), dtype=A.dtype)
+        with torch.inference_mode():
+            for rows in iterate_chunks(len(A), self.eval_batch_size):
+                batch = torch.from_numpy(np.ascontiguousarray(A[rows], dtype=np.float32)).to(self.device_)
+                out[rows] = fn(batch).cpu().numpy()
+        return out
+
+    def _check_X(self, X):
+        check_is_fitted(self)
+        X = validate_input(self, X, reset=False)
+        check_finite_float(X, "X")
+        return X
+
+    def transform(self, X):
+        """Embed ``X``: the posterior mean (through the flow at zero noise, with IAF).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            float64 for float64 input, float32 otherwise.
+        """
+        X = self._check_X(X)
+        return self._run_batched(self.module_.embed, X, self.n_components)
+
+    def inverse_transform(self, Z):
+        """Decode latent codes to the decoder mean, in the original feature scale.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+        """
+        check_is_fitted(self)
+        Z = check_latent(Z, self.n_components)
+        return self._run_batched(self.module_.decode_mean, Z, self.n_features_in_)
+
+    def score_samples(self, X):
+        """Per-sample evidence lower bound (ELBO) in nats, in the original data scale.
+
+        A one-sample Monte Carlo estimate (the KL term is exact without flows) drawn with
+        a fixed seed, so the same input always gets the same score. Higher is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        elbo : ndarray of shape (n_samples,)
+        """
+        X = self._check_X(X)
+
+        def elbo(batch):
+            return self.module_(batch).elbo[:, None]
+
+        with isolated_rng(self.device_):
+            torch.manual_seed(_SCORE_SEED)
+            return self._run_batched(elbo, X, 1)[:, 0]
+
+    def score(self, X, y=None):
+        """Mean ELBO per sample in nats (higher is better), for model selection.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Generate data: draw latent codes from the prior N(0, I) and decode them.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+            Seeds the latent draws.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_), dtype float32
+            Decoder means of the drawn codes.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        generator = torch.Generator().manual_seed(draw_seed(random_state))
+        Z = torch.randn(n_samples, self.n_components, generator=generator).numpy()
+        return self.inverse_transform(Z)
+
+    # ------------------------------------------------------------------ scikit-learn plumbing
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def __getstate__(self):
+        # The module is rebuilt from the CPU checkpoint on unpickling, so an estimator
+        # trained on a GPU loads on a machine without one.
+        state = self.__dict__.copy()
+        state.pop("module_", None)
+        state.pop("device_", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "_checkpoint" in state:
+            try:
+                device = resolve_device(self.device)
+            except ValueError:  # saved with device="cuda", unpickled without a GPU
+                device = torch.device("cpu")
+            self._adopt_run(self._checkpoint, self._meta, device)
+
+
+def _build_module(meta, state_dict=None):
+    """The VAE described by run metadata, optionally with saved weights."""
+    loc = torch.as_tensor(meta["loc"], dtype=torch.float32)
+    scale = torch.as_tensor(meta["scale"], dtype=torch.float32)
+    if state_dict is None:
+        return VAE(loc=loc, scale=scale, **meta["model"])
+    # Constructing initializes weights from torch's global generator; they are overwritten
+    # at once, so keep that draw from disturbing the caller's random state.
+    with isolated_rng(torch.device("cpu")):
+        module = VAE(loc=loc, scale=scale, **meta["model"])
+    module.load_state_dict(state_dict)
+    return module

@@ -1,0 +1,257 @@
+"""The optimization loop: steps, validation, learning-rate plateaus, best-weight restore."""
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import iterate_chunks
+
+__all__ = ["Trainer", "TrainerConfig", "evaluate"]
+
+logger = logging.getLogger(__name__)
+
+# A non-finite validation loss rolls the model back to its best weights with a lower
+# learning rate; after this many rollbacks in one run training stops.
+MAX_ROLLBACKS = 3
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of one training run (see :class:`cvae.CompressionVAE` for their meaning)."""
+
+    max_steps: int
+    validation_interval: int
+    eval_batch_size: int
+    beta: float = 1.0
+    kl_warmup_steps: int = 0
+    learning_rate_min: float = 0.0
+    checkpoint_interval: int = 0
+    verbose: bool = False
+
+
+@torch.no_grad()
+def evaluate(model, X, batch_size, beta=1.0):
+    """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``X`` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, device=X.device, dtype=torch.float64)
+    for rows in iterate_chunks(len(X), batch_size):
+        out = model(X[rows], beta=beta)
+        totals += torch.stack([out.loss * len(out.kl), out.log_likelihood.sum(), out.kl.sum()]).double()
+    model.train(was_training)
+    loss, log_likelihood, kl = (totals / len(X)).tolist()
+    return {"loss": loss, "log_likelihood": log_likelihood, "kl": kl}
+
+
+def _clone_state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class Trainer:
+    """Runs Adam steps on shuffled batches and validates every ``validation_interval`` steps.
+
+    After each validation the plateau scheduler sees the validation loss; training ends
+    when the learning rate falls below ``learning_rate_min`` (converged), when
+    ``max_steps`` is reached, or on ``KeyboardInterrupt``. The loop keeps the weights with
+    the best validation loss, which :meth:`restore_best` loads back.
+
+    Parameters
+    ----------
+    model : cvae.nn.VAE
+        Module to train, on the training device.
+    optimizer : torch.optim.Optimizer
+    scheduler : torch.optim.lr_scheduler.ReduceLROnPlateau
+    batches : cvae.data.BatchIterator
+        Endless training batches on the model's device.
+    X_valid : torch.Tensor
+        Validation rows on the model's device.
+    config : TrainerConfig
+    on_checkpoint : callable, default=None
+        Called with :meth:`state_dict` every ``checkpoint_interval`` steps.
+    on_validation : callable, default=None
+        Called with each new history row (a dict) right after it is recorded.
+    """
+
+    def __init__(self, model, optimizer, scheduler, batches, X_valid, config, on_checkpoint=None, on_validation=None):
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.batches = batches
+        self.X_valid = X_valid
+        self.config = config
+        self.on_checkpoint = on_checkpoint
+        self.on_validation = on_validation
+        self.step = 0
+        self.elapsed = 0.0
+        self.best_loss = math.inf
+        self.best_model = _clone_state(model)
+        self.history = []
+        self.rollbacks = 0
+        self.stop_reason = None
+
+    @property
+    def learning_rate(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _beta(self):
+        warmup = self.config.kl_warmup_steps
+        return self.config.beta * (min(1.0, (self.step + 1) / warmup) if warmup else 1.0)
+
+    def _train_step(self, batch):
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(batch, beta=self._beta())
+        out.loss.backward()
+        self.optimizer.step()
+        return out.loss.detach()
+
+    def _roll_back(self):
+        self.rollbacks += 1
+        self.model.load_state_dict(self.best_model)
+        self.optimizer.state.clear()
+        for group in self.optimizer.param_groups:
+            group["lr"] /= 10
+        logger.warning(
+            "Non-finite validation loss at step %d; restored the best weights and lowered the "
+            "learning rate to %.3g (rollback %d of %d).",
+            self.step, self.learning_rate, self.rollbacks, MAX_ROLLBACKS,
+        )
+
+    def _validate(self, train_loss):
+        scores = evaluate(self.model, self.X_valid, self.config.eval_batch_size, beta=self.config.beta)
+        self.history.append(
+            {
+                "step": self.step,
+                "train_loss": train_loss,
+                "validation_loss": scores["loss"],
+                "validation_log_likelihood": scores["log_likelihood"],
+                "validation_kl": scores["kl"],
+                "learning_rate": self.learning_rate,
+                "elapsed_seconds": self.elapsed,
+            }
+        )
+        if self.on_validation is not None:
+            self.on_validation(self.history[-1])
+        loss = scores["loss"]
+        if not math.isfinite(loss):
+            if self.rollbacks >= MAX_ROLLBACKS:
+                self.model.load_state_dict(self.best_model)
+                return "diverged"
+            self._roll_back()
+            return None
+        if loss < self.best_loss:
+            self.best_loss = loss
+            self.best_model = _clone_state(self.model)
+        self.scheduler.step(loss)
+        if self.learning_rate < self.config.learning_rate_min:
+            return "converged"
+        return None
+
+    def run(self):
+        """Train until converged, out of steps or interrupted; return the stop reason.
+
+        Returns
+        -------
+        stop_reason : {"converged", "max_steps", "interrupted", "diverged"}
+        """
+        cfg = self.config
+        self.model.train()
+        progress = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.verbose, unit="step", dynamic_ncols=True)
+        train_sum = torch.zeros((), device=self.X_valid.device)
+        n_summed = 0
+        started = time.perf_counter()
+        self.stop_reason = "max_steps"
+        try:
+            while self.step < cfg.max_steps:
+                train_sum += self._train_step(next(self.batches))
+                n_summed += 1
+                self.step += 1
+                progress.update(1)
+                if self.step % cfg.validation_interval == 0 or self.step == cfg.max_steps:
+                    self.elapsed += time.perf_counter() - started
+                    started = time.perf_counter()
+                    reason = self._validate(train_sum.item() / n_summed)
+                    train_sum.zero_()
+                    n_summed = 0
+                    self._report(progress)
+                    if reason is not None:
+                        self.stop_reason = reason
+                        break
+                if cfg.checkpoint_interval and self.on_checkpoint and self.step % cfg.checkpoint_interval == 0:
+                    self.on_checkpoint(self.state_dict())
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+        finally:
+            self.elapsed += time.perf_counter() - started
+            progress.close()
+        return self.stop_reason
+
+    def _report(self, progress):
+        row = self.history[-1]
+        fields = {
+            "train": f"{row['train_loss']:.4g}",
+            "valid": f"{row['validation_loss']:.4g}",
+            "lr": f"{row['learning_rate']:.2g}",
+        }
+        if progress.disable:
+            logger.info("step %d %s", self.step, " ".join(f"{k}={v}" for k, v in fields.items()))
+        else:
+            progress.set_postfix(fields, refresh=False)
+
+    def restore_best(self):
+        """Load the weights that had the lowest validation loss."""
+        self.model.load_state_dict(self.best_model)
+
+    def state_dict(self):
+        """Everything needed to continue this run exactly: weights, optimizer, scheduler, RNG."""
+        state = {
+            "model": self.model.state_dict(),
+            "best_model": self.best_model,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best_loss": self.best_loss,
+            "history": self.history,
+            "rollbacks": self.rollbacks,
+            "stop_reason": self.stop_reason,
+            "batches": self.batches.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return _to_cpu(state)
+
+    def load_state_dict(self, state):
+        """Continue the run saved by :meth:`state_dict`."""
+        device = next(self.model.parameters()).device
+        self.model.load_state_dict(state["model"])
+        self.best_model = {k: v.to(device) for k, v in state["best_model"].items()}
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        self.elapsed = state["elapsed"]
+        self.best_loss = state["best_loss"]
+        self.history = copy.deepcopy(state["history"])
+        self.rollbacks = state["rollbacks"]
+        self.stop_reason = state["stop_reason"]
+        self.batches.load_state_dict(
+            {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state["batches"].items()}
+        )
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj

@@ -1,0 +1,310 @@
+"""Behaviour of CompressionVAE: shapes, dtypes, scales, scores, reproducibility, scheduling."""
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import InvalidParameterError
+
+from cvae import CompressionVAE
+
+
+@pytest.fixture
+def X(digits):
+    return digits[0][:400]
+
+
+def fit(X, X_valid=None, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return CompressionVAE(**params).fit(X, X_valid=X_valid)
+
+
+def test_fit_transform_shapes_and_finite_outputs(X, fast):
+    vae = fit(X, n_components=3, **fast)
+    Z = vae.transform(X)
+    assert Z.shape == (400, 3) and np.isfinite(Z).all()
+    assert vae.inverse_transform(Z).shape == (400, 64)
+    assert vae.sample(5, random_state=0).shape == (5, 64)
+    assert vae.score_samples(X).shape == (400,)
+    assert list(vae.get_feature_names_out()) == ["compressionvae0", "compressionvae1", "compressionvae2"]
+    assert vae.n_features_in_ == 64 and vae.hidden_layer_sizes_ == [32, 16]
+    assert vae.device_ == torch.device("cpu")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outputs_keep_float_input_precision(X, fast, dtype):
+    vae = fit(X, **fast)
+    assert vae.transform(X.astype(dtype)).dtype == dtype
+    assert vae.inverse_transform(np.zeros((2, 2), dtype)).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_, np.float16])
+def test_integer_bool_and_half_inputs_are_accepted_as_float32(X, fast, dtype):
+    vae = fit(X.astype(dtype), **fast)
+    assert vae.transform(X.astype(dtype)).dtype == np.float32
+
+
+def test_lists_are_accepted(X, fast):
+    vae = fit(X.tolist(), **fast)
+    assert np.array_equal(vae.transform(X[:5].tolist()), vae.transform(X[:5]))
+
+
+def test_transform_is_deterministic_and_batch_independent(X, fast):
+    vae = fit(X, eval_batch_size=7, iaf_flow_length=2, **fast)
+    Z = vae.transform(X)
+    assert np.array_equal(Z, vae.transform(X))
+    np.testing.assert_allclose(Z[:7], vae.set_params(eval_batch_size=1000).transform(X[:7]), rtol=1e-5, atol=1e-6)
+
+
+def test_same_random_state_gives_bit_identical_model(X, fast):
+    a, b = fit(X, iaf_flow_length=1, dropout=0.2, **fast), fit(X, iaf_flow_length=1, dropout=0.2, **fast)
+    assert np.array_equal(a.transform(X), b.transform(X))
+    assert a.history_ == [dict(r, elapsed_seconds=a_r["elapsed_seconds"]) for r, a_r in zip(b.history_, a.history_)]
+    c = fit(X, **dict(fast, random_state=1))
+    assert not np.array_equal(a.transform(X), c.transform(X))
+
+
+def test_fit_leaves_global_random_state_alone(X, fast):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expected_torch, expected_np = torch.rand(3), np.random.rand(3)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    fit(X, **fast)
+    assert torch.equal(torch.rand(3), expected_torch)
+    assert np.array_equal(np.random.rand(3), expected_np)
+
+
+def test_inverse_transform_returns_original_scale(X, fast):
+    big = X * 1000 + 5000
+    vae = fit(big, **dict(fast, max_steps=200))
+    recon = vae.inverse_transform(vae.transform(big))
+    assert abs(recon.mean() - big.mean()) < 0.1 * big.std()
+    assert np.mean((recon - big) ** 2) < big.var()  # better than predicting the mean
+
+
+def test_elbo_is_in_original_data_scale(X, fast):
+    # Normalization absorbs a rescaling by 4 (a power of two, so exact in floating point):
+    # the same network results and the density changes by the Jacobian, -log 4 per
+    # varying feature (constant features keep scale 1 and are unaffected).
+    a = fit(X, **fast)
+    b = fit(X * 4, **fast)
+    n_varying = int(np.sum(a.scale_ != 1))
+    assert 0 < n_varying < 64
+    np.testing.assert_allclose(b.score_samples(X * 4), a.score_samples(X) - n_varying * np.log(4), rtol=1e-5)
+
+
+def test_score_is_mean_of_repeatable_score_samples(X, fast):
+    vae = fit(X, **fast)
+    s = vae.score_samples(X)
+    assert np.array_equal(s, vae.score_samples(X))
+    assert vae.score(X) == pytest.approx(s.mean())
+
+
+def test_score_improves_with_training(X, fast):
+    short = fit(X, **dict(fast, max_steps=5))
+    longer = fit(X, **dict(fast, max_steps=300))
+    assert longer.score(X) > short.score(X) + 10
+
+
+def test_sample_is_reproducible_and_decodes_prior_draws(X, fast):
+    vae = fit(X, **fast)
+    np.testing.assert_array_equal(vae.sample(4, random_state=3), vae.sample(4, random_state=3))
+    assert not np.array_equal(vae.sample(4, random_state=3), vae.sample(4, random_state=4))
+    with pytest.raises(ValueError, match="n_samples"):
+        vae.sample(0)
+
+
+def test_validation_data_is_used_and_checked(X, fast):
+    vae = fit(X[:300], X_valid=X[300:], **fast)
+    assert len(vae.history_) == 3
+    with pytest.raises(ValueError, match="X_valid has 10 features, but X has 64"):
+        CompressionVAE(**fast).fit(X, X_valid=X[:, :10])
+
+
+def test_too_few_samples_for_a_validation_split_is_a_clear_error(fast):
+    with pytest.raises(ValueError, match="validation_fraction=0.1 of 3 samples"):
+        CompressionVAE(**fast).fit(np.random.rand(3, 4))
+
+
+def test_history_records_each_validation(X, fast):
+    vae = fit(X, **fast)
+    assert [row["step"] for row in vae.history_] == [20, 40, 60]
+    assert set(vae.history_[0]) == {
+        "step", "train_loss", "validation_loss", "validation_log_likelihood", "validation_kl",
+        "learning_rate", "elapsed_seconds",
+    }
+    assert vae.best_validation_loss_ == min(row["validation_loss"] for row in vae.history_)
+    assert vae.n_steps_ == 60 and vae.stop_reason_ == "max_steps"
+
+
+def test_learning_rate_plateaus_divide_the_rate_and_end_training(X, fast):
+    # tol larger than any improvement makes every validation a plateau.
+    vae = CompressionVAE(**dict(fast, max_steps=10_000, validation_interval=5), patience=1, tol=1e6,
+                         learning_rate_init=1e-2, learning_rate_factor=10, learning_rate_min=1e-4).fit(X)
+    rates = [row["learning_rate"] for row in vae.history_]
+    assert vae.stop_reason_ == "converged"
+    assert rates[0] == pytest.approx(1e-2)
+    assert sorted(set(rates), reverse=True) == pytest.approx([1e-2, 1e-3, 1e-4])
+    assert vae.n_steps_ < 100
+
+
+def test_best_validation_weights_are_restored(X, fast):
+    vae = fit(X, **fast)
+    state = vae.module_.state_dict()
+    for name, value in vae._checkpoint["best_model"].items():
+        assert torch.equal(state[name], value)
+    assert any(not torch.equal(state[name], value) for name, value in vae._checkpoint["model"].items()) or (
+        vae.history_[-1]["validation_loss"] == vae.best_validation_loss_
+    )
+
+
+def test_max_steps_without_convergence_warns(X, fast):
+    with pytest.warns(ConvergenceWarning, match="max_steps=60"):
+        CompressionVAE(**fast).fit(X)
+
+
+def test_kl_warmup_ramps_beta(X, fast):
+    vae = CompressionVAE(**fast, kl_warmup_steps=100, beta=2.0)
+    from cvae.training import Trainer
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.config = type("C", (), {"kl_warmup_steps": 100, "beta": 2.0})()
+    for step, expected in [(0, 0.02), (49, 1.0), (99, 2.0), (500, 2.0)]:
+        trainer.step = step
+        assert trainer._beta() == pytest.approx(expected)
+    fit(X, **dict(fast, kl_warmup_steps=100))  # and a warm-up fit runs
+    assert vae.beta == 2.0
+
+
+def test_constant_features_give_finite_loss_and_embeddings(fast):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 10)).astype(np.float32)
+    X[:, :4] = 0.0  # MNIST-border-like constant columns
+    vae = fit(X, **dict(fast, max_steps=200))
+    assert np.isfinite(vae.transform(X)).all()
+    assert all(np.isfinite(row["validation_loss"]) for row in vae.history_)
+    assert np.isfinite(vae.score_samples(X)).all()
+
+
+def test_bernoulli_likelihood_on_unit_interval_data(digits, fast):
+    X = digits[0][:400] / 16.0
+    vae = fit(X, likelihood="bernoulli", **fast)
+    recon = vae.inverse_transform(vae.transform(X))
+    assert recon.min() >= 0 and recon.max() <= 1
+    with pytest.raises(ValueError, match=r"needs X in \[0, 1\].*range from 0 to 16"):
+        CompressionVAE(likelihood="bernoulli", **fast).fit(digits[0][:400])
+
+
+def test_iaf_model_fits_and_scores(X, fast):
+    vae = fit(X, iaf_flow_length=3, **fast)
+    assert len(vae.module_.flow.steps) == 3
+    assert np.isfinite(vae.score_samples(X)).all()
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_components": 0}, "'n_components' parameter"),
+        ({"likelihood": "poisson"}, "'likelihood' parameter"),
+        ({"initializer": "zeros"}, "'initializer' parameter"),
+        ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
+        ({"dropout": 1.0}, "'dropout' parameter"),
+        ({"batch_size": -1}, "'batch_size' parameter"),
+        ({"learning_rate_factor": 1.0}, "'learning_rate_factor' parameter"),
+    ],
+)
+def test_invalid_parameters_are_rejected_at_fit(X, params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        CompressionVAE(**params).fit(X)
+
+
+@pytest.mark.parametrize("sizes", [(), (16, 0), (8.5,)])
+def test_invalid_hidden_layer_sizes_are_rejected(X, sizes):
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        CompressionVAE(hidden_layer_sizes=sizes).fit(X)
+
+
+def test_unfitted_estimator_raises_not_fitted(X):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        CompressionVAE().transform(X)
+
+
+def test_wrong_number_of_features_and_latent_dimensions(X, fast):
+    vae = fit(X, **fast)
+    with pytest.raises(ValueError, match="X has 10 features, but CompressionVAE is expecting 64"):
+        vae.transform(X[:, :10])
+    with pytest.raises(ValueError, match="Z has 3 columns, but this CompressionVAE has n_components=2"):
+        vae.inverse_transform(np.zeros((4, 3)))
+
+
+def test_nan_inputs_are_rejected(X, fast):
+    vae = fit(X, **fast)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        CompressionVAE(**fast).fit(bad)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        vae.transform(bad)
+    with pytest.raises(ValueError, match="Input Z contains infinity"):
+        vae.inverse_transform(np.array([[np.inf, 0.0]]))
+
+
+def test_pickle_and_joblib_round_trips_transform_identically(X, fast, tmp_path):
+    vae = fit(X, iaf_flow_length=1, **fast)
+    Z = vae.transform(X)
+    assert np.array_equal(pickle.loads(pickle.dumps(vae)).transform(X), Z)
+    joblib.dump(vae, tmp_path / "vae.joblib")
+    restored = joblib.load(tmp_path / "vae.joblib")
+    assert np.array_equal(restored.transform(X), Z)
+    assert restored.score(X) == vae.score(X)
+
+
+def test_clone_gives_unfitted_copy_with_same_params(X, fast):
+    vae = fit(X, **fast)
+    copy = clone(vae)
+    assert copy.get_params() == vae.get_params()
+    assert not hasattr(copy, "module_")
+
+
+def test_warm_start_in_memory_continues_the_run(X, fast):
+    vae = fit(X, **fast)
+    vae.set_params(warm_start=True, max_steps=100)
+    fit_again = vae.fit(X)
+    assert fit_again.n_steps_ == 100
+    assert [row["step"] for row in vae.history_] == [20, 40, 60, 80, 100]
+
+
+def test_interrupted_and_resumed_fit_matches_an_uninterrupted_one(X, fast):
+    whole = fit(X, **dict(fast, max_steps=100))
+    part = fit(X, **dict(fast, max_steps=40))
+    resumed = part.set_params(warm_start=True, max_steps=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        resumed.fit(X)
+    assert resumed.n_steps_ == 100
+    assert np.array_equal(resumed.transform(X), whole.transform(X))
+
+
+def test_device_auto_resolves_and_unavailable_cuda_is_a_clear_error(X, fast):
+    assert fit(X, device="auto", **fast).device_.type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            CompressionVAE(device="cuda", **fast).fit(X)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_fit_matches_cpu_inference(X, fast):
+    vae = fit(X, device="cuda", **fast)
+    assert vae.device_.type == "cuda"
+    Z = vae.transform(X)
+    cpu = pickle.loads(pickle.dumps(vae.set_params(device="cpu")))
+    np.testing.assert_allclose(cpu.transform(X), Z, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,169 @@
+"""Log directories: layout, load, resume, interruption, atomic writes, code-free loading."""
+
+import csv
+import json
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from cvae import CompressionVAE
+from cvae.training import Trainer, io
+from cvae.training.io import LogDir, load_checkpoint
+
+
+@pytest.fixture
+def X(digits):
+    return digits[0][:400]
+
+
+@pytest.fixture
+def params(fast, tmp_path):
+    return dict(fast, checkpoint_interval=20, logdir=str(tmp_path / "run"))
+
+
+def quiet_fit(estimator, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X)
+
+
+def test_fit_writes_the_documented_files(X, params, tmp_path):
+    vae = quiet_fit(CompressionVAE(**params), X)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "history.csv", "normalization.npz", "params.json"]
+    saved = json.loads((run / "params.json").read_text())
+    assert saved["params"]["n_components"] == 2 and saved["meta"]["n_features"] == 64
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [int(r["step"]) for r in rows] == [row["step"] for row in vae.history_]
+    norm = np.load(run / "normalization.npz", allow_pickle=False)
+    np.testing.assert_array_equal(norm["loc"], vae.mean_)
+    np.testing.assert_array_equal(norm["scale"], vae.scale_)
+
+
+def test_no_logdir_writes_nothing(X, fast, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quiet_fit(CompressionVAE(**fast), X)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_transforms_exactly_as_before(X, params):
+    vae = quiet_fit(CompressionVAE(iaf_flow_length=2, **params), X)
+    loaded = CompressionVAE.load(params["logdir"])
+    assert np.array_equal(loaded.transform(X), vae.transform(X))
+    assert np.array_equal(loaded.inverse_transform(np.ones((3, 2))), vae.inverse_transform(np.ones((3, 2))))
+    assert loaded.get_params() == vae.get_params()
+    assert loaded.history_ == vae.history_ and loaded.n_steps_ == vae.n_steps_
+
+
+def test_refitting_into_a_used_logdir_needs_warm_start(X, params):
+    quiet_fit(CompressionVAE(**params), X)
+    with pytest.raises(FileExistsError, match="already holds a training run. Pass warm_start=True"):
+        CompressionVAE(**params).fit(X)
+
+
+def test_warm_start_from_logdir_continues_and_matches_uninterrupted_run(X, params, fast):
+    whole = quiet_fit(CompressionVAE(**dict(fast, max_steps=100)), X)
+    quiet_fit(CompressionVAE(**dict(params, max_steps=40)), X)
+    resumed = quiet_fit(CompressionVAE(**dict(params, max_steps=100, warm_start=True)), X)
+    assert resumed.n_steps_ == 100
+    assert [row["step"] for row in resumed.history_] == [20, 40, 60, 80, 100]
+    assert np.array_equal(resumed.transform(X), whole.transform(X))
+
+
+def test_warm_start_checks_the_number_of_features(X, params):
+    quiet_fit(CompressionVAE(**params), X)
+    with pytest.raises(ValueError, match="X has 10 features, but the run being continued was trained on 64"):
+        CompressionVAE(**dict(params, warm_start=True)).fit(X[:, :10])
+
+
+def _interrupt_at(monkeypatch, step):
+    original = Trainer._train_step
+
+    def train_step(self, batch):
+        if self.step == step:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "_train_step", train_step)
+
+
+def test_keyboard_interrupt_saves_and_returns_a_usable_model(X, params, monkeypatch):
+    _interrupt_at(monkeypatch, 50)
+    with pytest.warns(UserWarning, match="interrupted at step 50.*checkpoint was saved"):
+        vae = CompressionVAE(**dict(params, max_steps=1000)).fit(X)
+    assert vae.stop_reason_ == "interrupted" and vae.n_steps_ == 50
+    assert np.isfinite(vae.transform(X)).all()
+    assert CompressionVAE.load(params["logdir"]).n_steps_ == 50
+    monkeypatch.undo()
+    resumed = quiet_fit(CompressionVAE(**dict(params, max_steps=80, warm_start=True)), X)
+    assert resumed.n_steps_ == 80
+
+
+def test_failed_write_leaves_previous_checkpoint_intact(X, params, monkeypatch):
+    vae = quiet_fit(CompressionVAE(**params), X)
+    path = LogDir(params["logdir"]).file(LogDir.CHECKPOINT)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        quiet_fit(CompressionVAE(**dict(params, warm_start=True, max_steps=100)), X)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert np.array_equal(CompressionVAE.load(params["logdir"]).transform(X), vae.transform(X))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": _RunsCode()}, path)
+    with pytest.raises(ValueError, match="Refusing to load .*checkpoint.pt.*could execute code"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_plain_pickle_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(pickle.dumps({"model": _RunsCode()}))
+    with pytest.raises(ValueError, match="checkpoint.pt"):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoint_is_a_clear_error(X, params):
+    quiet_fit(CompressionVAE(**params), X)
+    path = LogDir(params["logdir"]).file(LogDir.CHECKPOINT)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="Cannot read checkpoint .*checkpoint.pt: the file is truncated or corrupt"):
+        CompressionVAE.load(params["logdir"])
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params.json"):
+        CompressionVAE.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+def test_corrupt_params_file_is_named(X, params):
+    quiet_fit(CompressionVAE(**params), X)
+    LogDir(params["logdir"]).file(LogDir.PARAMS).write_text("{not json")
+    with pytest.raises(ValueError, match="params.json: it is not valid JSON"):
+        CompressionVAE.load(params["logdir"])
+
+
+def test_tensorboard_needs_a_logdir(X, fast):
+    with pytest.raises(ValueError, match="tensorboard=True writes event files into logdir"):
+        CompressionVAE(tensorboard=True, **fast).fit(X)

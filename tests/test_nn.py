@@ -1,0 +1,183 @@
+"""Math of the torch building blocks: KL, masks, flow log-determinants, likelihoods."""
+
+import math
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from cvae.nn import MADE, VAE, BernoulliLikelihood, GaussianLikelihood, InverseAutoregressiveFlow, initialize_weights
+from cvae.nn.made import autoregressive_masks
+from cvae.nn.vae import default_hidden_sizes
+
+
+def _vae(n_flows=0, likelihood="gaussian", n_features=6, n_latent=3):
+    torch.manual_seed(0)
+    return VAE(n_features, n_latent, [16, 8], torch.zeros(n_features), torch.ones(n_features), likelihood, n_flows)
+
+
+@pytest.mark.parametrize("order", [torch.arange(5), torch.arange(5).flip(0), torch.tensor([2, 0, 4, 1, 3])])
+def test_made_jacobian_is_strictly_triangular_in_its_order(order):
+    torch.manual_seed(0)
+    made = MADE(5, [12, 12], 2, order=order)
+    x = torch.randn(5)
+    for block in jacobian(lambda v: made(v[None])[:, 0], x):  # (2, 5 outputs, 5 inputs)
+        allowed = order[:, None] > order[None, :]  # output i may see input j only if j comes first
+        assert torch.all(block[~allowed] == 0)
+        assert torch.any(block[allowed] != 0)
+
+
+def test_masks_connect_every_output_to_all_earlier_inputs():
+    order = torch.tensor([1, 0, 2])
+    masks = autoregressive_masks(order, [4, 4], 1)
+    reach = masks[0]
+    for m in masks[1:]:
+        reach = (m @ reach).clamp(max=1)
+    assert torch.equal(reach, (order[:, None] > order[None, :]).float())
+
+
+def test_made_context_changes_the_outputs():
+    torch.manual_seed(0)
+    made = MADE(3, [8], 2, n_context=4)
+    z, h = torch.randn(1, 3), torch.randn(1, 4)
+    jac = jacobian(lambda c: made(z, c)[:, 0], h)  # (2, 3, 1, 4)
+    assert torch.any(jac != 0)
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 5])
+def test_iaf_log_det_matches_autograd_jacobian(n_steps):
+    torch.manual_seed(0)
+    flow = InverseAutoregressiveFlow(4, n_steps, [16, 16], n_context=3)
+    for p in flow.parameters():  # non-trivial weights
+        torch.nn.init.normal_(p, std=0.5)
+    z, h = torch.randn(4), torch.randn(1, 3)
+    jac = jacobian(lambda v: flow(v[None], h)[0][0], z)
+    _, log_det = flow(z[None], h)
+    sign, logabs = torch.linalg.slogdet(jac)
+    assert sign > 0
+    assert torch.allclose(log_det[0], logabs, atol=1e-5)
+
+
+def test_iaf_orders_alternate():
+    flow = InverseAutoregressiveFlow(3, 3, [8], 0)
+    orders = [step.made.order.tolist() for step in flow.steps]
+    assert orders == [[0, 1, 2], [2, 1, 0], [0, 1, 2]]
+
+
+def test_closed_form_kl_matches_torch_distributions():
+    vae = _vae()
+    x = torch.randn(7, 6)
+    mu, log_var, _ = vae.encode(x)
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, (0.5 * log_var).exp()), torch.distributions.Normal(0.0, 1.0)
+    ).sum(1)
+    assert torch.allclose(vae(x).kl, expected, atol=1e-5)
+
+
+def test_flow_kl_is_log_q_of_transformed_sample_minus_log_prior():
+    vae = _vae(n_flows=2)
+    x = torch.randn(5, 6)
+    torch.manual_seed(1)
+    out = vae(x)
+    torch.manual_seed(1)
+    mu, log_var, h = vae.encode(x)
+    z0 = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
+    zk, log_det = vae.flow(z0, h)
+    log_q0 = torch.distributions.Normal(mu, (0.5 * log_var).exp()).log_prob(z0).sum(1)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(zk).sum(1)
+    assert torch.allclose(out.z, zk)
+    assert torch.allclose(out.kl, log_q0 - log_det - log_p, atol=1e-4)
+
+
+def test_flow_kl_estimate_averages_to_closed_form_without_flow_steps_effect():
+    # With the flow's scales pushed to 1 (sigma -> 1), IAF is the identity and the
+    # Monte Carlo KL must average to the closed form.
+    vae = _vae(n_flows=1)
+    for step in vae.flow.steps:
+        step.scale_offset = 30.0
+    x = torch.randn(1, 6).expand(20000, 6)
+    torch.manual_seed(0)
+    mc = vae(x).kl.mean()
+    mu, log_var, _ = vae.encode(x[:1])
+    exact = 0.5 * (mu.square() + log_var.exp() - 1 - log_var).sum()
+    assert abs(mc - exact) < 0.05
+
+
+def test_gaussian_log_prob_is_density_of_raw_data():
+    loc, scale = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([2.0, 0.5, 3.0])
+    lik = GaussianLikelihood(loc, scale)
+    params = torch.randn(4, 6)
+    x = torch.randn(4, 3) * 3
+    mean, log_var = lik._split(params)
+    expected = torch.distributions.Normal(loc + scale * mean, scale * (0.5 * log_var).exp()).log_prob(x).sum(1)
+    assert torch.allclose(lik.log_prob(params, x), expected, atol=1e-5)
+    assert torch.allclose(lik.mean(params), loc + scale * mean)
+
+
+def test_gaussian_variance_is_bounded_below_so_constant_features_cannot_diverge():
+    lik = GaussianLikelihood(torch.zeros(2), torch.ones(2), min_log_var=math.log(1e-3))
+    params = torch.tensor([[0.0, 0.0, -1e6, -1e6]])  # perfect mean, log-variance driven to -inf
+    _, log_var = lik._split(params)
+    assert torch.all(log_var >= math.log(1e-3))
+    log_p = lik.log_prob(params, torch.zeros(1, 2))
+    assert torch.isfinite(log_p).all()
+    assert log_p.item() <= -2 * 0.5 * (math.log(2 * math.pi) + math.log(1e-3)) + 1e-4
+
+
+def test_bernoulli_log_prob_matches_torch_distributions():
+    lik = BernoulliLikelihood(torch.zeros(5), torch.ones(5))
+    logits = torch.randn(3, 5)
+    x = torch.randint(0, 2, (3, 5)).float()
+    expected = torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(1)
+    assert torch.allclose(lik.log_prob(logits, x), expected, atol=1e-6)
+    assert torch.allclose(lik.mean(logits), torch.sigmoid(logits))
+
+
+def test_elbo_is_log_likelihood_minus_kl_and_loss_uses_beta():
+    vae = _vae()
+    x = torch.randn(8, 6)
+    torch.manual_seed(0)
+    out = vae(x, beta=0.5)
+    assert torch.allclose(out.elbo, out.log_likelihood - out.kl)
+    assert torch.allclose(out.loss, (0.5 * out.kl - out.log_likelihood).mean())
+
+
+def test_embed_is_deterministic_and_uses_flow_at_zero_noise():
+    vae = _vae(n_flows=2).eval()
+    x = torch.randn(4, 6)
+    mu, _, h = vae.encode(x)
+    assert torch.equal(vae.embed(x), vae.embed(x))
+    assert torch.allclose(vae.embed(x), vae.flow(mu, h)[0])
+
+
+def test_orthogonal_initializer_gives_orthonormal_rows():
+    layer = torch.nn.Linear(64, 16)
+    initialize_weights(layer, "orthogonal")
+    assert torch.allclose(layer.weight @ layer.weight.T, torch.eye(16), atol=1e-5)
+    assert torch.all(layer.bias == 0)
+
+
+@pytest.mark.parametrize("name, bound", [("truncated_normal", 0.1), ("lecun_normal", 2 / math.sqrt(400))])
+def test_truncated_initializers_respect_their_bounds(name, bound):
+    layer = torch.nn.Linear(400, 300)
+    initialize_weights(layer, name)
+    assert layer.weight.abs().max() <= bound + 1e-7
+    if name == "lecun_normal":  # std of a normal truncated at 2 sigma is 0.88 sigma
+        assert abs(layer.weight.std().item() - 0.88 / math.sqrt(400)) < 0.005
+
+
+def test_default_initializer_keeps_pytorch_weights():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(10, 5)
+    before = layer.weight.clone()
+    initialize_weights(layer, "default")
+    assert torch.equal(layer.weight, before)
+
+
+@pytest.mark.parametrize(
+    "n_features, n_components, expected",
+    [(784, 2, [512, 256]), (784, 10, [512, 256]), (64, 2, [64, 32]), (3, 2, [64, 32]), (10**6, 2, [1024, 512]),
+     (784, 100, [512, 512])],
+)
+def test_default_hidden_sizes_rule(n_features, n_components, expected):
+    assert default_hidden_sizes(n_features, n_components) == expected
