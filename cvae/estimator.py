@@ -28,7 +28,7 @@ from .nn import VAE
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.vae import default_hidden_sizes
-from .preprocessing import normalization_statistics
+from .preprocessing import NORMALIZATIONS, normalization_statistics
 from .training import LogDir, Trainer, TrainerConfig
 
 __all__ = ["CompressionVAE"]
@@ -72,14 +72,26 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     initializer : {"orthogonal", "truncated_normal", "lecun_normal", "default"}, \
 default="orthogonal"
         Weight initialization; ``"default"`` keeps PyTorch's.
-    normalize : bool, default=True
-        Standardize features with statistics of the training data. The statistics are
-        stored in the model; inputs and outputs stay in the original scale.
+    normalize : {"global", "feature", "none"}, default="global"
+        How features are normalized before the network sees them, with statistics of
+        the training data stored in the model (inputs and outputs stay in the original
+        scale). ``"global"`` centers each feature and divides all by one common scale, so
+        the model does not depend on the data's units and features keep their relative
+        importance, as in PCA. ``"feature"`` standardizes each feature (the original
+        CompressionVAE's ``feature_normalization=True``): right for features in unrelated
+        units, but it inflates rare features such as MNIST's border pixels (10-NN
+        accuracy 0.72 against 0.78 for "global" at 5000 steps). See
+        :func:`cvae.preprocessing.normalization_statistics`.
     batch_size : int, default=128
         Training mini-batch size.
     eval_batch_size : int, default=4096
         Rows per batch for validation, :meth:`transform`, :meth:`inverse_transform` and
         :meth:`score_samples`.
+    learning_rate : {"adaptive", "constant"}, default="adaptive"
+        ``"adaptive"`` divides the rate by ``learning_rate_factor`` after ``patience``
+        validations without improvement and stops once it falls below
+        ``learning_rate_min``; ``"constant"`` keeps ``learning_rate_init`` and trains for
+        ``max_steps``.
     learning_rate_init : float, default=1e-3
         Initial Adam learning rate.
     max_steps : int, default=30000
@@ -130,7 +142,7 @@ default="orthogonal"
     module_ : cvae.nn.VAE
         The fitted torch module, in evaluation mode, with the best validation weights.
     mean_, scale_ : ndarray of shape (n_features_in_,)
-        Normalization statistics (0 and 1 when ``normalize=False``).
+        Normalization statistics (0 and 1 when ``normalize="none"``).
     history_ : list of dict
         One row per validation: ``step``, ``train_loss``, ``validation_loss``,
         ``validation_log_likelihood``, ``validation_kl``, ``learning_rate``,
@@ -169,9 +181,10 @@ default="orthogonal"
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],
-        "normalize": ["boolean"],
+        "normalize": [StrOptions(set(NORMALIZATIONS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "eval_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"adaptive", "constant"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_steps": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -201,9 +214,10 @@ default="orthogonal"
         activation="relu",
         dropout=0.0,
         initializer="orthogonal",
-        normalize=True,
+        normalize="global",
         batch_size=128,
         eval_batch_size=4096,
+        learning_rate="adaptive",
         learning_rate_init=1e-3,
         max_steps=30000,
         validation_fraction=0.1,
@@ -232,6 +246,7 @@ default="orthogonal"
         self.normalize = normalize
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
         self.max_steps = max_steps
         self.validation_fraction = validation_fraction
@@ -365,13 +380,15 @@ default="orthogonal"
     def _make_trainer(self, meta, X_train, X_valid, device, logdir):
         model = _build_module(meta).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate_init)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            factor=1.0 / self.learning_rate_factor,
-            patience=self.patience,
-            threshold=self.tol,
-            threshold_mode="abs",
-        )
+        scheduler = None
+        if self.learning_rate == "adaptive":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer,
+                factor=1.0 / self.learning_rate_factor,
+                patience=self.patience,
+                threshold=self.tol,
+                threshold_mode="abs",
+            )
         config = TrainerConfig(
             max_steps=self.max_steps,
             validation_interval=self.validation_interval,
@@ -425,7 +442,7 @@ default="orthogonal"
             warnings.warn(
                 f"Training diverged (non-finite loss) at step {self.n_steps_} even after lowering the "
                 "learning rate; the model holds the last weights with a finite validation loss. Try a "
-                "lower learning_rate_init or normalize=True.",
+                "lower learning_rate_init, or normalize the data.",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -89,15 +89,16 @@ def test_inverse_transform_returns_original_scale(X, fast):
     assert np.mean((recon - big) ** 2) < big.var()  # better than predicting the mean
 
 
-def test_elbo_is_in_original_data_scale(X, fast):
+@pytest.mark.parametrize("normalize", ["global", "feature"])
+def test_elbo_is_in_original_data_scale(X, fast, normalize):
     # Normalization absorbs a rescaling by 4 (a power of two, so exact in floating point):
     # the same network results and the density changes by the Jacobian, -log 4 per
-    # varying feature (constant features keep scale 1 and are unaffected).
-    a = fit(X, **fast)
-    b = fit(X * 4, **fast)
-    n_varying = int(np.sum(a.scale_ != 1))
-    assert 0 < n_varying < 64
-    np.testing.assert_allclose(b.score_samples(X * 4), a.score_samples(X) - n_varying * np.log(4), rtol=1e-5)
+    # rescaled feature ("feature" leaves constant features at scale 1).
+    a = fit(X, normalize=normalize, **fast)
+    b = fit(X * 4, normalize=normalize, **fast)
+    n_rescaled = int(np.sum(b.scale_ != a.scale_))
+    assert n_rescaled == (64 if normalize == "global" else int(np.sum(X.std(0) > 0)))
+    np.testing.assert_allclose(b.score_samples(X * 4), a.score_samples(X) - n_rescaled * np.log(4), rtol=1e-5)
 
 
 def test_score_is_mean_of_repeatable_score_samples(X, fast):
@@ -155,6 +156,13 @@ def test_learning_rate_plateaus_divide_the_rate_and_end_training(X, fast):
     assert vae.n_steps_ < 100
 
 
+def test_constant_learning_rate_trains_for_max_steps(X, fast):
+    vae = fit(X, **dict(fast, validation_interval=5), learning_rate="constant", patience=0, tol=1e6,
+              learning_rate_min=1e-2)
+    assert vae.stop_reason_ == "max_steps" and vae.n_steps_ == 60
+    assert {row["learning_rate"] for row in vae.history_} == {1e-3}
+
+
 def test_best_validation_weights_are_restored(X, fast):
     vae = fit(X, **fast)
     state = vae.module_.state_dict()
@@ -183,11 +191,12 @@ def test_kl_warmup_ramps_beta(X, fast):
     assert vae.beta == 2.0
 
 
-def test_constant_features_give_finite_loss_and_embeddings(fast):
+@pytest.mark.parametrize("normalize", ["global", "feature", "none"])
+def test_constant_features_give_finite_loss_and_embeddings(fast, normalize):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 10)).astype(np.float32)
     X[:, :4] = 0.0  # MNIST-border-like constant columns
-    vae = fit(X, **dict(fast, max_steps=200))
+    vae = fit(X, normalize=normalize, **dict(fast, max_steps=200))
     assert np.isfinite(vae.transform(X)).all()
     assert all(np.isfinite(row["validation_loss"]) for row in vae.history_)
     assert np.isfinite(vae.score_samples(X)).all()
@@ -216,6 +225,7 @@ def test_iaf_model_fits_and_scores(X, fast):
         ({"initializer": "zeros"}, "'initializer' parameter"),
         ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
         ({"dropout": 1.0}, "'dropout' parameter"),
+        ({"normalize": True}, "'normalize' parameter"),
         ({"batch_size": -1}, "'batch_size' parameter"),
         ({"learning_rate_factor": 1.0}, "'learning_rate_factor' parameter"),
     ],

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.autograd.functional import jacobian
@@ -106,22 +107,39 @@ def test_flow_kl_estimate_averages_to_closed_form_without_flow_steps_effect():
 def test_gaussian_log_prob_is_density_of_raw_data():
     loc, scale = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([2.0, 0.5, 3.0])
     lik = GaussianLikelihood(loc, scale)
-    params = torch.randn(4, 6)
+    with torch.no_grad():
+        lik.raw_log_var.copy_(torch.tensor([-1.0, 0.0, 2.0]))
+    mean = torch.randn(4, 3)
     x = torch.randn(4, 3) * 3
-    mean, log_var = lik._split(params)
-    expected = torch.distributions.Normal(loc + scale * mean, scale * (0.5 * log_var).exp()).log_prob(x).sum(1)
-    assert torch.allclose(lik.log_prob(params, x), expected, atol=1e-5)
-    assert torch.allclose(lik.mean(params), loc + scale * mean)
+    std = scale * (0.5 * lik.log_var).exp()
+    expected = torch.distributions.Normal(loc + scale * mean, std).log_prob(x).sum(1)
+    assert torch.allclose(lik.log_prob(mean, x), expected, atol=1e-5)
+    assert torch.allclose(lik.mean(mean), loc + scale * mean)
 
 
-def test_gaussian_variance_is_bounded_below_so_constant_features_cannot_diverge():
+def test_gaussian_variance_is_learned_per_feature_and_bounded_below():
     lik = GaussianLikelihood(torch.zeros(2), torch.ones(2), min_log_var=math.log(1e-3))
-    params = torch.tensor([[0.0, 0.0, -1e6, -1e6]])  # perfect mean, log-variance driven to -inf
-    _, log_var = lik._split(params)
-    assert torch.all(log_var >= math.log(1e-3))
-    log_p = lik.log_prob(params, torch.zeros(1, 2))
+    assert [name for name, _ in lik.named_parameters()] == ["raw_log_var"]
+    with torch.no_grad():
+        lik.raw_log_var.fill_(-1e6)  # driven to -inf, as a constant feature would push it
+    assert torch.all(lik.log_var >= math.log(1e-3))
+    log_p = lik.log_prob(torch.zeros(1, 2), torch.zeros(1, 2))  # perfect mean
     assert torch.isfinite(log_p).all()
-    assert log_p.item() <= -2 * 0.5 * (math.log(2 * math.pi) + math.log(1e-3)) + 1e-4
+    assert log_p.item() == pytest.approx(-2 * 0.5 * (math.log(2 * math.pi) + math.log(1e-3)), abs=1e-4)
+
+
+def test_normalization_statistics():
+    from cvae.preprocessing import normalization_statistics
+
+    X = np.array([[0.0, 1.0, 5.0], [2.0, 3.0, 5.0], [4.0, 5.0, 5.0]])
+    loc, scale = normalization_statistics(X, "feature")
+    np.testing.assert_allclose(loc, [2, 3, 5])
+    np.testing.assert_allclose(scale, [np.sqrt(8 / 3), np.sqrt(8 / 3), 1.0], rtol=1e-6)
+    loc, scale = normalization_statistics(X, "global")
+    np.testing.assert_allclose(scale, np.full(3, np.sqrt(np.mean([8 / 3, 8 / 3, 0.0]))), rtol=1e-6)
+    loc, scale = normalization_statistics(X, "none")
+    assert np.all(loc == 0) and np.all(scale == 1)
+    assert np.all(normalization_statistics(np.ones((4, 2)), "global")[1] == 1)
 
 
 def test_bernoulli_log_prob_matches_torch_distributions():

@@ -34,9 +34,21 @@ class TrainerConfig:
     verbose: bool = False
 
 
+# Validation draws its posterior samples from this fixed seed: successive validations then
+# see the same noise (common random numbers), so a change in validation loss reflects a
+# change in the model, and plateau detection is not fooled by sampling noise.
+VALIDATION_SEED = 0
+
+
 @torch.no_grad()
 def evaluate(model, X, batch_size, beta=1.0):
     """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``X`` (eval mode)."""
+    with torch.random.fork_rng(devices=[X.device.index or 0] if X.device.type == "cuda" else []):
+        torch.manual_seed(VALIDATION_SEED)
+        return _evaluate(model, X, batch_size, beta)
+
+
+def _evaluate(model, X, batch_size, beta):
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, device=X.device, dtype=torch.float64)
@@ -65,7 +77,8 @@ class Trainer:
     model : cvae.nn.VAE
         Module to train, on the training device.
     optimizer : torch.optim.Optimizer
-    scheduler : torch.optim.lr_scheduler.ReduceLROnPlateau
+    scheduler : torch.optim.lr_scheduler.ReduceLROnPlateau or None
+        ``None`` keeps the learning rate constant.
     batches : cvae.data.BatchIterator
         Endless training batches on the model's device.
     X_valid : torch.Tensor
@@ -146,9 +159,10 @@ class Trainer:
         if loss < self.best_loss:
             self.best_loss = loss
             self.best_model = _clone_state(self.model)
-        self.scheduler.step(loss)
-        if self.learning_rate < self.config.learning_rate_min:
-            return "converged"
+        if self.scheduler is not None:
+            self.scheduler.step(loss)
+            if self.learning_rate < self.config.learning_rate_min:
+                return "converged"
         return None
 
     def run(self):
@@ -212,7 +226,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "best_model": self.best_model,
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
             "best_loss": self.best_loss,
@@ -232,7 +246,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.best_model = {k: v.to(device) for k, v in state["best_model"].items()}
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         self.elapsed = state["elapsed"]
         self.best_loss = state["best_loss"]
