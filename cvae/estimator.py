@@ -30,6 +30,7 @@ from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.vae import default_hidden_sizes
 from .preprocessing import NORMALIZATIONS, normalization_statistics
 from .training import LogDir, Trainer, TrainerConfig
+from .training.trainer import make_adam
 
 __all__ = ["CompressionVAE"]
 
@@ -137,6 +138,8 @@ default="orthogonal"
         Feature names seen during fit, when ``X`` had string column names.
     hidden_layer_sizes_ : list of int
         Encoder widths used.
+    likelihood_ : {"gaussian", "bernoulli"}
+        Decoder likelihood used (``likelihood="auto"`` resolved).
     device_ : torch.device
         Device the model lives on.
     module_ : cvae.nn.VAE
@@ -175,7 +178,7 @@ default="orthogonal"
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", None],
         "iaf_flow_length": [Interval(Integral, 0, None, closed="left")],
-        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "likelihood": [StrOptions({"auto", *LIKELIHOODS})],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup_steps": [Interval(Integral, 0, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
@@ -295,13 +298,15 @@ default="orthogonal"
         X_train, X_valid = self._split(X, X_valid, seed)
         for name, data in (("X", X_train), ("X_valid", X_valid)):
             check_finite_float(data, name)
-            if self.likelihood == "bernoulli":
-                check_unit_interval(data, name)
+        likelihood = meta["model"]["likelihood"] if meta is not None else self._resolve_likelihood(X_train, X_valid)
+        if likelihood == "bernoulli":
+            check_unit_interval(X_train, "X")
+            check_unit_interval(X_valid, "X_valid")
 
         device = resolve_device(self.device)
         if meta is None:
             loc, scale = normalization_statistics(X_train, self.normalize)
-            meta = self._run_metadata(X_train.shape[1], seed, loc, scale)
+            meta = self._run_metadata(X_train.shape[1], seed, loc, scale, likelihood)
         if logdir is not None:
             logdir.write_params({"params": self._json_params(), "meta": meta})
             logdir.write_normalization(np.asarray(meta["loc"], np.float32), np.asarray(meta["scale"], np.float32))
@@ -353,14 +358,20 @@ default="orthogonal"
         train, valid = train_validation_split(len(X), self.validation_fraction, seed)
         return X[train], X[valid]
 
-    def _run_metadata(self, n_features, seed, loc, scale):
+    def _resolve_likelihood(self, X_train, X_valid):
+        if self.likelihood != "auto":
+            return self.likelihood
+        in_unit_interval = all(data.min() >= 0 and data.max() <= 1 for data in (X_train, X_valid))
+        return "bernoulli" if in_unit_interval else "gaussian"
+
+    def _run_metadata(self, n_features, seed, loc, scale, likelihood):
         sizes = self.hidden_layer_sizes
         sizes = default_hidden_sizes(n_features, self.n_components) if sizes is None else [int(s) for s in sizes]
         model = dict(
             n_features=n_features,
             n_latent=self.n_components,
             hidden_sizes=sizes,
-            likelihood=self.likelihood,
+            likelihood=likelihood,
             n_flows=self.iaf_flow_length,
             dropout=float(self.dropout),
             activation=self.activation,
@@ -379,7 +390,7 @@ default="orthogonal"
 
     def _make_trainer(self, meta, X_train, X_valid, device, logdir):
         model = _build_module(meta).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate_init)
+        optimizer = make_adam(model.parameters(), self.learning_rate_init)
         scheduler = None
         if self.learning_rate == "adaptive":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -461,6 +472,7 @@ default="orthogonal"
         self.device_ = device
         self.module_ = _build_module(meta, state["best_model"]).to(device).eval()
         self.hidden_layer_sizes_ = list(meta["model"]["hidden_sizes"])
+        self.likelihood_ = meta["model"]["likelihood"]
         self.mean_ = np.asarray(meta["loc"], dtype=np.float32)
         self.scale_ = np.asarray(meta["scale"], dtype=np.float32)
         self.history_ = list(state["history"])

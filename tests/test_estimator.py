@@ -211,6 +211,17 @@ def test_bernoulli_likelihood_on_unit_interval_data(digits, fast):
         CompressionVAE(likelihood="bernoulli", **fast).fit(digits[0][:400])
 
 
+def test_auto_likelihood_is_bernoulli_exactly_for_unit_interval_data(digits, fast):
+    X = digits[0][:400]
+    assert fit(X / 16.0, likelihood="auto", **fast).likelihood_ == "bernoulli"
+    assert fit(X, likelihood="auto", **fast).likelihood_ == "gaussian"
+    assert fit(X / 16.0, likelihood="gaussian", **fast).likelihood_ == "gaussian"
+    # the held-out part counts too: one value above 1 anywhere means Gaussian
+    X_valid = X[:50] / 16.0
+    X_valid[0, 0] = 1.5
+    assert fit(X / 16.0, X_valid=X_valid, likelihood="auto", **fast).likelihood_ == "gaussian"
+
+
 def test_iaf_model_fits_and_scores(X, fast):
     vae = fit(X, iaf_flow_length=3, **fast)
     assert len(vae.module_.flow.steps) == 3

@@ -1,5 +1,6 @@
 """Log directories: layout, load, resume, interruption, atomic writes, code-free loading."""
 
+import _thread
 import csv
 import json
 import os
@@ -82,17 +83,18 @@ def test_warm_start_checks_the_number_of_features(X, params):
 
 
 def _interrupt_at(monkeypatch, step):
+    """Stop the loop the way Ctrl-C does, deterministically at ``step``."""
     original = Trainer._train_step
 
     def train_step(self, batch):
-        if self.step == step:
-            raise KeyboardInterrupt
+        if self.step == step - 1:
+            self.request_stop()
         return original(self, batch)
 
     monkeypatch.setattr(Trainer, "_train_step", train_step)
 
 
-def test_keyboard_interrupt_saves_and_returns_a_usable_model(X, params, monkeypatch):
+def test_stop_request_saves_and_returns_a_usable_model(X, params, monkeypatch):
     _interrupt_at(monkeypatch, 50)
     with pytest.warns(UserWarning, match="interrupted at step 50.*checkpoint was saved"):
         vae = CompressionVAE(**dict(params, max_steps=1000)).fit(X)
@@ -102,6 +104,23 @@ def test_keyboard_interrupt_saves_and_returns_a_usable_model(X, params, monkeypa
     monkeypatch.undo()
     resumed = quiet_fit(CompressionVAE(**dict(params, max_steps=80, warm_start=True)), X)
     assert resumed.n_steps_ == 80
+
+
+def test_ctrl_c_in_the_main_thread_stops_fit_cleanly(X, params, monkeypatch):
+    # A real KeyboardInterrupt, delivered to the main thread (as SIGINT is) while the
+    # training loop runs in its worker thread.
+    original = Trainer._train_step
+
+    def train_step(self, batch):
+        if self.step == 30:
+            _thread.interrupt_main()
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "_train_step", train_step)
+    with pytest.warns(UserWarning, match="Training interrupted at step"):
+        vae = CompressionVAE(**dict(params, max_steps=10**7, validation_interval=10**6)).fit(X)
+    assert vae.stop_reason_ == "interrupted" and 30 < vae.n_steps_ < 10**7
+    assert CompressionVAE.load(params["logdir"]).n_steps_ == vae.n_steps_
 
 
 def test_failed_write_leaves_previous_checkpoint_intact(X, params, monkeypatch):
