@@ -32,9 +32,6 @@ def _reject_unsupported(X):
             "sample. Convert with X.toarray() if it fits in memory, or reduce it first with "
             "sklearn.decomposition.TruncatedSVD."
         )
-    dtype = getattr(X, "dtype", None)
-    if dtype is not None and np.issubdtype(dtype, np.complexfloating):
-        raise ValueError("Complex data is not supported; pass the real part or stack real and imaginary parts.")
 
 
 def validate_input(estimator, X, *, reset, name="X"):

@@ -9,12 +9,14 @@ __all__ = ["BatchIterator", "iterate_chunks", "train_validation_split"]
 def train_validation_split(n_samples, validation_fraction, seed):
     """Shuffled row indices ``(train, validation)`` with ``validation_fraction`` held out.
 
+    At least one row is held out, so a handful of samples can still be fitted.
+
     Raises
     ------
     ValueError
-        If either part would be empty.
+        If either part would be empty (fewer than 2 samples).
     """
-    n_valid = int(round(n_samples * validation_fraction))
+    n_valid = max(1, int(round(n_samples * validation_fraction)))
     if n_valid < 1 or n_valid >= n_samples:
         raise ValueError(
             f"Cannot hold out validation_fraction={validation_fraction} of {n_samples} samples: "

@@ -34,7 +34,7 @@ from .training.trainer import make_adam
 
 __all__ = ["CompressionVAE"]
 
-# Seed of the single posterior sample that score_samples draws, so scores are repeatable.
+# Seed of the posterior noise that score_samples shares across rows, so scores are repeatable.
 _SCORE_SEED = 0
 
 
@@ -55,13 +55,17 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     hidden_layer_sizes : tuple of int, default=None
         Widths of the encoder's hidden layers; the decoder mirrors them. ``None`` chooses
         two halving layers from the data (see :func:`cvae.nn.vae.default_hidden_sizes`:
-        ``(512, 256)`` for 784 features); the choice is stored in ``hidden_layer_sizes_``.
+        ``(1024, 512)`` for 784 features); the choice is stored in ``hidden_layer_sizes_``.
     iaf_flow_length : int, default=0
         Number of inverse autoregressive flow steps on the approximate posterior.
-    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Decoder distribution. ``"gaussian"`` learns a mean and a variance per feature
-        (the variance is bounded below, so constant features cannot drive the loss to
-        minus infinity); ``"bernoulli"`` is for data in [0, 1] such as pixel intensities.
+    likelihood : {"auto", "gaussian", "bernoulli"}, default="auto"
+        Decoder distribution. ``"gaussian"`` decodes a mean and learns one variance per
+        feature (bounded below, so constant features cannot drive the loss to minus
+        infinity); ``"bernoulli"`` is for data in [0, 1] such as pixel intensities.
+        ``"auto"`` picks ``"bernoulli"`` when every training and validation value lies in
+        [0, 1], else ``"gaussian"`` (stored in ``likelihood_``): on MNIST scaled to [0, 1]
+        the 2-D embedding reached a 10-NN accuracy of 0.809 and trustworthiness 0.907
+        with Bernoulli against 0.785 and 0.885 with Gaussian, both at 30,000 steps.
     beta : float, default=1.0
         Weight of the KL term (beta-VAE). 1 gives the true ELBO.
     kl_warmup_steps : int, default=0
@@ -84,7 +88,8 @@ default="orthogonal"
         accuracy 0.72 against 0.78 for "global" at 5000 steps). See
         :func:`cvae.preprocessing.normalization_statistics`.
     batch_size : int, default=128
-        Training mini-batch size.
+        Training mini-batch size. On MNIST, 64 trains the CPU at half the samples/s and
+        256 gave no better embedding per second of training.
     eval_batch_size : int, default=4096
         Rows per batch for validation, :meth:`transform`, :meth:`inverse_transform` and
         :meth:`score_samples`.
@@ -96,14 +101,20 @@ default="orthogonal"
     learning_rate_init : float, default=1e-3
         Initial Adam learning rate.
     max_steps : int, default=30000
-        Budget of optimization steps (over all warm-started fits of one run).
+        Budget of optimization steps (over all warm-started fits of one run). With the
+        other defaults, MNIST converges by the learning-rate rule at about this many steps
+        (about 64 epochs), in under 10 minutes on a 2-core CPU.
     validation_fraction : float, default=0.1
         Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given.
     validation_interval : int, default=500
-        Steps between validations. Each validation uses the whole validation set.
+        Steps between validations. Each validation uses the whole validation set with
+        the same posterior noise every time, so successive losses compare models rather
+        than samples.
     patience : int, default=5
-        Validations without improvement before the learning rate is divided by
-        ``learning_rate_factor``.
+        Validations without a new best before the learning rate is divided by
+        ``learning_rate_factor``. The original CompressionVAE validated one batch every
+        50 steps with patience 5 and stopped MNIST after about 3,000 steps; 500-step
+        intervals on the full validation set let the rate first drop near 18,000 steps.
     learning_rate_factor : float, default=5.0
         Divisor of the learning rate on a plateau.
     learning_rate_min : float, default=1e-5
@@ -211,7 +222,7 @@ default="orthogonal"
         *,
         hidden_layer_sizes=None,
         iaf_flow_length=0,
-        likelihood="gaussian",
+        likelihood="auto",
         beta=1.0,
         kl_warmup_steps=0,
         activation="relu",
@@ -288,7 +299,7 @@ default="orthogonal"
             so far (and has saved a checkpoint when ``logdir`` is set).
         """
         self._validate_params()
-        self._check_hidden_layer_sizes()
+        self._check_params()
         logdir = LogDir(self.logdir) if self.logdir is not None else None
         resume, meta = self._previous_run(logdir)
         X = validate_input(self, X, reset=True)
@@ -324,7 +335,8 @@ default="orthogonal"
         self._warn_on_stop(stop_reason)
         return self
 
-    def _check_hidden_layer_sizes(self):
+    def _check_params(self):
+        """Checks that ``_parameter_constraints`` cannot express."""
         sizes = self.hidden_layer_sizes
         if sizes is not None and (len(sizes) == 0 or any(int(s) != s or s < 1 for s in sizes)):
             raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive integers, got {sizes!r}.")
@@ -410,13 +422,12 @@ default="orthogonal"
             checkpoint_interval=self.checkpoint_interval,
             verbose=bool(self.verbose),
         )
-        to_device = lambda a: torch.as_tensor(a, dtype=torch.float32).to(device)  # noqa: E731
         return Trainer(
             model,
             optimizer,
             scheduler,
-            BatchIterator(to_device(X_train), self.batch_size),
-            to_device(X_valid),
+            BatchIterator(_as_tensor(X_train, device), self.batch_size),
+            _as_tensor(X_valid, device),
             config,
             on_checkpoint=logdir.write_checkpoint if logdir is not None else None,
             on_validation=self._tensorboard_writer(logdir),
@@ -457,7 +468,7 @@ default="orthogonal"
                 RuntimeWarning,
                 stacklevel=3,
             )
-        elif stop_reason == "max_steps":
+        elif stop_reason == "max_steps" and self.learning_rate == "adaptive":
             warnings.warn(
                 f"Reached max_steps={self.max_steps} before the learning rate fell below "
                 f"learning_rate_min={self.learning_rate_min}; the model may improve with more steps.",
@@ -529,7 +540,7 @@ default="orthogonal"
         out = np.empty((len(A), n_out), dtype=A.dtype)
         with torch.inference_mode():
             for rows in iterate_chunks(len(A), self.eval_batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(A[rows], dtype=np.float32)).to(self.device_)
+                batch = _as_tensor(A[rows], self.device_)
                 out[rows] = fn(batch).cpu().numpy()
         return out
 
@@ -572,8 +583,10 @@ default="orthogonal"
     def score_samples(self, X):
         """Per-sample evidence lower bound (ELBO) in nats, in the original data scale.
 
-        A one-sample Monte Carlo estimate (the KL term is exact without flows) drawn with
-        a fixed seed, so the same input always gets the same score. Higher is better.
+        A one-sample Monte Carlo estimate (the KL term is exact without flows) that uses
+        the same fixed posterior noise for every row: each score is an unbiased estimate,
+        and a row's score does not depend on the other rows, their order or the batch
+        size. Higher is better.
 
         Parameters
         ----------
@@ -584,13 +597,13 @@ default="orthogonal"
         elbo : ndarray of shape (n_samples,)
         """
         X = self._check_X(X)
+        generator = torch.Generator().manual_seed(_SCORE_SEED)
+        eps = torch.randn(1, self.n_components, generator=generator).to(self.device_)
 
         def elbo(batch):
-            return self.module_(batch).elbo[:, None]
+            return self.module_(batch, eps=eps.expand(len(batch), -1)).elbo[:, None]
 
-        with isolated_rng(self.device_):
-            torch.manual_seed(_SCORE_SEED)
-            return self._run_batched(elbo, X, 1)[:, 0]
+        return self._run_batched(elbo, X, 1)[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO per sample in nats (higher is better), for model selection.
@@ -655,6 +668,14 @@ default="orthogonal"
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
             self._adopt_run(self._checkpoint, self._meta, device)
+
+
+def _as_tensor(array, device):
+    """float32 tensor on ``device``; read-only arrays (e.g. memmaps) are copied, not shared."""
+    array = np.asarray(array, dtype=np.float32)
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, dtype=np.float32, order="C")
+    return torch.from_numpy(array).to(device)
 
 
 def _build_module(meta, state_dict=None):

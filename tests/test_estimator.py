@@ -101,11 +101,25 @@ def test_elbo_is_in_original_data_scale(X, fast, normalize):
     np.testing.assert_allclose(b.score_samples(X * 4), a.score_samples(X) - n_rescaled * np.log(4), rtol=1e-5)
 
 
-def test_score_is_mean_of_repeatable_score_samples(X, fast):
-    vae = fit(X, **fast)
+@pytest.mark.parametrize("flows", [0, 2])
+def test_score_samples_are_repeatable_and_independent_of_other_rows(X, fast, flows):
+    vae = fit(X, iaf_flow_length=flows, **fast)
     s = vae.score_samples(X)
     assert np.array_equal(s, vae.score_samples(X))
     assert vae.score(X) == pytest.approx(s.mean())
+    order = np.random.default_rng(0).permutation(len(X))
+    np.testing.assert_allclose(vae.score_samples(X[order]), s[order], rtol=1e-5)
+    np.testing.assert_allclose(vae.set_params(eval_batch_size=7).score_samples(X[:20]), s[:20], rtol=1e-5)
+
+
+def test_read_only_memmap_input_is_accepted_without_warnings(X, fast, tmp_path):
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    X_ro = np.load(path, mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vae = CompressionVAE(**dict(fast, max_steps=20, validation_interval=20), learning_rate="constant").fit(X_ro)
+        np.testing.assert_array_equal(vae.transform(X_ro), vae.transform(X))
 
 
 def test_score_improves_with_training(X, fast):
@@ -130,8 +144,9 @@ def test_validation_data_is_used_and_checked(X, fast):
 
 
 def test_too_few_samples_for_a_validation_split_is_a_clear_error(fast):
-    with pytest.raises(ValueError, match="validation_fraction=0.1 of 3 samples"):
-        CompressionVAE(**fast).fit(np.random.rand(3, 4))
+    with pytest.raises(ValueError, match="validation_fraction=0.1 of 1 samples"):
+        CompressionVAE(**fast).fit(np.random.rand(1, 4))
+    assert fit(np.random.rand(3, 4), **fast).n_features_in_ == 4  # one row is held out
 
 
 def test_history_records_each_validation(X, fast):

@@ -1,0 +1,59 @@
+"""scikit-learn's own estimator checks, and use inside scikit-learn's tools."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from cvae import CompressionVAE
+
+# Small and fast: scikit-learn's checks fit dozens of times on tiny data.
+FAST = dict(hidden_layer_sizes=(8,), batch_size=16, max_steps=20, validation_interval=10, learning_rate="constant")
+
+
+@parametrize_with_checks([CompressionVAE(random_state=0, **FAST)])
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture
+def digits_small(digits):
+    X, y = digits
+    return X[:300], y[:300]
+
+
+def test_pipeline_with_scaler_and_knn(digits_small):
+    X, y = digits_small
+    pipe = make_pipeline(StandardScaler(), CompressionVAE(n_components=4, random_state=0, **FAST),
+                         KNeighborsClassifier(5))
+    assert 0.0 <= cross_val_score(pipe, X, y, cv=3).mean() <= 1.0
+
+
+def test_grid_search_selects_by_elbo(digits_small):
+    X, _ = digits_small
+    search = GridSearchCV(CompressionVAE(random_state=0, **dict(FAST, max_steps=60)),
+                          {"n_components": [1, 4], "beta": [1.0]}, cv=2)
+    search.fit(X)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores))
+    assert search.best_params_["n_components"] in (1, 4)
+
+
+def test_pandas_output_and_feature_names(digits_small):
+    X, _ = digits_small
+    frame = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(64)])
+    vae = CompressionVAE(n_components=3, random_state=0, **FAST).set_output(transform="pandas").fit(frame)
+    assert list(vae.feature_names_in_) == list(frame.columns)
+    Z = vae.transform(frame)
+    assert isinstance(Z, pd.DataFrame)
+    assert list(Z.columns) == ["compressionvae0", "compressionvae1", "compressionvae2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vae.transform(frame)  # no "fitted with feature names" warning
