@@ -550,6 +550,15 @@ default="orthogonal"
         check_finite_float(X, "X")
         return X
 
+    @staticmethod
+    def _check_finite_output(out, name, source):
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"{name} overflowed float32 for some rows: {source} lies too far outside the range "
+                "of the training data for this model."
+            )
+        return out
+
     def transform(self, X):
         """Embed ``X``: the posterior mean (through the flow at zero noise, with IAF).
 
@@ -563,7 +572,7 @@ default="orthogonal"
             float64 for float64 input, float32 otherwise.
         """
         X = self._check_X(X)
-        return self._run_batched(self.module_.embed, X, self.n_components)
+        return self._check_finite_output(self._run_batched(self.module_.embed, X, self.n_components), "The embedding", "X")
 
     def inverse_transform(self, Z):
         """Decode latent codes to the decoder mean, in the original feature scale.
@@ -578,7 +587,9 @@ default="orthogonal"
         """
         check_is_fitted(self)
         Z = check_latent(Z, self.n_components)
-        return self._run_batched(self.module_.decode_mean, Z, self.n_features_in_)
+        check_finite_float(Z, "Z")
+        X = self._run_batched(self.module_.decode_mean, Z, self.n_features_in_)
+        return self._check_finite_output(X, "The decoded data", "Z")
 
     def score_samples(self, X):
         """Per-sample evidence lower bound (ELBO) in nats, in the original data scale.
@@ -586,7 +597,8 @@ default="orthogonal"
         A one-sample Monte Carlo estimate (the KL term is exact without flows) that uses
         the same fixed posterior noise for every row: each score is an unbiased estimate,
         and a row's score does not depend on the other rows, their order or the batch
-        size. Higher is better.
+        size. Higher is better. Never NaN; a row far outside the training data can score
+        ``-inf`` when its bound underflows float32.
 
         Parameters
         ----------

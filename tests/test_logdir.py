@@ -5,6 +5,10 @@ import csv
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -186,3 +190,33 @@ def test_corrupt_params_file_is_named(X, params):
 def test_tensorboard_needs_a_logdir(X, fast):
     with pytest.raises(ValueError, match="tensorboard=True writes event files into logdir"):
         CompressionVAE(tensorboard=True, **fast).fit(X)
+
+
+_FIT_FOREVER = """
+import sys
+from sklearn.datasets import load_digits
+from cvae import CompressionVAE
+X = load_digits().data[:300]
+CompressionVAE(hidden_layer_sizes=(32, 16), batch_size=32, max_steps=10**7, validation_interval=5,
+               checkpoint_interval=5, logdir=sys.argv[1], random_state=0).fit(X)
+"""
+
+
+def test_sigkill_during_fit_leaves_a_loadable_and_resumable_logdir(X, tmp_path):
+    logdir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", _FIT_FOREVER, str(logdir)])
+    checkpoint = logdir / LogDir.CHECKPOINT
+    deadline = time.monotonic() + 120
+    try:
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # let it write many more checkpoints, then kill it mid-stream
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    loaded = CompressionVAE.load(logdir)
+    assert loaded.n_steps_ >= 5 and loaded.n_steps_ % 5 == 0
+    assert np.isfinite(loaded.transform(X)).all()
+    resumed = quiet_fit(CompressionVAE(**dict(loaded.get_params(), warm_start=True, max_steps=loaded.n_steps_ + 10)),
+                        X)
+    assert resumed.n_steps_ == loaded.n_steps_ + 10

@@ -13,6 +13,7 @@ from .mlp import MLP, initialize_weights
 __all__ = ["VAE", "VAEOutput"]
 
 _LOG_2PI = math.log(2 * math.pi)
+LOG_VAR_BOUND = 15.0
 
 
 @dataclass
@@ -108,10 +109,16 @@ class VAE(nn.Module):
         initialize_weights(self, initializer)
 
     def encode(self, x):
-        """Return ``(mu, log_var, context)`` of q(z_0 | x) for raw data ``x``."""
+        """Return ``(mu, log_var, context)`` of q(z_0 | x) for raw data ``x``.
+
+        The log-variance is soft-clipped to (-LOG_VAR_BOUND, LOG_VAR_BOUND): near-linear
+        in the range training uses, but ``exp(log_var)`` cannot overflow on inputs far
+        outside the training data.
+        """
         out = self.posterior(self.encoder(self.likelihood.standardize(x)))
         n = self.config["n_latent"]
-        return out[:, :n], out[:, n : 2 * n], out[:, 2 * n :]
+        log_var = LOG_VAR_BOUND * torch.tanh(out[:, n : 2 * n] / LOG_VAR_BOUND)
+        return out[:, :n], log_var, out[:, 2 * n :]
 
     def _transform_posterior(self, z0, context):
         if self.flow is None:
