@@ -18,7 +18,17 @@ from cvae import CompressionVAE
 FAST = dict(hidden_layer_sizes=(8,), batch_size=16, max_steps=20, validation_interval=10, learning_rate="constant")
 
 
-@parametrize_with_checks([CompressionVAE(random_state=0, **FAST)])
+# The only exception, inherent to float32 networks: scores of a subset of rows are computed
+# by matrix products over fewer rows, which round differently in the last bit (seen:
+# 4.8e-7 on scores near -3, where the check allows 1e-7 + 1e-7 * |score|).
+EXPECTED_FAILED_CHECKS = {
+    "check_methods_subset_invariance": "float32 matrix products over different row counts differ in the last bit",
+}
+
+
+@parametrize_with_checks(
+    [CompressionVAE(random_state=0, **FAST)], expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS
+)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
