@@ -220,3 +220,16 @@ def test_sigkill_during_fit_leaves_a_loadable_and_resumable_logdir(X, tmp_path):
     resumed = quiet_fit(CompressionVAE(**dict(loaded.get_params(), warm_start=True, max_steps=loaded.n_steps_ + 10)),
                         X)
     assert resumed.n_steps_ == loaded.n_steps_ + 10
+
+
+def test_tensorboard_writes_events_or_names_the_extra_to_install(X, params):
+    estimator = CompressionVAE(**dict(params, tensorboard=True))
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"pip install 'cvae\[tensorboard\]'"):
+            estimator.fit(X)
+        return
+    quiet_fit(estimator, X)
+    events = [p for p in LogDir(params["logdir"]).path.iterdir() if p.name.startswith("events.out.tfevents")]
+    assert events and events[0].stat().st_size > 0
