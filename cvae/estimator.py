@@ -54,10 +54,14 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Dimension of the latent space (the embedding).
     hidden_layer_sizes : tuple of int, default=None
         Widths of the encoder's hidden layers; the decoder mirrors them. ``None`` chooses
-        two halving layers from the data (see :func:`cvae.nn.vae.default_hidden_sizes`:
-        ``(1024, 512)`` for 784 features); the choice is stored in ``hidden_layer_sizes_``.
+        three halving layers from the data (see :func:`cvae.nn.vae.default_hidden_sizes`:
+        ``(1024, 512, 256)`` for 784 features); the choice is stored in
+        ``hidden_layer_sizes_``.
     iaf_flow_length : int, default=0
-        Number of inverse autoregressive flow steps on the approximate posterior.
+        Number of inverse autoregressive flow steps on the approximate posterior. Off by
+        default: on MNIST, 2 steps improved the test ELBO at a fixed budget but not the
+        embedding (10-NN 0.780 against 0.784 at 10,000 steps), and cost about 25% more
+        time per step.
     likelihood : {"auto", "gaussian", "bernoulli"}, default="auto"
         Decoder distribution. ``"gaussian"`` decodes a mean and learns one variance per
         feature (bounded below, so constant features cannot drive the loss to minus
@@ -65,7 +69,8 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``"auto"`` picks ``"bernoulli"`` when every training and validation value lies in
         [0, 1], else ``"gaussian"`` (stored in ``likelihood_``): on MNIST scaled to [0, 1]
         the 2-D embedding reached a 10-NN accuracy of 0.809 and trustworthiness 0.907
-        with Bernoulli against 0.785 and 0.885 with Gaussian, both at 30,000 steps.
+        with Bernoulli against 0.785 and 0.885 with Gaussian, both at 30,000 steps (with
+        ``[512, 256]`` layers).
     beta : float, default=1.0
         Weight of the KL term (beta-VAE). 1 gives the true ELBO.
     kl_warmup_steps : int, default=0

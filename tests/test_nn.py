@@ -194,8 +194,8 @@ def test_default_initializer_keeps_pytorch_weights():
 
 @pytest.mark.parametrize(
     "n_features, n_components, expected",
-    [(784, 2, [1024, 512]), (784, 10, [1024, 512]), (64, 2, [64, 32]), (65, 2, [128, 64]), (3, 2, [64, 32]),
-     (10**6, 2, [1024, 512]), (100, 100, [128, 512])],
+    [(784, 2, [1024, 512, 256]), (784, 10, [1024, 512, 256]), (64, 2, [64, 32, 16]), (65, 2, [128, 64, 32]),
+     (3, 2, [64, 32, 16]), (10**6, 2, [1024, 512, 256]), (100, 100, [512, 512, 512]), (784, 50, [1024, 512, 256])],
 )
 def test_default_hidden_sizes_rule(n_features, n_components, expected):
     assert default_hidden_sizes(n_features, n_components) == expected

