@@ -364,8 +364,9 @@ default="orthogonal"
 
     def _check_same_features(self, X, meta):
         if X.shape[1] != meta["n_features"]:
+            source = "in memory" if self.logdir is None else f"in {str(self.logdir)!r}"
             raise ValueError(
-                f"X has {X.shape[1]} features, but the run being continued was trained on "
+                f"X has {X.shape[1]} features, but the run being continued ({source}) was trained on "
                 f"{meta['n_features']} features."
             )
 

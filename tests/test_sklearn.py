@@ -49,11 +49,12 @@ def test_pipeline_with_scaler_and_knn(digits_small):
 def test_grid_search_selects_by_elbo(digits_small):
     X, _ = digits_small
     search = GridSearchCV(CompressionVAE(random_state=0, **dict(FAST, max_steps=60)),
-                          {"n_components": [1, 4], "beta": [1.0]}, cv=2)
+                          {"n_components": [1, 4], "beta": [0.5, 1.0]}, cv=2)
     search.fit(X)
     scores = search.cv_results_["mean_test_score"]
-    assert np.all(np.isfinite(scores))
-    assert search.best_params_["n_components"] in (1, 4)
+    assert len(scores) == 4 and np.all(np.isfinite(scores))
+    assert search.best_score_ == scores.max()
+    assert search.best_estimator_.n_components == search.best_params_["n_components"]
 
 
 def test_pandas_output_and_feature_names(digits_small):
