@@ -8,6 +8,7 @@ from torch import nn
 __all__ = ["LIKELIHOODS", "BernoulliLikelihood", "GaussianLikelihood", "make_likelihood"]
 
 _LOG_2PI = math.log(2 * math.pi)
+DEFAULT_MIN_LOG_VAR = math.log(1e-3)
 
 
 class GaussianLikelihood(nn.Module):
@@ -34,7 +35,7 @@ class GaussianLikelihood(nn.Module):
 
     n_params = 1
 
-    def __init__(self, loc, scale, min_log_var=math.log(1e-3)):
+    def __init__(self, loc, scale, min_log_var=DEFAULT_MIN_LOG_VAR):
         super().__init__()
         self.register_buffer("loc", loc)
         self.register_buffer("scale", scale)
