@@ -11,7 +11,19 @@ _LOG_2PI = math.log(2 * math.pi)
 DEFAULT_MIN_LOG_VAR = math.log(1e-3)
 
 
-class GaussianLikelihood(nn.Module):
+class _NormalizedLikelihood(nn.Module):
+    """Holds the normalization statistics that the encoder input is standardized with."""
+
+    def __init__(self, loc, scale):
+        super().__init__()
+        self.register_buffer("loc", loc)
+        self.register_buffer("scale", scale)
+
+    def standardize(self, x):
+        return (x - self.loc) / self.scale
+
+
+class GaussianLikelihood(_NormalizedLikelihood):
     """Diagonal Gaussian: the decoder gives the mean, each feature has a learned variance.
 
     One variance per feature, shared by all samples (a "calibrated decoder", Rybkin et al.
@@ -36,15 +48,10 @@ class GaussianLikelihood(nn.Module):
     n_params = 1
 
     def __init__(self, loc, scale, min_log_var=DEFAULT_MIN_LOG_VAR):
-        super().__init__()
-        self.register_buffer("loc", loc)
-        self.register_buffer("scale", scale)
+        super().__init__(loc, scale)
         self.register_buffer("log_scale_sum", scale.log().sum())
         self.raw_log_var = nn.Parameter(torch.zeros_like(loc))
         self.min_log_var = min_log_var
-
-    def standardize(self, x):
-        return (x - self.loc) / self.scale
 
     @property
     def log_var(self):
@@ -63,7 +70,7 @@ class GaussianLikelihood(nn.Module):
         return self.loc + self.scale * params
 
 
-class BernoulliLikelihood(nn.Module):
+class BernoulliLikelihood(_NormalizedLikelihood):
     """Independent Bernoulli per feature, for data in [0, 1] (e.g. pixel intensities).
 
     The encoder still sees standardized features; the likelihood is evaluated on ``x``
@@ -77,14 +84,6 @@ class BernoulliLikelihood(nn.Module):
     """
 
     n_params = 1
-
-    def __init__(self, loc, scale):
-        super().__init__()
-        self.register_buffer("loc", loc)
-        self.register_buffer("scale", scale)
-
-    def standardize(self, x):
-        return (x - self.loc) / self.scale
 
     def log_prob(self, params, x):
         """Per-sample ``log p(x | z)`` of shape ``(batch,)``."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .._validation import isolated_rng
 from ..data import iterate_chunks
 from .worker import call_in_flush_to_zero_thread
 
@@ -44,7 +45,7 @@ VALIDATION_SEED = 0
 @torch.no_grad()
 def evaluate(model, X, batch_size, beta=1.0):
     """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``X`` (eval mode)."""
-    with torch.random.fork_rng(devices=[X.device.index or 0] if X.device.type == "cuda" else []):
+    with isolated_rng(X.device):
         torch.manual_seed(VALIDATION_SEED)
         return _evaluate(model, X, batch_size, beta)
 
