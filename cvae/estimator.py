@@ -619,15 +619,8 @@ default="orthogonal"
         """
         X = self._check_X(X)
         generator = torch.Generator().manual_seed(_SCORE_SEED)
-        draws = torch.randn(_SCORE_DRAWS, 1, self.n_components, generator=generator).to(self.device_)
-
-        def elbo(batch):
-            total = torch.zeros(len(batch), 1, device=batch.device)
-            for eps in draws:
-                total += self.module_(batch, eps=eps.expand(len(batch), -1)).elbo[:, None]
-            return total / _SCORE_DRAWS
-
-        return self._run_batched(elbo, X, 1)[:, 0]
+        draws = torch.randn(_SCORE_DRAWS, self.n_components, generator=generator).to(self.device_)
+        return self._run_batched(lambda batch: self.module_.mean_elbo(batch, draws)[:, None], X, 1)[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO per sample in nats (higher is better), for model selection.

@@ -160,6 +160,14 @@ def test_elbo_is_log_likelihood_minus_kl_and_loss_uses_beta():
     assert torch.allclose(out.loss, (0.5 * out.kl - out.log_likelihood).mean())
 
 
+@pytest.mark.parametrize("n_flows", [0, 2])
+def test_mean_elbo_averages_forward_passes_with_the_given_draws(n_flows):
+    vae = _vae(n_flows=n_flows).eval()
+    x, draws = torch.randn(5, 6), torch.randn(3, 3)
+    expected = torch.stack([vae(x, eps=eps.expand(5, 3)).elbo for eps in draws]).mean(0)
+    assert torch.allclose(vae.mean_elbo(x, draws), expected, atol=1e-5)
+
+
 def test_embed_is_deterministic_and_uses_flow_at_zero_noise():
     vae = _vae(n_flows=2).eval()
     x = torch.randn(4, 6)

@@ -146,6 +146,20 @@ class VAE(nn.Module):
         """
         mu, log_var, context = self.encode(x)
         eps = torch.randn_like(mu) if eps is None else eps
+        return self._sample_terms(x, mu, log_var, context, eps, beta)
+
+    def mean_elbo(self, x, draws):
+        """Per-sample ELBO averaged over fixed noise ``draws`` of shape ``(k, n_latent)``.
+
+        The same draws serve every row; ``x`` is encoded once and decoded ``k`` times.
+        """
+        mu, log_var, context = self.encode(x)
+        total = torch.zeros(len(x), device=x.device)
+        for eps in draws:
+            total += self._sample_terms(x, mu, log_var, context, eps.expand_as(mu), 1.0).elbo
+        return total / len(draws)
+
+    def _sample_terms(self, x, mu, log_var, context, eps, beta):
         z0 = mu + eps * torch.exp(0.5 * log_var)
         z, log_det = self._transform_posterior(z0, context)
         if self.flow is None:
