@@ -581,7 +581,8 @@ default="orthogonal"
             float64 for float64 input, float32 otherwise.
         """
         X = self._check_X(X)
-        return self._check_finite_output(self._run_batched(self.module_.embed, X, self.n_components), "The embedding", "X")
+        Z = self._run_batched(self.module_.embed, X, self.n_components)
+        return self._check_finite_output(Z, "The embedding", "X")
 
     def inverse_transform(self, Z):
         """Decode latent codes to the decoder mean, in the original feature scale.

@@ -101,7 +101,9 @@ class VAE(nn.Module):
         width = self.encoder.out_features
         context = min(width, 64) if n_flows else 0
         self.posterior = nn.Linear(width, 2 * n_latent + context)
-        self.flow = InverseAutoregressiveFlow(n_latent, n_flows, [max(context, 2 * n_latent)] * 2, context) if n_flows else None
+        self.flow = None
+        if n_flows:
+            self.flow = InverseAutoregressiveFlow(n_latent, n_flows, [max(context, 2 * n_latent)] * 2, context)
         self.decoder = nn.Sequential(
             MLP(n_latent, hidden_sizes[::-1], dropout, activation),
             nn.Linear(hidden_sizes[0] if hidden_sizes else n_latent, self.likelihood.n_params * n_features),

@@ -85,8 +85,8 @@ class Trainer:
 
     After each validation the plateau scheduler sees the validation loss; training ends
     when the learning rate falls below ``learning_rate_min`` (converged), when
-    ``max_steps`` is reached, or when :meth:`request_stop` is called (Ctrl-C). The loop keeps the weights with
-    the best validation loss, which :meth:`restore_best` loads back.
+    ``max_steps`` is reached, or when :meth:`request_stop` is called (Ctrl-C). The loop
+    keeps the weights with the best validation loss, which :meth:`restore_best` loads back.
 
     Parameters
     ----------
@@ -202,7 +202,9 @@ class Trainer:
     def _loop(self):
         cfg = self.config
         self.model.train()
-        progress = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.verbose, unit="step", dynamic_ncols=True)
+        progress = tqdm(
+            total=cfg.max_steps, initial=self.step, disable=not cfg.verbose, unit="step", dynamic_ncols=True
+        )
         train_sum = torch.zeros((), device=self.X_valid.device)
         n_summed = 0
         started = time.perf_counter()
