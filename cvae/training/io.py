@@ -26,6 +26,7 @@ def atomic_write(path, data):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -35,6 +36,12 @@ def atomic_write(path, data):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _default_file_mode():
+    umask = os.umask(0o022)  # the only way to read the umask is to set it
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def save_checkpoint(path, state):
@@ -125,6 +132,15 @@ class LogDir:
         writer.writeheader()
         writer.writerows(history)
         atomic_write(self.file(self.HISTORY), out.getvalue().encode())
+
+    def clear(self):
+        """Delete the files of a run written here (and nothing else in the directory)."""
+        if not self.path.is_dir():
+            return
+        names = (self.PARAMS, self.CHECKPOINT, self.HISTORY, self.NORMALIZATION)
+        for path in self.path.iterdir():
+            if path.name in names or path.name.startswith("events.out.tfevents."):
+                path.unlink()
 
     def write_normalization(self, loc, scale):
         out = io.BytesIO()

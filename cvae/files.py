@@ -1,0 +1,174 @@
+"""Reading and writing data files: .npy, .npz, .csv and directory trees of .npy files.
+
+Everything here loads into memory. These are the formats the command line and the original
+CompressionVAE interface accept.
+"""
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .training.io import atomic_write
+
+__all__ = ["read_array", "read_labels", "read_npy_directory", "write_array"]
+
+READABLE = (".npy", ".npz", ".csv")
+
+
+def read_array(path, *, key=None, label_column=None):
+    """Read a 2-D array of samples from a file or a directory of .npy files.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.npy`` file, a ``.npz`` archive, a ``.csv`` file (comma-separated numbers, with
+        an optional header line of column names) or a directory searched recursively for
+        ``.npy`` files (see :func:`read_npy_directory`).
+    key : str, default=None
+        Array to read from a ``.npz`` archive; may be omitted when the archive holds one
+        array, or one named ``X``.
+    label_column : int or str, default=None
+        Column holding labels rather than features: it is removed from the returned data
+        and returned separately. A name needs a CSV header.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    labels : ndarray of shape (n_samples,) or None
+        The ``label_column``, when one was asked for.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        X, names = read_npy_directory(path), None
+    elif not path.exists():
+        raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
+    elif path.suffix == ".npy":
+        X, names = np.load(path, allow_pickle=False), None
+    elif path.suffix == ".npz":
+        X, names = _read_npz(path, key), None
+    elif path.suffix == ".csv":
+        X, names = _read_csv(path)
+    else:
+        raise ValueError(f"Cannot read {str(path)!r}: expected a directory or one of {', '.join(READABLE)} files.")
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"{str(path)!r} holds an array of shape {X.shape}; expected rows of samples (2-D).")
+    if label_column is None:
+        return X, None
+    column = _column_index(label_column, names, X.shape[1], path)
+    return np.delete(X, column, axis=1), X[:, column]
+
+
+def read_labels(path, *, key=None):
+    """Read one label per sample.
+
+    ``.npy`` and ``.npz`` files hold a vector (or a single column); any other file is text
+    with one label per line (a CSV column works), and a non-numeric first line above
+    numeric labels is taken as a header and skipped.
+    """
+    path = Path(path).expanduser()
+    if path.suffix in (".npy", ".npz"):
+        labels, _ = read_array(path, key=key)
+        if labels.shape[1] != 1:
+            raise ValueError(f"{str(path)!r} holds {labels.shape[1]} columns; a label file needs exactly one.")
+        return labels[:, 0]
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {str(path)!r}")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(lines) > 1 and not _is_number(lines[0]) and all(_is_number(line) for line in lines[1:]):
+        lines = lines[1:]
+    if lines and all(_is_number(line) for line in lines):
+        values = np.asarray(lines, dtype=np.float64)
+        return values.astype(np.int64) if np.all(values == np.round(values)) else values
+    return np.asarray(lines)
+
+
+def read_npy_directory(path):
+    """Stack every ``.npy`` file under ``path`` (recursively) into one array.
+
+    Each file holds one sample (a vector) or a block of samples (a 2-D array); files are
+    read in sorted path order, so the row order, and therefore a seeded train/validation
+    split, is the same on every run.
+    """
+    path = Path(path).expanduser()
+    files = sorted(path.rglob("*.npy"))
+    if not files:
+        raise ValueError(f"No .npy files found under {str(path)!r}.")
+    blocks = []
+    for file in files:
+        block = np.load(file, allow_pickle=False)
+        if block.ndim not in (1, 2):
+            raise ValueError(f"{str(file)!r} holds an array of shape {block.shape}; expected a vector or rows.")
+        blocks.append(np.atleast_2d(block))
+    widths = {block.shape[1] for block in blocks}
+    if len(widths) > 1:
+        raise ValueError(f"The .npy files under {str(path)!r} have different numbers of features: {sorted(widths)}.")
+    return np.concatenate(blocks)
+
+
+def write_array(path, array):
+    """Write ``array`` to ``.npy`` or ``.csv`` (chosen by the extension), atomically."""
+    path = Path(path).expanduser()
+    array = np.asarray(array)
+    if path.suffix not in (".npy", ".csv"):
+        raise ValueError(f"Cannot write {str(path)!r}: use a .npy or .csv file name.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO() if path.suffix == ".npy" else io.StringIO()
+    if path.suffix == ".npy":
+        np.save(buffer, array)
+        atomic_write(path, buffer.getvalue())
+    else:
+        np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.9g")
+        atomic_write(path, buffer.getvalue().encode())
+
+
+def _read_npz(path, key):
+    with np.load(path, allow_pickle=False) as archive:
+        names = list(archive.files)
+        if key is None:
+            if len(names) == 1:
+                key = names[0]
+            elif "X" in names:
+                key = "X"
+            else:
+                raise ValueError(f"{str(path)!r} holds several arrays ({', '.join(names)}); choose one with a key.")
+        if key not in names:
+            raise ValueError(f"{str(path)!r} has no array {key!r}; it holds {', '.join(names)}.")
+        return archive[key]
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row]
+    if not rows:
+        raise ValueError(f"{str(path)!r} is empty.")
+    names = None
+    if not all(_is_number(field) for field in rows[0]):
+        names, rows = [field.strip() for field in rows[0]], rows[1:]
+    try:
+        X = np.array(rows, dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r} has rows of different lengths or non-numeric values ({exc}).") from exc
+    return X, names
+
+
+def _is_number(field):
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_index(column, names, n_columns, path):
+    if isinstance(column, str) and not column.lstrip("-").isdigit():
+        if names is None or column not in names:
+            raise ValueError(f"{str(path)!r} has no column named {column!r}" + (f"; it has {names}." if names else "."))
+        return names.index(column)
+    index = int(column)
+    if not -n_columns <= index < n_columns:
+        raise ValueError(f"label column {index} is out of range for {n_columns} columns in {str(path)!r}.")
+    return index % n_columns
