@@ -1,62 +1,200 @@
-"""Figures of embeddings (needs the ``plot`` extra: matplotlib)."""
+"""Figures of embeddings, decoded latent grids and training histories.
+
+Needs the ``plot`` extra (matplotlib). Each function returns a
+:class:`matplotlib.figure.Figure` built without pyplot, so nothing is added to pyplot's
+list of open figures and no backend is changed; pass ``ax`` to draw into an existing
+pyplot figure instead (for example to show it with ``plt.show()``).
+"""
 
 import numpy as np
 
-__all__ = ["plot_embedding"]
+__all__ = ["plot_embedding", "plot_history", "plot_latent_grid"]
+
+DPI = 100
+# Above this many classes a colour bar replaces the legend of discrete colours.
+_MAX_DISCRETE_CLASSES = 20
 
 
-def _pyplot():
+def _new_figure(figsize):
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("Plotting needs matplotlib: pip install 'cvae[plot]'.") from exc
-    return plt
+    return Figure(figsize=figsize, dpi=DPI, layout="constrained")
 
 
-def plot_embedding(Z, labels=None, categories=None, filename=None, title=None):
-    """Scatter a 2-D embedding, coloured by integer labels when given.
+def _new_axes(ax, figsize):
+    if ax is not None:
+        return ax.figure, ax
+    fig = _new_figure(figsize)
+    return fig, fig.subplots()
+
+
+def _finish(fig, filename):
+    if filename is not None:
+        fig.savefig(filename, dpi=DPI)
+    return fig
+
+
+def _encode_labels(labels, categories):
+    """Integer codes and the names to show for them (sorted, as ``np.unique`` orders them)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)  # a label column read from a float table
+    values, codes = np.unique(labels, return_inverse=True)
+    if categories is not None and np.issubdtype(labels.dtype, np.integer):
+        categories = list(categories)
+        if values.min() < 0 or values.max() >= len(categories):
+            raise ValueError(f"categories has {len(categories)} names, but labels range over {values.min()}..{values.max()}.")
+        names = [str(categories[v]) for v in values]
+    else:
+        names = [str(v) for v in values]
+    return codes, names
+
+
+def plot_embedding(Z, labels=None, categories=None, *, ax=None, filename=None, title=None, figsize=(7, 6)):
+    """Scatter a 2-D embedding, coloured by class when labels are given.
 
     Parameters
     ----------
     Z : array-like of shape (n_samples, 2)
-        Embedding to draw.
+        Embedding to draw, e.g. the output of ``transform``.
     labels : array-like of shape (n_samples,), default=None
-        Integer class of each point; adds a colour bar.
+        Class of each point: integers or strings. Up to 20 classes get discrete colours
+        and a colour bar naming them; more get a continuous colour scale.
     categories : sequence of str, default=None
-        Names for the label values ``0..n-1`` on the colour bar.
+        Names of the integer labels ``0..n-1`` (ignored for string labels, which name
+        themselves).
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw into; by default a new figure of ``figsize`` inches at 100 dpi.
     filename : str or path-like, default=None
-        If given, the figure is saved there (PNG, PDF... from the extension).
+        Where to save the figure (the format follows the extension).
     title : str, default=None
+    figsize : (float, float), default=(7, 6)
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     """
-    plt = _pyplot()
     Z = np.asarray(Z)
     if Z.ndim != 2 or Z.shape[1] != 2:
         raise ValueError(f"plot_embedding draws 2-D embeddings; got an array of shape {Z.shape}.")
-    fig, ax = plt.subplots(figsize=(7, 6))
-    size = max(1.0, min(10.0, 20000 / max(len(Z), 1)))
+    if labels is not None and len(labels) != len(Z):
+        raise ValueError(f"labels has {len(labels)} entries for {len(Z)} points.")
+    fig, ax = _new_axes(ax, figsize)
+    # Small, edgeless, rasterized markers keep a million points quick to draw and save.
+    style = dict(s=max(0.5, min(10.0, 20000 / max(len(Z), 1))), linewidths=0, rasterized=True)
     if labels is None:
-        ax.scatter(Z[:, 0], Z[:, 1], s=size, rasterized=True)
+        ax.scatter(Z[:, 0], Z[:, 1], **style)
     else:
-        labels = np.asarray(labels)
-        values = np.unique(labels)
-        cmap = plt.get_cmap("tab10" if len(values) <= 10 else "viridis", len(values))
-        points = ax.scatter(Z[:, 0], Z[:, 1], s=size, c=labels, cmap=cmap, vmin=values.min() - 0.5,
-                            vmax=values.max() + 0.5, rasterized=True)
-        bar = fig.colorbar(points, ax=ax, ticks=values)
-        if categories is not None:
-            bar.ax.set_yticklabels([categories[int(v)] for v in values])
+        codes, names = _encode_labels(labels, categories)
+        n_classes = len(names)
+        discrete = n_classes <= _MAX_DISCRETE_CLASSES
+        cmap = ("tab10" if n_classes <= 10 else "tab20") if discrete else "viridis"
+        points = ax.scatter(Z[:, 0], Z[:, 1], c=codes, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, **style)
+        if discrete:
+            points.set_cmap(points.get_cmap().resampled(n_classes))
+            bar = fig.colorbar(points, ax=ax, ticks=np.arange(n_classes))
+            bar.ax.set_yticklabels(names)
+        else:
+            fig.colorbar(points, ax=ax)
     ax.set_xlabel("component 0")
     ax.set_ylabel("component 1")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    if filename is not None:
-        fig.savefig(filename, dpi=100)
-    return fig
+    return _finish(fig, filename)
+
+
+def latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20):
+    """Decode a regular grid over the 2-D latent plane into one mosaic image.
+
+    Cell ``(row, col)`` of the mosaic decodes the latent point at the centre of the
+    corresponding grid cell, with the first latent dimension increasing to the right and
+    the second increasing upwards.
+
+    Returns
+    -------
+    image : ndarray of shape (grid_size * shape[0], grid_size * shape[1])
+    """
+    if estimator.n_components != 2:
+        raise ValueError(f"A latent grid needs a 2-D latent space; this model has n_components={estimator.n_components}.")
+    height, width = (int(n) for n in shape)
+    if height * width != estimator.n_features_in_:
+        raise ValueError(
+            f"shape {tuple(shape)} has {height * width} pixels, but the model has {estimator.n_features_in_} features."
+        )
+    low, high = xy_range
+    centres = low + (np.arange(grid_size) + 0.5) * (high - low) / grid_size
+    x, y = np.meshgrid(centres, centres[::-1])  # rows from the top: y decreasing
+    decoded = estimator.inverse_transform(np.column_stack([x.ravel(), y.ravel()]))
+    tiles = decoded.reshape(grid_size, grid_size, height, width)
+    return tiles.transpose(0, 2, 1, 3).reshape(grid_size * height, grid_size * width)
+
+
+def plot_latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20, *, clip=None, cmap="Greys_r", ax=None,
+                     filename=None, figsize=(8, 8)):
+    """Show what a 2-D latent space decodes to: images decoded over a grid of latent points.
+
+    The PyTorch counterpart of the original CompressionVAE's ``visualize_latent_grid``.
+
+    Parameters
+    ----------
+    estimator : CompressionVAE
+        Fitted, with ``n_components=2``, on images flattened to ``prod(shape)`` features.
+    shape : (int, int)
+        Height and width of one image.
+    xy_range : (float, float), default=(-4.0, 4.0)
+        Range of both latent coordinates (the prior puts 99.99% of its mass within +-4).
+    grid_size : int, default=20
+        Images along each side.
+    clip : (float, float), default=None
+        Clip decoded values to this range before drawing (e.g. ``(0, 255)``).
+    cmap : str, default="Greys_r"
+    ax : matplotlib.axes.Axes, default=None
+    filename : str or path-like, default=None
+    figsize : (float, float), default=(8, 8)
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    image = latent_grid(estimator, shape, xy_range, grid_size)
+    if clip is not None:
+        image = np.clip(image, *clip)
+    fig, ax = _new_axes(ax, figsize)
+    low, high = xy_range
+    ax.imshow(image, cmap=cmap, extent=(low, high, low, high), interpolation="nearest")
+    ax.set_xlabel("component 0")
+    ax.set_ylabel("component 1")
+    return _finish(fig, filename)
+
+
+def plot_history(estimator, *, filename=None, figsize=(8, 6)):
+    """Training and validation loss, and the learning rate, against the step.
+
+    Parameters
+    ----------
+    estimator : CompressionVAE or list of dict
+        A fitted estimator, or its ``history_``.
+    filename : str or path-like, default=None
+    figsize : (float, float), default=(8, 6)
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    history = getattr(estimator, "history_", estimator)
+    if not history:
+        raise ValueError("The training history is empty: fit the estimator first.")
+    fig = _new_figure(figsize)
+    loss_ax, rate_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    steps = [row["step"] for row in history]
+    loss_ax.plot(steps, [row["train_loss"] for row in history], label="train")
+    loss_ax.plot(steps, [row["validation_loss"] for row in history], label="validation")
+    loss_ax.set_ylabel("loss (negative ELBO, nats)")
+    loss_ax.legend()
+    rate_ax.plot(steps, [row["learning_rate"] for row in history], color="black")
+    rate_ax.set_yscale("log")
+    rate_ax.set_ylabel("learning rate")
+    rate_ax.set_xlabel("step")
+    return _finish(fig, filename)

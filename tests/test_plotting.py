@@ -1,0 +1,94 @@
+"""Figures: valid PNGs of the expected size, correct grid orientation, label handling."""
+
+import numpy as np
+import pytest
+
+from cvae import CompressionVAE
+from cvae.plotting import latent_grid, plot_embedding, plot_history, plot_latent_grid
+
+pytest.importorskip("matplotlib")
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    X, _ = digits
+    return CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=60, learning_rate="constant",
+                          random_state=0).fit(X)
+
+
+def test_plot_embedding_png_with_and_without_labels(tmp_path, digits):
+    Z = np.random.default_rng(0).normal(size=(500, 2))
+    plot_embedding(Z, filename=tmp_path / "plain.png")
+    assert png_size(tmp_path / "plain.png") == (700, 600)
+    fig = plot_embedding(Z, labels=digits[1][:500], categories=[f"digit {i}" for i in range(10)],
+                         filename=tmp_path / "labels.png", figsize=(5, 4))
+    assert png_size(tmp_path / "labels.png") == (500, 400)
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [f"digit {i}" for i in range(10)]
+
+
+def test_string_and_float_labels_are_named_in_sorted_order():
+    Z = np.zeros((4, 2))
+    fig = plot_embedding(Z, labels=["dog", "cat", "emu", "cat"])
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["cat", "dog", "emu"]
+    fig = plot_embedding(Z, labels=np.array([3.0, 1.0, 3.0, 2.0]))
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["1", "2", "3"]
+
+
+def test_many_classes_get_a_continuous_colour_bar():
+    Z = np.random.default_rng(0).normal(size=(300, 2))
+    fig = plot_embedding(Z, labels=np.arange(300) % 50)
+    assert len(fig.axes) == 2 and len(fig.axes[1].get_yticklabels()) < 50
+
+
+def test_plot_embedding_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match=r"draws 2-D embeddings; got an array of shape \(5, 3\)"):
+        plot_embedding(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="labels has 4 entries for 5 points"):
+        plot_embedding(np.zeros((5, 2)), labels=[0, 1, 0, 1])
+
+
+def test_plot_embedding_draws_into_given_axes():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.subplots()
+    assert plot_embedding(np.zeros((3, 2)), ax=ax) is fig
+    assert len(ax.collections) == 1
+
+
+def test_latent_grid_tiles_decode_the_cell_centres(model):
+    image = latent_grid(model, (8, 8), xy_range=(-2.0, 2.0), grid_size=4)
+    assert image.shape == (32, 32)
+    centres = np.array([-1.5, -0.5, 0.5, 1.5])
+    # Top-left tile: lowest first coordinate, highest second coordinate.
+    top_left = model.inverse_transform([[centres[0], centres[-1]]]).reshape(8, 8)
+    np.testing.assert_allclose(image[:8, :8], top_left, rtol=1e-5, atol=1e-5)
+    # Second tile of the bottom row: second-lowest first coordinate, lowest second.
+    tile = model.inverse_transform([[centres[1], centres[0]]]).reshape(8, 8)
+    np.testing.assert_allclose(image[24:, 8:16], tile, rtol=1e-5, atol=1e-5)
+
+
+def test_plot_latent_grid_and_history_pngs(model, tmp_path):
+    plot_latent_grid(model, (8, 8), grid_size=6, clip=(0, 16), filename=tmp_path / "grid.png")
+    assert png_size(tmp_path / "grid.png") == (800, 800)
+    fig = plot_history(model, filename=tmp_path / "history.png")
+    assert png_size(tmp_path / "history.png") == (800, 600)
+    assert fig.axes[1].get_yscale() == "log"
+
+
+def test_latent_grid_checks_the_model(model, digits):
+    with pytest.raises(ValueError, match=r"shape \(7, 7\) has 49 pixels, but the model has 64 features"):
+        latent_grid(model, (7, 7))
+    wide = CompressionVAE(n_components=3, hidden_layer_sizes=(16,), max_steps=2, random_state=0)
+    with pytest.warns(Warning):
+        wide.fit(digits[0])
+    with pytest.raises(ValueError, match="needs a 2-D latent space; this model has n_components=3"):
+        latent_grid(wide, (8, 8))
+    with pytest.raises(ValueError, match="history is empty"):
+        plot_history([])
