@@ -1,13 +1,18 @@
 """The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
 
 import json
+import logging
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
@@ -30,9 +35,12 @@ from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.vae import default_hidden_sizes
 from .preprocessing import NORMALIZATIONS, normalization_statistics
 from .training import LogDir, Trainer, TrainerConfig
+from .training.tensorboard import TensorBoardLog
 from .training.trainer import make_adam
 
 __all__ = ["CompressionVAE"]
+
+logger = logging.getLogger(__name__)
 
 # score_samples averages this many posterior draws, from this seed, shared by all rows:
 # repeatable, independent of the other rows, and a mean over rows that does not carry the
@@ -136,7 +144,11 @@ default="orthogonal"
         Directory for parameters, normalization statistics, history and checkpoints.
         ``None`` writes nothing.
     tensorboard : bool, default=False
-        Write TensorBoard scalars into ``logdir`` (needs the ``tensorboard`` extra).
+        Write TensorBoard event files into ``logdir`` (needs the ``tensorboard`` extra):
+        losses, reconstruction log-likelihood, KL and learning rate at each validation
+        and, for 2-D embeddings, a figure of the validation embedding at the end of the
+        fit, plus the decoded latent grid when the features form a square image (these
+        figures need the ``plot`` extra).
     warm_start : bool, default=False
         Continue the previous run (the fitted model in memory, or else the checkpoint in
         ``logdir``) instead of starting afresh: step count, optimizer, scheduler and random
@@ -147,7 +159,9 @@ default="orthogonal"
         Seeds the split, the initialization and every random draw of training. On the
         CPU, the same seed gives the same model bit for bit.
     verbose : bool, default=False
-        Show a progress bar with step, losses and learning rate.
+        In a terminal or a notebook, show a progress bar with step, losses, learning
+        rate and time left; elsewhere (output to a file or a pipe), log one line per
+        validation at level INFO through the ``cvae.training.trainer`` logger.
 
     Attributes
     ----------
@@ -329,9 +343,10 @@ default="orthogonal"
         if logdir is not None:
             logdir.write_params({"params": self._json_params(), "meta": meta})
             logdir.write_normalization(np.asarray(meta["loc"], np.float32), np.asarray(meta["scale"], np.float32))
+        tensorboard = TensorBoardLog(logdir.path) if self.tensorboard else None
         with isolated_rng(device):
             torch.manual_seed(seed)
-            trainer = self._make_trainer(meta, X_train, X_valid, device, logdir)
+            trainer = self._make_trainer(meta, X_train, X_valid, device, logdir, tensorboard)
             if resume is not None:
                 trainer.load_state_dict(resume)
             stop_reason = trainer.run()
@@ -340,6 +355,9 @@ default="orthogonal"
             logdir.write_checkpoint(state)
             logdir.write_history(state["history"])
         self._adopt_run(state, meta, device)
+        if tensorboard is not None:
+            self._write_tensorboard_figures(tensorboard, X_valid)
+            tensorboard.close()
         self._warn_on_stop(stop_reason)
         return self
 
@@ -409,7 +427,7 @@ default="orthogonal"
             "scale": scale.tolist(),
         }
 
-    def _make_trainer(self, meta, X_train, X_valid, device, logdir):
+    def _make_trainer(self, meta, X_train, X_valid, device, logdir, tensorboard):
         model = _build_module(meta).to(device)
         optimizer = make_adam(model.parameters(), self.learning_rate_init)
         scheduler = None
@@ -439,27 +457,26 @@ default="orthogonal"
             _as_tensor(X_valid, device),
             config,
             on_checkpoint=logdir.write_checkpoint if logdir is not None else None,
-            on_validation=self._tensorboard_writer(logdir),
+            on_validation=None if tensorboard is None else tensorboard.write_scalars,
         )
 
-    def _tensorboard_writer(self, logdir):
-        if not self.tensorboard:
-            return None
+    def _write_tensorboard_figures(self, tensorboard, X_valid):
+        """For 2-D embeddings, the validation embedding and, for square images, the latent grid."""
+        if self.n_components != 2:
+            return
+        from . import plotting
+
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            rows = np.random.default_rng(0).permutation(len(X_valid))[:5000]
+            figures = {"embedding": plotting.plot_embedding(self.transform(X_valid[rows]), title="validation data")}
+            side = round(self.n_features_in_**0.5)
+            if side * side == self.n_features_in_:
+                figures["latent_grid"] = plotting.plot_latent_grid(self, (side, side))
         except ImportError as exc:
-            raise ImportError(
-                "tensorboard=True needs the tensorboard package: pip install 'cvae[tensorboard]'."
-            ) from exc
-        writer = SummaryWriter(str(logdir.path))
-
-        def write(row):
-            for key, value in row.items():
-                if key != "step":
-                    writer.add_scalar(key, value, row["step"])
-            writer.flush()
-
-        return write
+            logger.warning("No embedding figures in TensorBoard: %s", exc)
+            return
+        for tag, figure in figures.items():
+            tensorboard.write_figure(tag, figure, self.n_steps_)
 
     def _warn_on_stop(self, stop_reason):
         if stop_reason == "interrupted":

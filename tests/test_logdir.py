@@ -223,14 +223,25 @@ def test_sigkill_during_fit_leaves_a_loadable_and_resumable_logdir(X, tmp_path):
     assert resumed.n_steps_ == loaded.n_steps_ + 10
 
 
-def test_tensorboard_writes_events_or_names_the_extra_to_install(X, params):
-    estimator = CompressionVAE(**dict(params, tensorboard=True))
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"pip install 'cvae\[tensorboard\]'"):
-            estimator.fit(X)
-        return
-    quiet_fit(estimator, X)
-    events = [p for p in LogDir(params["logdir"]).path.iterdir() if p.name.startswith("events.out.tfevents")]
-    assert events and events[0].stat().st_size > 0
+def test_tensorboard_without_the_package_names_the_extra_to_install(X, params, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"pip install 'cvae\[tensorboard\]'"):
+        CompressionVAE(**dict(params, tensorboard=True)).fit(X)
+
+
+def test_tensorboard_events_hold_losses_kl_learning_rate_and_figures(X, params):
+    pytest.importorskip("torch.utils.tensorboard")
+    pytest.importorskip("matplotlib")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    vae = quiet_fit(CompressionVAE(**dict(params, tensorboard=True)), X)
+    events = EventAccumulator(params["logdir"]).Reload()
+    tags = events.Tags()
+    assert set(tags["scalars"]) == {"loss/train", "loss/validation", "validation/kl",
+                                    "validation/reconstruction_log_likelihood", "learning_rate"}
+    kl = events.Scalars("validation/kl")
+    assert [e.step for e in kl] == [row["step"] for row in vae.history_]
+    assert [e.value for e in kl] == pytest.approx([row["validation_kl"] for row in vae.history_], rel=1e-6)
+    assert set(tags["images"]) == {"embedding", "latent_grid"}  # 64 features: 8x8 images
+    (image,) = events.Images("latent_grid")
+    assert image.step == vae.n_steps_ and (image.width, image.height) == (800, 800)

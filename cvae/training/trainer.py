@@ -3,6 +3,7 @@
 import copy
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 
@@ -203,7 +204,8 @@ class Trainer:
         cfg = self.config
         self.model.train()
         progress = tqdm(
-            total=cfg.max_steps, initial=self.step, disable=not cfg.verbose, unit="step", dynamic_ncols=True
+            total=cfg.max_steps, initial=self.step, disable=not (cfg.verbose and _interactive()), unit="step",
+            dynamic_ncols=True,
         )
         train_sum = torch.zeros((), device=self.X_valid.device)
         n_summed = 0
@@ -242,10 +244,13 @@ class Trainer:
             "valid": f"{row['validation_loss']:.4g}",
             "lr": f"{row['learning_rate']:.2g}",
         }
-        if progress.disable:
-            logger.info("step %d %s", self.step, " ".join(f"{k}={v}" for k, v in fields.items()))
-        else:
+        if not progress.disable:
             progress.set_postfix(fields, refresh=False)
+        elif self.config.verbose:
+            logger.info(
+                "step %d/%d %s (%.0f s)", self.step, self.config.max_steps,
+                " ".join(f"{k}={v}" for k, v in fields.items()), row["elapsed_seconds"],
+            )
 
     def restore_best(self):
         """Load the weights that had the lowest validation loss."""
@@ -291,6 +296,11 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _interactive():
+    """True where a progress bar can redraw: a terminal, or a Jupyter kernel."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 def _to_cpu(obj):
