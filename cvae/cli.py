@@ -1,9 +1,129 @@
-"""The ``cvae`` command line."""
+"""The ``cvae`` command line: fit, transform, inverse-transform, sample, plot, info, demo.
+
+User mistakes (a missing file, a wrong number of features, a bad parameter) end with one
+line on standard error and exit status 2, never a traceback.
+"""
 
 import argparse
+import json
+import logging
+import os
 import sys
+import textwrap
+import warnings
+from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, NotADirectoryError)
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def _fit(args):
+    from .estimator import CompressionVAE
+    from .files import read_array
+
+    X, _ = read_array(args.input, key=args.key, label_column=args.label_column)
+    X_valid = None
+    if args.valid is not None:
+        X_valid, _ = read_array(args.valid, key=args.key, label_column=args.label_column)
+    params = dict(
+        n_components=args.n_components,
+        hidden_layer_sizes=args.hidden_layer_sizes,
+        iaf_flow_length=args.iaf_flow_length,
+        likelihood=args.likelihood,
+        normalize=args.normalize,
+        beta=args.beta,
+        batch_size=args.batch_size,
+        learning_rate_init=args.learning_rate_init,
+        validation_fraction=args.validation_fraction,
+        tensorboard=args.tensorboard,
+        warm_start=args.resume,
+        device=args.device,
+        random_state=args.seed,
+        verbose=not args.quiet,
+        logdir=args.logdir,
+    )
+    if args.max_steps is not None:
+        params["max_steps"] = args.max_steps
+    params.update(args.param)
+    try:
+        vae = CompressionVAE(**params).fit(X, X_valid=X_valid)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{args.logdir!r} already holds a fitted model: add --resume to train it further, or choose a new --logdir."
+        ) from None
+    print(f"fitted {len(X)} samples x {X.shape[1]} features -> {vae.n_components} components: "
+          f"{vae.n_steps_} steps ({vae.stop_reason_}) on {vae.device_}, "
+          f"best validation loss {vae.best_validation_loss_:.4g}; saved in {args.logdir}")
+    return 0
+
+
+def _transform(args):
+    from .files import read_array, write_array
+
+    vae = _load(args)
+    X, _ = read_array(args.input, key=args.key, label_column=args.label_column)
+    write_array(args.output, vae.transform(X))
+    print(f"wrote the {len(X)} x {vae.n_components} embedding to {args.output}")
+    return 0
+
+
+def _inverse_transform(args):
+    from .files import read_array, write_array
+
+    vae = _load(args)
+    Z, _ = read_array(args.input, key=args.key)
+    write_array(args.output, vae.inverse_transform(Z))
+    print(f"wrote {len(Z)} decoded samples x {vae.n_features_in_} features to {args.output}")
+    return 0
+
+
+def _sample(args):
+    from .files import write_array
+
+    vae = _load(args)
+    write_array(args.output, vae.sample(args.n_samples, random_state=args.seed))
+    print(f"wrote {args.n_samples} generated samples x {vae.n_features_in_} features to {args.output}")
+    return 0
+
+
+def _plot(args):
+    from . import plotting
+    from .files import read_array, read_labels
+
+    if args.kind == "embedding" and args.input is None:
+        raise ValueError("plot --kind embedding needs the data to embed: give INPUT.")
+    if args.labels is not None and args.label_column is not None:
+        raise ValueError("give labels either as --labels FILE or as --label-column, not both.")
+    vae = _load(args)
+    if args.kind == "history":
+        plotting.plot_history(vae, filename=args.output)
+    elif args.kind == "latent-grid":
+        shape = args.image_shape or _square_shape(vae.n_features_in_)
+        plotting.plot_latent_grid(vae, shape, grid_size=args.grid_size, filename=args.output)
+    else:
+        X, labels = read_array(args.input, key=args.key, label_column=args.label_column)
+        if args.labels is not None:
+            labels = read_labels(args.labels)
+        plotting.plot_embedding(vae.transform(X), labels=labels, filename=args.output, title=Path(args.input).name)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _info(args):
+    vae = _load(args)
+    info = _describe(vae, args.logdir)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for section, fields in info.items():
+        print(f"{section}:")
+        for key, value in fields.items():
+            print(f"  {key}: {value}")
+    return 0
 
 
 def _demo(args):
@@ -14,20 +134,201 @@ def _demo(args):
     return 0
 
 
+# ---------------------------------------------------------------- helpers
+
+
+def _load(args):
+    from .estimator import CompressionVAE
+
+    return CompressionVAE.load(args.logdir, device=args.device)
+
+
+def _square_shape(n_features):
+    side = round(n_features**0.5)
+    if side * side != n_features:
+        raise ValueError(f"{n_features} features are not a square image: give --image-shape HEIGHTxWIDTH.")
+    return side, side
+
+
+def _describe(vae, logdir):
+    history = vae.history_
+    last = history[-1] if history else {}
+    files = {p.name: p.stat().st_size for p in sorted(Path(logdir).iterdir()) if p.is_file()}
+    return {
+        "model": {
+            "n_features_in": vae.n_features_in_,
+            "n_components": vae.n_components,
+            "hidden_layer_sizes": vae.hidden_layer_sizes_,
+            "iaf_flow_length": vae.iaf_flow_length,
+            "likelihood": vae.likelihood_,
+            "normalize": vae.normalize,
+        },
+        "training": {
+            "steps": vae.n_steps_,
+            "stop_reason": vae.stop_reason_,
+            "best_validation_loss": vae.best_validation_loss_,
+            "last_learning_rate": last.get("learning_rate"),
+            "training_seconds": round(last.get("elapsed_seconds", 0.0), 1),
+            "validations": len(history),
+        },
+        "device": {"saved_parameter": str(vae.device), "loaded_on": str(vae.device_)},
+        "parameters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(vae.get_params().items())},
+        "files": {name: f"{size:,} bytes" for name, size in files.items()},
+    }
+
+
+def _key_value(text):
+    """``NAME=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, lists, true...)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def _sizes(text):
+    try:
+        return tuple(int(s) for s in text.replace("x", ",").split(",") if s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_command(commands, name, help, description, examples):
+    return commands.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog="examples:\n" + textwrap.indent("\n".join(examples), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_input(parser, labels=True):
+    parser.add_argument("input", metavar="INPUT", help="a .npy, .npz or .csv file, or a directory of .npy files")
+    parser.add_argument("--key", help="array to read from a .npz archive (default: its only array, or X)")
+    if labels:
+        parser.add_argument("--label-column", help="column (index, or name in a CSV header) that holds labels, "
+                            "not features; it is left out")
+
+
+def _add_logdir(parser):
+    parser.add_argument("logdir", metavar="LOGDIR", help="log directory of a fitted model")
+    parser.add_argument("--device", default=None, help="where to run: auto, cpu, cuda... (default: as saved)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="cvae",
-        description="CompressionVAE: dimensionality reduction with a variational autoencoder.",
+        description="CompressionVAE: dimensionality reduction with a variational autoencoder. Fit a model "
+        "into a log directory, then embed, decode, generate and plot with it.",
+        epilog="Run 'cvae COMMAND --help' for a command's options and examples.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    demo = commands.add_parser(
-        "demo",
-        help="embed scikit-learn's digits and compare with PCA",
-        description="Fit a 2-D CompressionVAE on scikit-learn's bundled digits, print the validation loss "
-        "and the 10-NN accuracy of the test embedding next to PCA's, and save an embedding plot "
-        "when matplotlib is installed.",
-        epilog="example: cvae demo --max-steps 2000 --plot digits.png",
+
+    fit = _add_command(
+        commands, "fit", "fit a model and save it in a log directory",
+        "Fit a CompressionVAE on INPUT and save parameters, normalization, history and checkpoints in "
+        "--logdir. Ctrl-C stops training and keeps the best model so far.",
+        ["cvae fit data.npy --logdir runs/mnist",
+         "cvae fit mnist.npz --key X_train --logdir runs/mnist10 --n-components 10 --max-steps 5000",
+         "cvae fit table.csv --label-column label --logdir runs/table --param dropout=0.1",
+         "cvae fit data.npy --logdir runs/mnist --resume --max-steps 60000   # train further"],
+    )
+    _add_input(fit)
+    fit.add_argument("--logdir", required=True, help="directory for the model (must be new unless --resume)")
+    fit.add_argument("--valid", metavar="FILE", help="validation data (default: hold out --validation-fraction)")
+    fit.add_argument("--n-components", type=int, default=2, help="embedding dimension (default: 2)")
+    fit.add_argument("--hidden-layer-sizes", type=_sizes, default=None, metavar="N,N,...",
+                     help="encoder widths, e.g. 512,256 (default: chosen from the data)")
+    fit.add_argument("--iaf-flow-length", type=int, default=0, help="IAF steps on the posterior (default: 0)")
+    fit.add_argument("--likelihood", default="auto", help="auto, gaussian or bernoulli (default: auto)")
+    fit.add_argument("--normalize", default="global", help="global, feature or none (default: global)")
+    fit.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (default: 1)")
+    fit.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
+    fit.add_argument("--max-steps", type=int, default=None, help="step budget (default: 30000)")
+    fit.add_argument("--learning-rate-init", type=float, default=1e-3, help="initial learning rate (default: 1e-3)")
+    fit.add_argument("--validation-fraction", type=float, default=0.1, help="held-out fraction (default: 0.1)")
+    fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")
+    fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir")
+    fit.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    fit.add_argument("--seed", type=int, default=None, help="random_state, for a reproducible fit")
+    fit.add_argument("--param", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+                     help="any other CompressionVAE parameter, e.g. --param dropout=0.1 (repeatable)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    fit.set_defaults(run=_fit)
+
+    transform = _add_command(
+        commands, "transform", "embed data with a fitted model",
+        "Embed INPUT with the model in LOGDIR (the posterior mean) and write the embedding.",
+        ["cvae transform runs/mnist test.npy -o embedding.npy", "cvae transform runs/table new.csv -o z.csv"],
+    )
+    _add_logdir(transform)
+    _add_input(transform)
+    transform.add_argument("-o", "--output", required=True, help="where to write the embedding (.npy or .csv)")
+    transform.set_defaults(run=_transform)
+
+    inverse = _add_command(
+        commands, "inverse-transform", "decode latent codes back to data space",
+        "Decode the latent codes in INPUT (n_components columns) with the model in LOGDIR.",
+        ["cvae inverse-transform runs/mnist embedding.npy -o reconstruction.npy"],
+    )
+    _add_logdir(inverse)
+    _add_input(inverse, labels=False)
+    inverse.add_argument("-o", "--output", required=True, help="where to write the decoded data (.npy or .csv)")
+    inverse.set_defaults(run=_inverse_transform)
+
+    sample = _add_command(
+        commands, "sample", "generate new data from the prior",
+        "Draw latent codes from the prior N(0, I) and decode them with the model in LOGDIR.",
+        ["cvae sample runs/mnist -n 16 -o generated.npy --seed 0"],
+    )
+    _add_logdir(sample)
+    sample.add_argument("-n", "--n-samples", type=int, default=10, help="how many (default: 10)")
+    sample.add_argument("-o", "--output", required=True, help="where to write them (.npy or .csv)")
+    sample.add_argument("--seed", type=int, default=None, help="random_state of the draws")
+    sample.set_defaults(run=_sample)
+
+    plot = _add_command(
+        commands, "plot", "draw an embedding, a decoded latent grid or the training history",
+        "Save a figure (PNG, PDF, SVG... by extension): the 2-D embedding of INPUT coloured by labels, "
+        "the images decoded over a grid of the latent plane, or the losses and learning rate.",
+        ["cvae plot runs/mnist test.npy --labels test_labels.npy -o embedding.png",
+         "cvae plot runs/table data.csv --label-column label -o embedding.png",
+         "cvae plot runs/mnist --kind latent-grid --image-shape 28x28 -o grid.png",
+         "cvae plot runs/mnist --kind history -o history.png"],
+    )
+    _add_logdir(plot)
+    plot.add_argument("input", metavar="INPUT", nargs="?", help="data to embed (for --kind embedding)")
+    plot.add_argument("--key", help="array to read from a .npz archive")
+    plot.add_argument("--label-column", help="column of INPUT holding labels (left out of the features)")
+    plot.add_argument("--labels", metavar="FILE", help="labels: .npy, .npz, or text with one per line")
+    plot.add_argument("--kind", choices=("embedding", "latent-grid", "history"), default="embedding")
+    plot.add_argument("--image-shape", type=_sizes, metavar="HxW", help="image shape for --kind latent-grid "
+                      "(default: square)")
+    plot.add_argument("--grid-size", type=int, default=20, help="images per side of the latent grid (default: 20)")
+    plot.add_argument("-o", "--output", required=True, help="image file to write")
+    plot.set_defaults(run=_plot)
+
+    info = _add_command(
+        commands, "info", "describe a fitted model: parameters, training history, device",
+        "Print the model's architecture, how training went, the device and the files in LOGDIR.",
+        ["cvae info runs/mnist", "cvae info runs/mnist --json"],
+    )
+    _add_logdir(info)
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(run=_info)
+
+    demo = _add_command(
+        commands, "demo", "embed scikit-learn's digits and compare with PCA",
+        "Fit a 2-D CompressionVAE on scikit-learn's bundled digits, print the validation loss and the 10-NN "
+        "accuracy of the test embedding next to PCA's, and save an embedding plot when matplotlib is installed.",
+        ["cvae demo", "cvae demo --max-steps 2000 --plot digits.png"],
     )
     demo.add_argument("--max-steps", type=int, default=None, help="training step budget (default: the estimator's)")
     demo.add_argument("--plot", default="digits_embedding.png", help="where to save the plot")
@@ -39,12 +340,26 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
-        print(f"cvae {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    if hasattr(args, "param"):
+        args.param = dict(args.param)
+    if not getattr(args, "quiet", True):
+        # Progress as log lines when standard error is not a terminal (see the trainer).
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            return args.run(args)
+        except USER_ERRORS as exc:
+            print(f"cvae {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # e.g. `cvae info --json | head`
+            sys.stdout = open(os.devnull, "w")
+            return 0
+        finally:
+            for warning in caught:
+                print(f"cvae {args.command}: warning: {warning.message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

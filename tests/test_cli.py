@@ -1,5 +1,6 @@
 """The command line, the demo and the examples, run end to end in a fast mode."""
 
+import json
 import runpy
 import subprocess
 import sys
@@ -10,9 +11,174 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from cvae.cli import main
+from cvae import CompressionVAE
+from cvae.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--quiet"]
+COMMANDS = ["fit", "transform", "inverse-transform", "sample", "plot", "info", "demo"]
+
+
+def png_size(path):
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.fixture
+def files(tmp_path, digits):
+    X, y = digits
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    header = ",".join([f"p{i}" for i in range(64)] + ["label"])
+    np.savetxt(tmp_path / "table.csv", np.column_stack([X[:200], y[:200]]), delimiter=",", header=header,
+               comments="", fmt="%g")
+    np.savez(tmp_path / "split.npz", X_train=X[:1500], X_test=X[1500:])
+    return tmp_path
+
+
+@pytest.fixture
+def fitted(files):
+    assert main(["fit", str(files / "X.npy"), "--logdir", str(files / "run"), *FAST]) == 0
+    return files / "run"
+
+
+def test_help_of_every_command_prints_cleanly(capsys):
+    result = subprocess.run([sys.executable, "-m", "cvae", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == ""
+    for command in COMMANDS:
+        assert command in result.stdout
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args([command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: cvae {command}") and "examples:" in out
+
+
+def test_fit_writes_a_logdir_that_the_estimator_loads(files, capsys):
+    fitted = files / "run"
+    assert main(["fit", str(files / "X.npy"), "--logdir", str(fitted), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "fitted 1797 samples x 64 features -> 2 components: 40 steps" in out
+    vae = CompressionVAE.load(fitted)
+    assert vae.n_steps_ == 40 and vae.hidden_layer_sizes_ == [32, 16] and vae.random_state == 0
+
+
+@pytest.mark.parametrize(
+    "source, options, n_rows",
+    [
+        ("table.csv", ["--label-column", "label"], 200),
+        ("table.csv", ["--label-column", "64"], 200),
+        ("split.npz", ["--key", "X_train"], 1500),
+    ],
+)
+def test_fit_reads_csv_and_npz(files, source, options, n_rows, capsys):
+    logdir = files / "run"
+    assert main(["fit", str(files / source), "--logdir", str(logdir), *options, *FAST]) == 0
+    assert f"fitted {n_rows} samples x 64 features" in capsys.readouterr().out
+
+
+def test_fit_reads_a_directory_of_npy_files(files, digits):
+    root = files / "dataset"
+    for i, row in enumerate(digits[0][:60]):
+        (root / str(i % 3)).mkdir(parents=True, exist_ok=True)
+        np.save(root / str(i % 3) / f"{i}.npy", row)
+    assert main(["fit", str(root), "--logdir", str(files / "run"), *FAST]) == 0
+    assert CompressionVAE.load(files / "run").n_features_in_ == 64
+
+
+def test_fit_passes_other_parameters_and_resumes(files):
+    logdir = str(files / "run")
+    argv = ["fit", str(files / "X.npy"), "--logdir", logdir, *FAST, "--param", "dropout=0.1", "--param",
+            "learning_rate=\"constant\""]
+    assert main(argv) == 0
+    vae = CompressionVAE.load(logdir)
+    assert vae.dropout == 0.1 and vae.learning_rate == "constant"
+    assert main(["fit", str(files / "X.npy"), "--logdir", logdir, *FAST, "--max-steps", "70", "--resume"]) == 0
+    assert CompressionVAE.load(logdir).n_steps_ == 70
+
+
+def test_transform_inverse_transform_and_sample_write_arrays(fitted, files, digits):
+    vae = CompressionVAE.load(fitted)
+    X = digits[0]
+    assert main(["transform", str(fitted), str(files / "X.npy"), "-o", str(files / "z.npy")]) == 0
+    Z = np.load(files / "z.npy")
+    np.testing.assert_array_equal(Z, vae.transform(X))
+    assert main(["inverse-transform", str(fitted), str(files / "z.npy"), "-o", str(files / "x.csv")]) == 0
+    np.testing.assert_allclose(np.loadtxt(files / "x.csv", delimiter=","), vae.inverse_transform(Z), rtol=1e-6,
+                               atol=1e-6)
+    assert main(["transform", str(fitted), str(files / "table.csv"), "--label-column", "label", "-o",
+                 str(files / "z.csv")]) == 0
+    np.testing.assert_allclose(np.loadtxt(files / "z.csv", delimiter=","), vae.transform(X[:200]), atol=1e-6)
+    assert main(["sample", str(fitted), "-n", "7", "--seed", "3", "-o", str(files / "s.npy")]) == 0
+    np.testing.assert_array_equal(np.load(files / "s.npy"), vae.sample(7, random_state=3))
+
+
+def test_plot_kinds_write_pngs(fitted, files):
+    pytest.importorskip("matplotlib")
+    runs = {
+        "embedding.png": [str(files / "X.npy"), "--labels", str(files / "y.npy")],
+        "table.png": [str(files / "table.csv"), "--label-column", "label"],
+        "grid.png": ["--kind", "latent-grid", "--grid-size", "5"],
+        "history.png": ["--kind", "history"],
+    }
+    for name, options in runs.items():
+        assert main(["plot", str(fitted), *options, "-o", str(files / name)]) == 0
+    assert png_size(files / "embedding.png") == (700, 600)
+    assert png_size(files / "grid.png") == (800, 800)
+    assert png_size(files / "history.png") == (800, 600)
+
+
+def test_info_describes_model_training_and_files(fitted, capsys):
+    capsys.readouterr()
+    assert main(["info", str(fitted)]) == 0
+    text = capsys.readouterr().out
+    assert "n_components: 2" in text and "steps: 40" in text and "loaded_on: cpu" in text
+    assert "checkpoint.pt:" in text
+    assert main(["info", str(fitted), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"]["hidden_layer_sizes"] == [32, 16]
+    assert info["training"]["stop_reason"] == "max_steps" and info["training"]["validations"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "missing.npy", "--logdir", "run"], "No such file or directory: 'missing.npy'"),
+        (["fit", "split.npz", "--logdir", "run"], "holds several arrays (X_train, X_test); choose one with a key"),
+        (["fit", "X.npy", "--logdir", "run", "--param", "n_components=0"], "n_components"),
+        (["fit", "table.csv", "--label-column", "colour", "--logdir", "run"], "no column named 'colour'"),
+        (["transform", "nowhere", "X.npy", "-o", "z.npy"], "No parameter file in log directory"),
+        (["plot", "run", "-o", "x.png"], "needs the data to embed"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(files, argv, message, capsys, monkeypatch):
+    monkeypatch.chdir(files)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cvae {argv[0]}: error:") and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_fit_into_a_used_logdir_suggests_resume(fitted, files, capsys):
+    assert main(["fit", str(files / "X.npy"), "--logdir", str(fitted), *FAST]) == 2
+    assert "add --resume" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line_each(files, capsys):
+    main(["fit", str(files / "X.npy"), "--logdir", str(files / "run"), "--max-steps", "5", "--quiet"])
+    err = capsys.readouterr().err
+    assert err.startswith("cvae fit: warning: Reached max_steps=5") and err.count("\n") == 1
+
+
+def test_fit_logs_progress_lines_when_not_a_terminal(files, caplog):
+    with caplog.at_level("INFO", logger="cvae.training.trainer"):
+        main(["fit", str(files / "X.npy"), "--logdir", str(files / "run"), "--max-steps", "40",
+              "--param", "validation_interval=20"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "cvae.training.trainer"]
+    assert [line.split()[1] for line in lines] == ["20/40", "40/40"]
+    assert "valid=" in lines[0] and "lr=0.001" in lines[0]
 
 
 def test_demo_prints_loss_and_knn_against_pca(capsys):
@@ -27,25 +193,8 @@ def test_demo_prints_loss_and_knn_against_pca(capsys):
 def test_demo_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "digits.png"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        main(["demo", "--max-steps", "50", "--plot", str(path), "--quiet"])
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (width, height) == (700, 600)
-
-
-def test_module_entry_point_help():
-    result = subprocess.run([sys.executable, "-m", "cvae", "demo", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0
-    assert "digits" in result.stdout and "--max-steps" in result.stdout
-
-
-def test_user_errors_are_one_line_without_traceback(capsys):
-    assert main(["demo", "--max-steps", "0", "--quiet", "--no-plot"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("cvae demo: error:") and "max_steps" in err and "Traceback" not in err
+    main(["demo", "--max-steps", "50", "--plot", str(path), "--quiet"])
+    assert png_size(path) == (700, 600)
 
 
 def test_quickstart_example_runs(tmp_path, capsys):
