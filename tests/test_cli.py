@@ -1,7 +1,6 @@
 """The command line, the demo and the examples, run end to end in a fast mode."""
 
 import json
-import runpy
 import subprocess
 import sys
 import warnings
@@ -14,7 +13,6 @@ from sklearn.exceptions import ConvergenceWarning
 from cvae import CompressionVAE
 from cvae.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--quiet"]
 COMMANDS = ["fit", "transform", "inverse-transform", "sample", "plot", "info", "demo"]
 
@@ -195,13 +193,3 @@ def test_demo_writes_a_png(tmp_path):
     path = tmp_path / "digits.png"
     main(["demo", "--max-steps", "50", "--plot", str(path), "--quiet"])
     assert png_size(path) == (700, 600)
-
-
-def test_quickstart_example_runs(tmp_path, capsys):
-    module = runpy.run_path(str(ROOT / "examples" / "quickstart.py"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae = module["main"](["--max-steps", "100", "--logdir", str(tmp_path / "run")])
-    assert vae.n_steps_ == 100
-    assert "identical embedding" in capsys.readouterr().out
-    assert np.isfinite(vae.transform(np.zeros((1, 64)))).all()

@@ -1,0 +1,61 @@
+"""Stop a long fit with Ctrl-C, use the model at once, and resume training later.
+
+    python examples/interrupt_and_resume.py [--logdir DIR] [--after SECONDS]
+
+Press Ctrl-C during the first fit (or let the example press it after ``--after`` seconds):
+``fit`` returns with the best weights so far and a checkpoint in ``logdir``. A new process
+can then ``CompressionVAE.load(logdir)`` to embed right away, and ``warm_start=True``
+continues the saved run where it stopped: same step count, optimizer state, learning-rate
+schedule and random stream. Takes under a minute on a 2-core CPU.
+"""
+
+import _thread
+import argparse
+import tempfile
+import threading
+import warnings
+
+from sklearn.datasets import load_digits
+
+from cvae import CompressionVAE
+
+
+def press_ctrl_c_after(seconds):
+    """Deliver a real KeyboardInterrupt to the main thread, as the terminal's Ctrl-C does."""
+    timer = threading.Timer(seconds, _thread.interrupt_main)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logdir", default=None, help="default: a temporary directory")
+    parser.add_argument("--after", type=float, default=5.0, help="seconds before the simulated Ctrl-C")
+    parser.add_argument("--more-steps", type=int, default=2000, help="steps to add when resuming")
+    args = parser.parse_args(argv)
+
+    X, _ = load_digits(return_X_y=True)
+    logdir = args.logdir or tempfile.mkdtemp(prefix="cvae-resume-")
+    vae = CompressionVAE(logdir=logdir, random_state=0, max_steps=10**6)
+    timer = press_ctrl_c_after(args.after)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vae.fit(X)
+    timer.cancel()
+    print(f"stopped: {vae.stop_reason_} at step {vae.n_steps_}; {caught[-1].message if caught else ''}")
+
+    loaded = CompressionVAE.load(logdir)
+    print(f"loaded from {logdir}: step {loaded.n_steps_}, embedding shape {loaded.transform(X).shape}")
+
+    loaded.set_params(warm_start=True, max_steps=loaded.n_steps_ + args.more_steps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded.fit(X)
+    print(f"resumed to step {loaded.n_steps_}: best validation loss "
+          f"{vae.best_validation_loss_:.2f} -> {loaded.best_validation_loss_:.2f}")
+    return vae, loaded
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Every example runs end to end, in a fast mode (small step budgets), and does what it says."""
+
+import runpy
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def run_example(name, argv):
+    module = runpy.run_path(str(ROOT / "examples" / f"{name}.py"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return module["main"](argv)
+
+
+def png_size(path):
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_quickstart(tmp_path, capsys):
+    vae = run_example("quickstart", ["--max-steps", "100", "--logdir", str(tmp_path / "run")])
+    assert vae.n_steps_ == 100
+    assert "identical embedding" in capsys.readouterr().out
+
+
+def test_mnist_embedding_from_an_npz_path(tmp_path, digits, capsys):
+    pytest.importorskip("matplotlib")
+    # A stand-in for mnist.npz with the same keys: digits scaled to uint8 8x8 images.
+    X, y = digits
+    images = np.round(X * 255 / 16).astype(np.uint8)
+    np.savez(tmp_path / "small.npz", X_train=images[:1400], y_train=y[:1400], X_test=images[1400:], y_test=y[1400:])
+    vae, knn = run_example("mnist_embedding", ["--data", str(tmp_path / "small.npz"), "--max-steps", "300",
+                                               "--out-dir", str(tmp_path)])
+    assert vae.likelihood_ == "bernoulli" and 0.0 <= knn <= 1.0
+    assert png_size(tmp_path / "mnist_embedding.png") == (700, 600)
+    assert png_size(tmp_path / "mnist_latent_grid.png") == (800, 800)
+    assert "10-NN accuracy of the unseen test digits" in capsys.readouterr().out
+
+
+def test_grid_search_in_a_pipeline(capsys):
+    search, accuracy = run_example("grid_search", ["--max-steps", "40"])
+    assert len(search.cv_results_["params"]) == 4 and np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_score_ == max(search.cv_results_["mean_test_score"])
+    assert 0.0 <= accuracy <= 1.0
+
+
+def test_generate_and_interpolate(tmp_path):
+    out = tmp_path / "generated.png"
+    generated, path = run_example("generate_and_interpolate", ["--max-steps", "200", "--out", str(out)])
+    assert generated.shape == (8, 64) and path.shape == (8, 64)
+    assert ((0 <= path) & (path <= 1)).all()
+    if out.exists():
+        assert png_size(out) == (800, 240)
+
+
+def test_npy_directory(tmp_path):
+    vae, Z = run_example("npy_directory", ["--root", str(tmp_path / "data"), "--max-steps", "50"])
+    assert sum(1 for _ in (tmp_path / "data").rglob("*.npy")) == 1797
+    assert vae.n_features_in_ == 64 and Z.shape == (183, 2)  # the 3s
+
+
+def test_interrupt_and_resume(tmp_path):
+    vae, resumed = run_example("interrupt_and_resume", ["--logdir", str(tmp_path / "run"), "--after", "1.5",
+                                                        "--more-steps", "30"])
+    assert vae.stop_reason_ == "interrupted" and vae.n_steps_ > 0
+    assert resumed.n_steps_ == vae.n_steps_ + 30
