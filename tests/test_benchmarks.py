@@ -1,0 +1,27 @@
+"""The benchmark scripts run end to end at a tiny scale (their figures are not checked here)."""
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_speed_benchmark_writes_its_table_and_json(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_speed.py"))
+    out = tmp_path / "speed.json"
+    module["main"](["--batch-sizes", "64", "--scale", "0.01", "--rows", "3000", "--repeats", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    (row,) = result["training"]
+    assert row["batch_size"] == 64 and row["steps"] == 20
+    assert row["plain_samples_per_s"] > 0 and row["cvae_samples_per_s"] > 0 and row["cvae_iaf5_samples_per_s"] > 0
+    # 784-512-256-2 and mirror: forward MACs counted from the layers, times 6 for training.
+    macs = 784 * 512 + 512 * 256 + 256 * 4 + 2 * 256 + 256 * 512 + 512 * 784
+    assert row["train_flops_per_sample"] == 6 * macs
+    assert result["inference"]["rows"] == 3000 and result["matmul_gflops"] > 0
+    assert not result["targets"]["transform >= 150,000 samples/s on 100k rows"]  # too few rows to count
+    table = capsys.readouterr().out
+    assert "plain/s" in table and "target train_vs_plain" in table
