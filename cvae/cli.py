@@ -102,7 +102,9 @@ def _plot(args):
     if args.kind == "history":
         plotting.plot_history(vae, filename=args.output)
     elif args.kind == "latent-grid":
-        shape = args.image_shape or _square_shape(vae.n_features_in_)
+        shape = args.image_shape or plotting.square_image_shape(vae.n_features_in_)
+        if shape is None:
+            raise ValueError(f"{vae.n_features_in_} features are not a square image: give --image-shape HEIGHTxWIDTH.")
         plotting.plot_latent_grid(vae, shape, grid_size=args.grid_size, filename=args.output)
     else:
         X, labels = read_array(args.input, key=args.key, label_column=args.label_column)
@@ -141,13 +143,6 @@ def _load(args):
     from .estimator import CompressionVAE
 
     return CompressionVAE.load(args.logdir, device=args.device)
-
-
-def _square_shape(n_features):
-    side = round(n_features**0.5)
-    if side * side != n_features:
-        raise ValueError(f"{n_features} features are not a square image: give --image-shape HEIGHTxWIDTH.")
-    return side, side
 
 
 def _describe(vae, logdir):

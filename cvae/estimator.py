@@ -469,9 +469,9 @@ default="orthogonal"
         try:
             rows = np.random.default_rng(0).permutation(len(X_valid))[:5000]
             figures = {"embedding": plotting.plot_embedding(self.transform(X_valid[rows]), title="validation data")}
-            side = round(self.n_features_in_**0.5)
-            if side * side == self.n_features_in_:
-                figures["latent_grid"] = plotting.plot_latent_grid(self, (side, side))
+            shape = plotting.square_image_shape(self.n_features_in_)
+            if shape is not None:
+                figures["latent_grid"] = plotting.plot_latent_grid(self, shape)
         except ImportError as exc:
             logger.warning("No embedding figures in TensorBoard: %s", exc)
             return

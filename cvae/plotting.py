@@ -8,7 +8,7 @@ pyplot figure instead (for example to show it with ``plt.show()``).
 
 import numpy as np
 
-__all__ = ["plot_embedding", "plot_history", "plot_latent_grid"]
+__all__ = ["latent_grid", "plot_embedding", "plot_history", "plot_latent_grid", "square_image_shape"]
 
 DPI = 100
 # Above this many classes a colour bar replaces the legend of discrete colours.
@@ -103,6 +103,12 @@ def plot_embedding(Z, labels=None, categories=None, *, ax=None, filename=None, t
     if title:
         ax.set_title(title)
     return _finish(fig, filename)
+
+
+def square_image_shape(n_features):
+    """``(side, side)`` when ``n_features`` is a perfect square (e.g. 784 -> 28x28), else None."""
+    side = round(n_features**0.5)
+    return (side, side) if side * side == n_features else None
 
 
 def latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20):

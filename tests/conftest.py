@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -14,3 +16,15 @@ def digits():
 def fast():
     """Parameters that make a fit take well under a second."""
     return dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=60, validation_interval=20, random_state=0)
+
+
+@pytest.fixture
+def png_size():
+    """Width and height of a PNG file, after checking it is one and is not empty."""
+
+    def size(path):
+        data = Path(path).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000, f"{path} is not a non-empty PNG"
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+    return size

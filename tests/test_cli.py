@@ -17,11 +17,6 @@ FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--
 COMMANDS = ["fit", "transform", "inverse-transform", "sample", "plot", "info", "demo"]
 
 
-def png_size(path):
-    data = Path(path).read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
 
 @pytest.fixture
 def files(tmp_path, digits):
@@ -113,7 +108,7 @@ def test_transform_inverse_transform_and_sample_write_arrays(fitted, files, digi
     np.testing.assert_array_equal(np.load(files / "s.npy"), vae.sample(7, random_state=3))
 
 
-def test_plot_kinds_write_pngs(fitted, files):
+def test_plot_kinds_write_pngs(fitted, files, png_size):
     pytest.importorskip("matplotlib")
     runs = {
         "embedding.png": [str(files / "X.npy"), "--labels", str(files / "y.npy")],
@@ -188,7 +183,7 @@ def test_demo_prints_loss_and_knn_against_pca(capsys):
     assert "10-NN accuracy of the 2-D test embedding: CompressionVAE" in out and "PCA 0." in out
 
 
-def test_demo_writes_a_png(tmp_path):
+def test_demo_writes_a_png(tmp_path, png_size):
     pytest.importorskip("matplotlib")
     path = tmp_path / "digits.png"
     main(["demo", "--max-steps", "50", "--plot", str(path), "--quiet"])

@@ -19,11 +19,6 @@ def run_example(name, argv):
         return module["main"](argv)
 
 
-def png_size(path):
-    data = Path(path).read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
 
 def test_quickstart(tmp_path, capsys):
     vae = run_example("quickstart", ["--max-steps", "100", "--logdir", str(tmp_path / "run")])
@@ -31,7 +26,7 @@ def test_quickstart(tmp_path, capsys):
     assert "identical embedding" in capsys.readouterr().out
 
 
-def test_mnist_embedding_from_an_npz_path(tmp_path, digits, capsys):
+def test_mnist_embedding_from_an_npz_path(tmp_path, digits, capsys, png_size):
     pytest.importorskip("matplotlib")
     # A stand-in for mnist.npz with the same keys: digits scaled to uint8 8x8 images.
     X, y = digits
@@ -52,7 +47,7 @@ def test_grid_search_in_a_pipeline(capsys):
     assert 0.0 <= accuracy <= 1.0
 
 
-def test_generate_and_interpolate(tmp_path):
+def test_generate_and_interpolate(tmp_path, png_size):
     out = tmp_path / "generated.png"
     generated, path = run_example("generate_and_interpolate", ["--max-steps", "200", "--out", str(out)])
     assert generated.shape == (8, 64) and path.shape == (8, 64)

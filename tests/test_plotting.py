@@ -4,15 +4,10 @@ import numpy as np
 import pytest
 
 from cvae import CompressionVAE
-from cvae.plotting import latent_grid, plot_embedding, plot_history, plot_latent_grid
+from cvae.plotting import latent_grid, plot_embedding, plot_history, plot_latent_grid, square_image_shape
 
 pytest.importorskip("matplotlib")
 
-
-def png_size(path):
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +17,7 @@ def model(digits):
                           random_state=0).fit(X)
 
 
-def test_plot_embedding_png_with_and_without_labels(tmp_path, digits):
+def test_plot_embedding_png_with_and_without_labels(tmp_path, digits, png_size):
     Z = np.random.default_rng(0).normal(size=(500, 2))
     plot_embedding(Z, filename=tmp_path / "plain.png")
     assert png_size(tmp_path / "plain.png") == (700, 600)
@@ -74,7 +69,7 @@ def test_latent_grid_tiles_decode_the_cell_centres(model):
     np.testing.assert_allclose(image[24:, 8:16], tile, rtol=1e-5, atol=1e-5)
 
 
-def test_plot_latent_grid_and_history_pngs(model, tmp_path):
+def test_plot_latent_grid_and_history_pngs(model, tmp_path, png_size):
     plot_latent_grid(model, (8, 8), grid_size=6, clip=(0, 16), filename=tmp_path / "grid.png")
     assert png_size(tmp_path / "grid.png") == (800, 800)
     fig = plot_history(model, filename=tmp_path / "history.png")
@@ -92,3 +87,8 @@ def test_latent_grid_checks_the_model(model, digits):
         latent_grid(wide, (8, 8))
     with pytest.raises(ValueError, match="history is empty"):
         plot_history([])
+
+
+def test_square_image_shape():
+    assert square_image_shape(784) == (28, 28) and square_image_shape(64) == (8, 8)
+    assert square_image_shape(65) is None and square_image_shape(3) is None
