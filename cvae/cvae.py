@@ -82,7 +82,7 @@ class CompressionVAE:
             run.clear()
         elif not run.has_run():
             _refuse_foreign_model(run)
-        self.X = read_array(X)[0] if isinstance(X, (str, Path)) else X
+        self.X = _read_if_path(X)
         self.X_valid = X_valid
         if run.has_run():
             self.estimator = _Estimator.load(self.logdir)
@@ -177,9 +177,7 @@ class CompressionVAE:
         -------
         z : ndarray of shape (n_samples, dim_latent)
         """
-        if isinstance(X, (str, Path)):
-            X = read_array(X)[0]
-        return self.estimator.transform(X)
+        return self.estimator.transform(_read_if_path(X))
 
     def decode(self, z):
         """Decode latent vectors to data space (the decoder mean, in the data's scale).
@@ -227,6 +225,11 @@ class CompressionVAE:
         fig = plot(*args, ax=ax, **kwargs)
         plt.show()
         return fig
+
+
+def _read_if_path(X):
+    """The original accepted a directory path wherever it took data; read it into memory."""
+    return read_array(X)[0] if isinstance(X, (str, Path)) else X
 
 
 def _refuse_foreign_model(run):

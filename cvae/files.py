@@ -116,13 +116,15 @@ def write_array(path, array):
     if path.suffix not in (".npy", ".csv"):
         raise ValueError(f"Cannot write {str(path)!r}: use a .npy or .csv file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO() if path.suffix == ".npy" else io.StringIO()
     if path.suffix == ".npy":
+        buffer = io.BytesIO()
         np.save(buffer, array)
-        atomic_write(path, buffer.getvalue())
+        data = buffer.getvalue()
     else:
+        buffer = io.StringIO()
         np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.9g")
-        atomic_write(path, buffer.getvalue().encode())
+        data = buffer.getvalue().encode()
+    atomic_write(path, data)
 
 
 def _read_npz(path, key):
