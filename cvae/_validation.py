@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_array, validate_data
 __all__ = [
     "Interval",
     "StrOptions",
+    "check_chunk",
     "check_finite_float",
     "check_latent",
     "check_unit_interval",
@@ -78,9 +79,19 @@ def check_finite_float(X, name):
         )
 
 
-def check_unit_interval(X, name):
-    """Raise ``ValueError`` unless every value of ``X`` lies in [0, 1] (Bernoulli likelihood)."""
-    low, high = float(X.min()), float(X.max())
+def check_chunk(chunk, name, rows, where):
+    """Check rows read from a file or memmap: finite, within float32's range.
+
+    ``rows`` (a slice) and ``where`` (the source's name) locate the problem in the message.
+    """
+    if chunk.dtype.kind == "f" and not np.isfinite(chunk).all():
+        what = "NaN" if np.isnan(chunk).any() else "infinity"
+        raise ValueError(f"{name} contains {what} in rows {rows.start} to {rows.stop - 1} of {where}.")
+    check_finite_float(chunk, name)
+
+
+def check_unit_interval(low, high, name):
+    """Raise ``ValueError`` unless ``name``'s values, ranging over [low, high], lie in [0, 1]."""
     if low < 0 or high > 1:
         raise ValueError(
             f"likelihood='bernoulli' needs {name} in [0, 1], but its values range from {low:.4g} "

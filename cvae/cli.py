@@ -21,14 +21,25 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, Import
 # ---------------------------------------------------------------- subcommands
 
 
+def _data(path, key=None, label_column=None):
+    """``(data, n_samples)``: a .npy file or directory as its path, to be streamed; other files read."""
+    from .files import read_array
+    from .sources import open_source
+
+    streamable = Path(path).expanduser().is_dir() or Path(path).suffix == ".npy"
+    if streamable and label_column is None:
+        return path, open_source(path).n_samples
+    X, _ = read_array(path, key=key, label_column=label_column)
+    return X, len(X)
+
+
 def _fit(args):
     from .estimator import CompressionVAE
-    from .files import read_array
 
-    X, _ = read_array(args.input, key=args.key, label_column=args.label_column)
+    X, n_samples = _data(args.input, args.key, args.label_column)
     X_valid = None
     if args.valid is not None:
-        X_valid, _ = read_array(args.valid, key=args.key, label_column=args.label_column)
+        X_valid, _ = _data(args.valid, args.key, args.label_column)
     params = dict(
         n_components=args.n_components,
         hidden_layer_sizes=args.hidden_layer_sizes,
@@ -55,29 +66,35 @@ def _fit(args):
         raise FileExistsError(
             f"{args.logdir!r} already holds a fitted model: add --resume to train it further, or choose a new --logdir."
         ) from None
-    print(f"fitted {len(X)} samples x {X.shape[1]} features -> {vae.n_components} components: "
+    print(f"fitted {n_samples} samples x {vae.n_features_in_} features -> {vae.n_components} components: "
           f"{vae.n_steps_} steps ({vae.stop_reason_}) on {vae.device_}, "
           f"best validation loss {vae.best_validation_loss_:.4g}; saved in {args.logdir}")
     return 0
 
 
-def _transform(args):
-    from .files import read_array, write_array
+def _write_output(vae, method, data, output):
+    """Write ``vae.<method>(data)``; a .npy output is written a chunk at a time."""
+    from .files import transform_to_npy, write_array
 
+    if Path(output).suffix == ".npy":
+        transform_to_npy(vae, data, output, method=method)
+    else:
+        write_array(output, getattr(vae, method)(data))
+
+
+def _transform(args):
     vae = _load(args)
-    X, _ = read_array(args.input, key=args.key, label_column=args.label_column)
-    write_array(args.output, vae.transform(X))
-    print(f"wrote the {len(X)} x {vae.n_components} embedding to {args.output}")
+    X, n_samples = _data(args.input, args.key, args.label_column)
+    _write_output(vae, "transform", X, args.output)
+    print(f"wrote the {n_samples} x {vae.n_components} embedding to {args.output}")
     return 0
 
 
 def _inverse_transform(args):
-    from .files import read_array, write_array
-
     vae = _load(args)
-    Z, _ = read_array(args.input, key=args.key)
-    write_array(args.output, vae.inverse_transform(Z))
-    print(f"wrote {len(Z)} decoded samples x {vae.n_features_in_} features to {args.output}")
+    Z, n_samples = _data(args.input, args.key)
+    _write_output(vae, "inverse_transform", Z, args.output)
+    print(f"wrote {n_samples} decoded samples x {vae.n_features_in_} features to {args.output}")
     return 0
 
 

@@ -83,7 +83,7 @@ class CompressionVAE:
         elif not run.has_run():
             _refuse_foreign_model(run)
         self.X = _read_if_path(X)
-        self.X_valid = X_valid
+        self.X_valid = _read_if_path(X_valid)
         if run.has_run():
             self.estimator = _Estimator.load(self.logdir)
             self.is_trained = True
@@ -228,8 +228,15 @@ class CompressionVAE:
 
 
 def _read_if_path(X):
-    """The original accepted a directory path wherever it took data; read it into memory."""
-    return read_array(X)[0] if isinstance(X, (str, Path)) else X
+    """The original accepted a directory path wherever it took data.
+
+    A directory of .npy files or a .npy file stays a path, which the estimator streams
+    from disk; other files (.npz, .csv) are read into memory.
+    """
+    if not isinstance(X, (str, Path)):
+        return X
+    path = Path(X).expanduser()
+    return str(path) if path.is_dir() or path.suffix == ".npy" else read_array(path)[0]
 
 
 def _refuse_foreign_model(run):

@@ -1,9 +1,34 @@
-"""Train/validation split and mini-batches of in-memory data."""
+"""Train/validation split, shuffled mini-batches and chunked passes over rows.
+
+Batches come either from a tensor already on the device (:class:`BatchIterator`) or from a
+row source on disk (:class:`StreamingBatches`, see :mod:`cvae.sources`). Both deal each
+process of a distributed run its own shard of every epoch, the way
+``torch.utils.data.DistributedSampler`` does, and both resume from ``(epoch, position)``.
+"""
+
+import math
 
 import numpy as np
 import torch
 
-__all__ = ["BatchIterator", "iterate_chunks", "train_validation_split"]
+__all__ = [
+    "BatchIterator",
+    "SourceChunks",
+    "StreamingBatches",
+    "TensorChunks",
+    "iterate_chunks",
+    "shard_permutation",
+    "take_rows",
+    "train_validation_split",
+]
+
+# A streaming buffer holds about this many bytes of float32 rows, gathered from this many
+# blocks of consecutive rows at random places in the data.
+STREAM_BUFFER_BYTES = 64 * 2**20
+BLOCKS_PER_BUFFER = 16
+# Rows this close together are read in one call and the rows between them dropped: a read
+# of 64 extra rows costs about what a separate read call does.
+_MAX_GAP = 64
 
 
 def train_validation_split(n_samples, validation_fraction, seed):
@@ -27,45 +52,216 @@ def train_validation_split(n_samples, validation_fraction, seed):
     return perm[n_valid:], perm[:n_valid]
 
 
+def shard_permutation(n, seed, epoch, rank=0, world_size=1):
+    """This process's share of epoch ``epoch``'s permutation of ``range(n)``.
+
+    The same indices, in the same order, as ``torch.utils.data.DistributedSampler(range(n),
+    world_size, rank, shuffle=True, seed=seed)`` after ``set_epoch(epoch)``: the
+    permutation is padded by repeating its start to a multiple of ``world_size`` and dealt
+    round-robin. Computed as a tensor, without a Python list of ``n`` integers.
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+    total = math.ceil(n / world_size) * world_size
+    if total > n:
+        perm = perm.repeat(math.ceil(total / n))[:total]
+    return perm[rank::world_size]
+
+
+def local_batch_size(batch_size, rank, world_size):
+    """Rows per step for ``rank`` when ``batch_size`` rows per step are split over processes."""
+    return batch_size // world_size + (rank < batch_size % world_size)
+
+
 class BatchIterator:
     """Endless shuffled mini-batches of a tensor that already lives on the device.
 
-    Each epoch draws one permutation on the device, so a batch is one index gather: no
-    per-sample Python work and no host-device traffic. Permutations come from torch's
-    default generator, which the trainer seeds inside ``torch.random.fork_rng`` so that the
-    caller's global random state is left untouched.
+    Each epoch's permutation is moved to the device once, so a batch is one index gather:
+    no per-sample Python work and no host-device traffic.
 
     Parameters
     ----------
     data : torch.Tensor of shape (n_samples, n_features)
         Training rows, on the training device.
     batch_size : int
-        Rows per batch (the last batch of an epoch may be smaller).
+        Rows per batch for this process (the last batch of an epoch may be smaller).
+    seed : int
+        Seeds every epoch's permutation (``seed + epoch``).
+    rank, world_size : int, default=0, 1
+        This process's shard of each epoch in a distributed run.
     """
 
-    def __init__(self, data, batch_size):
+    def __init__(self, data, batch_size, seed, rank=0, world_size=1):
         self.data = data
-        self.batch_size = min(batch_size, len(data))
-        self._perm = None
+        self.batch_size = max(1, min(batch_size, len(data)))
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch_length = math.ceil(len(data) / world_size)
+        self._epoch = 0
         self._pos = 0
+        self._perm = None
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        if self._perm is None or self._pos >= len(self._perm):
-            self._perm = torch.randperm(len(self.data), device=self.data.device)
-            self._pos = 0
+        if self._pos >= self.epoch_length:
+            self._epoch, self._pos, self._perm = self._epoch + 1, 0, None
+        if self._perm is None:
+            perm = shard_permutation(len(self.data), self.seed, self._epoch, self.rank, self.world_size)
+            self._perm = perm.to(self.data.device)
         index = self._perm[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return self.data[index]
 
     def state_dict(self):
-        return {"perm": self._perm, "pos": self._pos}
+        return {"epoch": self._epoch, "pos": self._pos}
 
     def load_state_dict(self, state):
-        self._perm = state["perm"]
-        self._pos = state["pos"]
+        self._epoch, self._pos = _epoch_position(state)
+        self._perm = None
+
+
+class StreamingBatches:
+    """Endless shuffled mini-batches of chosen rows of a source, read a buffer at a time.
+
+    The rows are cut into blocks of consecutive rows; each epoch deals the blocks in a
+    seeded random order (sharded across processes like :func:`shard_permutation`),
+    reads :data:`BLOCKS_PER_BUFFER` of them into a buffer, shuffles the buffer's rows and
+    serves them in batches, so memory holds one buffer and reads stay sequential. When the
+    rows fit in one buffer, they are shuffled exactly as :class:`BatchIterator` shuffles
+    them, so a small file trains the same model as the same data in memory.
+
+    Parameters
+    ----------
+    source : row source
+        See :mod:`cvae.sources`.
+    indices : ndarray of int
+        Sorted rows of ``source`` to train on.
+    batch_size : int
+        Rows per batch for this process.
+    seed : int
+    device : torch.device
+    rank, world_size : int, default=0, 1
+    buffer_bytes : int, default=STREAM_BUFFER_BYTES
+    """
+
+    def __init__(self, source, indices, batch_size, seed, device, rank=0, world_size=1,
+                 buffer_bytes=STREAM_BUFFER_BYTES):
+        self.source = source
+        self.indices = np.asarray(indices)
+        self.batch_size = max(1, min(batch_size, len(self.indices)))
+        self.seed = seed
+        self.device = device
+        self.rank = rank
+        self.world_size = world_size
+        buffer_rows = max(self.batch_size, buffer_bytes // (4 * source.n_features))
+        block_rows = max(1, buffer_rows // BLOCKS_PER_BUFFER)
+        self.blocks = [self.indices[i : i + block_rows] for i in range(0, len(self.indices), block_rows)]
+        self._epoch = 0
+        self._pos = 0
+        self._start_epoch(0)
+
+    def _start_epoch(self, epoch):
+        if len(self.blocks) <= BLOCKS_PER_BUFFER:
+            self._groups = [None]  # one buffer of all rows: shuffled exactly as BatchIterator does
+        else:
+            order = shard_permutation(len(self.blocks), self.seed, epoch, self.rank, self.world_size).numpy()
+            self._groups = [order[i : i + BLOCKS_PER_BUFFER] for i in range(0, len(order), BLOCKS_PER_BUFFER)]
+        self._epoch = epoch
+        self._pos = 0
+        self._next_group = 0
+        self._pending = np.empty((0, self.source.n_features), np.float32)
+
+    def _group_size(self, g):
+        if self._groups[g] is None:
+            return math.ceil(len(self.indices) / self.world_size)
+        return sum(len(self.blocks[b]) for b in self._groups[g])
+
+    def _read_group(self, g):
+        if self._groups[g] is None:
+            rows = take_rows(self.source, self.indices)
+            return rows[shard_permutation(len(rows), self.seed, self._epoch, self.rank, self.world_size).numpy()]
+        rows = np.concatenate([take_rows(self.source, self.blocks[b]) for b in self._groups[g]])
+        rng = np.random.default_rng([self.seed, self._epoch, self.rank, g])
+        return rows[rng.permutation(len(rows))]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while len(self._pending) < self.batch_size and self._next_group < len(self._groups):
+            self._pending = np.concatenate([self._pending, self._read_group(self._next_group)])
+            self._next_group += 1
+        if len(self._pending) == 0:
+            self._start_epoch(self._epoch + 1)
+            return next(self)
+        batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+        self._pos += len(batch)
+        return torch.from_numpy(batch).to(self.device, non_blocking=True)
+
+    def state_dict(self):
+        return {"epoch": self._epoch, "pos": self._pos}
+
+    def load_state_dict(self, state):
+        """Continue at row ``pos`` of epoch ``epoch``, reading only the buffer that holds it."""
+        epoch, pos = _epoch_position(state)
+        self._start_epoch(epoch)
+        sizes = [self._group_size(g) for g in range(len(self._groups))]
+        skipped = 0
+        while self._next_group < len(sizes) and skipped + sizes[self._next_group] <= pos:
+            skipped += sizes[self._next_group]
+            self._next_group += 1
+        if skipped < pos:
+            self._pending = self._read_group(self._next_group)[pos - skipped :]
+            self._next_group += 1
+        self._pos = pos
+
+
+def _epoch_position(state):
+    # Checkpoints of cvae 0.1.0 stored the permutation instead; they restart at an epoch's start.
+    return (state["epoch"], state["pos"]) if "epoch" in state else (0, 0)
+
+
+class TensorChunks:
+    """Re-iterable chunks of a tensor on the device (validation data held in memory)."""
+
+    def __init__(self, data, chunk_size):
+        self.data = data
+        self.chunk_size = chunk_size
+
+    def __iter__(self):
+        for rows in iterate_chunks(len(self.data), self.chunk_size):
+            yield self.data[rows]
+
+
+class SourceChunks:
+    """Re-iterable chunks of chosen rows of a source, read from disk on every pass."""
+
+    def __init__(self, source, indices, chunk_size, device):
+        self.source = source
+        self.indices = np.asarray(indices)
+        self.chunk_size = chunk_size
+        self.device = device
+
+    def __iter__(self):
+        for rows in iterate_chunks(len(self.indices), self.chunk_size):
+            yield torch.from_numpy(take_rows(self.source, self.indices[rows])).to(self.device)
+
+
+def take_rows(source, indices, dtype=np.float32):
+    """Rows ``indices`` (sorted) of ``source`` as a ``dtype`` array, read in few calls.
+
+    Runs of indices less than ``_MAX_GAP`` apart are read as one range.
+    """
+    out = np.empty((len(indices), source.n_features), dtype=dtype)
+    if len(indices) == 0:
+        return out
+    breaks = np.flatnonzero(np.diff(indices) > _MAX_GAP) + 1
+    for run in np.split(np.arange(len(indices)), breaks):
+        first, last = indices[run[0]], indices[run[-1]]
+        out[run] = source.read(first, last + 1)[indices[run] - first]
+    return out
 
 
 def iterate_chunks(n_samples, chunk_size):

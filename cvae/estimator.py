@@ -16,7 +16,7 @@ from . import __version__
 from ._validation import (
     Interval,
     StrOptions,
-    check_finite_float,
+    check_chunk,
     check_latent,
     check_unit_interval,
     draw_seed,
@@ -24,13 +24,25 @@ from ._validation import (
     resolve_device,
     validate_input,
 )
-from .data import BatchIterator, iterate_chunks, train_validation_split
+from .data import (
+    STREAM_BUFFER_BYTES,
+    BatchIterator,
+    SourceChunks,
+    StreamingBatches,
+    TensorChunks,
+    iterate_chunks,
+    local_batch_size,
+    take_rows,
+    train_validation_split,
+)
 from .nn import VAE
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.vae import default_hidden_sizes
-from .preprocessing import NORMALIZATIONS, normalization_statistics
+from .preprocessing import NORMALIZATIONS, summarize
+from .sources import ArraySource, open_source
 from .training import LogDir, Trainer, TrainerConfig
+from .training.distributed import Distributed
 from .training.tensorboard import TensorBoardLog
 from .training.trainer import make_adam
 
@@ -302,13 +314,19 @@ default="orthogonal"
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like of shape (n_samples, n_features), path or numpy.memmap
+            Training data: in memory, or data larger than memory as a ``.npy`` file, a
+            directory tree of ``.npy`` files (each a sample or a block of rows, read in
+            sorted path order) or a ``numpy.memmap``. Files are streamed: one pass
+            computes the normalization statistics, and training reads shuffled buffers of
+            about 64 MB, so memory use does not grow with the data.
         y : None
             Ignored; present for API consistency.
-        X_valid : array-like of shape (n_valid_samples, n_features), default=None
+        X_valid : array-like of shape (n_valid_samples, n_features), path or \
+numpy.memmap, default=None
             Validation data for learning-rate scheduling and model selection. If None,
-            ``validation_fraction`` of ``X`` is held out.
+            ``validation_fraction`` of ``X``'s rows is held out, and the split is saved in
+            ``logdir`` so that a continued run validates on the same rows.
 
         Returns
         -------
@@ -318,44 +336,65 @@ default="orthogonal"
         """
         self._validate_params()
         self._check_params()
+        distributed = Distributed.from_environment()
+        device = distributed.device(resolve_device(self.device))
+        distributed.join(device)
         logdir = LogDir(self.logdir) if self.logdir is not None else None
         resume, meta = self._previous_run(logdir)
-        X = validate_input(self, X, reset=True)
+        source = self._training_source(X)
         if meta is not None:
-            self._check_same_features(X, meta)
-        seed = meta["seed"] if meta is not None else draw_seed(self.random_state)
-        X_train, X_valid = self._split(X, X_valid, seed)
-        for name, data in (("X", X_train), ("X_valid", X_valid)):
-            check_finite_float(data, name)
-        likelihood = meta["model"]["likelihood"] if meta is not None else self._resolve_likelihood(X_train, X_valid)
+            self._check_same_features(source.n_features, meta)
+        seed = meta["seed"] if meta is not None else distributed.broadcast(draw_seed(self.random_state))
+        (train, train_idx), (valid, valid_idx) = self._split(source, X_valid, seed, logdir)
+        summary = summarize(_checked_chunks(train, train_idx, "X"))
+        valid_summary = summarize(_checked_chunks(valid, valid_idx, "X_valid" if X_valid is not None else "X"))
+        likelihood = meta["model"]["likelihood"] if meta is not None else self._resolve_likelihood(summary, valid_summary)
         if likelihood == "bernoulli":
-            check_unit_interval(X_train, "X")
-            check_unit_interval(X_valid, "X_valid")
+            check_unit_interval(summary.low, summary.high, "X")
+            check_unit_interval(valid_summary.low, valid_summary.high, "X_valid" if X_valid is not None else "X")
 
-        device = resolve_device(self.device)
         if meta is None:
-            loc, scale = normalization_statistics(X_train, self.normalize)
-            meta = self._run_metadata(X_train.shape[1], seed, loc, scale, likelihood)
-        if logdir is not None:
-            logdir.write_params({"params": self._json_params(), "meta": meta})
-            logdir.write_normalization(np.asarray(meta["loc"], np.float32), np.asarray(meta["scale"], np.float32))
-        tensorboard = TensorBoardLog(logdir.path) if self.tensorboard else None
+            loc, scale = summary.normalization(self.normalize)
+            meta = self._run_metadata(source.n_features, seed, loc, scale, likelihood)
+        writer = logdir if logdir is not None and distributed.is_main else None
+        if writer is not None:
+            writer.write_params({"params": self._json_params(), "meta": meta})
+            writer.write_normalization(np.asarray(meta["loc"], np.float32), np.asarray(meta["scale"], np.float32))
+            if X_valid is None:
+                writer.write_split(valid_idx, source.n_samples)
+        tensorboard = TensorBoardLog(writer.path) if self.tensorboard and writer is not None else None
         with isolated_rng(device):
             torch.manual_seed(seed)
-            trainer = self._make_trainer(meta, X_train, X_valid, device, logdir, tensorboard)
+            trainer = self._make_trainer(meta, (train, train_idx), (valid, valid_idx), device, writer, tensorboard,
+                                         distributed)
             if resume is not None:
                 trainer.load_state_dict(resume)
+            if distributed.rank > 0:  # the same weights everywhere, but each process its own noise
+                torch.manual_seed(seed + distributed.rank + trainer.step)
             stop_reason = trainer.run()
             state = trainer.state_dict()
-        if logdir is not None:
-            logdir.write_checkpoint(state)
-            logdir.write_history(state["history"])
+        if writer is not None:
+            writer.write_checkpoint(state)
+            writer.write_history(state["history"])
         self._adopt_run(state, meta, device)
         if tensorboard is not None:
-            self._write_tensorboard_figures(tensorboard, X_valid)
+            self._write_tensorboard_figures(tensorboard, valid, valid_idx)
             tensorboard.close()
-        self._warn_on_stop(stop_reason)
+        if distributed.is_main:
+            self._warn_on_stop(stop_reason)
         return self
+
+    def _training_source(self, X):
+        """A row source for ``X``: its file, or the validated array in memory."""
+        source = open_source(X)
+        if source is None:
+            return ArraySource(validate_input(self, X, reset=True))
+        if source.n_samples == 0 or source.n_features == 0:
+            raise ValueError(f"X ({source.name}) holds {source.n_samples} sample(s) of {source.n_features} feature(s).")
+        self.n_features_in_ = source.n_features
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return source
 
     def _check_params(self):
         """Checks that ``_parameter_constraints`` cannot express."""
@@ -379,24 +418,46 @@ default="orthogonal"
             )
         return logdir.read_checkpoint(), logdir.read_params()["meta"]
 
-    def _check_same_features(self, X, meta):
-        if X.shape[1] != meta["n_features"]:
+    def _check_same_features(self, n_features, meta):
+        if n_features != meta["n_features"]:
             source = "in memory" if self.logdir is None else f"in {str(self.logdir)!r}"
             raise ValueError(
-                f"X has {X.shape[1]} features, but the run being continued ({source}) was trained on "
+                f"X has {n_features} features, but the run being continued ({source}) was trained on "
                 f"{meta['n_features']} features."
             )
 
-    def _split(self, X, X_valid, seed):
-        if X_valid is not None:
-            return X, validate_input(self, X_valid, reset=False, name="X_valid")
-        train, valid = train_validation_split(len(X), self.validation_fraction, seed)
-        return X[train], X[valid]
+    def _split(self, source, X_valid, seed, logdir):
+        """``(source, sorted row indices)`` for training and for validation.
 
-    def _resolve_likelihood(self, X_train, X_valid):
+        Without ``X_valid``, the seeded split of ``source``'s rows, or the split saved in
+        ``logdir`` by the run being continued.
+        """
+        if X_valid is not None:
+            valid = open_source(X_valid, "X_valid")
+            if valid is None:
+                valid = ArraySource(validate_input(self, X_valid, reset=False, name="X_valid"), name="X_valid")
+            elif valid.n_features != source.n_features:
+                raise ValueError(f"X_valid has {valid.n_features} features, but X has {source.n_features} features.")
+            return (source, np.arange(source.n_samples)), (valid, np.arange(valid.n_samples))
+        saved = logdir.read_split() if logdir is not None and self.warm_start else None
+        if saved is not None and saved[1] == source.n_samples:
+            valid_idx = saved[0]
+            train_idx = np.setdiff1d(np.arange(source.n_samples), valid_idx, assume_unique=True)
+        else:
+            if saved is not None:
+                warnings.warn(
+                    f"The run being continued split {saved[1]} samples into training and validation, but X has "
+                    f"{source.n_samples}; drawing a new split.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            train_idx, valid_idx = train_validation_split(source.n_samples, self.validation_fraction, seed)
+        return (source, np.sort(train_idx)), (source, np.sort(valid_idx))
+
+    def _resolve_likelihood(self, summary, valid_summary):
         if self.likelihood != "auto":
             return self.likelihood
-        in_unit_interval = all(data.min() >= 0 and data.max() <= 1 for data in (X_train, X_valid))
+        in_unit_interval = all(s.low >= 0 and s.high <= 1 for s in (summary, valid_summary))
         return "bernoulli" if in_unit_interval else "gaussian"
 
     def _run_metadata(self, n_features, seed, loc, scale, likelihood):
@@ -423,7 +484,7 @@ default="orthogonal"
             "scale": scale.tolist(),
         }
 
-    def _make_trainer(self, meta, X_train, X_valid, device, logdir, tensorboard):
+    def _make_trainer(self, meta, train, valid, device, logdir, tensorboard, distributed):
         model = _build_module(meta).to(device)
         optimizer = make_adam(model.parameters(), self.learning_rate_init)
         scheduler = None
@@ -443,28 +504,48 @@ default="orthogonal"
             kl_warmup_steps=self.kl_warmup_steps,
             learning_rate_min=self.learning_rate_min,
             checkpoint_interval=self.checkpoint_interval,
-            verbose=bool(self.verbose),
+            verbose=bool(self.verbose) and distributed.is_main,
         )
+        rank, world_size = distributed.rank, distributed.world_size
+        batch_size = local_batch_size(self.batch_size, rank, world_size)
         return Trainer(
             model,
             optimizer,
             scheduler,
-            BatchIterator(_as_tensor(X_train, device), self.batch_size),
-            _as_tensor(X_valid, device),
+            self._training_batches(*train, batch_size, meta["seed"], device, distributed),
+            self._validation_chunks(valid[0], valid[1][rank::world_size], device),
             config,
             on_checkpoint=logdir.write_checkpoint if logdir is not None else None,
             on_validation=None if tensorboard is None else tensorboard.write_scalars,
+            distributed=distributed,
+            batch_weight=batch_size * world_size / self.batch_size,
         )
 
-    def _write_tensorboard_figures(self, tensorboard, X_valid):
+    @staticmethod
+    def _training_batches(source, indices, batch_size, seed, device, distributed):
+        """Batches gathered on the device for data in memory, streamed from disk otherwise."""
+        rank, world_size = distributed.rank, distributed.world_size
+        if source.in_memory:
+            data = torch.from_numpy(take_rows(source, indices)).to(device)
+            return BatchIterator(data, batch_size, seed, rank, world_size)
+        return StreamingBatches(source, indices, batch_size, seed, device, rank, world_size, STREAM_BUFFER_BYTES)
+
+    def _validation_chunks(self, source, indices, device):
+        """Validation rows held on the device when in memory or small, re-read from disk otherwise."""
+        if source.in_memory or len(indices) * source.n_features * 4 <= STREAM_BUFFER_BYTES:
+            return TensorChunks(torch.from_numpy(take_rows(source, indices)).to(device), self.eval_batch_size)
+        return SourceChunks(source, indices, self.eval_batch_size, device)
+
+    def _write_tensorboard_figures(self, tensorboard, source, indices):
         """For 2-D embeddings, the validation embedding and, for square images, the latent grid."""
         if self.n_components != 2:
             return
         from . import plotting
 
         try:
-            rows = np.random.default_rng(0).permutation(len(X_valid))[:5000]
-            figures = {"embedding": plotting.plot_embedding(self.transform(X_valid[rows]), title="validation data")}
+            rows = np.sort(np.random.default_rng(0).permutation(indices)[:5000])
+            Z = self.transform(take_rows(source, rows))
+            figures = {"embedding": plotting.plot_embedding(Z, title="validation data")}
             shape = plotting.square_image_shape(self.n_features_in_)
             if shape is not None:
                 figures["latent_grid"] = plotting.plot_latent_grid(self, shape)
@@ -557,20 +638,33 @@ default="orthogonal"
 
     # ------------------------------------------------------------------ inference
 
-    def _run_batched(self, fn, A, n_out):
-        """Apply ``fn`` to float32 tensors of ``A`` in batches; return numpy of ``A``'s dtype."""
-        out = np.empty((len(A), n_out), dtype=A.dtype)
+    def _run_batched(self, fn, source, n_out, name):
+        """Apply ``fn`` to float32 tensors of ``source``'s rows in batches.
+
+        Returns numpy, float64 for float64 input and float32 otherwise. Rows read from a
+        file or memmap are checked here, a batch at a time.
+        """
+        dtype = np.float64 if source.dtype == np.float64 else np.float32
+        out = np.empty((source.n_samples, n_out), dtype=dtype)
         with torch.inference_mode():
-            for rows in iterate_chunks(len(A), self.eval_batch_size):
-                batch = _as_tensor(A[rows], self.device_)
-                out[rows] = fn(batch).cpu().numpy()
+            for rows in iterate_chunks(source.n_samples, self.eval_batch_size):
+                batch = source.read(rows.start, rows.stop)
+                check_chunk(batch, name, rows, source.name)
+                out[rows] = fn(_as_tensor(batch, self.device_)).cpu().numpy()
         return out
 
     def _check_X(self, X):
+        """A row source for ``X``: an array, a .npy file, a directory of them or a memmap."""
         check_is_fitted(self)
-        X = validate_input(self, X, reset=False)
-        check_finite_float(X, "X")
-        return X
+        source = open_source(X)
+        if source is None:
+            return ArraySource(validate_input(self, X, reset=False))
+        if source.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X ({source.name}) has {source.n_features} features, but CompressionVAE is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return source
 
     @staticmethod
     def _check_finite_output(out, name, source):
@@ -586,7 +680,10 @@ default="orthogonal"
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), path or numpy.memmap
+            Data in memory, a ``.npy`` file, a directory of ``.npy`` files or a memmap;
+            files are read ``eval_batch_size`` rows at a time. To write the embedding of
+            data larger than memory to disk, see :func:`cvae.files.transform_to_npy`.
 
         Returns
         -------
@@ -594,7 +691,7 @@ default="orthogonal"
             float64 for float64 input, float32 otherwise.
         """
         X = self._check_X(X)
-        Z = self._run_batched(self.module_.embed, X, self.n_components)
+        Z = self._run_batched(self.module_.embed, X, self.n_components, "X")
         return self._check_finite_output(Z, "The embedding", "X")
 
     def inverse_transform(self, Z):
@@ -602,16 +699,23 @@ default="orthogonal"
 
         Parameters
         ----------
-        Z : array-like of shape (n_samples, n_components)
+        Z : array-like of shape (n_samples, n_components), path or numpy.memmap
+            Latent codes, in memory or in a ``.npy`` file.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features_in_)
         """
         check_is_fitted(self)
-        Z = check_latent(Z, self.n_components)
-        check_finite_float(Z, "Z")
-        X = self._run_batched(self.module_.decode_mean, Z, self.n_features_in_)
+        source = open_source(Z, "Z")
+        if source is None:
+            source = ArraySource(check_latent(Z, self.n_components), name="Z")
+        elif source.n_features != self.n_components:
+            raise ValueError(
+                f"Z ({source.name}) has {source.n_features} columns, but this CompressionVAE has "
+                f"n_components={self.n_components} latent dimensions."
+            )
+        X = self._run_batched(self.module_.decode_mean, source, self.n_features_in_, "Z")
         return self._check_finite_output(X, "The decoded data", "Z")
 
     def score_samples(self, X):
@@ -625,7 +729,8 @@ default="orthogonal"
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), path or numpy.memmap
+            As for :meth:`transform`.
 
         Returns
         -------
@@ -634,7 +739,7 @@ default="orthogonal"
         X = self._check_X(X)
         generator = torch.Generator().manual_seed(_SCORE_SEED)
         draws = torch.randn(_SCORE_DRAWS, self.n_components, generator=generator).to(self.device_)
-        return self._run_batched(lambda batch: self.module_.mean_elbo(batch, draws)[:, None], X, 1)[:, 0]
+        return self._run_batched(lambda batch: self.module_.mean_elbo(batch, draws)[:, None], X, 1, "X")[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO per sample in nats (higher is better), for model selection.
@@ -699,6 +804,16 @@ default="orthogonal"
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
             self._adopt_run(self._checkpoint, self._meta, device)
+
+
+def _checked_chunks(source, indices, name):
+    """``source``'s rows ``indices`` a buffer at a time, each checked by :func:`check_chunk`."""
+    dtype = np.float64 if source.dtype == np.float64 else np.float32
+    chunk_rows = max(1, STREAM_BUFFER_BYTES // (dtype().itemsize * source.n_features))
+    for rows in iterate_chunks(len(indices), chunk_rows):
+        chunk = take_rows(source, indices[rows], dtype)
+        check_chunk(chunk, name, slice(indices[rows.start], indices[rows.stop - 1] + 1), source.name)
+        yield chunk
 
 
 def _as_tensor(array, device):

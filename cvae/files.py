@@ -1,7 +1,8 @@
 """Reading and writing data files: .npy, .npz, .csv and directory trees of .npy files.
 
-Everything here loads into memory. These are the formats the command line and the original
-CompressionVAE interface accept.
+:func:`read_array` loads into memory; :func:`transform_to_npy` writes the output of a
+fitted estimator for data of any size, a chunk at a time. These are the formats the
+command line and the original CompressionVAE interface accept.
 """
 
 import csv
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .training.io import atomic_write
+from .data import iterate_chunks
+from .sources import open_source
+from .training.io import atomic_open, atomic_write
 
-__all__ = ["read_array", "read_labels", "read_npy_directory", "write_array"]
+__all__ = ["read_array", "read_labels", "read_npy_directory", "transform_to_npy", "write_array"]
 
 READABLE = (".npy", ".npz", ".csv")
 
@@ -125,6 +128,50 @@ def write_array(path, array):
         np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.9g")
         data = buffer.getvalue().encode()
     atomic_write(path, data)
+
+
+def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536):
+    """Write ``estimator.<method>(X)`` to a ``.npy`` file, ``chunk_size`` rows at a time.
+
+    For inputs larger than memory: only one chunk of ``X`` and of the output is held at
+    once, and the output is written with plain file writes (not a memory map, whose
+    written pages would stay resident) to a temporary file renamed into place at the end.
+
+    Parameters
+    ----------
+    estimator : fitted cvae.CompressionVAE
+    X : array-like, path or numpy.memmap
+        What ``method`` accepts: an array, a ``.npy`` file, a directory of ``.npy`` files
+        or a memmap.
+    path : str or path-like
+        The ``.npy`` file to write.
+    method : {"transform", "inverse_transform", "score_samples"}, default="transform"
+    chunk_size : int, default=65536
+
+    Returns
+    -------
+    shape : tuple
+        Shape of the array written.
+    """
+    path = Path(path).expanduser()
+    if path.suffix != ".npy":
+        raise ValueError(f"Cannot write {str(path)!r}: transform_to_npy writes a .npy file.")
+    apply = getattr(estimator, method)
+    source = open_source(X)
+    if source is None:  # in memory already: one call keeps scikit-learn's checks of X intact
+        out = apply(X)
+        write_array(path, out)
+        return out.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        for rows in iterate_chunks(source.n_samples, chunk_size):
+            out = apply(source.read(rows.start, rows.stop))
+            if rows.start == 0:
+                shape = (source.n_samples,) + out.shape[1:]
+                header = {"descr": np.lib.format.dtype_to_descr(out.dtype), "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(f, header)
+            f.write(np.ascontiguousarray(out).tobytes())
+    return shape
 
 
 def _read_npz(path, key):

@@ -191,6 +191,9 @@ def test_directory_of_npy_files_as_X(mnist_like, tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / f"{i:04d}.npy", row)
     embedder = cvae.CompressionVAE(X=str(root), iaf_flow_length=0)
-    assert embedder.X.shape == (100, 64)
     embedder.train(num_steps=20, test_every=10)
-    assert embedder.embed(str(root)).shape == (100, 2)
+    assert embedder.estimator.n_features_in_ == 64
+    Z = embedder.embed(str(root))
+    assert Z.shape == (100, 2)
+    order = np.argsort([f"class_{mnist_like.target[i]}/{i:04d}.npy" for i in range(100)])  # sorted path order
+    np.testing.assert_allclose(Z, embedder.embed(mnist_like.data[:100][order]), rtol=1e-6, atol=1e-6)

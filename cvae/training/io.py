@@ -7,6 +7,7 @@ either the old file or the new one, never a torn one. Checkpoints are read with
 refuses anything that would run code.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -18,17 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["LogDir", "atomic_write", "load_checkpoint", "save_checkpoint"]
+__all__ = ["LogDir", "atomic_open", "atomic_write", "load_checkpoint", "save_checkpoint"]
 
 
-def atomic_write(path, data):
-    """Write ``data`` (bytes) to ``path`` atomically."""
+@contextlib.contextmanager
+def atomic_open(path):
+    """A binary file to write ``path`` through: renamed over it only if the block succeeds."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -36,6 +38,12 @@ def atomic_write(path, data):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def _default_file_mode():
@@ -81,7 +89,8 @@ class LogDir:
 
     ``params.json`` (estimator parameters and data shape), ``checkpoint.pt`` (model,
     optimizer, scheduler, step, random state), ``history.csv`` (one row per validation) and
-    ``normalization.npz`` (feature ``loc`` and ``scale``).
+    ``normalization.npz`` (feature ``loc`` and ``scale``) and ``split.npz`` (the rows held
+    out for validation, and the number of rows they were drawn from).
 
     Parameters
     ----------
@@ -93,6 +102,7 @@ class LogDir:
     CHECKPOINT = "checkpoint.pt"
     HISTORY = "history.csv"
     NORMALIZATION = "normalization.npz"
+    SPLIT = "split.npz"
 
     def __init__(self, path):
         self.path = Path(path)
@@ -137,7 +147,7 @@ class LogDir:
         """Delete the files of a run written here (and nothing else in the directory)."""
         if not self.path.is_dir():
             return
-        names = (self.PARAMS, self.CHECKPOINT, self.HISTORY, self.NORMALIZATION)
+        names = (self.PARAMS, self.CHECKPOINT, self.HISTORY, self.NORMALIZATION, self.SPLIT)
         for path in self.path.iterdir():
             if path.name in names or path.name.startswith("events.out.tfevents."):
                 path.unlink()
@@ -146,3 +156,19 @@ class LogDir:
         out = io.BytesIO()
         np.savez(out, loc=loc, scale=scale)
         atomic_write(self.file(self.NORMALIZATION), out.getvalue())
+
+    def write_split(self, validation_rows, n_samples):
+        out = io.BytesIO()
+        np.savez(out, validation_rows=np.asarray(validation_rows, np.int64), n_samples=np.int64(n_samples))
+        atomic_write(self.file(self.SPLIT), out.getvalue())
+
+    def read_split(self):
+        """``(validation_rows, n_samples)`` of the saved split, or ``None`` if there is none."""
+        path = self.file(self.SPLIT)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return saved["validation_rows"], int(saved["n_samples"])
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"Cannot read the saved train/validation split {path} ({exc}).") from exc

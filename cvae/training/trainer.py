@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import isolated_rng
-from ..data import iterate_chunks
+from .distributed import Distributed
 from .worker import call_in_flush_to_zero_thread
 
 __all__ = ["Trainer", "TrainerConfig", "evaluate", "make_adam"]
@@ -44,22 +44,29 @@ VALIDATION_SEED = 0
 
 
 @torch.no_grad()
-def evaluate(model, X, batch_size, beta=1.0):
-    """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``X`` (eval mode)."""
-    with isolated_rng(X.device):
-        torch.manual_seed(VALIDATION_SEED)
-        return _evaluate(model, X, batch_size, beta)
+def evaluate(model, chunks, beta=1.0, distributed=Distributed()):
+    """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``chunks`` (eval mode).
+
+    ``chunks`` is an iterable of row tensors on the model's device; in a distributed run
+    each process passes its shard and the means are over all of them.
+    """
+    device = next(model.parameters()).device
+    with isolated_rng(device):
+        torch.manual_seed(VALIDATION_SEED + distributed.rank)
+        return _evaluate(model, chunks, beta, distributed, device)
 
 
-def _evaluate(model, X, batch_size, beta):
+def _evaluate(model, chunks, beta, distributed, device):
     was_training = model.training
     model.eval()
-    totals = torch.zeros(3, device=X.device, dtype=torch.float64)
-    for rows in iterate_chunks(len(X), batch_size):
-        out = model(X[rows], beta=beta)
-        totals += torch.stack([out.loss * len(out.kl), out.log_likelihood.sum(), out.kl.sum()]).double()
+    totals = torch.zeros(4, device=device, dtype=torch.float64)
+    for batch in chunks:
+        out = model(batch, beta=beta)
+        n = len(out.kl)
+        totals += torch.stack([out.loss * n, out.log_likelihood.sum(), out.kl.sum(), out.kl.new_tensor(n)]).double()
     model.train(was_training)
-    loss, log_likelihood, kl = (totals / len(X)).tolist()
+    distributed.sum(totals)
+    loss, log_likelihood, kl = (totals[:3] / totals[3]).tolist()
     return {"loss": loss, "log_likelihood": log_likelihood, "kl": kl}
 
 
@@ -96,26 +103,39 @@ class Trainer:
     optimizer : torch.optim.Optimizer
     scheduler : torch.optim.lr_scheduler.ReduceLROnPlateau or None
         ``None`` keeps the learning rate constant.
-    batches : cvae.data.BatchIterator
-        Endless training batches on the model's device.
-    X_valid : torch.Tensor
-        Validation rows on the model's device.
+    batches : cvae.data.BatchIterator or cvae.data.StreamingBatches
+        Endless training batches on the model's device (this process's shard).
+    valid_chunks : iterable of torch.Tensor
+        Re-iterable validation rows on the model's device (this process's shard), such as
+        :class:`cvae.data.TensorChunks`.
     config : TrainerConfig
     on_checkpoint : callable, default=None
         Called with :meth:`state_dict` every ``checkpoint_interval`` steps.
     on_validation : callable, default=None
         Called with each new history row (a dict) right after it is recorded.
+    distributed : cvae.training.distributed.Distributed, default=Distributed()
+        In a run of several processes, the model is trained through
+        ``DistributedDataParallel``, and validation sums, train losses and the stop flag
+        are shared, so that every process takes the same decisions.
+    batch_weight : float, default=1.0
+        Factor on this process's loss: its share of the global batch times the number of
+        processes, so that the averaged gradient is the gradient of the global batch mean.
     """
 
-    def __init__(self, model, optimizer, scheduler, batches, X_valid, config, on_checkpoint=None, on_validation=None):
+    def __init__(self, model, optimizer, scheduler, batches, valid_chunks, config, on_checkpoint=None,
+                 on_validation=None, distributed=Distributed(), batch_weight=1.0):
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.batches = batches
-        self.X_valid = X_valid
+        self.valid_chunks = valid_chunks
         self.config = config
         self.on_checkpoint = on_checkpoint
         self.on_validation = on_validation
+        self.distributed = distributed
+        self.batch_weight = batch_weight
+        self.device = next(model.parameters()).device
+        self._train_model = distributed.wrap(model)
         self.step = 0
         self.elapsed = 0.0
         self.best_loss = math.inf
@@ -135,8 +155,8 @@ class Trainer:
 
     def _train_step(self, batch):
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.model(batch, beta=self._beta())
-        out.loss.backward()
+        out = self._train_model(batch, beta=self._beta())
+        (out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss).backward()
         self.optimizer.step()
         return out.loss.detach()
 
@@ -153,7 +173,7 @@ class Trainer:
         )
 
     def _validate(self, train_loss):
-        scores = evaluate(self.model, self.X_valid, self.config.eval_batch_size, beta=self.config.beta)
+        scores = evaluate(self.model, self.valid_chunks, beta=self.config.beta, distributed=self.distributed)
         self.history.append(
             {
                 "step": self.step,
@@ -207,13 +227,13 @@ class Trainer:
             total=cfg.max_steps, initial=self.step, disable=not (cfg.verbose and _interactive()), unit="step",
             dynamic_ncols=True,
         )
-        train_sum = torch.zeros((), device=self.X_valid.device)
+        train_sum = torch.zeros((), device=self.device)
         n_summed = 0
         started = time.perf_counter()
         self.stop_reason = "max_steps"
         try:
             while self.step < cfg.max_steps:
-                if self._stop_requested:
+                if self.distributed.any(self._stop_requested, self.device):
                     self.stop_reason = "interrupted"
                     break
                 train_sum += self._train_step(next(self.batches))
@@ -223,7 +243,7 @@ class Trainer:
                 if self.step % cfg.validation_interval == 0 or self.step == cfg.max_steps:
                     self.elapsed += time.perf_counter() - started
                     started = time.perf_counter()
-                    reason = self._validate(train_sum.item() / n_summed)
+                    reason = self._validate(self.distributed.sum(train_sum).item() / n_summed / self.distributed.world_size)
                     train_sum.zero_()
                     n_summed = 0
                     self._report(progress)

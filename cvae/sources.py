@@ -1,0 +1,189 @@
+"""Row sources: the samples of an array, a .npy file or a directory of .npy files.
+
+A source reads any range of rows on demand, so data larger than memory can be scanned
+and batched a block at a time. Files are read with ordinary ``readinto`` calls rather
+than memory maps: pages of a memory map count towards the process's resident memory for
+as long as the map lives, so scanning a 2 GB memmap would hold 2 GB resident, while read
+pages stay in the operating system's cache, which it can drop at will.
+"""
+
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ArraySource", "NpyDirectorySource", "RawFileSource", "open_source"]
+
+_NUMERIC_KINDS = "biuf"
+
+
+class ArraySource:
+    """Rows of an array that is already in memory (or a memory map of unknown layout).
+
+    Parameters
+    ----------
+    array : ndarray of shape (n_samples, n_features)
+    name : str, default="X"
+        How error messages refer to the data.
+    in_memory : bool, default=True
+        False for a view of a memory map, which should be read a block at a time.
+    """
+
+    def __init__(self, array, name="X", in_memory=True):
+        self.array = array
+        self.name = name
+        self.in_memory = in_memory
+        self.n_samples, self.n_features = array.shape
+        self.dtype = array.dtype
+
+    def read(self, start, stop):
+        """Rows ``start:stop`` as an array (a view where possible)."""
+        return self.array[start:stop]
+
+
+class RawFileSource:
+    """Rows of a C-ordered 2-D array stored at ``offset`` bytes into a file.
+
+    Parameters
+    ----------
+    path : path-like
+    offset : int
+        Byte position of the first element.
+    dtype : numpy.dtype
+    shape : tuple of (n_samples, n_features)
+    name : str, default=None
+        How error messages refer to the data; defaults to the path.
+    """
+
+    def __init__(self, path, offset, dtype, shape, name=None):
+        self.path = Path(path)
+        self.offset = int(offset)
+        self.dtype = np.dtype(dtype)
+        self.n_samples, self.n_features = shape
+        self.name = name or repr(str(path))
+        self.in_memory = False
+
+    def read(self, start, stop):
+        out = np.empty((max(stop - start, 0), self.n_features), dtype=self.dtype)
+        row_bytes = self.n_features * self.dtype.itemsize
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * row_bytes)
+            n_read = f.readinto(out.reshape(-1).view(np.uint8))
+        if n_read != out.nbytes:
+            raise ValueError(f"{self.name} is shorter than its header says: it was truncated or is being written.")
+        return out
+
+
+class NpyDirectorySource:
+    """Rows of every ``.npy`` file under a directory, in sorted path order.
+
+    Each file holds one sample (a vector) or a block of samples (a 2-D array), as in the
+    original CompressionVAE. Only the files' headers are read on construction.
+
+    Parameters
+    ----------
+    path : path-like
+    """
+
+    def __init__(self, path):
+        path = Path(path)
+        files = sorted(path.rglob("*.npy"))
+        if not files:
+            raise ValueError(f"No .npy files found under {str(path)!r}.")
+        self.files = [npy_file_source(file) for file in files]
+        widths = sorted({f.n_features for f in self.files})
+        if len(widths) > 1:
+            raise ValueError(f"The .npy files under {str(path)!r} have different numbers of features: {widths}.")
+        self.name = f"the .npy files under {str(path)!r}"
+        self.in_memory = False
+        self.n_features = widths[0]
+        self.dtype = np.result_type(*(f.dtype for f in self.files))
+        self.starts = np.cumsum([0] + [f.n_samples for f in self.files])
+        self.n_samples = int(self.starts[-1])
+
+    def read(self, start, stop):
+        out = np.empty((max(stop - start, 0), self.n_features), dtype=self.dtype)
+        first = np.searchsorted(self.starts, start, side="right") - 1
+        pos = start
+        for index in range(first, len(self.files)):
+            if pos >= stop:
+                break
+            file_start = self.starts[index]
+            piece_stop = min(stop, self.starts[index + 1])
+            out[pos - start : piece_stop - start] = self.files[index].read(pos - file_start, piece_stop - file_start)
+            pos = piece_stop
+        return out
+
+
+def npy_file_source(path):
+    """A :class:`RawFileSource` for a ``.npy`` file, from its header alone.
+
+    A vector is one sample. Fortran-ordered arrays, which cannot be read a row at a time,
+    are loaded into memory; arrays of Python objects are refused without being unpickled.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = header(f)
+        except ValueError as exc:
+            raise ValueError(f"{str(path)!r} is not a valid .npy file ({exc}).") from exc
+        offset = f.tell()
+    _check_numeric(dtype, repr(str(path)))
+    if len(shape) not in (1, 2):
+        raise ValueError(f"{str(path)!r} holds an array of shape {shape}; expected a vector or rows (2-D).")
+    shape = (1, shape[0]) if len(shape) == 1 else shape
+    if fortran_order and shape[0] > 1:
+        return ArraySource(np.ascontiguousarray(np.load(path, allow_pickle=False)), name=repr(str(path)))
+    return RawFileSource(path, offset, dtype, shape)
+
+
+def open_source(X, name="X"):
+    """A row source for ``X`` when it is a path or a memory map; ``None`` for other inputs.
+
+    Parameters
+    ----------
+    X : object
+        A directory (every ``.npy`` file under it), a ``.npy`` file, a ``numpy.memmap`` or
+        anything else (returns ``None``: the caller validates it as an in-memory array).
+    name : str, default="X"
+
+    Returns
+    -------
+    source : ArraySource, RawFileSource, NpyDirectorySource or None
+    """
+    if isinstance(X, (str, os.PathLike)):
+        path = Path(X).expanduser()
+        if path.is_dir():
+            return NpyDirectorySource(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
+        if path.suffix != ".npy":
+            raise ValueError(
+                f"{name}={str(path)!r}: paths must be a .npy file or a directory of .npy files. Read other "
+                "formats into memory with cvae.files.read_array."
+            )
+        return npy_file_source(path)
+    if isinstance(X, np.memmap):
+        return _memmap_source(X, name)
+    return None
+
+
+def _memmap_source(X, name):
+    _check_numeric(X.dtype, name)
+    if X.ndim != 2:
+        raise ValueError(f"{name} is a memmap of shape {X.shape}; expected 2-D (n_samples, n_features).")
+    # A memmap made by np.memmap or np.load owns its map; its data then starts at
+    # ``offset`` bytes into ``filename``, and we read the file instead of touching the map.
+    # Slices and other views of a memmap are read through the map.
+    if isinstance(X.base, mmap.mmap) and X.filename is not None and X.flags.c_contiguous:
+        return RawFileSource(X.filename, X.offset, X.dtype, X.shape, name=name)
+    return ArraySource(X, name=name, in_memory=False)
+
+
+def _check_numeric(dtype, name):
+    if dtype.kind not in _NUMERIC_KINDS:
+        what = "strings" if dtype.kind in "US" else "Python objects" if dtype.kind == "O" else f"dtype {dtype}"
+        raise ValueError(f"{name} holds {what}; CompressionVAE needs numbers.")

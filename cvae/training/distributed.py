@@ -1,0 +1,110 @@
+"""Training in several processes with ``torch.distributed``, as ``torchrun`` launches them.
+
+``torchrun`` starts one process per GPU (or per CPU slot) and tells each its place through
+the environment variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``. :class:`Distributed` reads them, joins the process group (``nccl`` for
+CUDA, ``gloo`` otherwise) and wraps the model in ``DistributedDataParallel``, which
+averages gradients across processes after every backward pass. Nothing here sends data
+of its own making except a few sums: validation totals and the stop flag.
+"""
+
+import inspect
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+__all__ = ["Distributed"]
+
+_BUFFER_SYNC_OPTION = (
+    "forward_sync_buffers"
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else "broadcast_buffers"
+)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process stands in a distributed run; one process by default.
+
+    Parameters
+    ----------
+    rank : int, default=0
+        This process's index among all processes.
+    world_size : int, default=1
+        Number of processes.
+    local_rank : int, default=0
+        This process's index on its host: the GPU it uses.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls):
+        """The layout ``torchrun`` set in the environment, or one process when it did not."""
+        if dist.is_available() and dist.is_initialized():
+            rank, world_size = dist.get_rank(), dist.get_world_size()
+        else:
+            rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        if world_size > 1 and not dist.is_available():
+            raise RuntimeError(f"WORLD_SIZE={world_size} is set, but this PyTorch build has no torch.distributed.")
+        return cls(rank, world_size, int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def enabled(self):
+        return self.world_size > 1
+
+    @property
+    def is_main(self):
+        """The process that writes files and reports progress."""
+        return self.rank == 0
+
+    def device(self, device):
+        """This process's own GPU when ``device`` is CUDA; ``device`` otherwise."""
+        if self.enabled and device.type == "cuda" and device.index is None:
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def join(self, device):
+        """Join the process group (once per process) with the backend that suits ``device``."""
+        if not self.enabled or dist.is_initialized():
+            return
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+    def wrap(self, model):
+        """``model`` wrapped for data-parallel training, or ``model`` itself in one process."""
+        if not self.enabled:
+            return model
+        device = next(model.parameters()).device
+        # The buffers (normalization, autoregressive masks) are equal everywhere and never
+        # change: no need to send them before every forward pass. PyTorch 2.13 renamed the
+        # option that says so.
+        no_buffer_sync = {_BUFFER_SYNC_OPTION: False}
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                       **no_buffer_sync)
+
+    def sum(self, tensor):
+        """Sum ``tensor`` over all processes, in place; returns it."""
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def any(self, flag, device):
+        """True on every process when ``flag`` is true on any of them."""
+        if not self.enabled:
+            return flag
+        return bool(self.sum(torch.tensor([float(flag)], device=device)).item() > 0)
+
+    def broadcast(self, obj):
+        """The main process's ``obj``, on every process."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]

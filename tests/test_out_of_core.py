@@ -1,0 +1,122 @@
+"""The estimator on data on disk: .npy files, directories of them, memmaps."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import cvae.estimator
+from cvae import CompressionVAE
+from cvae.data import TensorChunks
+from cvae.estimator import _build_module
+from cvae.files import transform_to_npy
+from cvae.training import LogDir
+from cvae.training.trainer import evaluate
+
+
+def quiet_fit(X, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CompressionVAE(**params).fit(X)
+
+
+@pytest.fixture
+def on_disk(digits, tmp_path):
+    """The digits as a .npy file, a directory of 100-row shards, and the array."""
+    X = digits[0][:600]
+    np.save(tmp_path / "X.npy", X)
+    for i in range(0, 600, 100):
+        (tmp_path / "shards" / f"{i // 300}").mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / "shards" / f"{i // 300}" / f"{i:04d}.npy", X[i : i + 100])
+    return X, tmp_path
+
+
+def test_files_and_memmaps_fit_the_same_model_as_the_array(on_disk, fast):
+    X, path = on_disk
+    reference = quiet_fit(X, **fast)
+    Z = reference.transform(X)
+    for data in (path / "X.npy", str(path / "shards"), np.load(path / "X.npy", mmap_mode="r")):
+        vae = quiet_fit(data, **fast)
+        assert vae.n_features_in_ == 64 and not hasattr(vae, "feature_names_in_")
+        np.testing.assert_array_equal(vae.transform(X), Z)
+        np.testing.assert_array_equal(vae.transform(data), Z)
+
+
+def test_every_method_streams_files(on_disk, fast):
+    X, path = on_disk
+    vae = quiet_fit(X, **fast)
+    np.testing.assert_array_equal(vae.score_samples(path / "X.npy"), vae.score_samples(X))
+    Z = vae.transform(X)
+    np.save(path / "Z.npy", Z)
+    np.testing.assert_array_equal(vae.inverse_transform(path / "Z.npy"), vae.inverse_transform(Z))
+
+
+def test_many_buffers_per_epoch_train_as_well_as_memory(on_disk, fast, monkeypatch):
+    X, path = on_disk
+    params = dict(fast, max_steps=300, learning_rate="constant")
+    in_memory = quiet_fit(X, **params)
+    monkeypatch.setattr(cvae.estimator, "STREAM_BUFFER_BYTES", 4096)  # 16 rows per buffer: 34 buffers an epoch
+    streamed = quiet_fit(path / "X.npy", **params)
+    assert streamed.n_steps_ == 300
+    assert abs(streamed.best_validation_loss_ / in_memory.best_validation_loss_ - 1) < 0.05
+
+
+def test_bad_values_in_a_file_name_the_rows_and_the_file(on_disk, fast):
+    X, path = on_disk
+    X = X.copy()
+    X[250, 3] = np.nan
+    np.save(path / "nan.npy", X)
+    with pytest.raises(ValueError, match=r"X contains NaN in rows \d+ to \d+ of '.*nan.npy'"):
+        CompressionVAE(**fast).fit(path / "nan.npy")
+    vae = quiet_fit(path / "X.npy", **fast)
+    with pytest.raises(ValueError, match=r"X contains NaN in rows 0 to 599 of '.*nan.npy'"):
+        vae.transform(path / "nan.npy")
+    np.save(path / "narrow.npy", X[:, :10])
+    with pytest.raises(ValueError, match="has 10 features, but CompressionVAE is expecting 64"):
+        vae.transform(path / "narrow.npy")
+    with pytest.raises(ValueError, match="Z .* has 64 columns, but this CompressionVAE has n_components=2"):
+        vae.inverse_transform(path / "X.npy")
+    with pytest.raises(ValueError, match="X_valid has 10 features, but X has 64"):
+        CompressionVAE(**fast).fit(path / "X.npy", X_valid=path / "narrow.npy")
+
+
+def test_transform_to_npy_writes_what_transform_returns(on_disk, fast):
+    X, path = on_disk
+    vae = quiet_fit(X, **fast)
+    shape = transform_to_npy(vae, path / "shards", path / "out" / "Z.npy", chunk_size=128)
+    assert shape == (600, 2)
+    np.testing.assert_array_equal(np.load(path / "out" / "Z.npy"), vae.transform(X))
+    transform_to_npy(vae, path / "X.npy", path / "out" / "elbo.npy", method="score_samples", chunk_size=77)
+    np.testing.assert_array_equal(np.load(path / "out" / "elbo.npy"), vae.score_samples(X))
+    transform_to_npy(vae, X[:5], path / "out" / "small.npy")  # arrays in memory too
+    np.testing.assert_array_equal(np.load(path / "out" / "small.npy"), vae.transform(X[:5]))
+    assert sorted(p.name for p in (path / "out").iterdir()) == ["Z.npy", "elbo.npy", "small.npy"]  # no temp files
+
+
+def test_resumed_run_validates_on_the_saved_split(on_disk, fast, tmp_path):
+    X, path = on_disk
+    run = LogDir(tmp_path / "run")
+    first = quiet_fit(path / "X.npy", **dict(fast, logdir=run.path))
+    validation_rows, n_samples = run.read_split()
+    assert n_samples == 600 and len(validation_rows) == 60
+    np.testing.assert_array_equal(validation_rows, np.sort(validation_rows))
+
+    # Replace the saved split: the continued run must validate on exactly these rows.
+    chosen = np.arange(0, 600, 20)
+    run.write_split(chosen, 600)
+    quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, warm_start=True, max_steps=first.n_steps_ + 20))
+    state = run.read_checkpoint()
+    module = _build_module(run.read_params()["meta"], state["model"])
+    expected = evaluate(module, TensorChunks(torch.from_numpy(X[chosen]), 4096))["loss"]
+    assert state["history"][-1]["validation_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_resuming_on_data_of_another_length_warns_and_splits_anew(on_disk, fast, tmp_path):
+    X, _ = on_disk
+    first = quiet_fit(X, **dict(fast, logdir=tmp_path / "run"))
+    with pytest.warns(UserWarning, match="split 600 samples into training and validation, but X has 500"):
+        CompressionVAE(**dict(fast, logdir=tmp_path / "run", warm_start=True, max_steps=first.n_steps_ + 5)).fit(
+            X[:500]
+        )
+    assert LogDir(tmp_path / "run").read_split()[1] == 500

@@ -1,0 +1,210 @@
+"""Row sources on disk, sharded and streamed batches, streaming statistics."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.preprocessing import StandardScaler
+from torch.utils.data import DistributedSampler
+
+from cvae.data import BatchIterator, StreamingBatches, local_batch_size, shard_permutation, take_rows
+from cvae.preprocessing import normalization_statistics, summarize
+from cvae.sources import ArraySource, NpyDirectorySource, RawFileSource, open_source
+
+
+@pytest.fixture
+def rows():
+    return np.random.default_rng(0).normal(size=(103, 5)).astype(np.float32)
+
+
+def _save_shards(root, X, sizes):
+    """Save ``X`` as .npy files of ``sizes`` rows (0 means one vector) in nested folders."""
+    start = 0
+    for i, size in enumerate(sizes):
+        folder = root / f"part{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{i:03d}.npy", X[start] if size == 0 else X[start : start + size])
+        start += max(size, 1)
+    assert start == len(X)
+    return sorted(root.rglob("*.npy"))
+
+
+def test_npy_file_source_reads_any_range(rows, tmp_path):
+    np.save(tmp_path / "x.npy", rows)
+    source = open_source(tmp_path / "x.npy")
+    assert isinstance(source, RawFileSource)
+    assert (source.n_samples, source.n_features, source.dtype) == (103, 5, np.float32)
+    for start, stop in [(0, 103), (7, 8), (50, 99), (103, 103)]:
+        np.testing.assert_array_equal(source.read(start, stop), rows[start:stop])
+
+
+def test_directory_source_reads_across_file_boundaries(rows, tmp_path):
+    files = _save_shards(tmp_path, rows, [10, 0, 0, 40, 1, 50])
+    expected = np.concatenate([np.atleast_2d(np.load(f)) for f in files])  # sorted path order
+    source = open_source(tmp_path)
+    assert isinstance(source, NpyDirectorySource)
+    assert source.n_samples == 103
+    for start, stop in [(0, 103), (9, 13), (11, 60), (60, 103), (102, 103)]:
+        np.testing.assert_array_equal(source.read(start, stop), expected[start:stop])
+
+
+def test_directory_of_mixed_dtypes_reads_a_common_dtype(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(6, dtype=np.uint8).reshape(2, 3))
+    np.save(tmp_path / "b.npy", np.full((1, 3), 0.5, dtype=np.float32))
+    source = open_source(tmp_path)
+    np.testing.assert_array_equal(source.read(0, 3), [[0, 1, 2], [3, 4, 5], [0.5, 0.5, 0.5]])
+    assert source.dtype == np.float32
+
+
+def test_memmap_owning_its_map_is_read_from_its_file_and_views_through_the_map(rows, tmp_path):
+    path = tmp_path / "raw.dat"
+    header = b"0123456789"  # data that starts at an offset that is not page aligned
+    path.write_bytes(header + rows.tobytes())
+    mm = np.memmap(path, dtype=np.float32, mode="r", offset=len(header), shape=rows.shape)
+    source = open_source(mm)
+    assert isinstance(source, RawFileSource)
+    np.testing.assert_array_equal(source.read(3, 30), rows[3:30])
+    view = open_source(mm[10:])
+    assert isinstance(view, ArraySource) and not view.in_memory
+    np.testing.assert_array_equal(view.read(0, 5), rows[10:15])
+    assert open_source(rows) is None  # plain arrays are validated as arrays
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda p: (p / "d").mkdir(), ValueError, "No .npy files found"),
+        (lambda p: np.save(p / "s.npy", np.array([["a", "b"]])), ValueError, "holds strings"),
+        (lambda p: np.save(p / "o.npy", np.array([[{}]], dtype=object), allow_pickle=True), ValueError,
+         "holds Python objects"),
+        (lambda p: np.save(p / "c.npy", np.zeros((2, 2, 2))), ValueError, r"shape \(2, 2, 2\)"),
+        (lambda p: (p / "x.csv").write_text("1,2\n"), ValueError, "read_array"),
+        (lambda p: (p / "bad.npy").write_bytes(b"not an npy file"), ValueError, "not a valid .npy file"),
+    ],
+    ids=["empty directory", "strings", "objects", "3-D", "csv", "garbage"],
+)
+def test_bad_files_are_refused_with_a_clear_error(tmp_path, make, error, match):
+    make(tmp_path)
+    target = next(iter(sorted(tmp_path.iterdir())))
+    with pytest.raises(error, match=match):
+        open_source(target)
+
+
+def test_directory_with_different_widths_is_refused(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "b.npy", np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"different numbers of features: \[3, 4\]"):
+        open_source(tmp_path)
+
+
+def test_truncated_file_is_reported(rows, tmp_path):
+    np.save(tmp_path / "x.npy", rows)
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(data[:-100])
+    with pytest.raises(ValueError, match="shorter than its header says"):
+        open_source(tmp_path / "x.npy").read(0, 103)
+
+
+def test_take_rows_matches_fancy_indexing(rows, tmp_path):
+    np.save(tmp_path / "x.npy", rows)
+    source = open_source(tmp_path / "x.npy")
+    indices = np.array([0, 1, 2, 5, 90, 91, 102])
+    np.testing.assert_array_equal(take_rows(source, indices), rows[indices])
+    assert take_rows(source, np.array([], dtype=int)).shape == (0, 5)
+
+
+@pytest.mark.parametrize("n, world_size", [(10, 1), (10, 3), (2, 4), (1000, 2)])
+def test_shard_permutation_deals_what_distributed_sampler_deals(n, world_size):
+    for epoch in (0, 3):
+        for rank in range(world_size):
+            sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=7)
+            sampler.set_epoch(epoch)
+            assert shard_permutation(n, 7, epoch, rank, world_size).tolist() == list(sampler)
+
+
+def test_local_batch_sizes_add_up_to_the_batch_size():
+    for batch_size, world_size in [(128, 1), (128, 2), (10, 3), (2, 4)]:
+        sizes = [local_batch_size(batch_size, r, world_size) for r in range(world_size)]
+        assert sum(sizes) == batch_size and max(sizes) - min(sizes) <= 1
+
+
+def _epoch_rows(batches, n_batches):
+    return np.concatenate([next(batches).numpy() for _ in range(n_batches)])
+
+
+def test_streaming_batches_visit_every_row_once_per_epoch(tmp_path):
+    X = np.arange(1000, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+    np.save(tmp_path / "x.npy", X)
+    indices = np.setdiff1d(np.arange(1000), [3, 500, 501])
+    # A 1 KB buffer holds 64 rows: 16 blocks of 4 rows, so an epoch is many buffers.
+    batches = StreamingBatches(open_source(tmp_path / "x.npy"), indices, 10, seed=0, device=torch.device("cpu"),
+                               buffer_bytes=1024)
+    assert len(batches.blocks) > 16
+    first = _epoch_rows(batches, 100)[:, 0]  # 99 batches of 10 and the epoch's last 7 rows
+    np.testing.assert_array_equal(np.sort(first), indices)
+    assert not np.array_equal(first, indices)  # shuffled
+    second = _epoch_rows(batches, 100)[:, 0]
+    np.testing.assert_array_equal(np.sort(second), indices)
+    assert not np.array_equal(first, second)  # a new order each epoch
+
+
+def test_streaming_shards_of_two_processes_cover_the_rows_once(tmp_path):
+    X = np.arange(640, dtype=np.float32)[:, None]
+    np.save(tmp_path / "x.npy", X)
+    source = open_source(tmp_path / "x.npy")
+    shards = [
+        _epoch_rows(StreamingBatches(source, np.arange(640), 8, 1, torch.device("cpu"), rank, 2, buffer_bytes=64), 40)
+        for rank in (0, 1)
+    ]
+    np.testing.assert_array_equal(np.sort(np.concatenate(shards)[:, 0]), np.arange(640))
+
+
+def test_streaming_batches_resume_exactly_from_their_state(tmp_path):
+    X = np.random.default_rng(1).normal(size=(500, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    source = open_source(tmp_path / "x.npy")
+
+    def make():
+        return StreamingBatches(source, np.arange(500), 16, 5, torch.device("cpu"), buffer_bytes=256)
+
+    batches = make()
+    for _ in range(47):  # into the second epoch, mid-buffer
+        next(batches)
+    state = batches.state_dict()
+    expected = _epoch_rows(batches, 30)
+    resumed = make()
+    resumed.load_state_dict(state)
+    np.testing.assert_array_equal(_epoch_rows(resumed, 30), expected)
+
+
+def test_data_in_one_buffer_is_batched_exactly_as_in_memory(rows, tmp_path):
+    np.save(tmp_path / "x.npy", rows)
+    indices = np.arange(0, 103, 2)
+    streamed = StreamingBatches(open_source(tmp_path / "x.npy"), indices, 8, 3, torch.device("cpu"))
+    in_memory = BatchIterator(torch.from_numpy(rows[indices]), 8, 3)
+    for _ in range(20):  # three epochs
+        torch.testing.assert_close(next(streamed), next(in_memory), rtol=0, atol=0)
+
+
+def test_batch_iterator_resumes_from_epoch_and_position():
+    data = torch.arange(50.0)[:, None]
+    batches = BatchIterator(data, 7, seed=2)
+    for _ in range(9):
+        next(batches)
+    resumed = BatchIterator(data, 7, seed=2)
+    resumed.load_state_dict(batches.state_dict())
+    for _ in range(10):
+        torch.testing.assert_close(next(resumed), next(batches))
+
+
+def test_streaming_statistics_match_the_in_memory_ones():
+    # A large mean next to a small spread is where a naive sum of squares loses digits.
+    X = np.random.default_rng(0).normal(loc=1000.0, scale=0.5, size=(20000, 6)).astype(np.float32)
+    X[:, 3] = 7.0  # a constant feature
+    summary = summarize(np.array_split(X, 37))
+    reference = StandardScaler().fit(X)
+    np.testing.assert_allclose(summary.scaler.mean_, reference.mean_, rtol=1e-6)
+    np.testing.assert_allclose(summary.scaler.var_, reference.var_, rtol=1e-6, atol=1e-12)
+    for method in ("global", "feature", "none"):
+        for got, want in zip(summary.normalization(method), normalization_statistics(X, method)):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert (summary.low, summary.high, summary.n_samples) == (X.min(), X.max(), 20000)
