@@ -114,6 +114,8 @@ default="orthogonal"
     batch_size : int, default=128
         Training mini-batch size. On MNIST, 64 trains the CPU at half the samples/s and
         256 gave no better embedding per second of training.
+        Under ``torchrun`` these rows are split across the processes, so a step sees the
+        same number of rows on any number of processes.
     eval_batch_size : int, default=4096
         Rows per batch for validation, :meth:`transform`, :meth:`inverse_transform` and
         :meth:`score_samples`.

@@ -1,0 +1,232 @@
+"""Data larger than the memory budget: streaming fit and transform, and torchrun with 2 processes.
+
+Creates a dataset on disk (by default 2,000,000 x 256 float32 = 2.05 GB), once as one .npy
+file and once as a directory of 100 .npy shards, with structure worth embedding (an
+8-dimensional latent manifold mapped non-linearly to 256 features, plus noise). Each
+measurement runs in a fresh process so that its peak resident memory
+(``resource.getrusage``'s ``ru_maxrss``) is its own:
+
+1. ``in-memory``: the same model fitted on the first 10% of the rows loaded as an array,
+   the reference for training speed;
+2. ``stream-npy`` and ``stream-dir``: fit on the .npy file and on the shard directory;
+3. ``transform``: the fitted model embeds the whole .npy file into a .npy file on disk
+   (:func:`cvae.files.transform_to_npy`);
+4. ``torchrun-2``: ``torchrun --nproc_per_node=2`` fits the .npy file with the same global
+   batch and steps as ``stream-npy``, i.e. after the same number of samples seen.
+
+Every fit holds out 1% of its rows (20,000 for the full file) for validation and trains at
+a constant learning rate, so the validation losses compare like for like.
+
+Usage::
+
+    python benchmarks/bench_scale.py --out benchmarks/results/scale_cpu.json
+
+Targets (issue 5): peak RSS under 1 GB while fitting the 2 GB dataset; streaming training at
+>= 0.7x the in-memory samples/s; the 2-process run's validation loss within 2% of one
+process's. The page cache may hold the file (it is the operating system's, not the
+process's, memory and is not counted in RSS); on a machine with less memory than the data,
+reads come from the disk instead.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+N_LATENT_TRUE = 8
+SHARDS = 100
+TARGETS = {"peak_rss_mb": 1024, "stream_vs_memory": 0.7, "torchrun_loss_rel_diff": 0.02}
+
+
+# ---------------------------------------------------------------- the dataset
+
+
+def make_dataset(workdir, n_rows, n_features, seed=0):
+    """Write ``X.npy`` and ``shards/`` under ``workdir`` a shard at a time; return their paths."""
+    workdir = Path(workdir)
+    npy, shards = workdir / "X.npy", workdir / "shards"
+    if npy.exists() and np.load(npy, mmap_mode="r").shape == (n_rows, n_features):
+        return npy, shards
+    shutil.rmtree(shards, ignore_errors=True)
+    shards.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    W1 = rng.normal(size=(N_LATENT_TRUE, 64)).astype(np.float32)
+    W2 = (rng.normal(size=(64, n_features)) / 8).astype(np.float32)
+    shard_rows = -(-n_rows // SHARDS)
+    with open(npy, "wb") as f:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (n_rows, n_features)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for i, start in enumerate(range(0, n_rows, shard_rows)):
+            z = rng.normal(size=(min(shard_rows, n_rows - start), N_LATENT_TRUE)).astype(np.float32)
+            X = np.tanh(z @ W1) @ W2 + 0.1 * rng.normal(size=(len(z), n_features)).astype(np.float32)
+            f.write(X.astype(np.float32).tobytes())
+            np.save(shards / f"part{i:04d}.npy", X.astype(np.float32))
+    return npy, shards
+
+
+# ---------------------------------------------------------------- one measurement per process
+
+
+def fit_params(args):
+    return dict(
+        batch_size=args.batch_size,
+        max_steps=args.steps,
+        validation_interval=args.steps // 4,
+        validation_fraction=0.01,
+        learning_rate="constant",
+        random_state=0,
+    )
+
+
+def worker(args):
+    """Run one measurement in this process and print it as one JSON line."""
+    import torch
+
+    from cvae import CompressionVAE
+    from cvae.files import transform_to_npy
+
+    rank = int(os.environ.get("RANK", 0))
+    started = time.perf_counter()
+    result = {"run": args.worker, "rank": rank}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.worker == "transform":
+            vae = CompressionVAE.load(args.logdir)
+            started = time.perf_counter()
+            transform_to_npy(vae, args.data, Path(args.logdir) / "Z.npy")
+            result["rows"] = int(np.load(Path(args.logdir) / "Z.npy", mmap_mode="r").shape[0])
+        else:
+            if args.worker == "in-memory":
+                X = np.load(args.data, mmap_mode="r")
+                data = np.array(X[: len(X) // 10])  # 10% of the rows, in memory
+                params = dict(fit_params(args), validation_fraction=0.1)  # as many validation rows
+            else:
+                data, params = args.data, fit_params(args)
+            vae = CompressionVAE(**params, logdir=args.logdir).fit(data)
+            result.update(
+                steps=vae.n_steps_,
+                train_seconds=vae.history_[-1]["elapsed_seconds"],
+                best_validation_loss=vae.best_validation_loss_,
+                final_validation_loss=vae.history_[-1]["validation_loss"],
+                threads=torch.get_num_threads(),
+            )
+            result["train_samples_per_s"] = vae.n_steps_ * args.batch_size / result["train_seconds"]
+    result["wall_seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.worker == "transform":
+        result["samples_per_s"] = result["rows"] / result["wall_seconds"]
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_worker(name, data, logdir, args, torchrun=False):
+    script = [str(Path(__file__).resolve()), "--worker", name, "--data", str(data), "--logdir", str(logdir),
+              "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+    if torchrun:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *script]
+    else:
+        command = [sys.executable, *script]
+    if name != "transform":  # the transform loads the run that stream-npy fitted
+        shutil.rmtree(logdir, ignore_errors=True)
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-4000:]}")
+    rows = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    rows.sort(key=lambda row: row["rank"])
+    result = dict(rows[0])
+    result["peak_rss_mb"] = max(row["peak_rss_mb"] for row in rows)  # the largest of the processes
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--features", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workdir", default=None, help="where the dataset is written (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the dataset for the next run")
+    parser.add_argument("--skip-torchrun", action="store_true")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--logdir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="cvae_scale_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.perf_counter()
+        npy, shards = make_dataset(workdir, args.rows, args.features)
+        data_gb = npy.stat().st_size / 1e9
+        print(f"dataset: {args.rows:,} x {args.features} float32 = {data_gb:.2f} GB as {npy.name} and as "
+              f"{len(list(shards.iterdir()))} shards ({time.perf_counter() - started:.0f} s to write)")
+        runs = [run_worker("in-memory", npy, workdir / "run-memory", args),
+                run_worker("stream-npy", npy, workdir / "run-npy", args),
+                run_worker("stream-dir", shards, workdir / "run-dir", args),
+                run_worker("transform", npy, workdir / "run-npy", args)]
+        if not args.skip_torchrun:
+            runs.append(run_worker("torchrun-2", npy, workdir / "run-torchrun", args, torchrun=True))
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report(runs, args, data_gb)
+
+
+def report(runs, args, data_gb):
+    by_name = {run["run"]: run for run in runs}
+    memory = by_name["in-memory"]["train_samples_per_s"]
+    print(f"\n{'run':<12} {'samples/s':>10} {'vs memory':>9} {'wall s':>7} {'peak RSS MB':>11} {'best valid':>10}")
+    for run in runs:
+        speed = run.get("train_samples_per_s", run.get("samples_per_s"))
+        ratio = f"{speed / memory:.2f}" if "train_samples_per_s" in run else ""
+        loss = f"{run['best_validation_loss']:.2f}" if "best_validation_loss" in run else ""
+        print(f"{run['run']:<12} {speed:>10,.0f} {ratio:>9} {run['wall_seconds']:>7.1f} {run['peak_rss_mb']:>11.0f} "
+              f"{loss:>10}")
+    streamed = [by_name["stream-npy"], by_name["stream-dir"], by_name["transform"]]
+    targets = {
+        "peak RSS < 1 GB fitting and transforming the data on disk": all(
+            run["peak_rss_mb"] < TARGETS["peak_rss_mb"] for run in streamed
+        ),
+        "streaming >= 0.7x in-memory samples/s": all(
+            run["train_samples_per_s"] >= TARGETS["stream_vs_memory"] * memory for run in streamed[:2]
+        ),
+    }
+    if "torchrun-2" in by_name:
+        diff = by_name["torchrun-2"]["best_validation_loss"] / by_name["stream-npy"]["best_validation_loss"] - 1
+        print(f"torchrun-2 vs one process, same samples seen: validation loss {100 * diff:+.2f}%")
+        targets["torchrun 2 processes: validation loss within 2% of one"] = abs(diff) <= TARGETS["torchrun_loss_rel_diff"]
+    for name, met in targets.items():
+        print(f"target {name}: {'met' if met else 'MISSED'}")
+    result = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "rows": args.rows,
+        "features": args.features,
+        "data_gb": data_gb,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "runs": runs,
+        "targets": targets,
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
