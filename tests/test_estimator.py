@@ -350,3 +350,29 @@ def test_gpu_fit_matches_cpu_inference(X, fast):
     Z = vae.transform(X)
     cpu = pickle.loads(pickle.dumps(vae.set_params(device="cpu")))
     np.testing.assert_allclose(cpu.transform(X), Z, rtol=1e-4, atol=1e-4)
+
+
+def test_importance_weighted_scores_tighten_the_elbo(digits, fast):
+    X = digits[0][:400]
+    vae = fit(X, **dict(fast, max_steps=200))
+    elbo = vae.score_samples(X)
+    iwae = {k: vae.score_samples(X, n_importance_samples=k) for k in (16, 256)}
+    assert iwae[256].shape == (400,) and np.isfinite(iwae[256]).all()
+    assert elbo.mean() < iwae[16].mean() < iwae[256].mean()
+    np.testing.assert_array_equal(vae.score_samples(X, n_importance_samples=16), iwae[16])  # fixed noise
+    vae.set_params(eval_batch_size=7)  # other batches, other passes: the same bound per row
+    np.testing.assert_allclose(vae.score_samples(X, n_importance_samples=16), iwae[16], rtol=1e-5)
+    with pytest.raises(ValueError, match="n_importance_samples must be a positive integer, got 0"):
+        vae.score_samples(X, n_importance_samples=0)
+
+
+def test_free_bits_keep_latent_dimensions_in_use(digits, fast):
+    from cvae.metrics import active_units
+
+    X = digits[0]
+    params = dict(fast, n_components=16, max_steps=300, learning_rate="constant")
+    plain, floored = fit(X, **params), fit(X, **dict(params, free_bits=1.0))
+    assert floored.history_[-1]["validation_kl"] > plain.history_[-1]["validation_kl"]
+    assert active_units(floored.transform(X)) >= active_units(plain.transform(X))
+    with pytest.raises(ValueError, match="2-D with at least 2 samples"):
+        active_units(np.zeros(3))

@@ -140,15 +140,18 @@ class VAE(nn.Module):
         """Decoder mean in the original data scale."""
         return self.likelihood.mean(self.decode(z))
 
-    def forward(self, x, beta=1.0, eps=None):
+    def forward(self, x, beta=1.0, eps=None, free_bits=0.0):
         """One stochastic pass: sample z ~ q(z|x), decode, and return a :class:`VAEOutput`.
 
         ``eps`` (standard normal noise of shape ``(batch, n_latent)``) may be given to make
         the pass deterministic; by default it is drawn from torch's generator.
+        ``free_bits`` > 0 makes the loss's KL term at least that many nats per latent
+        dimension, averaged over the batch (Kingma et al., 2016, "free bits"), so that no
+        dimension gains by collapsing onto the prior; the reported ``kl`` stays exact.
         """
         mu, log_var, context = self.encode(x)
         eps = torch.randn_like(mu) if eps is None else eps
-        return self._sample_terms(x, mu, log_var, context, eps, beta)
+        return self._sample_terms(x, mu, log_var, context, eps, beta, free_bits)
 
     def mean_elbo(self, x, draws):
         """Per-sample ELBO averaged over fixed noise ``draws`` of shape ``(k, n_latent)``.
@@ -161,19 +164,64 @@ class VAE(nn.Module):
             total += self._sample_terms(x, mu, log_var, context, eps.expand_as(mu), 1.0).elbo
         return total / len(draws)
 
-    def _sample_terms(self, x, mu, log_var, context, eps, beta):
+    def importance_weighted_bound(self, x, draws, max_rows=4096):
+        """Per-sample importance-weighted bound on log p(x) over noise ``draws`` ``(k, n_latent)``.
+
+        ``log (1/k) sum_i p(x, z_i) / q(z_i | x)`` with ``z_i`` from the posterior, flow
+        included (Burda, Grosse and Salakhutdinov, 2016, eq. 8). Its expectation is the
+        ELBO for ``k = 1``, never decreases as ``k`` grows, and tends to log p(x). The same
+        draws serve every row; ``x`` is encoded once and decoded ``k`` times, in passes of
+        at most ``max_rows`` rows.
+        """
+        mu, log_var, context = self.encode(x)
+        n = len(x)
+        per_pass = max(1, max_rows // max(n, 1))
+        total = None
+        for start in range(0, len(draws), per_pass):
+            eps = draws[start : start + per_pass]
+            c = len(eps)
+            tiled = [t.repeat(c, 1) for t in (x, mu, log_var, context)]
+            log_weight = self._log_weight(*tiled, eps.repeat_interleave(n, dim=0))
+            log_weight = torch.logsumexp(log_weight.view(c, n), dim=0)
+            total = log_weight if total is None else torch.logaddexp(total, log_weight)
+        return total - math.log(len(draws))
+
+    def _log_weight(self, x, mu, log_var, context, eps):
+        """log p(x | z) + log p(z) - log q(z | x) at ``z`` = the posterior sample of ``eps``."""
+        z0 = mu + eps * torch.exp(0.5 * log_var)
+        z, log_det = self._transform_posterior(z0, context)
+        log_q = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1) - log_det
+        return self.likelihood.log_prob(self.decode(z), x) + _standard_normal_log_prob(z) - log_q
+
+    def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0):
         z0 = mu + eps * torch.exp(0.5 * log_var)
         z, log_det = self._transform_posterior(z0, context)
         if self.flow is None:
             # Closed-form KL(N(mu, sigma^2) || N(0, I)), Kingma & Welling (2014), Appendix B.
-            kl = 0.5 * (mu.square() + log_var.exp() - 1 - log_var).sum(dim=1)
+            kl_per_dim = 0.5 * (mu.square() + log_var.exp() - 1 - log_var)
+            kl = kl_per_dim.sum(dim=1)
         else:
             # log q(z_K|x) = log q(z_0|x) - sum_k log|det dz_k/dz_{k-1}|
             log_q0 = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1)
             kl = log_q0 - log_det - _standard_normal_log_prob(z)
+            kl_per_dim = None  # the flow mixes dimensions: only the total is known
         log_likelihood = self.likelihood.log_prob(self.decode(z), x)
-        loss = (beta * kl - log_likelihood).mean()
+        if free_bits:
+            loss = beta * _free_bits_kl(kl, kl_per_dim, free_bits, mu.shape[1]) - log_likelihood.mean()
+        else:
+            loss = (beta * kl - log_likelihood).mean()
         return VAEOutput(loss=loss, log_likelihood=log_likelihood, kl=kl, z=z)
+
+
+def _free_bits_kl(kl, kl_per_dim, free_bits, n_latent):
+    """The batch-mean KL with each dimension's share held at ``free_bits`` nats or more.
+
+    With a flow the dimensions are not separable, so the total is held at
+    ``free_bits * n_latent`` instead.
+    """
+    if kl_per_dim is None:
+        return torch.clamp(kl.mean(), min=free_bits * n_latent)
+    return torch.clamp(kl_per_dim.mean(dim=0), min=free_bits).sum()
 
 
 def default_hidden_sizes(n_features, n_components):

@@ -32,6 +32,7 @@ class TrainerConfig:
     eval_batch_size: int
     beta: float = 1.0
     kl_warmup_steps: int = 0
+    free_bits: float = 0.0
     learning_rate_min: float = 0.0
     checkpoint_interval: int = 0
     verbose: bool = False
@@ -155,7 +156,7 @@ class Trainer:
 
     def _train_step(self, batch):
         self.optimizer.zero_grad(set_to_none=True)
-        out = self._train_model(batch, beta=self._beta())
+        out = self._train_model(batch, beta=self._beta(), free_bits=self.config.free_bits)
         (out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss).backward()
         self.optimizer.step()
         return out.loss.detach()
