@@ -17,6 +17,8 @@ __all__ = [
     "StreamingBatches",
     "TensorChunks",
     "iterate_chunks",
+    "local_batch_size",
+    "neighbor_graph",
     "shard_permutation",
     "take_rows",
     "train_validation_split",
@@ -67,6 +69,22 @@ def shard_permutation(n, seed, epoch, rank=0, world_size=1):
     return perm[rank::world_size]
 
 
+def neighbor_graph(X, n_neighbors):
+    """Indices of each row's ``n_neighbors`` nearest other rows (Euclidean), as int64.
+
+    Computed once per fit with scikit-learn's exact ``NearestNeighbors``; with fewer rows
+    than ``n_neighbors + 1``, all other rows.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n_neighbors = min(n_neighbors, len(X) - 1)
+    graph = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(X).kneighbors(X, return_distance=False)
+    # A row is its own nearest neighbour, except among duplicates: drop one copy of itself.
+    own = graph == np.arange(len(X))[:, None]
+    own[~own.any(axis=1), -1] = True
+    return graph[~own].reshape(len(X), n_neighbors).astype(np.int64)
+
+
 def local_batch_size(batch_size, rank, world_size):
     """Rows per step for ``rank`` when ``batch_size`` rows per step are split over processes."""
     return batch_size // world_size + (rank < batch_size % world_size)
@@ -88,10 +106,15 @@ class BatchIterator:
         Seeds every epoch's permutation (``seed + epoch``).
     rank, world_size : int, default=0, 1
         This process's shard of each epoch in a distributed run.
+    neighbors : torch.Tensor of shape (n_samples, n_neighbors), default=None
+        Row indices of each row's nearest neighbours (see :func:`neighbor_graph`). When
+        given, each batch is a pair ``(rows, neighbours)``: with every row, one of its
+        neighbours drawn at random.
     """
 
-    def __init__(self, data, batch_size, seed, rank=0, world_size=1):
+    def __init__(self, data, batch_size, seed, rank=0, world_size=1, neighbors=None):
         self.data = data
+        self.neighbors = neighbors
         self.batch_size = max(1, min(batch_size, len(data)))
         self.seed = seed
         self.rank = rank
@@ -112,7 +135,10 @@ class BatchIterator:
             self._perm = perm.to(self.data.device)
         index = self._perm[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
-        return self.data[index]
+        if self.neighbors is None:
+            return self.data[index]
+        pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
+        return self.data[index], self.data[self.neighbors[index, pick]]
 
     def state_dict(self):
         return {"epoch": self._epoch, "pos": self._pos}
@@ -224,15 +250,22 @@ def _epoch_position(state):
 
 
 class TensorChunks:
-    """Re-iterable chunks of a tensor on the device (validation data held in memory)."""
+    """Re-iterable chunks of a tensor on the device (validation data held in memory).
 
-    def __init__(self, data, chunk_size):
+    With ``neighbors`` (one row index per row), chunks are ``(rows, neighbour rows)`` pairs.
+    """
+
+    def __init__(self, data, chunk_size, neighbors=None):
         self.data = data
         self.chunk_size = chunk_size
+        self.neighbors = neighbors
 
     def __iter__(self):
         for rows in iterate_chunks(len(self.data), self.chunk_size):
-            yield self.data[rows]
+            if self.neighbors is None:
+                yield self.data[rows]
+            else:
+                yield self.data[rows], self.data[self.neighbors[rows]]
 
 
 class SourceChunks:

@@ -32,6 +32,7 @@ from .data import (
     TensorChunks,
     iterate_chunks,
     local_batch_size,
+    neighbor_graph,
     take_rows,
     train_validation_split,
 )
@@ -100,6 +101,23 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         a dimension gains nothing by collapsing onto the prior and staying unused. With
         IAF the total KL is held at ``free_bits * n_components``. The reported losses and
         :meth:`score_samples` stay the true ELBO.
+    neighbor_weight : float, default=0.0
+        Weight of a neighbour-preserving term added to the loss (off by default): each
+        training row's nearest neighbours in the normalized data space, found once with
+        scikit-learn's ``NearestNeighbors``, are pulled close in the embedding and other
+        rows of the batch pushed away, with UMAP's similarity and negative sampling (see
+        :func:`cvae.nn.neighbors.neighbor_loss`). The term is multiplied by
+        ``neighbor_weight * n_features_in_``: the ELBO's reconstruction term grows with the
+        number of features, so one weight suits data of any width. The embedding keeps
+        more of the data's local structure; the model still transforms unseen data,
+        decodes and samples. Needs the training data in memory. Validation adds the term
+        over each validation row and its nearest validation row, so that model selection
+        and the learning-rate schedule follow the objective being trained. On MNIST (2-D,
+        10,000 steps, ``benchmarks/bench_neighbors.py``), 0.4 raised the test 10-NN
+        accuracy from 0.825 to 0.887 and lowered trustworthiness from 0.918 to 0.904, for
+        7% more reconstruction error and 1.8x the fit time.
+    n_neighbors : int, default=15
+        Neighbours per row for ``neighbor_weight``.
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
@@ -196,7 +214,8 @@ default="orthogonal"
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Normalization statistics (0 and 1 when ``normalize="none"``).
     history_ : list of dict
-        One row per validation: ``step``, ``train_loss``, ``validation_loss``,
+        One row per validation: ``step``, ``train_loss``, ``validation_loss`` (the
+        negative ELBO, plus the neighbour term when ``neighbor_weight > 0``),
         ``validation_log_likelihood``, ``validation_kl``, ``learning_rate``,
         ``elapsed_seconds``.
     n_steps_ : int
@@ -231,6 +250,8 @@ default="orthogonal"
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup_steps": [Interval(Integral, 0, None, closed="left")],
         "free_bits": [Interval(Real, 0, None, closed="left")],
+        "neighbor_weight": [Interval(Real, 0, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],
@@ -265,6 +286,8 @@ default="orthogonal"
         beta=1.0,
         kl_warmup_steps=0,
         free_bits=0.0,
+        neighbor_weight=0.0,
+        n_neighbors=15,
         activation="relu",
         dropout=0.0,
         initializer="orthogonal",
@@ -295,6 +318,8 @@ default="orthogonal"
         self.beta = beta
         self.kl_warmup_steps = kl_warmup_steps
         self.free_bits = free_bits
+        self.neighbor_weight = neighbor_weight
+        self.n_neighbors = n_neighbors
         self.activation = activation
         self.dropout = dropout
         self.initializer = initializer
@@ -353,6 +378,11 @@ numpy.memmap, default=None
         logdir = LogDir(self.logdir) if self.logdir is not None else None
         resume, meta = self._previous_run(logdir)
         source = self._training_source(X)
+        if self.neighbor_weight > 0 and not source.in_memory:
+            raise ValueError(
+                f"neighbor_weight={self.neighbor_weight} needs the training data in memory to find each row's "
+                f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
+            )
         if meta is not None:
             self._check_same_features(source.n_features, meta)
         seed = meta["seed"] if meta is not None else distributed.broadcast(draw_seed(self.random_state))
@@ -514,6 +544,7 @@ numpy.memmap, default=None
             beta=self.beta,
             kl_warmup_steps=self.kl_warmup_steps,
             free_bits=float(self.free_bits),
+            neighbor_weight=float(self.neighbor_weight) * meta["n_features"],
             learning_rate_min=self.learning_rate_min,
             checkpoint_interval=self.checkpoint_interval,
             verbose=bool(self.verbose) and distributed.is_main,
@@ -524,8 +555,8 @@ numpy.memmap, default=None
             model,
             optimizer,
             scheduler,
-            self._training_batches(*train, batch_size, meta["seed"], device, distributed),
-            self._validation_chunks(valid[0], valid[1][rank::world_size], device),
+            self._training_batches(*train, batch_size, meta, device, distributed),
+            self._validation_chunks(valid[0], valid[1][rank::world_size], meta, device),
             config,
             on_checkpoint=logdir.write_checkpoint if logdir is not None else None,
             on_validation=None if tensorboard is None else tensorboard.write_scalars,
@@ -533,20 +564,31 @@ numpy.memmap, default=None
             batch_weight=batch_size * world_size / self.batch_size,
         )
 
-    @staticmethod
-    def _training_batches(source, indices, batch_size, seed, device, distributed):
+    def _training_batches(self, source, indices, batch_size, meta, device, distributed):
         """Batches gathered on the device for data in memory, streamed from disk otherwise."""
-        rank, world_size = distributed.rank, distributed.world_size
-        if source.in_memory:
-            data = torch.from_numpy(take_rows(source, indices)).to(device)
-            return BatchIterator(data, batch_size, seed, rank, world_size)
-        return StreamingBatches(source, indices, batch_size, seed, device, rank, world_size, STREAM_BUFFER_BYTES)
+        rank, world_size, seed = distributed.rank, distributed.world_size, meta["seed"]
+        if not source.in_memory:
+            return StreamingBatches(source, indices, batch_size, seed, device, rank, world_size, STREAM_BUFFER_BYTES)
+        rows = take_rows(source, indices)
+        neighbors = None
+        if self.neighbor_weight > 0 and len(rows) > 1:
+            neighbors = torch.from_numpy(neighbor_graph(_normalized(rows, meta), self.n_neighbors)).to(device)
+        return BatchIterator(torch.from_numpy(rows).to(device), batch_size, seed, rank, world_size, neighbors)
 
-    def _validation_chunks(self, source, indices, device):
-        """Validation rows held on the device when in memory or small, re-read from disk otherwise."""
-        if source.in_memory or len(indices) * source.n_features * 4 <= STREAM_BUFFER_BYTES:
-            return TensorChunks(torch.from_numpy(take_rows(source, indices)).to(device), self.eval_batch_size)
-        return SourceChunks(source, indices, self.eval_batch_size, device)
+    def _validation_chunks(self, source, indices, meta, device):
+        """Validation rows held on the device when in memory or small, re-read from disk otherwise.
+
+        With ``neighbor_weight``, rows held in memory come paired with their nearest
+        neighbour among the validation rows, so that validation measures, and model
+        selection and the learning-rate schedule follow, the objective being trained.
+        """
+        if not (source.in_memory or len(indices) * source.n_features * 4 <= STREAM_BUFFER_BYTES):
+            return SourceChunks(source, indices, self.eval_batch_size, device)
+        rows = take_rows(source, indices)
+        neighbors = None
+        if self.neighbor_weight > 0 and len(rows) > 1:
+            neighbors = torch.from_numpy(neighbor_graph(_normalized(rows, meta), 1)[:, 0]).to(device)
+        return TensorChunks(torch.from_numpy(rows).to(device), self.eval_batch_size, neighbors)
 
     def _write_tensorboard_figures(self, tensorboard, source, indices):
         """For 2-D embeddings, the validation embedding and, for square images, the latent grid."""
@@ -825,6 +867,11 @@ numpy.memmap, default=None
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
             self._adopt_run(self._checkpoint, self._meta, device)
+
+
+def _normalized(rows, meta):
+    """``rows`` as the encoder sees them: centred and scaled by the run's statistics."""
+    return (rows - np.asarray(meta["loc"], np.float32)) / np.asarray(meta["scale"], np.float32)
 
 
 def _checked_chunks(source, indices, name):

@@ -41,3 +41,14 @@ def test_scale_benchmark_writes_its_table_and_json(tmp_path, capsys):
     assert runs["stream-npy"]["best_validation_loss"] == runs["stream-dir"]["best_validation_loss"]
     assert not (tmp_path / "data").exists()  # removed without --keep
     assert "stream-dir" in capsys.readouterr().out
+
+
+def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
+    out = tmp_path / "neighbors.json"
+    module["main"](["--max-steps-digits", "30", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]["digits"]
+    assert {"PCA", "VAE", "VAE + neighbours (0.4)"} <= set(rows)
+    assert all(0 <= row["knn"] <= 1 and 0 <= row["trustworthiness"] <= 1 for row in rows.values())
+    assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
+    assert "trust" in capsys.readouterr().out

@@ -376,3 +376,24 @@ def test_free_bits_keep_latent_dimensions_in_use(digits, fast):
     assert active_units(floored.transform(X)) >= active_units(plain.transform(X))
     with pytest.raises(ValueError, match="2-D with at least 2 samples"):
         active_units(np.zeros(3))
+
+
+def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digits, fast, monkeypatch, tmp_path):
+    import cvae.nn.vae
+    from cvae.nn.neighbors import neighbor_loss
+
+    calls = []
+
+    def spy(embedding, neighbor_embedding):
+        calls.append(embedding.shape)
+        return neighbor_loss(embedding, neighbor_embedding)
+
+    monkeypatch.setattr(cvae.nn.vae, "neighbor_loss", spy)
+    X = digits[0][:500]
+    vae = fit(X, **dict(fast, neighbor_weight=0.5, n_neighbors=5))
+    assert vae.n_steps_ == 60 and len(calls) == 60 + len(vae.history_)  # each step, and each validation
+    assert {shape[1] for shape in calls} == {2} and max(shape[0] for shape in calls) == 64
+    assert fit(X, **fast).transform(X[:5]).tolist() != vae.transform(X[:5]).tolist()
+    np.save(tmp_path / "X.npy", X)
+    with pytest.raises(ValueError, match="neighbor_weight=0.5 needs the training data in memory"):
+        CompressionVAE(**dict(fast, neighbor_weight=0.5)).fit(tmp_path / "X.npy")

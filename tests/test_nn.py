@@ -266,3 +266,48 @@ def test_free_bits_hold_each_dimensions_kl_at_the_floor():
              for loss in (model(x, eps=eps, free_bits=100.0).loss, -model(x, eps=eps).log_likelihood.mean())]
     torch.testing.assert_close(grads[0], grads[1])
     assert grads[0].abs().sum() > 0
+
+
+def test_neighbor_loss_is_umaps_cross_entropy():
+    from cvae.nn.neighbors import _A, _B, neighbor_loss
+
+    e = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    neighbor = torch.tensor([[0.0, 0.5], [1.0, 2.0]])
+    d2 = (e - neighbor).square().sum(dim=1)
+    expected = torch.log1p(_A * d2**_B).mean()  # -log q of each pair, q = 1 / (1 + a d^2b)
+    torch.testing.assert_close(neighbor_loss(e, neighbor, n_negative=0), expected)
+    # Negatives: with two rows, the other row is the only negative, or the row itself (floored distance).
+    torch.manual_seed(0)
+    far = neighbor_loss(10 * e, 10 * e, n_negative=20)
+    near = neighbor_loss(0.1 * e, 0.1 * e, n_negative=20)
+    assert far < near  # repulsion is cheaper when the other rows are far away
+
+
+def test_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_others_apart():
+    from cvae.nn.neighbors import neighbor_loss
+
+    torch.manual_seed(0)
+    e = torch.randn(64, 2, requires_grad=True)
+    neighbor = (e.detach() + 0.5 * torch.randn(64, 2)).requires_grad_()
+    neighbor_loss(e, neighbor, n_negative=0).backward()
+    with torch.no_grad():
+        closer = (e - 0.1 * e.grad - (neighbor - 0.1 * neighbor.grad)).norm(dim=1)
+        assert torch.all(closer < (e - neighbor).norm(dim=1))
+    spread = torch.randn(64, 2).mul(0.01).requires_grad_()
+    neighbor_loss(spread, spread.detach(), n_negative=5).backward()  # only repulsion acts on a clump
+    with torch.no_grad():
+        assert (spread - 0.01 * spread.grad).std() > spread.std()
+
+
+def test_vae_forward_adds_the_weighted_neighbor_loss():
+    from cvae.nn.neighbors import neighbor_loss
+
+    model = _vae().eval()
+    x, neighbors, eps = torch.randn(8, 6), torch.randn(8, 6), torch.randn(8, 3)
+    plain = model(x, eps=eps)
+    torch.manual_seed(0)
+    out = model(x, eps=eps, neighbors=neighbors, neighbor_weight=2.5)
+    torch.manual_seed(0)
+    term = neighbor_loss(model.embed(x), model.embed(neighbors))
+    torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)
+    torch.testing.assert_close(out.kl, plain.kl)

@@ -208,3 +208,25 @@ def test_streaming_statistics_match_the_in_memory_ones():
         for got, want in zip(summary.normalization(method), normalization_statistics(X, method)):
             np.testing.assert_allclose(got, want, rtol=1e-6)
     assert (summary.low, summary.high, summary.n_samples) == (X.min(), X.max(), 20000)
+
+
+def test_neighbor_graph_lists_the_nearest_other_rows():
+    from cvae.data import neighbor_graph
+
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    X[7] = X[8]  # duplicates: each is the other's nearest neighbour, never itself
+    graph = neighbor_graph(X, 4)
+    distances = np.linalg.norm(X[:, None] - X[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    np.testing.assert_array_equal(np.sort(graph, axis=1), np.sort(np.argsort(distances, axis=1)[:, :4], axis=1))
+    assert graph[7, 0] == 8 and graph[8, 0] == 7
+    assert neighbor_graph(X[:3], 15).shape == (3, 2)  # fewer rows than neighbours: all others
+
+
+def test_batches_with_neighbors_pair_each_row_with_one_of_its_neighbors():
+    data = torch.arange(20.0)[:, None]
+    neighbors = torch.stack([(torch.arange(20) + 1) % 20, (torch.arange(20) + 2) % 20], dim=1)
+    torch.manual_seed(0)
+    rows, paired = next(BatchIterator(data, 8, seed=0, neighbors=neighbors))
+    offset = (paired - rows)[:, 0] % 20
+    assert set(offset.tolist()) <= {1.0, 2.0} and len(set(offset.tolist())) == 2

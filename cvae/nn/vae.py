@@ -9,6 +9,7 @@ from torch import nn
 from .flows import InverseAutoregressiveFlow
 from .likelihoods import make_likelihood
 from .mlp import MLP, initialize_weights
+from .neighbors import neighbor_loss
 
 __all__ = ["VAE", "VAEOutput"]
 
@@ -140,7 +141,7 @@ class VAE(nn.Module):
         """Decoder mean in the original data scale."""
         return self.likelihood.mean(self.decode(z))
 
-    def forward(self, x, beta=1.0, eps=None, free_bits=0.0):
+    def forward(self, x, beta=1.0, eps=None, free_bits=0.0, neighbors=None, neighbor_weight=0.0):
         """One stochastic pass: sample z ~ q(z|x), decode, and return a :class:`VAEOutput`.
 
         ``eps`` (standard normal noise of shape ``(batch, n_latent)``) may be given to make
@@ -148,10 +149,22 @@ class VAE(nn.Module):
         ``free_bits`` > 0 makes the loss's KL term at least that many nats per latent
         dimension, averaged over the batch (Kingma et al., 2016, "free bits"), so that no
         dimension gains by collapsing onto the prior; the reported ``kl`` stays exact.
+        ``neighbors`` (one data-space nearest neighbour per row of ``x``) adds
+        ``neighbor_weight`` times :func:`cvae.nn.neighbors.neighbor_loss` of the two
+        embeddings to the loss.
         """
-        mu, log_var, context = self.encode(x)
+        if neighbors is None:
+            mu, log_var, context = self.encode(x)
+        else:
+            mu_both, log_var_both, context_both = self.encode(torch.cat([x, neighbors]))
+            n = len(x)
+            mu, log_var, context = mu_both[:n], log_var_both[:n], context_both[:n]
         eps = torch.randn_like(mu) if eps is None else eps
-        return self._sample_terms(x, mu, log_var, context, eps, beta, free_bits)
+        out = self._sample_terms(x, mu, log_var, context, eps, beta, free_bits)
+        if neighbors is not None:
+            embedding = self._transform_posterior(mu_both, context_both)[0]
+            out.loss = out.loss + neighbor_weight * neighbor_loss(embedding[:n], embedding[n:])
+        return out
 
     def mean_elbo(self, x, draws):
         """Per-sample ELBO averaged over fixed noise ``draws`` of shape ``(k, n_latent)``.

@@ -33,6 +33,7 @@ class TrainerConfig:
     beta: float = 1.0
     kl_warmup_steps: int = 0
     free_bits: float = 0.0
+    neighbor_weight: float = 0.0
     learning_rate_min: float = 0.0
     checkpoint_interval: int = 0
     verbose: bool = False
@@ -45,24 +46,26 @@ VALIDATION_SEED = 0
 
 
 @torch.no_grad()
-def evaluate(model, chunks, beta=1.0, distributed=Distributed()):
+def evaluate(model, chunks, beta=1.0, distributed=Distributed(), neighbor_weight=0.0):
     """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``chunks`` (eval mode).
 
-    ``chunks`` is an iterable of row tensors on the model's device; in a distributed run
+    ``chunks`` is an iterable of row tensors on the model's device, or of ``(rows,
+    neighbours)`` pairs, whose neighbour term then joins the loss; in a distributed run
     each process passes its shard and the means are over all of them.
     """
     device = next(model.parameters()).device
     with isolated_rng(device):
         torch.manual_seed(VALIDATION_SEED + distributed.rank)
-        return _evaluate(model, chunks, beta, distributed, device)
+        return _evaluate(model, chunks, beta, distributed, device, neighbor_weight)
 
 
-def _evaluate(model, chunks, beta, distributed, device):
+def _evaluate(model, chunks, beta, distributed, device, neighbor_weight):
     was_training = model.training
     model.eval()
     totals = torch.zeros(4, device=device, dtype=torch.float64)
     for batch in chunks:
-        out = model(batch, beta=beta)
+        x, neighbors = batch if isinstance(batch, tuple) else (batch, None)
+        out = model(x, beta=beta, neighbors=neighbors, neighbor_weight=neighbor_weight)
         n = len(out.kl)
         totals += torch.stack([out.loss * n, out.log_likelihood.sum(), out.kl.sum(), out.kl.new_tensor(n)]).double()
     model.train(was_training)
@@ -105,7 +108,8 @@ class Trainer:
     scheduler : torch.optim.lr_scheduler.ReduceLROnPlateau or None
         ``None`` keeps the learning rate constant.
     batches : cvae.data.BatchIterator or cvae.data.StreamingBatches
-        Endless training batches on the model's device (this process's shard).
+        Endless training batches on the model's device (this process's shard): row
+        tensors, or ``(rows, neighbours)`` pairs for the neighbour-preserving loss.
     valid_chunks : iterable of torch.Tensor
         Re-iterable validation rows on the model's device (this process's shard), such as
         :class:`cvae.data.TensorChunks`.
@@ -155,8 +159,10 @@ class Trainer:
         return self.config.beta * (min(1.0, (self.step + 1) / warmup) if warmup else 1.0)
 
     def _train_step(self, batch):
+        x, neighbors = batch if isinstance(batch, tuple) else (batch, None)
         self.optimizer.zero_grad(set_to_none=True)
-        out = self._train_model(batch, beta=self._beta(), free_bits=self.config.free_bits)
+        out = self._train_model(x, beta=self._beta(), free_bits=self.config.free_bits, neighbors=neighbors,
+                                neighbor_weight=self.config.neighbor_weight)
         (out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss).backward()
         self.optimizer.step()
         return out.loss.detach()
@@ -174,7 +180,8 @@ class Trainer:
         )
 
     def _validate(self, train_loss):
-        scores = evaluate(self.model, self.valid_chunks, beta=self.config.beta, distributed=self.distributed)
+        scores = evaluate(self.model, self.valid_chunks, beta=self.config.beta, distributed=self.distributed,
+                          neighbor_weight=self.config.neighbor_weight)
         self.history.append(
             {
                 "step": self.step,

@@ -1,0 +1,139 @@
+"""The neighbour-preserving option against the plain VAE and PCA, on MNIST and on digits.
+
+Prints a table and writes JSON. For each dataset and method, on the test rows: 10-NN
+accuracy of the 2-D embedding (classifier fit on the train embedding), trustworthiness(10)
+on up to 5,000 test rows, reconstruction MSE of ``inverse_transform(transform(X))`` in
+[0, 1] scale, test ELBO, fit seconds and transform samples/s. UMAP joins the table when
+``umap-learn`` is installed (an optional benchmark dependency).
+
+Usage::
+
+    python benchmarks/bench_neighbors.py --data ../shared/datasets/mnist.npz --out benchmarks/results/neighbors.json
+
+Without ``--data`` only the digits run. Targets (issue 7, MNIST 2-D): 10-NN >= 0.95 and
+trustworthiness >= 0.95 with the option; its reconstruction MSE <= 1.1x and fit time <= 3x
+the plain VAE's.
+"""
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.manifold import trustworthiness
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+
+from cvae import CompressionVAE
+
+TARGETS = {"knn": 0.95, "trustworthiness": 0.95, "mse_vs_plain": 1.1, "fit_time_vs_plain": 3.0}
+
+
+def load_datasets(path):
+    X, y = load_digits(return_X_y=True)
+    datasets = {"digits": train_test_split((X / 16.0).astype(np.float32), y, test_size=0.25, random_state=0)}
+    if path:
+        with np.load(path) as data:
+            X_train = data["X_train"].reshape(-1, 784).astype(np.float32) / 255.0
+            X_test = data["X_test"].reshape(-1, 784).astype(np.float32) / 255.0
+            datasets["mnist"] = (X_train, X_test, data["y_train"], data["y_test"])
+    return datasets
+
+
+def methods(args, dataset):
+    steps = args.max_steps if dataset == "mnist" else args.max_steps_digits
+    common = dict(n_components=2, max_steps=steps, learning_rate="constant", random_state=0)
+    found = {
+        "PCA": lambda: PCA(n_components=2, random_state=0),
+        "VAE": lambda: CompressionVAE(**common),
+        f"VAE + neighbours ({args.neighbor_weight:g})": lambda: CompressionVAE(
+            **common, neighbor_weight=args.neighbor_weight
+        ),
+    }
+    try:
+        import umap
+
+        found["UMAP"] = lambda: umap.UMAP(n_components=2, random_state=0)
+    except ImportError:
+        pass
+    return found
+
+
+def evaluate(model, X_train, X_test, y_train, y_test):
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X_train)
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    Z_test = model.transform(X_test)
+    rate = len(X_test) / (time.perf_counter() - started)
+    row = {
+        "fit_seconds": fit_seconds,
+        "transform_samples_per_s": rate,
+        "knn": float(KNeighborsClassifier(10).fit(model.transform(X_train), y_train).score(Z_test, y_test)),
+        "trustworthiness": float(trustworthiness(X_test[:5000], Z_test[:5000], n_neighbors=10)),
+    }
+    if hasattr(model, "inverse_transform") and not type(model).__name__ == "UMAP":
+        row["mse"] = float(np.mean((model.inverse_transform(Z_test) - X_test) ** 2))
+    if hasattr(model, "score_samples") and isinstance(model, CompressionVAE):
+        row["test_elbo"] = float(model.score(X_test))
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=None, help="mnist.npz with X_train, y_train, X_test, y_test")
+    parser.add_argument("--max-steps", type=int, default=10000, help="steps on MNIST")
+    parser.add_argument("--max-steps-digits", type=int, default=3000)
+    parser.add_argument("--neighbor-weight", type=float, default=0.4, help="per feature: 313.6 for MNIST's 784")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    results = {}
+    for dataset, (X_train, X_test, y_train, y_test) in load_datasets(args.data).items():
+        results[dataset] = {}
+        for name, make in methods(args, dataset).items():
+            results[dataset][name] = evaluate(make(), X_train, X_test, y_train, y_test)
+            print(f"{dataset} {name}: {results[dataset][name]}", flush=True)
+    report(results, args)
+
+
+def report(results, args):
+    print(f"\n{'data':<7} {'method':<28} {'10-NN':>6} {'trust':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7} {'transform/s':>11}")
+    for dataset, rows in results.items():
+        for name, row in rows.items():
+            mse = f"{row['mse']:.4f}" if "mse" in row else ""
+            elbo = f"{row['test_elbo']:.1f}" if "test_elbo" in row else ""
+            print(f"{dataset:<7} {name:<28} {row['knn']:>6.3f} {row['trustworthiness']:>6.3f} {mse:>7} {elbo:>8} "
+                  f"{row['fit_seconds']:>7.1f} {row['transform_samples_per_s']:>11,.0f}")
+    targets = {}
+    if "mnist" in results:
+        rows = results["mnist"]
+        plain, option = rows["VAE"], rows[f"VAE + neighbours ({args.neighbor_weight:g})"]
+        targets = {
+            "10-NN >= 0.95": option["knn"] >= TARGETS["knn"],
+            "trustworthiness >= 0.95": option["trustworthiness"] >= TARGETS["trustworthiness"],
+            "MSE <= 1.1x plain": option["mse"] <= TARGETS["mse_vs_plain"] * plain["mse"],
+            "fit time <= 3x plain": option["fit_seconds"] <= TARGETS["fit_time_vs_plain"] * plain["fit_seconds"],
+        }
+        for name, met in targets.items():
+            print(f"target {name}: {'met' if met else 'MISSED'}")
+    if args.out:
+        result = {
+            "machine": {"platform": platform.platform(), "python": platform.python_version()},
+            "settings": vars(args),
+            "results": results,
+            "targets": targets,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
