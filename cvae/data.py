@@ -293,7 +293,11 @@ def take_rows(source, indices, dtype=np.float32):
     breaks = np.flatnonzero(np.diff(indices) > _MAX_GAP) + 1
     for run in np.split(np.arange(len(indices)), breaks):
         first, last = indices[run[0]], indices[run[-1]]
-        out[run] = source.read(first, last + 1)[indices[run] - first]
+        block = source.read(first, last + 1)
+        if len(block) == len(run):  # consecutive rows: no gather, no extra copy
+            out[run[0] : run[-1] + 1] = block
+        else:
+            out[run] = block[indices[run] - first]
     return out
 
 
