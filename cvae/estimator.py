@@ -17,6 +17,7 @@ from ._validation import (
     Interval,
     StrOptions,
     check_chunk,
+    check_finite_float,
     check_latent,
     check_unit_interval,
     draw_seed,
@@ -429,7 +430,7 @@ numpy.memmap, default=None
         """A row source for ``X``: its file, or the validated array in memory."""
         source = open_source(X)
         if source is None:
-            return ArraySource(validate_input(self, X, reset=True))
+            return ArraySource(validate_input(self, X, reset=True), checked=True)
         if source.n_samples == 0 or source.n_features == 0:
             raise ValueError(f"X ({source.name}) holds {source.n_samples} sample(s) of {source.n_features} feature(s).")
         self.n_features_in_ = source.n_features
@@ -476,7 +477,8 @@ numpy.memmap, default=None
         if X_valid is not None:
             valid = open_source(X_valid, "X_valid")
             if valid is None:
-                valid = ArraySource(validate_input(self, X_valid, reset=False, name="X_valid"), name="X_valid")
+                valid = ArraySource(validate_input(self, X_valid, reset=False, name="X_valid"), name="X_valid",
+                                    checked=True)
             elif valid.n_features != source.n_features:
                 raise ValueError(f"X_valid has {valid.n_features} features, but X has {source.n_features} features.")
             return (source, np.arange(source.n_samples)), (valid, np.arange(valid.n_samples))
@@ -703,7 +705,10 @@ numpy.memmap, default=None
         with torch.inference_mode():
             for rows in iterate_chunks(source.n_samples, self.eval_batch_size):
                 batch = source.read(rows.start, rows.stop)
-                check_chunk(batch, name, rows, source.name)
+                if source.checked:  # NaN and infinity are already ruled out
+                    check_finite_float(batch, name)
+                else:
+                    check_chunk(batch, name, rows, source.name)
                 out[rows] = fn(_as_tensor(batch, self.device_)).cpu().numpy()
         return out
 
@@ -712,7 +717,7 @@ numpy.memmap, default=None
         check_is_fitted(self)
         source = open_source(X)
         if source is None:
-            return ArraySource(validate_input(self, X, reset=False))
+            return ArraySource(validate_input(self, X, reset=False), checked=True)
         if source.n_features != self.n_features_in_:
             raise ValueError(
                 f"X ({source.name}) has {source.n_features} features, but CompressionVAE is expecting "
@@ -763,7 +768,7 @@ numpy.memmap, default=None
         check_is_fitted(self)
         source = open_source(Z, "Z")
         if source is None:
-            source = ArraySource(check_latent(Z, self.n_components), name="Z")
+            source = ArraySource(check_latent(Z, self.n_components), name="Z", checked=True)
         elif source.n_features != self.n_components:
             raise ValueError(
                 f"Z ({source.name}) has {source.n_features} columns, but this CompressionVAE has "

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import iterate_chunks
-from .sources import open_source
+from .sources import NpyDirectorySource, open_source
 from .training.io import atomic_open, atomic_write
 
 __all__ = ["read_array", "read_labels", "read_npy_directory", "transform_to_npy", "write_array"]
@@ -90,26 +90,15 @@ def read_labels(path, *, key=None):
 
 
 def read_npy_directory(path):
-    """Stack every ``.npy`` file under ``path`` (recursively) into one array.
+    """Stack every ``.npy`` file under ``path`` (recursively) into one array in memory.
 
     Each file holds one sample (a vector) or a block of samples (a 2-D array); files are
     read in sorted path order, so the row order, and therefore a seeded train/validation
-    split, is the same on every run.
+    split, is the same on every run. :class:`cvae.sources.NpyDirectorySource` reads the
+    same rows a range at a time.
     """
-    path = Path(path).expanduser()
-    files = sorted(path.rglob("*.npy"))
-    if not files:
-        raise ValueError(f"No .npy files found under {str(path)!r}.")
-    blocks = []
-    for file in files:
-        block = np.load(file, allow_pickle=False)
-        if block.ndim not in (1, 2):
-            raise ValueError(f"{str(file)!r} holds an array of shape {block.shape}; expected a vector or rows.")
-        blocks.append(np.atleast_2d(block))
-    widths = {block.shape[1] for block in blocks}
-    if len(widths) > 1:
-        raise ValueError(f"The .npy files under {str(path)!r} have different numbers of features: {sorted(widths)}.")
-    return np.concatenate(blocks)
+    source = NpyDirectorySource(Path(path).expanduser())
+    return source.read(0, source.n_samples)
 
 
 def write_array(path, array):

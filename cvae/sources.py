@@ -28,12 +28,16 @@ class ArraySource:
         How error messages refer to the data.
     in_memory : bool, default=True
         False for a view of a memory map, which should be read a block at a time.
+    checked : bool, default=False
+        True when the array was validated as a whole (finite values), so that its chunks
+        need not be checked again.
     """
 
-    def __init__(self, array, name="X", in_memory=True):
+    def __init__(self, array, name="X", in_memory=True, checked=False):
         self.array = array
         self.name = name
         self.in_memory = in_memory
+        self.checked = checked
         self.n_samples, self.n_features = array.shape
         self.dtype = array.dtype
 
@@ -63,6 +67,7 @@ class RawFileSource:
         self.n_samples, self.n_features = shape
         self.name = name or repr(str(path))
         self.in_memory = False
+        self.checked = False
 
     def read(self, start, stop):
         out = np.empty((max(stop - start, 0), self.n_features), dtype=self.dtype)
@@ -97,6 +102,7 @@ class NpyDirectorySource:
             raise ValueError(f"The .npy files under {str(path)!r} have different numbers of features: {widths}.")
         self.name = f"the .npy files under {str(path)!r}"
         self.in_memory = False
+        self.checked = False
         self.n_features = widths[0]
         self.dtype = np.result_type(*(f.dtype for f in self.files))
         self.starts = np.cumsum([0] + [f.n_samples for f in self.files])

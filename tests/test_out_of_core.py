@@ -120,3 +120,13 @@ def test_resuming_on_data_of_another_length_warns_and_splits_anew(on_disk, fast,
             X[:500]
         )
     assert LogDir(tmp_path / "run").read_split()[1] == 500
+
+
+def test_nan_in_a_fortran_ordered_file_is_caught(on_disk, fast):
+    X, path = on_disk
+    vae = quiet_fit(X, **fast)
+    bad = np.asfortranarray(X.copy())
+    bad[3, 3] = np.nan
+    np.save(path / "fortran.npy", bad)  # read into memory, not row by row: still checked
+    with pytest.raises(ValueError, match=r"X contains NaN in rows 0 to 599 of '.*fortran.npy'"):
+        vae.transform(path / "fortran.npy")

@@ -64,7 +64,7 @@ def _evaluate(model, chunks, beta, distributed, device, neighbor_weight):
     model.eval()
     totals = torch.zeros(4, device=device, dtype=torch.float64)
     for batch in chunks:
-        x, neighbors = batch if isinstance(batch, tuple) else (batch, None)
+        x, neighbors = _rows_and_neighbors(batch)
         out = model(x, beta=beta, neighbors=neighbors, neighbor_weight=neighbor_weight)
         n = len(out.kl)
         totals += torch.stack([out.loss * n, out.log_likelihood.sum(), out.kl.sum(), out.kl.new_tensor(n)]).double()
@@ -72,6 +72,11 @@ def _evaluate(model, chunks, beta, distributed, device, neighbor_weight):
     distributed.sum(totals)
     loss, log_likelihood, kl = (totals[:3] / totals[3]).tolist()
     return {"loss": loss, "log_likelihood": log_likelihood, "kl": kl}
+
+
+def _rows_and_neighbors(batch):
+    """``(rows, neighbours)`` of a batch that is a row tensor or such a pair."""
+    return batch if isinstance(batch, tuple) else (batch, None)
 
 
 def make_adam(params, lr):
@@ -159,7 +164,7 @@ class Trainer:
         return self.config.beta * (min(1.0, (self.step + 1) / warmup) if warmup else 1.0)
 
     def _train_step(self, batch):
-        x, neighbors = batch if isinstance(batch, tuple) else (batch, None)
+        x, neighbors = _rows_and_neighbors(batch)
         self.optimizer.zero_grad(set_to_none=True)
         out = self._train_model(x, beta=self._beta(), free_bits=self.config.free_bits, neighbors=neighbors,
                                 neighbor_weight=self.config.neighbor_weight)
