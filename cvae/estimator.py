@@ -388,12 +388,13 @@ numpy.memmap, default=None
             self._check_same_features(source.n_features, meta)
         seed = meta["seed"] if meta is not None else distributed.broadcast(draw_seed(self.random_state))
         (train, train_idx), (valid, valid_idx) = self._split(source, X_valid, seed, logdir)
+        valid_name = "X" if X_valid is None else "X_valid"
         summary = summarize(_checked_chunks(train, train_idx, "X"))
-        valid_summary = summarize(_checked_chunks(valid, valid_idx, "X_valid" if X_valid is not None else "X"))
+        valid_summary = summarize(_checked_chunks(valid, valid_idx, valid_name))
         likelihood = meta["model"]["likelihood"] if meta is not None else self._resolve_likelihood(summary, valid_summary)
         if likelihood == "bernoulli":
             check_unit_interval(summary.low, summary.high, "X")
-            check_unit_interval(valid_summary.low, valid_summary.high, "X_valid" if X_valid is not None else "X")
+            check_unit_interval(valid_summary.low, valid_summary.high, valid_name)
 
         if meta is None:
             loc, scale = summary.normalization(self.normalize)
