@@ -3,13 +3,16 @@
 import _thread
 import csv
 import json
+import logging
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +248,23 @@ def test_tensorboard_events_hold_losses_kl_learning_rate_and_figures(X, params):
     assert set(tags["images"]) == {"embedding", "latent_grid"}  # 64 features: 8x8 images
     (image,) = events.Images("latent_grid")
     assert image.step == vae.n_steps_ and (image.width, image.height) == (800, 800)
+
+
+OLD_IAF_RUN = Path(__file__).parent / "data" / "logdir_0.1.0_iaf"
+
+
+def test_iaf_run_saved_by_0_1_0_loads_unchanged_and_continues(X, tmp_path, caplog):
+    # Written by cvae 0.1.0, whose flow kept one MADE module per step (digits[:400], 40 steps).
+    expected = np.load(OLD_IAF_RUN.parent / "logdir_0.1.0_iaf_expected.npz")
+    vae = CompressionVAE.load(OLD_IAF_RUN)
+    np.testing.assert_allclose(vae.transform(expected["X"]), expected["Z"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vae.inverse_transform(expected["Z"]), expected["X_hat"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(vae.score_samples(expected["X"]), expected["elbo"], rtol=1e-5)
+
+    logdir = shutil.copytree(OLD_IAF_RUN, tmp_path / "run")
+    resumed = CompressionVAE(**dict(vae.get_params(), logdir=str(logdir), warm_start=True, max_steps=60))
+    with caplog.at_level(logging.WARNING, logger="cvae.training.trainer"):
+        quiet_fit(resumed, X)
+    assert "Adam restarts its moment estimates" in caplog.text
+    assert resumed.n_steps_ == 60 and [row["step"] for row in resumed.history_] == [20, 40, 60]
+    assert resumed.history_[-1]["validation_loss"] < resumed.history_[1]["validation_loss"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from cvae.nn import MADE, VAE, BernoulliLikelihood, GaussianLikelihood, InverseAutoregressiveFlow, initialize_weights
+from cvae.nn import VAE, BernoulliLikelihood, GaussianLikelihood, InverseAutoregressiveFlow, initialize_weights
 from cvae.nn.made import autoregressive_masks
 from cvae.nn.vae import default_hidden_sizes
 
@@ -17,15 +17,23 @@ def _vae(n_flows=0, likelihood="gaussian", n_features=6, n_latent=3):
     return VAE(n_features, n_latent, [16, 8], torch.zeros(n_features), torch.ones(n_features), likelihood, n_flows)
 
 
-@pytest.mark.parametrize("order", [torch.arange(5), torch.arange(5).flip(0), torch.tensor([2, 0, 4, 1, 3])])
-def test_made_jacobian_is_strictly_triangular_in_its_order(order):
+def _random_flow(n_latent, n_steps, hidden_sizes, n_context):
     torch.manual_seed(0)
-    made = MADE(5, [12, 12], 2, order=order)
-    x = torch.randn(5)
-    for block in jacobian(lambda v: made(v[None])[:, 0], x):  # (2, 5 outputs, 5 inputs)
-        allowed = order[:, None] > order[None, :]  # output i may see input j only if j comes first
-        assert torch.all(block[~allowed] == 0)
-        assert torch.any(block[allowed] != 0)
+    flow = InverseAutoregressiveFlow(n_latent, n_steps, hidden_sizes, n_context)
+    for p in flow.parameters():  # non-trivial weights
+        torch.nn.init.normal_(p, std=0.5)
+    return flow
+
+
+@pytest.mark.parametrize("hidden_sizes", [[12], [12, 12]])
+def test_flow_step_is_autoregressive_with_diagonal_sigma(hidden_sizes):
+    flow = _random_flow(5, 1, hidden_sizes, n_context=3)
+    z, h = torch.randn(5), torch.randn(1, 3)
+    jac = jacobian(lambda v: flow(v[None], h)[0][0], z)  # (5 outputs, 5 inputs)
+    assert torch.all(jac.triu(diagonal=1) == 0)  # output i sees only inputs before i
+    assert torch.all(jac.tril(diagonal=-1)[1:, :1] != 0)  # every later output sees the first input
+    assert torch.all((jac.diagonal() > 0) & (jac.diagonal() < 1))
+    assert torch.allclose(jac.diagonal().log().sum(), flow(z[None], h)[1][0], atol=1e-5)
 
 
 def test_masks_connect_every_output_to_all_earlier_inputs():
@@ -37,20 +45,16 @@ def test_masks_connect_every_output_to_all_earlier_inputs():
     assert torch.equal(reach, (order[:, None] > order[None, :]).float())
 
 
-def test_made_context_changes_the_outputs():
-    torch.manual_seed(0)
-    made = MADE(3, [8], 2, n_context=4)
+def test_flow_context_changes_the_outputs():
+    flow = _random_flow(3, 2, [8], n_context=4)
     z, h = torch.randn(1, 3), torch.randn(1, 4)
-    jac = jacobian(lambda c: made(z, c)[:, 0], h)  # (2, 3, 1, 4)
-    assert torch.any(jac != 0)
+    jac = jacobian(lambda c: flow(z, c)[0], h)  # (1, 3, 1, 4)
+    assert torch.all(jac[0, :, 0].abs().sum(dim=1) > 0)
 
 
 @pytest.mark.parametrize("n_steps", [1, 2, 5])
 def test_iaf_log_det_matches_autograd_jacobian(n_steps):
-    torch.manual_seed(0)
-    flow = InverseAutoregressiveFlow(4, n_steps, [16, 16], n_context=3)
-    for p in flow.parameters():  # non-trivial weights
-        torch.nn.init.normal_(p, std=0.5)
+    flow = _random_flow(4, n_steps, [16, 16], n_context=3)
     z, h = torch.randn(4), torch.randn(1, 3)
     jac = jacobian(lambda v: flow(v[None], h)[0][0], z)
     _, log_det = flow(z[None], h)
@@ -60,9 +64,14 @@ def test_iaf_log_det_matches_autograd_jacobian(n_steps):
 
 
 def test_iaf_orders_alternate():
-    flow = InverseAutoregressiveFlow(3, 3, [8], 0)
-    orders = [step.made.order.tolist() for step in flow.steps]
-    assert orders == [[0, 1, 2], [2, 1, 0], [0, 1, 2]]
+    flow = _random_flow(3, 2, [8], n_context=0)
+    assert flow.orders.tolist() == [[0, 1, 2], [2, 1, 0]]
+    with torch.no_grad():  # first step elementwise, so the Jacobian shows the second step's structure
+        for layer in flow.layers:
+            layer.weight[0] = 0
+    jac = jacobian(lambda v: flow(v[None])[0][0], torch.randn(3))
+    assert torch.all(jac.tril(diagonal=-1) == 0)  # reversed: output i sees only inputs after i
+    assert torch.all(jac[0, 1:] != 0)
 
 
 def test_closed_form_kl_matches_torch_distributions():
@@ -94,8 +103,7 @@ def test_flow_kl_estimate_averages_to_closed_form_without_flow_steps_effect():
     # With the flow's scales pushed to 1 (sigma -> 1), IAF is the identity and the
     # Monte Carlo KL must average to the closed form.
     vae = _vae(n_flows=1)
-    for step in vae.flow.steps:
-        step.scale_offset = 30.0
+    vae.flow.scale_offset = 30.0
     x = torch.randn(1, 6).expand(20000, 6)
     torch.manual_seed(0)
     mc = vae(x).kl.mean()

@@ -1,21 +1,20 @@
 """Torch building blocks of the variational autoencoder (no training logic)."""
 
-from .flows import IAFStep, InverseAutoregressiveFlow
+from .flows import InverseAutoregressiveFlow
 from .likelihoods import BernoulliLikelihood, GaussianLikelihood, make_likelihood
-from .made import MADE, MaskedLinear
+from .made import StackedMaskedLinear, autoregressive_masks
 from .mlp import MLP, initialize_weights
 from .vae import VAE, VAEOutput
 
 __all__ = [
     "BernoulliLikelihood",
     "GaussianLikelihood",
-    "IAFStep",
     "InverseAutoregressiveFlow",
-    "MADE",
     "MLP",
-    "MaskedLinear",
+    "StackedMaskedLinear",
     "VAE",
     "VAEOutput",
+    "autoregressive_masks",
     "initialize_weights",
     "make_likelihood",
 ]

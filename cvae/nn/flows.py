@@ -3,47 +3,20 @@
 import torch
 from torch import nn
 
-from .made import MADE
+from .made import StackedMaskedLinear, autoregressive_masks
 
-__all__ = ["IAFStep", "InverseAutoregressiveFlow"]
-
-
-class IAFStep(nn.Module):
-    """One IAF transformation ``z' = sigma * z + (1 - sigma) * m``.
-
-    ``m`` and ``sigma = sigmoid(s + scale_offset)`` come from a MADE over ``z`` (and the
-    encoder's context), so the Jacobian is triangular with diagonal ``sigma``; the sigmoid
-    keeps every scale in (0, 1), which is the numerically stable form of the paper.
-
-    Parameters
-    ----------
-    n_latent : int
-        Latent dimension.
-    hidden_sizes : sequence of int
-        Hidden widths of the MADE.
-    order : torch.Tensor of shape (n_latent,)
-        Autoregressive order of this step.
-    n_context : int, default=0
-        Size of the context vector from the encoder.
-    scale_offset : float, default=1.0
-        Added to ``s`` before the sigmoid so each step starts close to the identity.
-    """
-
-    def __init__(self, n_latent, hidden_sizes, order, n_context=0, scale_offset=1.0):
-        super().__init__()
-        self.made = MADE(n_latent, hidden_sizes, 2, order=order, n_context=n_context)
-        self.scale_offset = scale_offset
-
-    def forward(self, z, context=None):
-        """Return ``(z_new, log_det)`` with ``log_det`` of shape ``(batch,)``."""
-        m, s = self.made(z, context)
-        log_sigma = nn.functional.logsigmoid(s + self.scale_offset)
-        sigma = log_sigma.exp()
-        return sigma * z + (1 - sigma) * m, log_sigma.sum(dim=1)
+__all__ = ["InverseAutoregressiveFlow"]
 
 
 class InverseAutoregressiveFlow(nn.Module):
-    """A chain of IAF steps whose autoregressive order reverses from step to step.
+    """A chain of IAF steps ``z' = sigma * z + (1 - sigma) * m`` whose order reverses each step.
+
+    In each step ``m`` and ``sigma = sigmoid(s + scale_offset)`` come from a MADE over
+    ``z`` (masked layers with ELU units; the encoder's context enters the first hidden
+    layer), so the Jacobian is triangular with diagonal ``sigma``; the sigmoid keeps every
+    scale in (0, 1), the numerically stable form of the paper. The steps' layers are
+    stored stacked (:class:`StackedMaskedLinear`) and the context is projected for all
+    steps at once, so a step is a handful of tensor operations.
 
     Parameters
     ----------
@@ -55,20 +28,71 @@ class InverseAutoregressiveFlow(nn.Module):
         Hidden widths of each step's MADE.
     n_context : int, default=0
         Size of the context vector from the encoder.
+    scale_offset : float, default=1.0
+        Added to ``s`` before the sigmoid so each step starts close to the identity.
     """
 
-    def __init__(self, n_latent, n_steps, hidden_sizes, n_context=0):
+    def __init__(self, n_latent, n_steps, hidden_sizes, n_context=0, scale_offset=1.0):
         super().__init__()
+        hidden_sizes = list(hidden_sizes)
         natural = torch.arange(n_latent)
-        self.steps = nn.ModuleList(
-            IAFStep(n_latent, hidden_sizes, natural if k % 2 == 0 else natural.flip(0), n_context)
-            for k in range(n_steps)
+        orders = [natural if k % 2 == 0 else natural.flip(0) for k in range(n_steps)]
+        self.register_buffer("orders", torch.stack(orders), persistent=False)
+        step_masks = [autoregressive_masks(order, hidden_sizes, 2) for order in orders]
+        self.layers = nn.ModuleList(
+            StackedMaskedLinear(torch.stack([masks[i] for masks in step_masks]), bias=i > 0)
+            for i in range(len(hidden_sizes) + 1)
         )
+        # The first hidden layer's bias and context term of every step, from one product.
+        self.first_bias = nn.Parameter(torch.zeros(n_steps, hidden_sizes[0]))
+        self.context = nn.Linear(n_context, n_steps * hidden_sizes[0], bias=False) if n_context else None
+        self.activation = nn.ELU()
+        self.n_latent, self.n_steps, self.scale_offset = n_latent, n_steps, scale_offset
 
     def forward(self, z, context=None):
         """Return ``(z_K, sum_log_det)``; ``sum_log_det`` is ``log |det dz_K/dz_0|``."""
-        total = z.new_zeros(z.shape[0])
-        for step in self.steps:
-            z, log_det = step(z, context)
-            total = total + log_det
-        return z, total
+        first = self.first_bias
+        if self.context is not None:
+            first = self.context(context).view(len(z), self.n_steps, -1) + first
+        first = first.unbind(-2)
+        weights = [layer.masked_weights() for layer in self.layers]
+        log_sigma_sum = None
+        for k in range(self.n_steps):
+            h = torch.addmm(first[k], z, weights[0][k])
+            for layer, w in zip(self.layers[1:], weights[1:]):
+                h = torch.addmm(layer.bias[k], self.activation(h), w[k])
+            m, s = h.view(len(z), 2, self.n_latent).unbind(1)
+            log_sigma = nn.functional.logsigmoid(s + self.scale_offset)
+            z = torch.addcmul(m, log_sigma.exp(), z - m)
+            log_sigma_sum = log_sigma if log_sigma_sum is None else log_sigma_sum + log_sigma
+        if log_sigma_sum is None:
+            return z, z.new_zeros(len(z))
+        return z, log_sigma_sum.sum(dim=1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _stack_per_step_weights(state_dict, prefix, self.n_steps, len(self.layers))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _stack_per_step_weights(state_dict, prefix, n_steps, n_layers):
+    """Rewrite, in place, a state dict saved by cvae 0.1.0, whose flow kept one MADE per step.
+
+    Its keys were ``steps.{k}.made.layers.{i}.{weight,bias,mask}``,
+    ``steps.{k}.made.context.weight`` and ``steps.{k}.made.order``; the masks and orders
+    are rebuilt from the configuration, so they are dropped.
+    """
+    old = f"{prefix}steps.{{k}}.made.{{name}}"
+    if old.format(k=0, name="layers.0.weight") not in state_dict:
+        return
+
+    def pop_all(name):
+        return [state_dict.pop(old.format(k=k, name=name)) for k in range(n_steps)]
+
+    for i in range(n_layers):
+        state_dict[f"{prefix}layers.{i}.weight"] = torch.stack(pop_all(f"layers.{i}.weight"))
+        biases = torch.stack(pop_all(f"layers.{i}.bias"))
+        state_dict[f"{prefix}first_bias" if i == 0 else f"{prefix}layers.{i}.bias"] = biases
+        pop_all(f"layers.{i}.mask")
+    if old.format(k=0, name="context.weight") in state_dict:
+        state_dict[f"{prefix}context.weight"] = torch.cat(pop_all("context.weight"))
+    pop_all("order")

@@ -1,28 +1,9 @@
-"""Masked autoencoder for distribution estimation (Germain et al., 2015)."""
+"""Autoregressive masks (MADE, Germain et al., 2015) and masked layers stacked over flow steps."""
 
 import torch
 from torch import nn
 
-__all__ = ["MADE", "MaskedLinear", "autoregressive_masks"]
-
-
-class MaskedLinear(nn.Linear):
-    """Linear layer whose weight is multiplied by a fixed binary mask.
-
-    Parameters
-    ----------
-    in_features, out_features : int
-        Layer sizes.
-    mask : torch.Tensor of shape (out_features, in_features)
-        Connectivity; stored as a buffer so it moves and saves with the module.
-    """
-
-    def __init__(self, in_features, out_features, mask):
-        super().__init__(in_features, out_features)
-        self.register_buffer("mask", mask.to(self.weight.dtype))
-
-    def forward(self, x):
-        return nn.functional.linear(x, self.weight * self.mask, self.bias)
+__all__ = ["StackedMaskedLinear", "autoregressive_masks"]
 
 
 def autoregressive_masks(order, hidden_sizes, n_outputs_per_input):
@@ -54,43 +35,35 @@ def autoregressive_masks(order, hidden_sizes, n_outputs_per_input):
     return [m.float() for m in masks]
 
 
-class MADE(nn.Module):
-    """Autoregressive network: output block ``k`` at input ``i`` sees only earlier inputs.
+class StackedMaskedLinear(nn.Module):
+    """The same masked linear layer in each of ``n_stacked`` flow steps, stored as one tensor.
+
+    A chain of small masked layers costs more in per-operation overhead than in arithmetic
+    (on a CPU, about 10 microseconds a tensor operation against a fraction of that for a
+    64-unit product). Stacking the steps' weights lets one product apply every step's mask.
 
     Parameters
     ----------
-    n_inputs : int
-        Dimension of the autoregressive input.
-    hidden_sizes : sequence of int
-        Widths of the masked hidden layers.
-    n_outputs_per_input : int
-        Number of outputs produced for each input (e.g. 2 for shift and scale).
-    order : torch.Tensor of shape (n_inputs,), default=None
-        Autoregressive order; ``None`` means the natural order.
-    n_context : int, default=0
-        Size of an unmasked context vector added to the first hidden layer.
+    masks : torch.Tensor of shape (n_stacked, out_features, in_features)
+        Connectivity of each step; a buffer rebuilt by the owner, so not saved.
+    bias : bool, default=True
+        Whether the layer has a bias (the first layer of a flow step takes its bias from
+        the context projection instead).
     """
 
-    def __init__(self, n_inputs, hidden_sizes, n_outputs_per_input, order=None, n_context=0):
+    def __init__(self, masks, bias=True):
         super().__init__()
-        if order is None:
-            order = torch.arange(n_inputs)
-        self.n_inputs = n_inputs
-        self.n_outputs_per_input = n_outputs_per_input
-        self.register_buffer("order", order.clone())
-        masks = autoregressive_masks(order, hidden_sizes, n_outputs_per_input)
-        sizes = [n_inputs, *hidden_sizes, n_inputs * n_outputs_per_input]
-        self.layers = nn.ModuleList(
-            MaskedLinear(n_in, n_out, mask) for n_in, n_out, mask in zip(sizes[:-1], sizes[1:], masks)
-        )
-        self.context = nn.Linear(n_context, hidden_sizes[0], bias=False) if n_context else None
-        self.activation = nn.ELU()
+        n_stacked, out_features, in_features = masks.shape
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("mask", masks.float(), persistent=False)
+        self.weight = nn.Parameter(torch.empty(n_stacked, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(n_stacked, out_features)) if bias else None
+        with torch.no_grad():  # nn.Linear's default initialization, step by step
+            for w in self.weight:
+                nn.init.kaiming_uniform_(w, a=5**0.5)
+            if self.bias is not None:
+                self.bias.uniform_(-in_features**-0.5, in_features**-0.5)
 
-    def forward(self, x, context=None):
-        """Return a tensor of shape ``(n_outputs_per_input, batch, n_inputs)``."""
-        h = self.layers[0](x)
-        if self.context is not None:
-            h = h + self.context(context)
-        for layer in self.layers[1:]:
-            h = layer(self.activation(h))
-        return h.view(x.shape[0], self.n_outputs_per_input, self.n_inputs).transpose(0, 1)
+    def masked_weights(self):
+        """Per step, the masked weight transposed to ``(in, out)``, ready for ``torch.addmm``."""
+        return (self.weight * self.mask).transpose(1, 2).unbind(0)

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from .made import StackedMaskedLinear
+
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "initialize_weights"]
 
 ACTIVATIONS = {
@@ -68,7 +70,8 @@ def initialize_weights(module, initializer):
     Parameters
     ----------
     module : torch.nn.Module
-        Module whose ``nn.Linear`` sub-modules (masked ones included) are initialized.
+        Module whose ``nn.Linear`` and :class:`StackedMaskedLinear` sub-modules are
+        initialized (the latter one flow step at a time).
     initializer : {"orthogonal", "truncated_normal", "lecun_normal", "default"}
         Scheme for the weight matrices; biases are set to zero. ``"default"`` keeps
         PyTorch's own initialization.
@@ -79,5 +82,10 @@ def initialize_weights(module, initializer):
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
             init(layer.weight)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, StackedMaskedLinear):
+            for weight in layer.weight:
+                init(weight)
+        else:
+            continue
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)

@@ -309,12 +309,24 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return _to_cpu(state)
 
+    def _load_optimizer(self, saved):
+        try:
+            self.optimizer.load_state_dict(saved)
+        except ValueError:
+            # Saved for parameters held in other tensors (cvae 0.1.0 kept each IAF step's
+            # weights apart): keep the learning rate, restart the moment estimates.
+            for group, saved_group in zip(self.optimizer.param_groups, saved["param_groups"]):
+                group["lr"] = saved_group["lr"]
+            logger.warning("The saved optimizer state does not fit this model's parameters; Adam restarts its "
+                           "moment estimates at the saved learning rate %.3g.", self.learning_rate)
+
     def load_state_dict(self, state):
         """Continue the run saved by :meth:`state_dict`."""
         device = next(self.model.parameters()).device
+        self.model.load_state_dict(state["best_model"])  # through the model: the keys of this version
+        self.best_model = _clone_state(self.model)
         self.model.load_state_dict(state["model"])
-        self.best_model = {k: v.to(device) for k, v in state["best_model"].items()}
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_optimizer(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
