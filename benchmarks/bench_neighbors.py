@@ -1,18 +1,22 @@
-"""The neighbour-preserving option against the plain VAE and PCA, on MNIST and on digits.
+"""2-D embeddings compared: PCA, UMAP, and CompressionVAE plain, with IAF and with neighbours.
 
 Prints a table and writes JSON. For each dataset and method, on the test rows: 10-NN
 accuracy of the 2-D embedding (classifier fit on the train embedding), trustworthiness(10)
 on up to 5,000 test rows, reconstruction MSE of ``inverse_transform(transform(X))`` in
-[0, 1] scale, test ELBO, fit seconds and transform samples/s. UMAP joins the table when
-``umap-learn`` is installed (an optional benchmark dependency).
+[0, 1] scale, test ELBO, fit seconds and transform samples/s. The VAEs train with the
+estimator's defaults (30,000 steps at most, adaptive learning rate) unless ``--max-steps``
+says otherwise. UMAP joins the table when ``umap-learn`` is installed (an optional
+benchmark dependency, ``pip install cvae[bench]``). With ``--likelihood`` the table of
+``bench_likelihood.py`` (test log-likelihood on binarized MNIST) is printed too.
 
 Usage::
 
-    python benchmarks/bench_neighbors.py --data ../shared/datasets/mnist.npz --out benchmarks/results/neighbors.json
+    python benchmarks/bench_neighbors.py --data ../shared/datasets/mnist.npz \
+        --likelihood benchmarks/results/likelihood_cpu.json --out benchmarks/results/neighbors.json
 
-Without ``--data`` only the digits run. Targets (issue 7, MNIST 2-D): 10-NN >= 0.95 and
-trustworthiness >= 0.95 with the option; its reconstruction MSE <= 1.1x and fit time <= 3x
-the plain VAE's.
+Without ``--data`` only the digits run. Targets (issue 7, MNIST 2-D): the plain VAE at
+10-NN >= 0.85 and trustworthiness >= 0.92; with the option 10-NN >= 0.95 and
+trustworthiness >= 0.95, reconstruction MSE <= 1.1x and fit time <= 3x the plain VAE's.
 """
 
 import argparse
@@ -31,7 +35,8 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from cvae import CompressionVAE
 
-TARGETS = {"knn": 0.95, "trustworthiness": 0.95, "mse_vs_plain": 1.1, "fit_time_vs_plain": 3.0}
+TARGETS = {"knn": 0.95, "trustworthiness": 0.95, "mse_vs_plain": 1.1, "fit_time_vs_plain": 3.0,
+           "plain_knn": 0.85, "plain_trustworthiness": 0.92}
 
 
 def load_datasets(path):
@@ -47,14 +52,19 @@ def load_datasets(path):
 
 def methods(args, dataset):
     steps = args.max_steps if dataset == "mnist" else args.max_steps_digits
-    common = dict(n_components=2, max_steps=steps, learning_rate="constant", random_state=0)
+    common = dict(n_components=2, random_state=0)
+    if steps is not None:
+        common["max_steps"] = steps
     found = {
         "PCA": lambda: PCA(n_components=2, random_state=0),
         "VAE": lambda: CompressionVAE(**common),
+        f"VAE + IAF-{args.iaf_length}": lambda: CompressionVAE(**common, iaf_flow_length=args.iaf_length),
         f"VAE + neighbours ({args.neighbor_weight:g})": lambda: CompressionVAE(
             **common, neighbor_weight=args.neighbor_weight
         ),
     }
+    if args.skip_umap:
+        return found
     try:
         import umap
 
@@ -89,9 +99,12 @@ def evaluate(model, X_train, X_test, y_train, y_test):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="mnist.npz with X_train, y_train, X_test, y_test")
-    parser.add_argument("--max-steps", type=int, default=10000, help="steps on MNIST")
+    parser.add_argument("--max-steps", type=int, default=None, help="steps on MNIST (default: the estimator's)")
     parser.add_argument("--max-steps-digits", type=int, default=3000)
     parser.add_argument("--neighbor-weight", type=float, default=0.4, help="per feature: 313.6 for MNIST's 784")
+    parser.add_argument("--iaf-length", type=int, default=2, help="IAF steps of the flow model")
+    parser.add_argument("--skip-umap", action="store_true", help="leave UMAP out even when installed")
+    parser.add_argument("--likelihood", default=None, help="JSON written by bench_likelihood.py, to print its table")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -121,9 +134,13 @@ def report(results, args):
             "trustworthiness >= 0.95": option["trustworthiness"] >= TARGETS["trustworthiness"],
             "MSE <= 1.1x plain": option["mse"] <= TARGETS["mse_vs_plain"] * plain["mse"],
             "fit time <= 3x plain": option["fit_seconds"] <= TARGETS["fit_time_vs_plain"] * plain["fit_seconds"],
+            "plain VAE 10-NN >= 0.85": plain["knn"] >= TARGETS["plain_knn"],
+            "plain VAE trustworthiness >= 0.92": plain["trustworthiness"] >= TARGETS["plain_trustworthiness"],
         }
         for name, met in targets.items():
             print(f"target {name}: {'met' if met else 'MISSED'}")
+    if args.likelihood:
+        print_likelihood_table(json.loads(Path(args.likelihood).read_text()))
     if args.out:
         result = {
             "machine": {"platform": platform.platform(), "python": platform.python_version()},
@@ -133,6 +150,19 @@ def report(results, args):
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def print_likelihood_table(likelihood):
+    """The test log-likelihoods measured by bench_likelihood.py (dynamically binarized MNIST)."""
+    settings = likelihood["settings"]
+    print(f"\nbinarized MNIST, 784-200-200-50, {settings['minutes']:g} min of training per model, "
+          f"NLL with k={settings['k']} importance samples (nats, lower is better)")
+    print(f"{'posterior':<12} {'epochs':>7} {'test ELBO':>10} {'test NLL':>9} {'active units':>13}")
+    for run in likelihood["runs"]:
+        name = f"IAF-{run['iaf_flow_length']}" if run["iaf_flow_length"] else "Gaussian"
+        print(f"{name:<12} {run['epochs']:>7.0f} {run['test_elbo']:>10.2f} {run['test_nll']:>9.2f} "
+              f"{run['active_units']:>13}")
+    print(f"{'IWAE paper':<12} {3280:>7} {'':>10} {86.76:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +47,31 @@ def test_scale_benchmark_writes_its_table_and_json(tmp_path, capsys):
 def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
     out = tmp_path / "neighbors.json"
-    module["main"](["--max-steps-digits", "30", "--out", str(out)])
+    module["main"](["--max-steps-digits", "30", "--skip-umap", "--out", str(out)])
     rows = json.loads(out.read_text())["results"]["digits"]
-    assert {"PCA", "VAE", "VAE + neighbours (0.4)"} <= set(rows)
+    assert set(rows) == {"PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4)"}
     assert all(0 <= row["knn"] <= 1 and 0 <= row["trustworthiness"] <= 1 for row in rows.values())
     assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
     assert "trust" in capsys.readouterr().out
+
+
+def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mnist.npz"
+    np.savez(data, X_train=rng.integers(0, 256, (300, 784), dtype=np.uint8),
+             X_test=rng.integers(0, 256, (50, 784), dtype=np.uint8))
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_likelihood.py"))
+    out = tmp_path / "likelihood.json"
+    module["main"](["--data", str(data), "--minutes", "5", "--max-steps", "30", "--flows", "0", "2", "--jobs", "1", "--k", "20",
+                    "--validation-rows", "50", "--validation-interval", "5", "--out", str(out)])
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["iaf_flow_length"] for run in runs] == [0, 2]
+    for run in runs:
+        assert run["steps"] == 30 and run["stop_reason"] == "max_steps"
+        # the importance-weighted bound is tighter than the ELBO: a lower NLL than -ELBO
+        assert run["test_nll"] <= -run["test_elbo"] + 1.0
+        assert 0 <= run["active_units"] <= 50 and run["curve"]
+    assert "IWAE paper" in capsys.readouterr().out
+    # bench_neighbors.py prints the same table from this JSON
+    runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["print_likelihood_table"](json.loads(out.read_text()))
+    assert "Gaussian" in capsys.readouterr().out
