@@ -67,3 +67,13 @@ def test_interrupt_and_resume(tmp_path):
                                                         "--more-steps", "30"])
     assert vae.stop_reason_ == "interrupted" and vae.n_steps_ > 0
     assert resumed.n_steps_ == vae.n_steps_ + 30
+
+
+def test_latent_usage(capsys):
+    rows = run_example("latent_usage", ["--max-steps", "300"])
+    plain, floored = rows[0.0], rows[0.5]
+    for row in rows.values():
+        assert row["iwae_100"] >= row["elbo"] - 0.5  # a tighter bound, up to sampling noise
+        assert 0 <= row["active_units"] <= 16
+    assert floored["active_units"] >= plain["active_units"]
+    assert "active units" in capsys.readouterr().out
