@@ -3,8 +3,9 @@
 Prints a table and writes JSON:
 
 1. training samples/s at batch sizes 64, 256 and 1024 for the MNIST-sized model
-   (784-512-256-2 and mirror, Bernoulli likelihood), with no flow and with 5 IAF steps,
-   next to a plain hand-written PyTorch loop of the same network (no flow);
+   (784-512-256-2 and mirror, Bernoulli likelihood), with no flow, with 5 IAF steps and
+   with ``precision="bfloat16"`` (mixed precision), next to a plain hand-written PyTorch
+   loop of the same network (no flow, float32);
 2. transform, inverse_transform and score_samples samples/s on 100,000 rows, next to the
    plain network's encoder under ``torch.inference_mode``;
 3. the model's FLOPs per sample and the machine's measured fp32 matmul rate, so each
@@ -142,7 +143,7 @@ def plain_encode_rate(model, X, device, batch_size=4096):
 # ---------------------------------------------------------------- CompressionVAE
 
 
-def estimator_training_rate(X, batch_size, n_steps, iaf, device):
+def estimator_training_rate(X, batch_size, n_steps, iaf, device, precision="float32"):
     """Samples/s of the training loop, after warm-up steps, on the trainer's own clock.
 
     Validations come every ``n_steps / 2`` steps and the fit runs ``1.5 * n_steps``: the
@@ -153,7 +154,7 @@ def estimator_training_rate(X, batch_size, n_steps, iaf, device):
     vae = CompressionVAE(
         n_components=N_LATENT, hidden_layer_sizes=HIDDEN, iaf_flow_length=iaf, batch_size=batch_size,
         max_steps=3 * interval, validation_interval=interval, learning_rate="constant", device=device,
-        random_state=0,
+        precision=precision, random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -195,12 +196,14 @@ def run(args):
     for batch_size in args.batch_sizes:
         n_steps = max(20, int(STEPS.get(batch_size, 300) * args.scale))
         # Interleaved repeats, best of each: this machine's speed drifts by 10-20% between runs.
-        plain = ours = iaf = 0.0
+        plain = ours = iaf = bf16 = 0.0
         for _ in range(args.repeats):
             rate_plain, plain_model = plain_training_rate(X_train, batch_size, n_steps, device)
             rate_ours, vae = estimator_training_rate(X_train, batch_size, n_steps, 0, device)
             rate_iaf, vae_iaf = estimator_training_rate(X_train, batch_size, n_steps, 5, device)
+            rate_bf16, _ = estimator_training_rate(X_train, batch_size, n_steps, 0, device, "bfloat16")
             plain, ours, iaf = max(plain, rate_plain), max(ours, rate_ours), max(iaf, rate_iaf)
+            bf16 = max(bf16, rate_bf16)
         flops = 6 * linear_macs(vae.module_)  # forward + backward, 2 FLOPs per MAC
         result["training"].append({
             "batch_size": batch_size,
@@ -210,6 +213,8 @@ def run(args):
             "cvae_iaf5_samples_per_s": iaf,
             "train_vs_plain": ours / plain,
             "iaf5_step_time_ratio": ours / iaf,
+            "cvae_bf16_samples_per_s": bf16,
+            "bf16_vs_plain": bf16 / plain,
             "train_flops_per_sample": flops,
             "plain_fraction_of_peak": plain * flops / (peak * 1e9),
             "cvae_fraction_of_peak": ours * flops / (peak * 1e9),
@@ -240,11 +245,12 @@ def print_table(result):
     print(f"device {result['device']}, torch {result['torch']}, {result['threads']} threads, "
           f"fp32 matmul {result['matmul_gflops']:.0f} GFLOP/s; model {result['model']}")
     print(f"{'batch':>6} {'plain/s':>10} {'cvae/s':>10} {'ratio':>6} {'iaf5/s':>10} {'iaf time':>8} "
-          f"{'plain %peak':>11} {'cvae %peak':>10}")
+          f"{'plain %peak':>11} {'cvae %peak':>10} {'bf16/s':>10} {'ratio':>6}")
     for r in result["training"]:
         print(f"{r['batch_size']:>6} {r['plain_samples_per_s']:>10,.0f} {r['cvae_samples_per_s']:>10,.0f} "
               f"{r['train_vs_plain']:>6.2f} {r['cvae_iaf5_samples_per_s']:>10,.0f} {r['iaf5_step_time_ratio']:>7.2f}x "
-              f"{100 * r['plain_fraction_of_peak']:>10.0f}% {100 * r['cvae_fraction_of_peak']:>9.0f}%")
+              f"{100 * r['plain_fraction_of_peak']:>10.0f}% {100 * r['cvae_fraction_of_peak']:>9.0f}% "
+              f"{r['cvae_bf16_samples_per_s']:>10,.0f} {r['bf16_vs_plain']:>6.2f}")
     inf = result["inference"]
     print(f"on {inf['rows']:,} rows (samples/s): plain encoder {inf['plain_encode_samples_per_s']:,.0f}, "
           f"transform {inf['transform_samples_per_s']:,.0f} ({100 * inf['transform_fraction_of_peak']:.0f}% of peak), "

@@ -53,6 +53,7 @@ def _fit(args):
         tensorboard=args.tensorboard,
         warm_start=args.resume,
         device=args.device,
+        precision=args.precision,
         random_state=args.seed,
         verbose=not args.quiet,
         logdir=args.logdir,
@@ -269,6 +270,8 @@ def build_parser():
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")
     fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir")
     fit.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    fit.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                     help="arithmetic of the training steps; 16 bits = mixed precision (default: float32)")
     fit.add_argument("--seed", type=int, default=None, help="random_state, for a reproducible fit")
     fit.add_argument("--param", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
                      help="any other CompressionVAE parameter, e.g. --param dropout=0.1 (repeatable)")

@@ -19,6 +19,7 @@ def test_speed_benchmark_writes_its_table_and_json(tmp_path, capsys):
     (row,) = result["training"]
     assert row["batch_size"] == 64 and row["steps"] == 20
     assert row["plain_samples_per_s"] > 0 and row["cvae_samples_per_s"] > 0 and row["cvae_iaf5_samples_per_s"] > 0
+    assert row["cvae_bf16_samples_per_s"] > 0
     # 784-512-256-2 and mirror: forward MACs counted from the layers, times 6 for training.
     macs = 784 * 512 + 512 * 256 + 256 * 4 + 2 * 256 + 256 * 512 + 512 * 784
     assert row["train_flops_per_sample"] == 6 * macs

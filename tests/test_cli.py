@@ -83,11 +83,11 @@ def test_fit_reads_a_directory_of_npy_files(files, digits):
 
 def test_fit_passes_other_parameters_and_resumes(files):
     logdir = str(files / "run")
-    argv = ["fit", str(files / "X.npy"), "--logdir", logdir, *FAST, "--param", "dropout=0.1", "--param",
-            "learning_rate=\"constant\""]
+    argv = ["fit", str(files / "X.npy"), "--logdir", logdir, *FAST, "--precision", "bfloat16", "--param",
+            "dropout=0.1", "--param", "learning_rate=\"constant\""]
     assert main(argv) == 0
     vae = CompressionVAE.load(logdir)
-    assert vae.dropout == 0.1 and vae.learning_rate == "constant"
+    assert vae.dropout == 0.1 and vae.learning_rate == "constant" and vae.precision == "bfloat16"
     assert main(["fit", str(files / "X.npy"), "--logdir", logdir, *FAST, "--max-steps", "70", "--resume"]) == 0
     assert CompressionVAE.load(logdir).n_steps_ == 70
 

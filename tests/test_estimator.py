@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
 from cvae import CompressionVAE
+from cvae.training.io import load_checkpoint
 
 
 @pytest.fixture
@@ -397,3 +398,45 @@ def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digit
     np.save(tmp_path / "X.npy", X)
     with pytest.raises(ValueError, match="neighbor_weight=0.5 needs the training data in memory"):
         CompressionVAE(**dict(fast, neighbor_weight=0.5)).fit(tmp_path / "X.npy")
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_multiplies_in_16_bits_and_keeps_float32_state(X, fast, precision, monkeypatch):
+    product_dtypes = set()
+    original = torch.nn.Linear.forward
+
+    def record(self, x):
+        out = original(self, x)
+        if torch.is_grad_enabled():  # training steps, not validation
+            product_dtypes.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", record)
+    reference = fit(X, iaf_flow_length=2, **fast)
+    assert product_dtypes == {torch.float32}
+    product_dtypes.clear()
+    vae = fit(X, iaf_flow_length=2, precision=precision, **fast)
+    assert product_dtypes == {getattr(torch, precision)}
+
+    assert all(p.dtype == torch.float32 for p in vae.module_.parameters())
+    assert vae.transform(X).dtype == np.float32 and np.isfinite(vae.score_samples(X)).all()
+    losses = np.array([row["validation_loss"] for row in vae.history_])
+    expected = np.array([row["validation_loss"] for row in reference.history_])
+    assert losses[-1] < losses[0]
+    np.testing.assert_allclose(losses, expected, rtol=0.02)  # the same training, up to rounding
+    again = fit(X, iaf_flow_length=2, precision=precision, **fast)
+    np.testing.assert_array_equal(again.transform(X), vae.transform(X))
+
+
+def test_float16_scales_the_loss_and_resumes_with_the_saved_scale(X, fast, tmp_path):
+    params = dict(fast, precision="float16", logdir=str(tmp_path / "run"))
+    fit(X, **params)
+    path = tmp_path / "run" / "checkpoint.pt"
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["grad_scaler"]["scale"] > 1
+    checkpoint["grad_scaler"]["scale"] = 1024.0  # a scale the run could not have reached by itself
+    torch.save(checkpoint, path)
+    resumed = fit(X, **dict(params, warm_start=True, max_steps=fast["max_steps"] + 20))
+    assert resumed.n_steps_ == fast["max_steps"] + 20 and np.isfinite(resumed.transform(X)).all()
+    # 20 steps without an overflow neither grow (every 2000) nor halve the loaded scale
+    assert load_checkpoint(path)["grad_scaler"]["scale"] == 1024.0

@@ -61,7 +61,7 @@ class InverseAutoregressiveFlow(nn.Module):
             h = torch.addmm(first[k], z, weights[0][k])
             for layer, w in zip(self.layers[1:], weights[1:]):
                 h = torch.addmm(layer.bias[k], self.activation(h), w[k])
-            m, s = h.view(len(z), 2, self.n_latent).unbind(1)
+            m, s = h.float().view(len(z), 2, self.n_latent).unbind(1)  # float32 under autocast too
             log_sigma = nn.functional.logsigmoid(s + self.scale_offset)
             z = torch.addcmul(m, log_sigma.exp(), z - m)
             log_sigma_sum = log_sigma if log_sigma_sum is None else log_sigma_sum + log_sigma

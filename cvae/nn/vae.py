@@ -118,7 +118,9 @@ class VAE(nn.Module):
         in the range training uses, but ``exp(log_var)`` cannot overflow on inputs far
         outside the training data.
         """
-        out = self.posterior(self.encoder(self.likelihood.standardize(x)))
+        # .float(): under mixed-precision autocast the products run in 16 bits, but the
+        # posterior parameters and the loss terms computed from them stay float32.
+        out = self.posterior(self.encoder(self.likelihood.standardize(x))).float()
         n = self.config["n_latent"]
         log_var = LOG_VAR_BOUND * torch.tanh(out[:, n : 2 * n] / LOG_VAR_BOUND)
         return out[:, :n], log_var, out[:, 2 * n :]
@@ -134,8 +136,8 @@ class VAE(nn.Module):
         return self._transform_posterior(mu, context)[0]
 
     def decode(self, z):
-        """Decoder distribution parameters for latent codes ``z``."""
-        return self.decoder(z)
+        """Decoder distribution parameters for latent codes ``z`` (float32, as in :meth:`encode`)."""
+        return self.decoder(z).float()
 
     def decode_mean(self, z):
         """Decoder mean in the original data scale."""

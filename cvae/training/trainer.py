@@ -18,6 +18,9 @@ __all__ = ["Trainer", "TrainerConfig", "evaluate", "make_adam"]
 
 logger = logging.getLogger(__name__)
 
+# Names of the ``precision`` settings and the 16-bit type each computes matrix products in.
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 # A non-finite validation loss rolls the model back to its best weights with a lower
 # learning rate; after this many rollbacks in one run training stops.
 MAX_ROLLBACKS = 3
@@ -36,6 +39,7 @@ class TrainerConfig:
     neighbor_weight: float = 0.0
     learning_rate_min: float = 0.0
     checkpoint_interval: int = 0
+    precision: str = "float32"
     verbose: bool = False
 
 
@@ -146,6 +150,9 @@ class Trainer:
         self.batch_weight = batch_weight
         self.device = next(model.parameters()).device
         self._train_model = distributed.wrap(model)
+        self._autocast_dtype = PRECISIONS[config.precision]
+        # float16's narrow range needs loss scaling; bfloat16 has float32's exponent range.
+        self._scaler = torch.amp.GradScaler(self.device.type) if config.precision == "float16" else None
         self.step = 0
         self.elapsed = 0.0
         self.best_loss = math.inf
@@ -166,10 +173,17 @@ class Trainer:
     def _train_step(self, batch):
         x, neighbors = _rows_and_neighbors(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        out = self._train_model(x, beta=self._beta(), free_bits=self.config.free_bits, neighbors=neighbors,
-                                neighbor_weight=self.config.neighbor_weight)
-        (out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss).backward()
-        self.optimizer.step()
+        with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
+            out = self._train_model(x, beta=self._beta(), free_bits=self.config.free_bits, neighbors=neighbors,
+                                    neighbor_weight=self.config.neighbor_weight)
+        loss = out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss
+        if self._scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self._scaler.scale(loss).backward()
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
         return out.loss.detach()
 
     def _roll_back(self):
@@ -296,6 +310,7 @@ class Trainer:
             "best_model": self.best_model,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "grad_scaler": None if self._scaler is None else self._scaler.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
             "best_loss": self.best_loss,
@@ -329,6 +344,8 @@ class Trainer:
         self._load_optimizer(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self._scaler is not None and state.get("grad_scaler"):
+            self._scaler.load_state_dict(state["grad_scaler"])
         self.step = state["step"]
         self.elapsed = state["elapsed"]
         self.best_loss = state["best_loss"]
