@@ -16,6 +16,7 @@ __all__ = [
     "SourceChunks",
     "StreamingBatches",
     "TensorChunks",
+    "fits_on_device",
     "iterate_chunks",
     "local_batch_size",
     "neighbor_graph",
@@ -90,11 +91,50 @@ def local_batch_size(batch_size, rank, world_size):
     return batch_size // world_size + (rank < batch_size % world_size)
 
 
-class BatchIterator:
-    """Endless shuffled mini-batches of a tensor that already lives on the device.
+# Training and validation rows move to a GPU when they take at most this share of its free
+# memory; the rest is left to activations and the optimizer.
+DEVICE_MEMORY_SHARE = 0.5
 
-    Each epoch's permutation is moved to the device once, so a batch is one index gather:
-    no per-sample Python work and no host-device traffic.
+
+def fits_on_device(n_bytes, device, share=DEVICE_MEMORY_SHARE):
+    """Whether ``n_bytes`` of data should be held on ``device``.
+
+    Always on the CPU (and on Apple MPS, whose memory is the host's); on a CUDA GPU when
+    they take at most ``share`` of its free memory.
+    """
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return n_bytes <= share * free
+
+
+def to_device(rows, device):
+    """``rows`` (a host tensor) on ``device``; copied to a CUDA GPU through pinned memory."""
+    if device.type == "cuda" and rows.device.type == "cpu":
+        return rows.pin_memory().to(device, non_blocking=True)
+    return rows.to(device)
+
+
+def gather_rows(data, index, device):
+    """``data[index]`` on ``device``, gathered where ``data`` lives.
+
+    Gathered on the host for a CUDA device, the rows go straight into pinned memory, from
+    which the copy runs asynchronously (PyTorch's pinned-memory cache keeps the block
+    until the copy is done).
+    """
+    if device.type == "cuda" and data.device.type == "cpu":
+        out = torch.empty((len(index), *data.shape[1:]), dtype=data.dtype, pin_memory=True)
+        return torch.index_select(data, 0, index, out=out).to(device, non_blocking=True)
+    return data[index].to(device)
+
+
+class BatchIterator:
+    """Endless shuffled mini-batches of a tensor, as index gathers.
+
+    Each epoch's permutation is moved to where the data lives once, so a batch is one
+    index gather: no per-sample Python work. Data held on the training device (the usual
+    case) costs no host-device traffic; data too large for a GPU stays on the host and each
+    batch is gathered there and copied through pinned memory.
 
     Parameters
     ----------
@@ -107,14 +147,17 @@ class BatchIterator:
     rank, world_size : int, default=0, 1
         This process's shard of each epoch in a distributed run.
     neighbors : torch.Tensor of shape (n_samples, n_neighbors), default=None
-        Row indices of each row's nearest neighbours (see :func:`neighbor_graph`). When
-        given, each batch is a pair ``(rows, neighbours)``: with every row, one of its
-        neighbours drawn at random.
+        Row indices of each row's nearest neighbours (see :func:`neighbor_graph`), where
+        ``data`` lives. When given, each batch is a pair ``(rows, neighbours)``: with every
+        row, one of its neighbours drawn at random.
+    device : torch.device, default=None
+        Where batches are delivered; ``None`` means where ``data`` lives.
     """
 
-    def __init__(self, data, batch_size, seed, rank=0, world_size=1, neighbors=None):
+    def __init__(self, data, batch_size, seed, rank=0, world_size=1, neighbors=None, device=None):
         self.data = data
         self.neighbors = neighbors
+        self.device = data.device if device is None else device
         self.batch_size = max(1, min(batch_size, len(data)))
         self.seed = seed
         self.rank = rank
@@ -135,10 +178,11 @@ class BatchIterator:
             self._perm = perm.to(self.data.device)
         index = self._perm[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
+        rows = gather_rows(self.data, index, self.device)
         if self.neighbors is None:
-            return self.data[index]
+            return rows
         pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
-        return self.data[index], self.data[self.neighbors[index, pick]]
+        return rows, gather_rows(self.data, self.neighbors[index, pick], self.device)
 
     def state_dict(self):
         return {"epoch": self._epoch, "pos": self._pos}
@@ -224,7 +268,7 @@ class StreamingBatches:
             return next(self)
         batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
         self._pos += len(batch)
-        return torch.from_numpy(batch).to(self.device, non_blocking=True)
+        return to_device(torch.from_numpy(batch), self.device)
 
     def state_dict(self):
         return {"epoch": self._epoch, "pos": self._pos}
@@ -250,22 +294,25 @@ def _epoch_position(state):
 
 
 class TensorChunks:
-    """Re-iterable chunks of a tensor on the device (validation data held in memory).
+    """Re-iterable chunks of a tensor (validation data held in memory), delivered on ``device``.
 
     With ``neighbors`` (one row index per row), chunks are ``(rows, neighbour rows)`` pairs.
+    ``device=None`` means where ``data`` lives.
     """
 
-    def __init__(self, data, chunk_size, neighbors=None):
+    def __init__(self, data, chunk_size, neighbors=None, device=None):
         self.data = data
         self.chunk_size = chunk_size
         self.neighbors = neighbors
+        self.device = data.device if device is None else device
 
     def __iter__(self):
         for rows in iterate_chunks(len(self.data), self.chunk_size):
+            chunk = to_device(self.data[rows], self.device)
             if self.neighbors is None:
-                yield self.data[rows]
+                yield chunk
             else:
-                yield self.data[rows], self.data[self.neighbors[rows]]
+                yield chunk, gather_rows(self.data, self.neighbors[rows], self.device)
 
 
 class SourceChunks:
@@ -279,7 +326,7 @@ class SourceChunks:
 
     def __iter__(self):
         for rows in iterate_chunks(len(self.indices), self.chunk_size):
-            yield torch.from_numpy(take_rows(self.source, self.indices[rows])).to(self.device)
+            yield to_device(torch.from_numpy(take_rows(self.source, self.indices[rows])), self.device)
 
 
 def take_rows(source, indices, dtype=np.float32):

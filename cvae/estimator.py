@@ -31,6 +31,7 @@ from .data import (
     SourceChunks,
     StreamingBatches,
     TensorChunks,
+    fits_on_device,
     iterate_chunks,
     local_batch_size,
     neighbor_graph,
@@ -583,18 +584,15 @@ numpy.memmap, default=None
         )
 
     def _training_batches(self, source, indices, batch_size, meta, device, distributed):
-        """Batches gathered on the device for data in memory, streamed from disk otherwise."""
+        """Batches gathered from rows in memory (on the device when they fit), streamed from disk otherwise."""
         rank, world_size, seed = distributed.rank, distributed.world_size, meta["seed"]
         if not source.in_memory:
             return StreamingBatches(source, indices, batch_size, seed, device, rank, world_size, STREAM_BUFFER_BYTES)
-        rows = take_rows(source, indices)
-        neighbors = None
-        if self.neighbor_weight > 0 and len(rows) > 1:
-            neighbors = torch.from_numpy(neighbor_graph(_normalized(rows, meta), self.n_neighbors)).to(device)
-        return BatchIterator(torch.from_numpy(rows).to(device), batch_size, seed, rank, world_size, neighbors)
+        rows, neighbors = self._rows_and_neighbor_graph(source, indices, meta, self.n_neighbors, device)
+        return BatchIterator(rows, batch_size, seed, rank, world_size, neighbors, device=device)
 
     def _validation_chunks(self, source, indices, meta, device):
-        """Validation rows held on the device when in memory or small, re-read from disk otherwise.
+        """Validation rows held in memory when in memory or small, re-read from disk otherwise.
 
         With ``neighbor_weight``, rows held in memory come paired with their nearest
         neighbour among the validation rows, so that validation measures, and model
@@ -602,11 +600,19 @@ numpy.memmap, default=None
         """
         if not (source.in_memory or len(indices) * source.n_features * 4 <= STREAM_BUFFER_BYTES):
             return SourceChunks(source, indices, self.eval_batch_size, device)
-        rows = take_rows(source, indices)
-        neighbors = None
-        if self.neighbor_weight > 0 and len(rows) > 1:
-            neighbors = torch.from_numpy(neighbor_graph(_normalized(rows, meta), 1)[:, 0]).to(device)
-        return TensorChunks(torch.from_numpy(rows).to(device), self.eval_batch_size, neighbors)
+        rows, neighbors = self._rows_and_neighbor_graph(source, indices, meta, 1, device)
+        return TensorChunks(rows, self.eval_batch_size, None if neighbors is None else neighbors[:, 0], device=device)
+
+    def _rows_and_neighbor_graph(self, source, indices, meta, n_neighbors, device):
+        """The rows as a tensor on ``device`` if they fit there (else on the host), and with
+        ``neighbor_weight`` their ``n_neighbors`` nearest neighbours' indices, beside them."""
+        array = take_rows(source, indices)
+        rows = torch.from_numpy(array)
+        if fits_on_device(rows.nbytes, device):
+            rows = rows.to(device)
+        if self.neighbor_weight == 0 or len(array) < 2:
+            return rows, None
+        return rows, torch.from_numpy(neighbor_graph(_normalized(array, meta), n_neighbors)).to(rows.device)
 
     def _write_tensorboard_figures(self, tensorboard, source, indices):
         """For 2-D embeddings, the validation embedding and, for square images, the latent grid."""

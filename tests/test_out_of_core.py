@@ -8,7 +8,7 @@ import torch
 
 import cvae.estimator
 from cvae import CompressionVAE
-from cvae.data import TensorChunks
+from cvae.data import BatchIterator, TensorChunks, fits_on_device
 from cvae.estimator import _build_module
 from cvae.files import transform_to_npy
 from cvae.training import LogDir
@@ -130,3 +130,36 @@ def test_nan_in_a_fortran_ordered_file_is_caught(on_disk, fast):
     np.save(path / "fortran.npy", bad)  # read into memory, not row by row: still checked
     with pytest.raises(ValueError, match=r"X contains NaN in rows 0 to 599 of '.*fortran.npy'"):
         vae.transform(path / "fortran.npy")
+
+
+def test_rows_too_large_for_the_device_stay_on_the_host_and_train_the_same_model(digits, fast, monkeypatch):
+    X = digits[0][:600]
+    reference = quiet_fit(X, neighbor_weight=0.05, **fast)
+    asked = []
+
+    def never_fits(n_bytes, device):
+        asked.append(n_bytes)
+        return False
+
+    monkeypatch.setattr(cvae.estimator, "fits_on_device", never_fits)
+    vae = quiet_fit(X, neighbor_weight=0.05, **fast)
+    assert sorted(asked) == [60 * 64 * 4, 540 * 64 * 4]  # the validation and the training rows
+    np.testing.assert_array_equal(vae.transform(X), reference.transform(X))
+
+
+def test_host_rows_are_gathered_on_the_host_and_delivered_on_the_device():
+    data = torch.arange(40.0).view(20, 2)
+    neighbors = torch.randint(20, (20, 3))
+    meta = torch.device("meta")  # a device that holds shapes only
+    torch.manual_seed(0)
+    on_host = BatchIterator(data, 8, seed=0, neighbors=neighbors)
+    expected = [next(on_host) for _ in range(4)]
+    torch.manual_seed(0)
+    delivered = BatchIterator(data, 8, seed=0, neighbors=neighbors, device=meta)
+    for rows, neighbor_rows in (next(delivered) for _ in range(4)):
+        assert rows.device == meta and neighbor_rows.device == meta
+    assert [len(rows) for rows, _ in expected] == [8, 8, 4, 8]  # epochs run where the data lives
+    chunks = list(TensorChunks(data, 6, neighbors[:, 0], device=meta))
+    assert [rows.shape for rows, _ in chunks] == [(6, 2), (6, 2), (6, 2), (2, 2)]
+    assert all(rows.device == meta for pair in chunks for rows in pair)
+    assert fits_on_device(10**15, torch.device("cpu"))
