@@ -3,15 +3,17 @@
     python examples/latent_usage.py [--max-steps 3000]
 
 Fits a 16-dimensional VAE to scikit-learn's digits (pixels scaled to [0, 1], so the
-Bernoulli likelihood is chosen) with and without ``free_bits``, and prints for the
+Bernoulli likelihood is chosen) as it is, with a KL warm-up over the first third of the
+steps, and with ``free_bits``, and prints for the
 unseen test digits the ELBO, the importance-weighted bounds on log p(x) with 10 and 100
 samples (in expectation each is at least as tight as the one before; when the posterior
 fits well they agree to within their sampling noise), and how many latent dimensions
 the encoder uses (:func:`cvae.metrics.active_units`). A 16-D latent space is more than
-these images need: without free bits most dimensions collapse onto the prior (3 of 16
-stay active at 3,000 steps), with ``free_bits=0.5`` all 16 do, at the price of a lower
-ELBO (-27.2 against -24.9 nats).
-Takes about a minute on a 2-core CPU.
+these images need: most dimensions collapse onto the prior (3 of 16 stay active at 3,000
+steps; 5 with the KL warm-up, which also ends with a slightly better ELBO, -24.64 against
+-24.89 nats), while with ``free_bits=0.5`` all 16 stay active, at the price of a lower
+ELBO (-27.17).
+Takes under a minute on a 2-core CPU.
 """
 
 import argparse
@@ -36,10 +38,15 @@ def main(argv=None):
     X, _ = load_digits(return_X_y=True)
     X_train, X_test = train_test_split(X / 16.0, test_size=0.25, random_state=0)
 
-    print(f"{'free bits':>9} {'ELBO':>8} {'IWAE-10':>8} {'IWAE-100':>9} {'active units':>13}")
+    print(f"{'setting':<22} {'ELBO':>8} {'IWAE-10':>8} {'IWAE-100':>9} {'active units':>13}")
     rows = {}
-    for free_bits in (0.0, 0.5):
-        vae = CompressionVAE(n_components=N_COMPONENTS, free_bits=free_bits, max_steps=args.max_steps, random_state=0)
+    settings = {
+        "plain": {},
+        "KL warm-up": {"kl_warmup_steps": args.max_steps // 3},
+        "free bits 0.5": {"free_bits": 0.5},
+    }
+    for name, setting in settings.items():
+        vae = CompressionVAE(n_components=N_COMPONENTS, max_steps=args.max_steps, random_state=0, **setting)
         vae.fit(X_train)
         row = {
             "elbo": vae.score(X_test),
@@ -47,9 +54,9 @@ def main(argv=None):
             "iwae_100": vae.score_samples(X_test, n_importance_samples=100).mean(),
             "active_units": active_units(vae.transform(X_test)),
         }
-        print(f"{free_bits:>9} {row['elbo']:>8.2f} {row['iwae_10']:>8.2f} {row['iwae_100']:>9.2f} "
+        print(f"{name:<22} {row['elbo']:>8.2f} {row['iwae_10']:>8.2f} {row['iwae_100']:>9.2f} "
               f"{row['active_units']:>10} / {N_COMPONENTS}")
-        rows[free_bits] = row
+        rows[name] = row
     return rows
 
 
