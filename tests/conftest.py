@@ -28,3 +28,14 @@ def png_size():
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
     return size
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, even where the suite was started
+    with SIGINT ignored (a shell's background job), so ``_thread.interrupt_main`` works."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -62,7 +62,7 @@ def test_npy_directory(tmp_path):
     assert vae.n_features_in_ == 64 and Z.shape == (183, 2)  # the 3s
 
 
-def test_interrupt_and_resume(tmp_path):
+def test_interrupt_and_resume(tmp_path, ctrl_c_raises):
     vae, resumed = run_example("interrupt_and_resume", ["--logdir", str(tmp_path / "run"), "--after", "1.5",
                                                         "--more-steps", "30"])
     assert vae.stop_reason_ == "interrupted" and vae.n_steps_ > 0

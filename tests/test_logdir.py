@@ -114,7 +114,7 @@ def test_stop_request_saves_and_returns_a_usable_model(X, params, monkeypatch):
     assert resumed.n_steps_ == 80
 
 
-def test_ctrl_c_in_the_main_thread_stops_fit_cleanly(X, params, monkeypatch):
+def test_ctrl_c_in_the_main_thread_stops_fit_cleanly(X, params, monkeypatch, ctrl_c_raises):
     # A real KeyboardInterrupt, delivered to the main thread (as SIGINT is) while the
     # training loop runs in its worker thread.
     original = Trainer._train_step

@@ -62,7 +62,7 @@ def mnist_like(digits):
 
 
 @pytest.fixture
-def ctrl_c_at_step(monkeypatch):
+def ctrl_c_at_step(monkeypatch, ctrl_c_raises):
     """Deliver a real KeyboardInterrupt to the main thread when training reaches a step."""
 
     def arm(step):
