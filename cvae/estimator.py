@@ -200,7 +200,8 @@ default="orthogonal"
         ``"float16"`` also scales the loss (``torch.amp.GradScaler``) so that small
         gradients do not vanish. It pays where the hardware multiplies 16-bit numbers
         faster: on the 2-core Xeon with AMX used for the benchmarks, ``"bfloat16"``
-        trained the 784-512-256-2 model about twice as fast
+        trained the 784-512-256-2 model 1.4x faster at batch 256 and 1.6x at 1024, but
+        0.85x at batch 64, where the casts cost more than they save
         (``benchmarks/bench_speed.py``); use it on CUDA GPUs from Ampere on, and
         ``"float16"`` on older ones.
     random_state : int, RandomState instance or None, default=None
