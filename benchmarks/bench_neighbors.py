@@ -14,7 +14,8 @@ Usage::
     python benchmarks/bench_neighbors.py --data ../shared/datasets/mnist.npz \
         --likelihood benchmarks/results/likelihood_cpu.json --out benchmarks/results/neighbors.json
 
-Without ``--data`` only the digits run. Targets (issue 7, MNIST 2-D): the plain VAE at
+Without ``--data`` only the digits run; ``--methods`` picks the rows (e.g. ``--methods
+neighbours --n-neighbors 30`` to try one setting of the option). Targets (issue 7, MNIST 2-D): the plain VAE at
 10-NN >= 0.85 and trustworthiness >= 0.92; with the option 10-NN >= 0.95 and
 trustworthiness >= 0.95, reconstruction MSE <= 1.1x and fit time <= 3x the plain VAE's.
 """
@@ -50,28 +51,35 @@ def load_datasets(path):
     return datasets
 
 
+METHODS = ("pca", "vae", "iaf", "neighbours", "umap")
+
+
 def methods(args, dataset):
+    """``{table name: constructor}`` of the methods in ``args.methods``, in table order."""
     steps = args.max_steps if dataset == "mnist" else args.max_steps_digits
     common = dict(n_components=2, random_state=0)
     if steps is not None:
         common["max_steps"] = steps
     found = {
-        "PCA": lambda: PCA(n_components=2, random_state=0),
-        "VAE": lambda: CompressionVAE(**common),
-        f"VAE + IAF-{args.iaf_length}": lambda: CompressionVAE(**common, iaf_flow_length=args.iaf_length),
-        f"VAE + neighbours ({args.neighbor_weight:g})": lambda: CompressionVAE(
-            **common, neighbor_weight=args.neighbor_weight
-        ),
+        "pca": ("PCA", lambda: PCA(n_components=2, random_state=0)),
+        "vae": ("VAE", lambda: CompressionVAE(**common)),
+        "iaf": (f"VAE + IAF-{args.iaf_length}", lambda: CompressionVAE(**common, iaf_flow_length=args.iaf_length)),
+        "neighbours": (neighbours_name(args), lambda: CompressionVAE(
+            **common, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors
+        )),
     }
-    if args.skip_umap:
-        return found
-    try:
-        import umap
+    if "umap" in args.methods:
+        try:
+            import umap
 
-        found["UMAP"] = lambda: umap.UMAP(n_components=2, random_state=0)
-    except ImportError:
-        pass
-    return found
+            found["umap"] = ("UMAP", lambda: umap.UMAP(n_components=2, random_state=0))
+        except ImportError:
+            pass
+    return dict(found[key] for key in METHODS if key in args.methods and key in found)
+
+
+def neighbours_name(args):
+    return f"VAE + neighbours ({args.neighbor_weight:g}, k={args.n_neighbors})"
 
 
 def evaluate(model, X_train, X_test, y_train, y_test):
@@ -103,7 +111,10 @@ def main(argv=None):
     parser.add_argument("--max-steps-digits", type=int, default=3000)
     parser.add_argument("--neighbor-weight", type=float, default=0.4, help="per feature: 313.6 for MNIST's 784")
     parser.add_argument("--iaf-length", type=int, default=2, help="IAF steps of the flow model")
-    parser.add_argument("--skip-umap", action="store_true", help="leave UMAP out even when installed")
+    parser.add_argument("--n-neighbors", type=int, default=CompressionVAE().n_neighbors,
+                        help="neighbours per row of the neighbour option (default: the estimator's)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="methods to run (UMAP only when umap-learn is installed)")
     parser.add_argument("--likelihood", default=None, help="JSON written by bench_likelihood.py, to print its table")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -126,9 +137,9 @@ def report(results, args):
             print(f"{dataset:<7} {name:<28} {row['knn']:>6.3f} {row['trustworthiness']:>6.3f} {mse:>7} {elbo:>8} "
                   f"{row['fit_seconds']:>7.1f} {row['transform_samples_per_s']:>11,.0f}")
     targets = {}
-    if "mnist" in results:
-        rows = results["mnist"]
-        plain, option = rows["VAE"], rows[f"VAE + neighbours ({args.neighbor_weight:g})"]
+    rows = results.get("mnist", {})
+    if "VAE" in rows and neighbours_name(args) in rows:
+        plain, option = rows["VAE"], rows[neighbours_name(args)]
         targets = {
             "10-NN >= 0.95": option["knn"] >= TARGETS["knn"],
             "trustworthiness >= 0.95": option["trustworthiness"] >= TARGETS["trustworthiness"],

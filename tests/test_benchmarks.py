@@ -48,12 +48,21 @@ def test_scale_benchmark_writes_its_table_and_json(tmp_path, capsys):
 def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
     out = tmp_path / "neighbors.json"
-    module["main"](["--max-steps-digits", "30", "--skip-umap", "--out", str(out)])
+    module["main"](["--max-steps-digits", "30", "--methods", "pca", "vae", "iaf", "neighbours",
+                    "--n-neighbors", "5", "--out", str(out)])
     rows = json.loads(out.read_text())["results"]["digits"]
-    assert set(rows) == {"PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4)"}
+    assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5)"]
     assert all(0 <= row["knn"] <= 1 and 0 <= row["trustworthiness"] <= 1 for row in rows.values())
     assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
     assert "trust" in capsys.readouterr().out
+
+
+def test_neighbors_benchmark_runs_only_the_methods_asked_for(tmp_path):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
+    out = tmp_path / "neighbors.json"
+    module["main"](["--methods", "pca", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert list(result["results"]["digits"]) == ["PCA"] and result["targets"] == {}
 
 
 def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
