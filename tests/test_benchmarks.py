@@ -85,3 +85,20 @@ def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
     # bench_neighbors.py prints the same table from this JSON
     runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["print_likelihood_table"](json.loads(out.read_text()))
     assert "Gaussian" in capsys.readouterr().out
+
+
+def test_neighbor_sweep_appends_its_result_and_undoes_its_patches(tmp_path, capsys):
+    import cvae.nn.vae
+    from cvae.training.trainer import Trainer
+
+    loss, validate = cvae.nn.vae.neighbor_loss, Trainer._validate
+    module = runpy.run_path(str(ROOT / "benchmarks" / "sweep_neighbors.py"))
+    out = tmp_path / "settings.jsonl"
+    for negatives in (1, 3):
+        module["main"](["--max-steps", "20", "--n-negative", str(negatives), "--lr-drop-at", "0.5",
+                        "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["n_negative"] for row in rows] == [1, 3]
+    assert all(0 <= row["knn"] <= 1 and row["mse"] > 0 for row in rows)
+    assert cvae.nn.vae.neighbor_loss is loss and Trainer._validate is validate
+    assert "trust" in capsys.readouterr().out

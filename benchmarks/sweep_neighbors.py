@@ -1,0 +1,101 @@
+"""Settings of the neighbour-preserving option tried one at a time, on 2-D MNIST or digits.
+
+Each setting fits ``CompressionVAE(neighbor_weight=...)`` once and reports what
+``bench_neighbors.py`` reports for it (10-NN accuracy, trustworthiness(10), reconstruction
+MSE, test ELBO, fit seconds). Besides the estimator's parameters (``--neighbor-weight``,
+``--n-neighbors``, ``--beta``, ``--max-steps``, ``--random-state``) a run can change two
+constants of :func:`cvae.nn.neighbors.neighbor_loss` that are not parameters:
+``--n-negative`` (repelled batch rows per row) and ``--distance-scale``, and
+``--lr-drop-at`` replaces the adaptive learning rate with a constant one divided by 10 after
+that fraction of the steps. Results are appended, one JSON object per line, to ``--out``.
+
+Usage (the 10,000-step runs quoted in the README)::
+
+    python benchmarks/sweep_neighbors.py --data ../shared/datasets/mnist.npz --max-steps 10000 \\
+        --n-neighbors 30 --out benchmarks/results/neighbor_settings.jsonl
+
+Without ``--data`` it runs on scikit-learn's digits. The file
+``benchmarks/results/neighbor_settings.jsonl`` holds the runs quoted in the README, made two
+at a time with ``--threads 1``.
+"""
+
+import argparse
+import contextlib
+import functools
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_neighbors  # noqa: E402
+import torch  # noqa: E402
+
+import cvae.nn.vae  # noqa: E402
+from cvae import CompressionVAE  # noqa: E402
+from cvae.nn.neighbors import neighbor_loss  # noqa: E402
+from cvae.training.trainer import Trainer  # noqa: E402
+
+
+def learning_rate_dropped_at(step):
+    """While active, Trainers divide their learning rate by 10 once, at the first validation past ``step``."""
+    validate = Trainer._validate
+
+    def _validate(self, train_loss):
+        if self.step >= step and not getattr(self, "_dropped", False):
+            for group in self.optimizer.param_groups:
+                group["lr"] /= 10
+            self._dropped = True
+        return validate(self, train_loss)
+
+    return mock.patch.object(Trainer, "_validate", _validate)
+
+
+def fit_and_evaluate(args):
+    """One fit of the neighbour option with ``args``' settings; the patches end with it."""
+    datasets = bench_neighbors.load_datasets(args.data)
+    X_train, X_test, y_train, y_test = datasets["mnist" if args.data else "digits"]
+    model = CompressionVAE(
+        n_components=2, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors, beta=args.beta,
+        max_steps=args.max_steps, learning_rate="adaptive" if args.lr_drop_at is None else "constant",
+        random_state=args.random_state,
+    )
+    loss = functools.partial(neighbor_loss, n_negative=args.n_negative, scale=args.distance_scale)
+    with contextlib.ExitStack() as patches:
+        patches.enter_context(mock.patch.object(cvae.nn.vae, "neighbor_loss", loss))
+        if args.lr_drop_at is not None:
+            patches.enter_context(learning_rate_dropped_at(args.lr_drop_at * args.max_steps))
+        return bench_neighbors.evaluate(model, X_train, X_test, y_train, y_test)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=None, help="mnist.npz (default: scikit-learn's digits)")
+    parser.add_argument("--max-steps", type=int, default=10000)
+    parser.add_argument("--neighbor-weight", type=float, default=0.4)
+    parser.add_argument("--n-neighbors", type=int, default=15)
+    parser.add_argument("--beta", type=float, default=1.0)
+    parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--n-negative", type=int, default=5, help="neighbor_loss's negatives per row")
+    parser.add_argument("--distance-scale", type=float, default=1.0, help="neighbor_loss's scale")
+    parser.add_argument("--lr-drop-at", type=float, default=None, help="fraction of max_steps; default adaptive")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (to run two sweeps at once)")
+    parser.add_argument("--out", default=None, help="JSON-lines file to append the result to")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    row = {**vars(args), **fit_and_evaluate(args)}
+    print(f"{'10-NN':>6} {'trust':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7}")
+    print(f"{row['knn']:>6.3f} {row['trustworthiness']:>6.3f} {row['mse']:>7.4f} {row['test_elbo']:>8.1f} "
+          f"{row['fit_seconds']:>7.1f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    return row
+
+
+if __name__ == "__main__":
+    main()
