@@ -15,9 +15,10 @@ Usage::
         --likelihood benchmarks/results/likelihood_cpu.json --out benchmarks/results/neighbors.json
 
 Without ``--data`` only the digits run; ``--methods`` picks the rows (e.g. ``--methods
-neighbours --n-neighbors 30`` to try one setting of the option). Targets (issue 7, MNIST 2-D): the plain VAE at
-10-NN >= 0.85 and trustworthiness >= 0.92; with the option 10-NN >= 0.95 and
-trustworthiness >= 0.95, reconstruction MSE <= 1.1x and fit time <= 3x the plain VAE's.
+neighbours --n-neighbors 30`` to try one setting of the option). Targets (issue 7, MNIST
+2-D): the plain VAE at 10-NN >= 0.85 and trustworthiness >= 0.92; with the option 10-NN >=
+0.95 and trustworthiness >= 0.95, reconstruction MSE <= 1.1x and fit time <= 3x the plain
+VAE's.
 """
 
 import argparse
