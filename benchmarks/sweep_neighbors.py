@@ -22,6 +22,7 @@ at a time with ``--threads 1``.
 import argparse
 import contextlib
 import functools
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -74,11 +75,14 @@ def main(argv=None):
     parser.add_argument("--data", default=None, help="mnist.npz (default: scikit-learn's digits)")
     parser.add_argument("--max-steps", type=int, default=10000)
     parser.add_argument("--neighbor-weight", type=float, default=0.4)
-    parser.add_argument("--n-neighbors", type=int, default=15)
-    parser.add_argument("--beta", type=float, default=1.0)
+    parser.add_argument("--n-neighbors", type=int, default=CompressionVAE().n_neighbors)
+    parser.add_argument("--beta", type=float, default=CompressionVAE().beta)
     parser.add_argument("--random-state", type=int, default=0)
-    parser.add_argument("--n-negative", type=int, default=5, help="neighbor_loss's negatives per row")
-    parser.add_argument("--distance-scale", type=float, default=1.0, help="neighbor_loss's scale")
+    loss_defaults = inspect.signature(neighbor_loss).parameters
+    parser.add_argument("--n-negative", type=int, default=loss_defaults["n_negative"].default,
+                        help="neighbor_loss's negatives per row")
+    parser.add_argument("--distance-scale", type=float, default=loss_defaults["scale"].default,
+                        help="neighbor_loss's scale")
     parser.add_argument("--lr-drop-at", type=float, default=None, help="fraction of max_steps; default adaptive")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (to run two sweeps at once)")
     parser.add_argument("--out", default=None, help="JSON-lines file to append the result to")
