@@ -65,6 +65,15 @@ def test_neighbors_benchmark_runs_only_the_methods_asked_for(tmp_path):
     assert list(result["results"]["digits"]) == ["PCA"] and result["targets"] == {}
 
 
+def test_train_knn_tells_separated_classes_from_mixed_ones():
+    train_knn = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["train_knn"]
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 2000)
+    separated = y[:, None] * 10.0 + rng.normal(size=(2000, 2))
+    assert train_knn(separated, y, n_rows=1000) == 1.0
+    assert train_knn(rng.normal(size=(2000, 2)), y, n_rows=1000) < 0.4
+
+
 def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
     rng = np.random.default_rng(0)
     data = tmp_path / "mnist.npz"
@@ -99,6 +108,6 @@ def test_neighbor_sweep_appends_its_result_and_undoes_its_patches(tmp_path, caps
                         "--out", str(out)])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["n_negative"] for row in rows] == [1, 3]
-    assert all(0 <= row["knn"] <= 1 and row["mse"] > 0 for row in rows)
+    assert all(0 <= row["knn"] <= 1 and 0 <= row["train_knn"] <= 1 and row["mse"] > 0 for row in rows)
     assert cvae.nn.vae.neighbor_loss is loss and Trainer._validate is validate
     assert "trust" in capsys.readouterr().out
