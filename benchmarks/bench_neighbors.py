@@ -23,6 +23,7 @@ VAE's.
 """
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -63,21 +64,41 @@ def methods(args, dataset):
     if steps is not None:
         common["max_steps"] = steps
     found = {
-        "pca": ("PCA", lambda: PCA(n_components=2, random_state=0)),
-        "vae": ("VAE", lambda: CompressionVAE(**common)),
-        "iaf": (f"VAE + IAF-{args.iaf_length}", lambda: CompressionVAE(**common, iaf_flow_length=args.iaf_length)),
-        "neighbours": (neighbours_name(args), lambda: CompressionVAE(
+        "pca": [("PCA", lambda: PCA(n_components=2, random_state=0))],
+        "vae": [("VAE", lambda: CompressionVAE(**common))],
+        "iaf": [(f"VAE + IAF-{args.iaf_length}", lambda: CompressionVAE(**common, iaf_flow_length=args.iaf_length))],
+        "neighbours": [(neighbours_name(args), lambda: CompressionVAE(
             **common, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors
-        )),
+        ))],
     }
     if "umap" in args.methods:
         try:
             import umap
 
-            found["umap"] = ("UMAP", lambda: umap.UMAP(n_components=2, random_state=0))
+            found["umap"] = [
+                ("UMAP" if epochs is None else f"UMAP ({epochs} epochs)",
+                 functools.partial(umap.UMAP, n_components=2, random_state=0, n_epochs=epochs))
+                for epochs in [None, *args.umap_epochs]
+            ]
         except ImportError:
             pass
-    return dict(found[key] for key in METHODS if key in args.methods and key in found)
+    return dict(row for key in METHODS if key in args.methods for row in found.get(key, []))
+
+
+def positive_pairs(model, n_samples):
+    """Neighbour pairs a fit pulled together, counted with repeats: the budget of its layout.
+
+    The neighbour option draws one pair per row per step. UMAP samples each edge of its
+    graph ``n_epochs * weight / max weight`` times (umap-learn's default ``n_epochs``: 200
+    above 10,000 rows, else 500). ``None`` for methods without such pairs.
+    """
+    if isinstance(model, CompressionVAE):
+        return model.n_steps_ * model.batch_size if model.neighbor_weight > 0 else None
+    graph = getattr(model, "graph_", None)
+    if graph is None:
+        return None
+    n_epochs = model.n_epochs or (200 if n_samples > 10_000 else 500)
+    return float(n_epochs * graph.data.sum() / graph.data.max())
 
 
 def neighbours_name(args):
@@ -109,6 +130,7 @@ def evaluate(model, X_train, X_test, y_train, y_test):
         "transform_samples_per_s": rate,
         "knn": float(KNeighborsClassifier(10).fit(Z_train, y_train).score(Z_test, y_test)),
         "train_knn": train_knn(Z_train, y_train),
+        "positive_pairs": positive_pairs(model, len(X_train)),
         "trustworthiness": float(trustworthiness(X_test[:5000], Z_test[:5000], n_neighbors=10)),
     }
     if hasattr(model, "inverse_transform") and not type(model).__name__ == "UMAP":
@@ -129,6 +151,8 @@ def main(argv=None):
                         help="neighbours per row of the neighbour option (default: the estimator's)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="methods to run (UMAP only when umap-learn is installed)")
+    parser.add_argument("--umap-epochs", type=int, nargs="*", default=[],
+                        help="extra UMAP rows with these n_epochs (its budget of neighbour pairs)")
     parser.add_argument("--likelihood", default=None, help="JSON written by bench_likelihood.py, to print its table")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -143,13 +167,15 @@ def main(argv=None):
 
 
 def report(results, args):
-    print(f"\n{'data':<7} {'method':<28} {'10-NN':>6} {'trust':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7} {'transform/s':>11}")
+    print(f"\n{'data':<7} {'method':<28} {'10-NN':>6} {'trust':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7} {'transform/s':>11} "
+          f"{'pairs':>6}")
     for dataset, rows in results.items():
         for name, row in rows.items():
             mse = f"{row['mse']:.4f}" if "mse" in row else ""
             elbo = f"{row['test_elbo']:.1f}" if "test_elbo" in row else ""
+            pairs = f"{row['positive_pairs'] / 1e6:.2f}M" if row.get("positive_pairs") else ""
             print(f"{dataset:<7} {name:<28} {row['knn']:>6.3f} {row['trustworthiness']:>6.3f} {mse:>7} {elbo:>8} "
-                  f"{row['fit_seconds']:>7.1f} {row['transform_samples_per_s']:>11,.0f}")
+                  f"{row['fit_seconds']:>7.1f} {row['transform_samples_per_s']:>11,.0f} {pairs:>6}")
     targets = {}
     rows = results.get("mnist", {})
     if "VAE" in rows and neighbours_name(args) in rows:

@@ -74,6 +74,24 @@ def test_train_knn_tells_separated_classes_from_mixed_ones():
     assert train_knn(rng.normal(size=(2000, 2)), y, n_rows=1000) < 0.4
 
 
+def test_positive_pairs_count_what_each_method_pulls_together():
+    from types import SimpleNamespace
+
+    from scipy.sparse import csr_matrix
+
+    from cvae import CompressionVAE
+
+    positive_pairs = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["positive_pairs"]
+    X = np.random.default_rng(0).random((200, 5)).astype(np.float32)
+    option = CompressionVAE(neighbor_weight=0.4, max_steps=7, batch_size=16, validation_interval=5).fit(X)
+    assert positive_pairs(option, len(X)) == option.n_steps_ * 16 == 7 * 16
+    assert positive_pairs(CompressionVAE(max_steps=3).fit(X), len(X)) is None
+    graph = csr_matrix(np.array([[0, 1.0, 0.5], [1.0, 0, 0.25], [0.5, 0.25, 0]]))
+    # umap-learn's default for small data: 500 epochs; weights relative to the largest
+    assert positive_pairs(SimpleNamespace(graph_=graph, n_epochs=None), 3) == 500 * 3.5
+    assert positive_pairs(SimpleNamespace(graph_=graph, n_epochs=10), 20_000) == 10 * 3.5
+
+
 def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
     rng = np.random.default_rng(0)
     data = tmp_path / "mnist.npz"
