@@ -68,7 +68,8 @@ def methods(args, dataset):
         "vae": [("VAE", lambda: CompressionVAE(**common))],
         "iaf": [(f"VAE + IAF-{args.iaf_length}", lambda: CompressionVAE(**common, iaf_flow_length=args.iaf_length))],
         "neighbours": [(neighbours_name(args), lambda: CompressionVAE(
-            **common, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors
+            **common, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors,
+            neighbor_samples=args.neighbor_samples,
         ))],
     }
     if "umap" in args.methods:
@@ -88,12 +89,12 @@ def methods(args, dataset):
 def positive_pairs(model, n_samples):
     """Neighbour pairs a fit pulled together, counted with repeats: the budget of its layout.
 
-    The neighbour option draws one pair per row per step. UMAP samples each edge of its
+    The neighbour option draws ``neighbor_samples`` pairs per row per step. UMAP samples each edge of its
     graph ``n_epochs * weight / max weight`` times (umap-learn's default ``n_epochs``: 200
     above 10,000 rows, else 500). ``None`` for methods without such pairs.
     """
     if isinstance(model, CompressionVAE):
-        return model.n_steps_ * model.batch_size if model.neighbor_weight > 0 else None
+        return model.n_steps_ * model.batch_size * model.neighbor_samples if model.neighbor_weight > 0 else None
     graph = getattr(model, "graph_", None)
     if graph is None:
         return None
@@ -102,7 +103,7 @@ def positive_pairs(model, n_samples):
 
 
 def neighbours_name(args):
-    return f"VAE + neighbours ({args.neighbor_weight:g}, k={args.n_neighbors})"
+    return f"VAE + neighbours ({args.neighbor_weight:g}, k={args.n_neighbors}, x{args.neighbor_samples})"
 
 
 def train_knn(Z_train, y_train, n_rows=10_000):
@@ -149,6 +150,8 @@ def main(argv=None):
     parser.add_argument("--iaf-length", type=int, default=2, help="IAF steps of the flow model")
     parser.add_argument("--n-neighbors", type=int, default=CompressionVAE().n_neighbors,
                         help="neighbours per row of the neighbour option (default: the estimator's)")
+    parser.add_argument("--neighbor-samples", type=int, default=CompressionVAE().neighbor_samples,
+                        help="neighbours drawn per row and step (default: the estimator's)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="methods to run (UMAP only when umap-learn is installed)")
     parser.add_argument("--umap-epochs", type=int, nargs="*", default=[],
@@ -167,14 +170,14 @@ def main(argv=None):
 
 
 def report(results, args):
-    print(f"\n{'data':<7} {'method':<28} {'10-NN':>6} {'trust':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7} {'transform/s':>11} "
+    print(f"\n{'data':<7} {'method':<32} {'10-NN':>6} {'trust':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7} {'transform/s':>11} "
           f"{'pairs':>6}")
     for dataset, rows in results.items():
         for name, row in rows.items():
             mse = f"{row['mse']:.4f}" if "mse" in row else ""
             elbo = f"{row['test_elbo']:.1f}" if "test_elbo" in row else ""
             pairs = f"{row['positive_pairs'] / 1e6:.2f}M" if row.get("positive_pairs") else ""
-            print(f"{dataset:<7} {name:<28} {row['knn']:>6.3f} {row['trustworthiness']:>6.3f} {mse:>7} {elbo:>8} "
+            print(f"{dataset:<7} {name:<32} {row['knn']:>6.3f} {row['trustworthiness']:>6.3f} {mse:>7} {elbo:>8} "
                   f"{row['fit_seconds']:>7.1f} {row['transform_samples_per_s']:>11,.0f} {pairs:>6}")
     targets = {}
     rows = results.get("mnist", {})

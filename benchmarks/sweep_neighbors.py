@@ -2,10 +2,11 @@
 
 Each setting fits ``CompressionVAE(neighbor_weight=...)`` once and reports what
 ``bench_neighbors.py`` reports for it (10-NN accuracy on the test rows and within the train
-embedding, trustworthiness(10), reconstruction MSE, test ELBO, fit seconds). Besides the estimator's parameters (``--neighbor-weight``,
-``--n-neighbors``, ``--beta``, ``--max-steps``, ``--random-state``) a run can change two
-constants of :func:`cvae.nn.neighbors.neighbor_loss` that are not parameters:
-``--n-negative`` (repelled batch rows per row) and ``--distance-scale``, and
+embedding, trustworthiness(10), reconstruction MSE, test ELBO, fit seconds). Besides the
+estimator's parameters (``--neighbor-weight``, ``--n-neighbors``, ``--neighbor-samples``,
+``--beta``, ``--max-steps``, ``--random-state``) a run can change two constants of
+:func:`cvae.nn.neighbors.neighbor_loss` that are not parameters: ``--n-negative``
+(repelled batch rows per row) and ``--distance-scale``, and
 ``--lr-drop-at`` replaces the adaptive learning rate with a constant one divided by 10 after
 that fraction of the steps. Results are appended, one JSON object per line, to ``--out``.
 
@@ -16,7 +17,7 @@ Usage (the 10,000-step runs quoted in the README)::
 
 Without ``--data`` it runs on scikit-learn's digits. The file
 ``benchmarks/results/neighbor_settings.jsonl`` holds the runs quoted in the README, made two
-at a time with ``--threads 1``.
+at a time with ``--threads 1``; rows without ``neighbor_samples`` drew one neighbour per row.
 """
 
 import argparse
@@ -58,7 +59,8 @@ def fit_and_evaluate(args):
     datasets = bench_neighbors.load_datasets(args.data)
     X_train, X_test, y_train, y_test = datasets["mnist" if args.data else "digits"]
     model = CompressionVAE(
-        n_components=2, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors, beta=args.beta,
+        n_components=2, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors,
+        neighbor_samples=args.neighbor_samples, beta=args.beta,
         max_steps=args.max_steps, learning_rate="adaptive" if args.lr_drop_at is None else "constant",
         random_state=args.random_state,
     )
@@ -76,6 +78,7 @@ def main(argv=None):
     parser.add_argument("--max-steps", type=int, default=10000)
     parser.add_argument("--neighbor-weight", type=float, default=0.4)
     parser.add_argument("--n-neighbors", type=int, default=CompressionVAE().n_neighbors)
+    parser.add_argument("--neighbor-samples", type=int, default=CompressionVAE().neighbor_samples)
     parser.add_argument("--beta", type=float, default=CompressionVAE().beta)
     parser.add_argument("--random-state", type=int, default=0)
     loss_defaults = inspect.signature(neighbor_loss).parameters

@@ -149,14 +149,18 @@ class BatchIterator:
     neighbors : torch.Tensor of shape (n_samples, n_neighbors), default=None
         Row indices of each row's nearest neighbours (see :func:`neighbor_graph`), where
         ``data`` lives. When given, each batch is a pair ``(rows, neighbours)``: with every
-        row, one of its neighbours drawn at random.
+        row, ``neighbor_samples`` of its neighbours drawn at random (with replacement), as
+        ``neighbor_samples`` blocks of ``len(rows)`` rows.
     device : torch.device, default=None
         Where batches are delivered; ``None`` means where ``data`` lives.
+    neighbor_samples : int, default=1
+        Neighbours drawn per row and batch when ``neighbors`` is given.
     """
 
-    def __init__(self, data, batch_size, seed, rank=0, world_size=1, neighbors=None, device=None):
+    def __init__(self, data, batch_size, seed, rank=0, world_size=1, neighbors=None, device=None, neighbor_samples=1):
         self.data = data
         self.neighbors = neighbors
+        self.neighbor_samples = neighbor_samples
         self.device = data.device if device is None else device
         self.batch_size = max(1, min(batch_size, len(data)))
         self.seed = seed
@@ -181,6 +185,7 @@ class BatchIterator:
         rows = gather_rows(self.data, index, self.device)
         if self.neighbors is None:
             return rows
+        index = index.repeat(self.neighbor_samples)
         pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
         return rows, gather_rows(self.data, self.neighbors[index, pick], self.device)
 

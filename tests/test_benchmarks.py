@@ -51,7 +51,7 @@ def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     module["main"](["--max-steps-digits", "30", "--methods", "pca", "vae", "iaf", "neighbours",
                     "--n-neighbors", "5", "--out", str(out)])
     rows = json.loads(out.read_text())["results"]["digits"]
-    assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5)"]
+    assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5, x3)"]
     assert all(0 <= row["knn"] <= 1 and 0 <= row["trustworthiness"] <= 1 for row in rows.values())
     assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
     assert "trust" in capsys.readouterr().out
@@ -84,7 +84,7 @@ def test_positive_pairs_count_what_each_method_pulls_together():
     positive_pairs = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["positive_pairs"]
     X = np.random.default_rng(0).random((200, 5)).astype(np.float32)
     option = CompressionVAE(neighbor_weight=0.4, max_steps=7, batch_size=16, validation_interval=5).fit(X)
-    assert positive_pairs(option, len(X)) == option.n_steps_ * 16 == 7 * 16
+    assert positive_pairs(option, len(X)) == option.n_steps_ * 16 * option.neighbor_samples == 7 * 16 * 3
     assert positive_pairs(CompressionVAE(max_steps=3).fit(X), len(X)) is None
     graph = csr_matrix(np.array([[0, 1.0, 0.5], [1.0, 0, 0.25], [0.5, 0.25, 0]]))
     # umap-learn's default for small data: 500 epochs; weights relative to the largest

@@ -319,3 +319,16 @@ def test_vae_forward_adds_the_weighted_neighbor_loss():
     term = neighbor_loss(model.embed(x), model.embed(neighbors))
     torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)
     torch.testing.assert_close(out.kl, plain.kl)
+
+
+def test_vae_forward_sums_the_neighbor_loss_over_each_rows_pairs():
+    from cvae.nn.neighbors import neighbor_loss
+
+    model = _vae().eval()
+    x, neighbors, eps = torch.randn(8, 6), torch.randn(24, 6), torch.randn(8, 3)
+    plain = model(x, eps=eps)
+    torch.manual_seed(0)
+    out = model(x, eps=eps, neighbors=neighbors, neighbor_weight=2.5)
+    torch.manual_seed(0)
+    term = neighbor_loss(model.embed(x).repeat(3, 1), model.embed(neighbors))
+    torch.testing.assert_close(out.loss, plain.loss + 2.5 * 3 * term)

@@ -230,3 +230,13 @@ def test_batches_with_neighbors_pair_each_row_with_one_of_its_neighbors():
     rows, paired = next(BatchIterator(data, 8, seed=0, neighbors=neighbors))
     offset = (paired - rows)[:, 0] % 20
     assert set(offset.tolist()) <= {1.0, 2.0} and len(set(offset.tolist())) == 2
+
+
+def test_batches_draw_neighbor_samples_neighbors_per_row_in_blocks():
+    data = torch.arange(20.0)[:, None]
+    neighbors = torch.stack([(torch.arange(20) + k) % 20 for k in (1, 2, 3)], dim=1)
+    torch.manual_seed(0)
+    rows, paired = next(BatchIterator(data, 8, seed=0, neighbors=neighbors, neighbor_samples=4))
+    assert paired.shape == (32, 1)
+    offset = (paired - rows.repeat(4, 1))[:, 0] % 20  # block k pairs row i with a neighbour of row i
+    assert set(offset.tolist()) == {1.0, 2.0, 3.0}

@@ -151,9 +151,10 @@ class VAE(nn.Module):
         ``free_bits`` > 0 makes the loss's KL term at least that many nats per latent
         dimension, averaged over the batch (Kingma et al., 2016, "free bits"), so that no
         dimension gains by collapsing onto the prior; the reported ``kl`` stays exact.
-        ``neighbors`` (one data-space nearest neighbour per row of ``x``) adds
-        ``neighbor_weight`` times :func:`cvae.nn.neighbors.neighbor_loss` of the two
-        embeddings to the loss.
+        ``neighbors`` (data-space nearest neighbours of the rows of ``x``: one block of
+        ``len(x)`` rows per neighbour drawn for each row) adds ``neighbor_weight`` times
+        :func:`cvae.nn.neighbors.neighbor_loss` of the pairs to the loss, summed over a
+        row's pairs: each pair counts as much however many a row has.
         """
         if neighbors is None:
             mu, log_var, context = self.encode(x)
@@ -165,7 +166,9 @@ class VAE(nn.Module):
         out = self._sample_terms(x, mu, log_var, context, eps, beta, free_bits)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
-            out.loss = out.loss + neighbor_weight * neighbor_loss(embedding[:n], embedding[n:])
+            pairs_per_row = len(neighbors) // n
+            term = neighbor_loss(embedding[:n].repeat(pairs_per_row, 1), embedding[n:]) * pairs_per_row
+            out.loss = out.loss + neighbor_weight * term
         return out
 
     def mean_elbo(self, x, draws):
