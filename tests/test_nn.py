@@ -307,28 +307,16 @@ def test_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_others_apart
         assert (spread - 0.01 * spread.grad).std() > spread.std()
 
 
-def test_vae_forward_adds_the_weighted_neighbor_loss():
+@pytest.mark.parametrize("pairs_per_row", [1, 3])
+def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs(pairs_per_row):
     from cvae.nn.neighbors import neighbor_loss
 
     model = _vae().eval()
-    x, neighbors, eps = torch.randn(8, 6), torch.randn(8, 6), torch.randn(8, 3)
+    x, neighbors, eps = torch.randn(8, 6), torch.randn(8 * pairs_per_row, 6), torch.randn(8, 3)
     plain = model(x, eps=eps)
     torch.manual_seed(0)
     out = model(x, eps=eps, neighbors=neighbors, neighbor_weight=2.5)
     torch.manual_seed(0)
-    term = neighbor_loss(model.embed(x), model.embed(neighbors))
-    torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)
+    term = neighbor_loss(model.embed(x).repeat(pairs_per_row, 1), model.embed(neighbors))
+    torch.testing.assert_close(out.loss, plain.loss + 2.5 * pairs_per_row * term)
     torch.testing.assert_close(out.kl, plain.kl)
-
-
-def test_vae_forward_sums_the_neighbor_loss_over_each_rows_pairs():
-    from cvae.nn.neighbors import neighbor_loss
-
-    model = _vae().eval()
-    x, neighbors, eps = torch.randn(8, 6), torch.randn(24, 6), torch.randn(8, 3)
-    plain = model(x, eps=eps)
-    torch.manual_seed(0)
-    out = model(x, eps=eps, neighbors=neighbors, neighbor_weight=2.5)
-    torch.manual_seed(0)
-    term = neighbor_loss(model.embed(x).repeat(3, 1), model.embed(neighbors))
-    torch.testing.assert_close(out.loss, plain.loss + 2.5 * 3 * term)
