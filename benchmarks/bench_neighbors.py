@@ -4,15 +4,16 @@ Prints a table and writes JSON. For each dataset and method, on the test rows: 1
 accuracy of the 2-D embedding (classifier fit on the train embedding; the JSON also has the
 same accuracy within the train embedding), trustworthiness(10) on up to 5,000 test rows,
 reconstruction MSE of ``inverse_transform(transform(X))`` in [0, 1] scale, test ELBO, fit
-seconds and transform samples/s. The VAEs train with the
-estimator's defaults (30,000 steps at most, adaptive learning rate) unless ``--max-steps``
-says otherwise. UMAP joins the table when ``umap-learn`` is installed (an optional
-benchmark dependency, ``pip install cvae[bench]``). With ``--likelihood`` the table of
+seconds, transform samples/s and the neighbour pairs each layout was fitted with. The VAEs
+train with the estimator's defaults (30,000 steps at most, adaptive learning rate) unless
+``--max-steps`` says otherwise. UMAP joins the table when ``umap-learn`` is installed (an
+optional benchmark dependency, ``pip install cvae[bench]``), and ``--umap-epochs`` adds
+UMAP rows fitted with fewer epochs. With ``--likelihood`` the table of
 ``bench_likelihood.py`` (test log-likelihood on binarized MNIST) is printed too.
 
 Usage::
 
-    python benchmarks/bench_neighbors.py --data ../shared/datasets/mnist.npz \
+    python benchmarks/bench_neighbors.py --data ../shared/datasets/mnist.npz --umap-epochs 10 30 \
         --likelihood benchmarks/results/likelihood_cpu.json --out benchmarks/results/neighbors.json
 
 Without ``--data`` only the digits run; ``--methods`` picks the rows (e.g. ``--methods
@@ -89,9 +90,9 @@ def methods(args, dataset):
 def positive_pairs(model, n_samples):
     """Neighbour pairs a fit pulled together, counted with repeats: the budget of its layout.
 
-    The neighbour option draws ``neighbor_samples`` pairs per row per step. UMAP samples each edge of its
-    graph ``n_epochs * weight / max weight`` times (umap-learn's default ``n_epochs``: 200
-    above 10,000 rows, else 500). ``None`` for methods without such pairs.
+    The neighbour option draws ``neighbor_samples`` pairs per row per step. UMAP samples
+    each edge of its graph ``n_epochs * weight / max weight`` times (umap-learn's default
+    ``n_epochs``: 200 above 10,000 rows, else 500). ``None`` for methods without such pairs.
     """
     if isinstance(model, CompressionVAE):
         return model.n_steps_ * model.batch_size * model.neighbor_samples if model.neighbor_weight > 0 else None
