@@ -74,6 +74,19 @@ def test_iaf_orders_alternate():
     assert torch.all(jac[0, 1:] != 0)
 
 
+@pytest.mark.parametrize("build", ["flow", "vae"])
+def test_new_flow_scales_z_by_sigmoid_of_the_offset_whatever_the_context(build):
+    # The VAE re-initializes its layers after building the flow: the flow must still start here.
+    flow = InverseAutoregressiveFlow(3, 2, [8, 8], 8) if build == "flow" else _vae(n_flows=2).flow
+    z, h = torch.randn(4, 3), 10 * torch.randn(4, 8)
+    zk, log_det = flow(z, h)
+    sigma = torch.sigmoid(torch.tensor(flow.scale_offset))
+    torch.testing.assert_close(zk, sigma**2 * z)
+    torch.testing.assert_close(log_det, torch.full((4,), 2 * 3 * math.log(sigma)))
+    flow(z, h)[0].square().sum().backward()  # the zero layer still learns
+    assert flow.layers[-1].weight.grad.abs().sum() > 0
+
+
 def test_closed_form_kl_matches_torch_distributions():
     vae = _vae()
     x = torch.randn(7, 6)

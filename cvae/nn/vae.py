@@ -110,6 +110,8 @@ class VAE(nn.Module):
             nn.Linear(hidden_sizes[0] if hidden_sizes else n_latent, self.likelihood.n_params * n_features),
         )
         initialize_weights(self, initializer)
+        if self.flow is not None:
+            self.flow.zero_output_layer()  # initialize_weights randomized it
 
     def encode(self, x):
         """Return ``(mu, log_var, context)`` of q(z_0 | x) for raw data ``x``.
