@@ -45,6 +45,28 @@ def test_scale_benchmark_writes_its_table_and_json(tmp_path, capsys):
     assert "stream-dir" in capsys.readouterr().out
 
 
+def test_mnist_benchmark_compares_iaf_over_seeds_on_the_mean(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    pixels = (X * 255 / 16).astype(np.uint8)
+    data = tmp_path / "small.npz"
+    np.savez(data, X_train=pixels[:1200], y_train=y[:1200], X_test=pixels[1200:], y_test=y[1200:])
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_mnist.py"))
+    out = tmp_path / "iaf.json"
+    module["main"](["--data", str(data), "--only-iaf", "--iaf-steps", "20", "--iaf-seeds", "0", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    iaf = result["iaf_same_budget"]
+    assert [runs["seed"] for runs in iaf["per_seed"]] == [0, 1]
+    for label in ("iaf_0", "iaf_on"):
+        elbos = [runs[label]["test_elbo"] for runs in iaf["per_seed"]]
+        assert elbos[0] != elbos[1]  # the seed reaches the fit
+        assert iaf[label]["test_elbo"] == pytest.approx(np.mean(elbos))
+    met = iaf["iaf_on"]["test_elbo"] > iaf["iaf_0"]["test_elbo"]
+    assert result["targets_met"] == {"IAF ELBO > no-flow ELBO": met}
+    assert "mean over seeds" in capsys.readouterr().out
+
+
 def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
     out = tmp_path / "neighbors.json"
