@@ -144,6 +144,8 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget of each run")
     parser.add_argument("--flows", type=int, nargs="+", default=[0, 4], help="IAF lengths to run")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel; the cores are split between them")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of each run (default: the cores split between the jobs)")
     parser.add_argument("--k", type=int, default=1000, help="importance samples for the test log-likelihood")
     parser.add_argument("--test-rows", type=int, default=0, help="evaluate on the first rows only (0: all)")
     parser.add_argument("--validation-rows", type=int, default=5000, help="training rows held out for validation")
@@ -155,9 +157,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     jobs = max(1, min(args.jobs, len(args.flows)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     if jobs == 1:
-        results = [run(flows, args, threads) for flows in args.flows]
+        previous = torch.get_num_threads()  # run() sets this process's; give it back to the caller
+        try:
+            results = [run(flows, args, threads) for flows in args.flows]
+        finally:
+            torch.set_num_threads(previous)
     else:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(run, args.flows, [args] * len(args.flows), [threads] * len(args.flows)))

@@ -121,12 +121,12 @@ def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
              X_test=rng.integers(0, 256, (50, 784), dtype=np.uint8))
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_likelihood.py"))
     out = tmp_path / "likelihood.json"
-    module["main"](["--data", str(data), "--minutes", "5", "--max-steps", "30", "--flows", "0", "2", "--jobs", "1", "--k", "20",
+    module["main"](["--data", str(data), "--minutes", "5", "--max-steps", "30", "--flows", "0", "2", "--jobs", "1", "--threads", "1", "--k", "20",
                     "--validation-rows", "50", "--validation-interval", "5", "--out", str(out)])
     runs = json.loads(out.read_text())["runs"]
     assert [run["iaf_flow_length"] for run in runs] == [0, 2]
     for run in runs:
-        assert run["steps"] == 30 and run["stop_reason"] == "max_steps"
+        assert run["steps"] == 30 and run["stop_reason"] == "max_steps" and run["threads"] == 1
         # the importance-weighted bound is tighter than the ELBO: a lower NLL than -ELBO
         assert run["test_nll"] <= -run["test_elbo"] + 1.0
         assert 0 <= run["active_units"] <= 50 and run["curve"]
