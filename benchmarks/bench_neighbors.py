@@ -159,7 +159,8 @@ def main(argv=None):
                         help="methods to run (UMAP only when umap-learn is installed)")
     parser.add_argument("--umap-epochs", type=int, nargs="*", default=[],
                         help="extra UMAP rows with these n_epochs (its budget of neighbour pairs)")
-    parser.add_argument("--likelihood", default=None, help="JSON written by bench_likelihood.py, to print its table")
+    parser.add_argument("--likelihood", nargs="+", default=[],
+                        help="JSON files written by bench_likelihood.py, to print their tables")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -196,8 +197,8 @@ def report(results, args):
         }
         for name, met in targets.items():
             print(f"target {name}: {'met' if met else 'MISSED'}")
-    if args.likelihood:
-        print_likelihood_table(json.loads(Path(args.likelihood).read_text()))
+    for path in args.likelihood:
+        print_likelihood_table(json.loads(Path(path).read_text()))
     if args.out:
         result = {
             "machine": {"platform": platform.platform(), "python": platform.python_version()},

@@ -79,12 +79,19 @@ def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     assert "trust" in capsys.readouterr().out
 
 
-def test_neighbors_benchmark_runs_only_the_methods_asked_for(tmp_path):
+def test_neighbors_benchmark_runs_only_the_methods_asked_for(tmp_path, capsys):
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
     out = tmp_path / "neighbors.json"
-    module["main"](["--methods", "pca", "--out", str(out)])
+    tables = []
+    for flows, nll in [(0, 87.5), (4, 86.5)]:  # two bench_likelihood.py files, one run each
+        run = {"iaf_flow_length": flows, "epochs": 10, "test_elbo": -90.0, "test_nll": nll, "active_units": 20}
+        tables.append(tmp_path / f"likelihood_{flows}.json")
+        tables[-1].write_text(json.dumps({"settings": {"minutes": 60, "k": 1000}, "runs": [run]}))
+    module["main"](["--methods", "pca", "--likelihood", *map(str, tables), "--out", str(out)])
     result = json.loads(out.read_text())
     assert list(result["results"]["digits"]) == ["PCA"] and result["targets"] == {}
+    printed = capsys.readouterr().out
+    assert "87.50" in printed and "86.50" in printed and "IAF-4" in printed
 
 
 def test_train_knn_tells_separated_classes_from_mixed_ones():
