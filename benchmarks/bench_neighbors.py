@@ -14,7 +14,8 @@ UMAP rows fitted with fewer epochs. With ``--likelihood`` the table of
 Usage::
 
     python benchmarks/bench_neighbors.py --data ../shared/datasets/mnist.npz --umap-epochs 10 30 \
-        --likelihood benchmarks/results/likelihood_cpu.json --out benchmarks/results/neighbors.json
+        --likelihood benchmarks/results/likelihood_cpu.json benchmarks/results/likelihood_iaf_cpu.json \
+        --out benchmarks/results/neighbors.json
 
 Without ``--data`` only the digits run; ``--methods`` picks the rows (e.g. ``--methods
 neighbours --n-neighbors 30`` to try one setting of the option). Targets (issue 7, MNIST
