@@ -70,18 +70,19 @@ class InverseAutoregressiveFlow(nn.Module):
             first = self.context(context).view(len(z), self.n_steps, -1) + first
         first = first.unbind(-2)
         weights = [layer.masked_weights() for layer in self.layers]
-        log_sigma_sum = None
+        shifted_scales = []
         for k in range(self.n_steps):
             h = torch.addmm(first[k], z, weights[0][k])
             for layer, w in zip(self.layers[1:], weights[1:]):
                 h = torch.addmm(layer.bias[k], self.activation(h), w[k])
             m, s = h.float().view(len(z), 2, self.n_latent).unbind(1)  # float32 under autocast too
-            log_sigma = nn.functional.logsigmoid(s + self.scale_offset)
-            z = torch.addcmul(m, log_sigma.exp(), z - m)
-            log_sigma_sum = log_sigma if log_sigma_sum is None else log_sigma_sum + log_sigma
-        if log_sigma_sum is None:
+            s = s + self.scale_offset
+            z = torch.lerp(m, z, torch.sigmoid(s))  # m + sigma * (z - m)
+            shifted_scales.append(s)
+        if not shifted_scales:
             return z, z.new_zeros(len(z))
-        return z, log_sigma_sum.sum(dim=1)
+        # One log-sigmoid over all steps: fewer small operations than one per step.
+        return z, nn.functional.logsigmoid(torch.stack(shifted_scales)).sum(dim=(0, 2))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         _stack_per_step_weights(state_dict, prefix, self.n_steps, len(self.layers))
