@@ -17,7 +17,8 @@ Prints a table and writes JSON. Metrics, all on the 10k test set:
 
 Usage::
 
-    python benchmarks/bench_mnist.py --data ../shared/datasets/mnist.npz --out results/mnist.json
+    python benchmarks/bench_mnist.py --data ../shared/datasets/mnist.npz --iaf-seeds 0 1 2 3 \
+        --out benchmarks/results/mnist.json
 
 ``--max-steps`` and ``--n-train`` shrink the run for a quick look; the targets are stated
 for the full run with defaults.
