@@ -5,7 +5,7 @@ accuracy of the 2-D embedding (classifier fit on the train embedding; the JSON a
 same accuracy within the train embedding), trustworthiness(10) on up to 5,000 test rows,
 reconstruction MSE of ``inverse_transform(transform(X))`` in [0, 1] scale, test ELBO, fit
 seconds, transform samples/s and the neighbour pairs each layout was fitted with. The VAEs
-train with the estimator's defaults (30,000 steps at most, adaptive learning rate) unless
+train with the estimator's defaults (50,000 steps at most, adaptive learning rate) unless
 ``--max-steps`` says otherwise. UMAP joins the table when ``umap-learn`` is installed (an
 optional benchmark dependency, ``pip install cvae[bench]``), and ``--umap-epochs`` adds
 UMAP rows fitted with fewer epochs. With ``--likelihood`` the table of

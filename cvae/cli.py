@@ -264,7 +264,7 @@ def build_parser():
     fit.add_argument("--normalize", default="global", help="global, feature or none (default: global)")
     fit.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (default: 1)")
     fit.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
-    fit.add_argument("--max-steps", type=int, default=None, help="step budget (default: 30000)")
+    fit.add_argument("--max-steps", type=int, default=None, help="step budget (default: 50000)")
     fit.add_argument("--learning-rate-init", type=float, default=1e-3, help="initial learning rate (default: 1e-3)")
     fit.add_argument("--validation-fraction", type=float, default=0.1, help="held-out fraction (default: 0.1)")
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")

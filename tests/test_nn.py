@@ -223,8 +223,9 @@ def test_default_initializer_keeps_pytorch_weights():
 
 @pytest.mark.parametrize(
     "n_features, n_components, expected",
-    [(784, 2, [1024, 512, 256]), (784, 10, [1024, 512, 256]), (64, 2, [64, 32, 16]), (65, 2, [128, 64, 32]),
-     (3, 2, [64, 32, 16]), (10**6, 2, [1024, 512, 256]), (100, 100, [512, 512, 512]), (784, 50, [1024, 512, 256])],
+    [(784, 2, [512, 256, 128]), (784, 10, [512, 256, 128]), (64, 2, [64, 32, 16]), (127, 2, [64, 32, 16]),
+     (128, 2, [128, 64, 32]), (3, 2, [64, 32, 16]), (10**6, 2, [1024, 512, 256]), (100, 100, [512, 512, 512]),
+     (784, 50, [512, 256, 256])],
 )
 def test_default_hidden_sizes_rule(n_features, n_components, expected):
     assert default_hidden_sizes(n_features, n_components) == expected
