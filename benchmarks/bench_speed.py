@@ -4,8 +4,9 @@ Prints a table and writes JSON:
 
 1. training samples/s at batch sizes 64, 256 and 1024 for the MNIST-sized model
    (784-512-256-2 and mirror, Bernoulli likelihood), with no flow, with 5 IAF steps and
-   with ``precision="bfloat16"`` (mixed precision), next to a plain hand-written PyTorch
-   loop of the same network (no flow, float32);
+   with ``precision="bfloat16"`` (mixed precision), and with ``compile=True``
+   (``torch.compile``) without and with 5 IAF steps, next to a plain hand-written PyTorch
+   loop of the same network (no flow, float32, eager);
 2. transform, inverse_transform and score_samples samples/s on 100,000 rows, next to the
    plain network's encoder under ``torch.inference_mode``;
 3. the model's FLOPs per sample and the machine's measured fp32 matmul rate, so each
@@ -143,25 +144,28 @@ def plain_encode_rate(model, X, device, batch_size=4096):
 # ---------------------------------------------------------------- CompressionVAE
 
 
-def estimator_training_rate(X, batch_size, n_steps, iaf, device, precision="float32"):
+def estimator_training_rate(X, batch_size, n_steps, iaf, device, precision="float32", compile=False):
     """Samples/s of the training loop, after warm-up steps, on the trainer's own clock.
 
     Validations come every ``n_steps / 2`` steps and the fit runs ``1.5 * n_steps``: the
-    rate is taken from the first validation (after the warm-up half) to the last, over
-    ``n_steps`` steps and one validation of 512 rows.
+    rate is taken from the first validation (after the warm-up half, which includes
+    ``torch.compile``'s compilation) to the last, over ``n_steps`` steps and one
+    validation of 512 rows. Also returns the fit's wall seconds.
     """
     interval = max(1, n_steps // 2)
     vae = CompressionVAE(
         n_components=N_LATENT, hidden_layer_sizes=HIDDEN, iaf_flow_length=iaf, batch_size=batch_size,
         max_steps=3 * interval, validation_interval=interval, learning_rate="constant", device=device,
-        precision=precision, random_state=0,
+        precision=precision, compile=compile, random_state=0,
     )
+    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vae.fit(X[:-512], X_valid=X[-512:])
+    wall = time.perf_counter() - start
     first, last = vae.history_[0], vae.history_[-1]
     seconds = last["elapsed_seconds"] - first["elapsed_seconds"]
-    return batch_size * (last["step"] - first["step"]) / seconds, vae
+    return batch_size * (last["step"] - first["step"]) / seconds, vae, wall
 
 
 def rate(fn, X, repeats=3):
@@ -196,14 +200,20 @@ def run(args):
     for batch_size in args.batch_sizes:
         n_steps = max(20, int(STEPS.get(batch_size, 300) * args.scale))
         # Interleaved repeats, best of each: this machine's speed drifts by 10-20% between runs.
-        plain = ours = iaf = bf16 = 0.0
+        plain = ours = iaf = bf16 = compiled = compiled_iaf = 0.0
+        compile_walls = []
         for _ in range(args.repeats):
             rate_plain, plain_model = plain_training_rate(X_train, batch_size, n_steps, device)
-            rate_ours, vae = estimator_training_rate(X_train, batch_size, n_steps, 0, device)
-            rate_iaf, vae_iaf = estimator_training_rate(X_train, batch_size, n_steps, 5, device)
-            rate_bf16, _ = estimator_training_rate(X_train, batch_size, n_steps, 0, device, "bfloat16")
+            rate_ours, vae, _ = estimator_training_rate(X_train, batch_size, n_steps, 0, device)
+            rate_iaf, vae_iaf, _ = estimator_training_rate(X_train, batch_size, n_steps, 5, device)
+            rate_bf16, *_ = estimator_training_rate(X_train, batch_size, n_steps, 0, device, "bfloat16")
             plain, ours, iaf = max(plain, rate_plain), max(ours, rate_ours), max(iaf, rate_iaf)
             bf16 = max(bf16, rate_bf16)
+            if not args.no_compile:
+                rate_c, _, wall_c = estimator_training_rate(X_train, batch_size, n_steps, 0, device, compile=True)
+                rate_ci, _, wall_ci = estimator_training_rate(X_train, batch_size, n_steps, 5, device, compile=True)
+                compiled, compiled_iaf = max(compiled, rate_c), max(compiled_iaf, rate_ci)
+                compile_walls.append([wall_c, wall_ci])
         flops = 6 * linear_macs(vae.module_)  # forward + backward, 2 FLOPs per MAC
         result["training"].append({
             "batch_size": batch_size,
@@ -215,6 +225,11 @@ def run(args):
             "iaf5_step_time_ratio": ours / iaf,
             "cvae_bf16_samples_per_s": bf16,
             "bf16_vs_plain": bf16 / plain,
+            "cvae_compiled_samples_per_s": compiled or None,
+            "cvae_compiled_iaf5_samples_per_s": compiled_iaf or None,
+            "compiled_vs_plain": compiled / plain if compiled else None,
+            "compiled_iaf5_step_time_ratio": compiled / compiled_iaf if compiled else None,
+            "compiled_fit_wall_seconds": compile_walls,
             "train_flops_per_sample": flops,
             "plain_fraction_of_peak": plain * flops / (peak * 1e9),
             "cvae_fraction_of_peak": ours * flops / (peak * 1e9),
@@ -235,6 +250,9 @@ def run(args):
     result["targets"] = {
         "train_vs_plain >= 0.9 at every batch size": all(r["train_vs_plain"] >= 0.9 for r in result["training"]),
         "iaf5 step time <= 1.3x": all(r["iaf5_step_time_ratio"] <= 1.3 for r in result["training"]),
+        "iaf5 step time <= 1.3x with compile=True": all(
+            (r["compiled_iaf5_step_time_ratio"] or float("inf")) <= 1.3 for r in result["training"]
+        ),
         "transform >= 150,000 samples/s on 100k rows": inference["transform_samples_per_s"] >= 150_000
         and len(X) >= N_INFERENCE,
     }
@@ -245,12 +263,17 @@ def print_table(result):
     print(f"device {result['device']}, torch {result['torch']}, {result['threads']} threads, "
           f"fp32 matmul {result['matmul_gflops']:.0f} GFLOP/s; model {result['model']}")
     print(f"{'batch':>6} {'plain/s':>10} {'cvae/s':>10} {'ratio':>6} {'iaf5/s':>10} {'iaf time':>8} "
-          f"{'plain %peak':>11} {'cvae %peak':>10} {'bf16/s':>10} {'ratio':>6}")
+          f"{'plain %peak':>11} {'cvae %peak':>10} {'bf16/s':>10} {'ratio':>6} "
+          f"{'compiled/s':>10} {'ratio':>6} {'c. iaf5/s':>10} {'iaf time':>8}")
     for r in result["training"]:
+        compiled = ""
+        if r["cvae_compiled_samples_per_s"]:
+            compiled = (f" {r['cvae_compiled_samples_per_s']:>10,.0f} {r['compiled_vs_plain']:>6.2f} "
+                        f"{r['cvae_compiled_iaf5_samples_per_s']:>10,.0f} {r['compiled_iaf5_step_time_ratio']:>7.2f}x")
         print(f"{r['batch_size']:>6} {r['plain_samples_per_s']:>10,.0f} {r['cvae_samples_per_s']:>10,.0f} "
               f"{r['train_vs_plain']:>6.2f} {r['cvae_iaf5_samples_per_s']:>10,.0f} {r['iaf5_step_time_ratio']:>7.2f}x "
               f"{100 * r['plain_fraction_of_peak']:>10.0f}% {100 * r['cvae_fraction_of_peak']:>9.0f}% "
-              f"{r['cvae_bf16_samples_per_s']:>10,.0f} {r['bf16_vs_plain']:>6.2f}")
+              f"{r['cvae_bf16_samples_per_s']:>10,.0f} {r['bf16_vs_plain']:>6.2f}{compiled}")
     inf = result["inference"]
     print(f"on {inf['rows']:,} rows (samples/s): plain encoder {inf['plain_encode_samples_per_s']:,.0f}, "
           f"transform {inf['transform_samples_per_s']:,.0f} ({100 * inf['transform_fraction_of_peak']:.0f}% of peak), "
@@ -269,6 +292,7 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the timed steps (e.g. 0.1 for a look)")
     parser.add_argument("--rows", type=int, default=N_INFERENCE, help="rows for the inference figures")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats per figure (best is kept)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile=True figures")
     parser.add_argument("--out", default=None, help="JSON file to write")
     args = parser.parse_args(argv)
     result = run(args)

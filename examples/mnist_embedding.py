@@ -9,9 +9,9 @@ rows (uint8 or float). To make one with internet access::
     X, y = fetch_openml("mnist_784", return_X_y=True, as_frame=False)
     np.savez("mnist.npz", X_train=X[:60000], y_train=y[:60000], X_test=X[60000:], y_test=y[60000:])
 
-With the default 5,000 steps this takes about 1.5 minutes on a 2-core CPU; the estimator's
+With the default 5,000 steps this takes about a minute on a 2-core CPU; the estimator's
 own default budget (up to 50,000 steps, about 7 minutes) gives a sharper embedding
-(10-NN accuracy 0.855 against about 0.80 here; see benchmarks/bench_mnist.py).
+(10-NN accuracy 0.855 against 0.775 here; see benchmarks/bench_mnist.py).
 """
 
 import argparse

@@ -3,6 +3,8 @@
 import copy
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ class TrainerConfig:
     learning_rate_min: float = 0.0
     checkpoint_interval: int = 0
     precision: str = "float32"
+    compile: bool = False
     verbose: bool = False
 
 
@@ -97,6 +100,16 @@ def make_adam(params, lr):
         return torch.optim.Adam(params, lr=lr)
 
 
+def _check_compiler(device):
+    """Fail early, and say why, where ``torch.compile`` would fail at the first step."""
+    compilers = (os.environ.get("CXX"), "c++", "g++", "clang++")
+    if device.type == "cpu" and not any(shutil.which(c) for c in compilers if c):
+        raise RuntimeError(
+            "compile=True needs a C++ compiler for torch.compile on the CPU, and none was found "
+            "(no c++, g++ or clang++ on the PATH, and CXX is not set). Install one, or set compile=False."
+        )
+
+
 def _clone_state(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -150,6 +163,11 @@ class Trainer:
         self.batch_weight = batch_weight
         self.device = next(model.parameters()).device
         self._train_model = distributed.wrap(model)
+        if config.compile:
+            _check_compiler(self.device)
+            # Only the training pass: validation and inference keep the eager module.
+            # dynamic=True: one compilation serves every batch size, an epoch's last included.
+            self._train_model = torch.compile(self._train_model, dynamic=True)
         self._autocast_dtype = PRECISIONS[config.precision]
         # float16's narrow range needs loss scaling; bfloat16 has float32's exponent range.
         self._scaler = torch.amp.GradScaler(self.device.type) if config.precision == "float16" else None
