@@ -199,7 +199,7 @@ def run(args):
     plain_model = None
     for batch_size in args.batch_sizes:
         n_steps = max(20, int(STEPS.get(batch_size, 300) * args.scale))
-        # Interleaved repeats, best of each: this machine's speed drifts by 10-20% between runs.
+        # Interleaved repeats, best of each: this machine's speed drifts by 10-40% between runs.
         plain = ours = iaf = bf16 = compiled = compiled_iaf = 0.0
         compile_walls = []
         for _ in range(args.repeats):

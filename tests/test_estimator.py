@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from cvae import CompressionVAE
 from cvae.training.io import load_checkpoint
+from cvae.training.trainer import cpp_compiler_found
 
 
 @pytest.fixture
@@ -430,7 +431,7 @@ def test_mixed_precision_multiplies_in_16_bits_and_keeps_float32_state(X, fast, 
     np.testing.assert_array_equal(again.transform(X), vae.transform(X))
 
 
-@pytest.mark.skipif(not any(map(shutil.which, ("c++", "g++", "clang++"))), reason="torch.compile needs a C++ compiler")
+@pytest.mark.skipif(not cpp_compiler_found(), reason="torch.compile needs a C++ compiler")
 def test_compile_trains_through_torch_compile_reproducibly(X, fast, monkeypatch):
     compiled = []
     original = torch.compile

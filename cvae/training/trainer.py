@@ -100,10 +100,15 @@ def make_adam(params, lr):
         return torch.optim.Adam(params, lr=lr)
 
 
+def cpp_compiler_found():
+    """Whether ``torch.compile`` finds a C++ compiler to build CPU kernels with."""
+    compilers = (os.environ.get("CXX"), "c++", "g++", "clang++")
+    return any(shutil.which(c) for c in compilers if c)
+
+
 def _check_compiler(device):
     """Fail early, and say why, where ``torch.compile`` would fail at the first step."""
-    compilers = (os.environ.get("CXX"), "c++", "g++", "clang++")
-    if device.type == "cpu" and not any(shutil.which(c) for c in compilers if c):
+    if device.type == "cpu" and not cpp_compiler_found():
         raise RuntimeError(
             "compile=True needs a C++ compiler for torch.compile on the CPU, and none was found "
             "(no c++, g++ or clang++ on the PATH, and CXX is not set). Install one, or set compile=False."
