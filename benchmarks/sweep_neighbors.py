@@ -4,9 +4,10 @@ Each setting fits ``CompressionVAE(neighbor_weight=...)`` once and reports what
 ``bench_neighbors.py`` reports for it (10-NN accuracy on the test rows and within the train
 embedding, trustworthiness(10), reconstruction MSE, test ELBO, fit seconds). Besides the
 estimator's parameters (``--neighbor-weight``, ``--n-neighbors``, ``--neighbor-samples``,
-``--beta``, ``--max-steps``, ``--random-state``) a run can change two constants of
-:func:`cvae.nn.neighbors.neighbor_loss` that are not parameters: ``--n-negative``
-(repelled batch rows per row) and ``--distance-scale``, and
+``--neighbor-objective``, ``--beta``, ``--max-steps``, ``--random-state``) a run can change
+constants of the objective's function (:func:`cvae.nn.neighbors.neighbor_loss` or
+:func:`cvae.nn.neighbors.contrastive_neighbor_loss`) that are not parameters:
+``--distance-scale`` and, for ``umap``, ``--n-negative`` (repelled batch rows per row); and
 ``--lr-drop-at`` replaces the adaptive learning rate with a constant one divided by 10 after
 that fraction of the steps. Results are appended, one JSON object per line, to ``--out``.
 
@@ -36,8 +37,11 @@ import torch  # noqa: E402
 
 import cvae.nn.vae  # noqa: E402
 from cvae import CompressionVAE  # noqa: E402
-from cvae.nn.neighbors import neighbor_loss  # noqa: E402
+from cvae.nn.neighbors import contrastive_neighbor_loss, neighbor_loss  # noqa: E402
 from cvae.training.trainer import Trainer  # noqa: E402
+
+
+OBJECTIVES = {"umap": neighbor_loss, "tsne": contrastive_neighbor_loss}
 
 
 def learning_rate_dropped_at(step):
@@ -60,13 +64,15 @@ def fit_and_evaluate(args):
     X_train, X_test, y_train, y_test = datasets["mnist" if args.data else "digits"]
     model = CompressionVAE(
         n_components=2, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors,
-        neighbor_samples=args.neighbor_samples, beta=args.beta,
+        neighbor_samples=args.neighbor_samples, neighbor_objective=args.neighbor_objective, beta=args.beta,
         max_steps=args.max_steps, learning_rate="adaptive" if args.lr_drop_at is None else "constant",
         random_state=args.random_state,
     )
-    loss = functools.partial(neighbor_loss, n_negative=args.n_negative, scale=args.distance_scale)
+    function = OBJECTIVES[args.neighbor_objective]
+    kwargs = {"n_negative": args.n_negative} if function is neighbor_loss else {}
+    loss = functools.partial(function, scale=args.distance_scale, **kwargs)
     with contextlib.ExitStack() as patches:
-        patches.enter_context(mock.patch.object(cvae.nn.vae, "neighbor_loss", loss))
+        patches.enter_context(mock.patch.object(cvae.nn.vae, function.__name__, loss))
         if args.lr_drop_at is not None:
             patches.enter_context(learning_rate_dropped_at(args.lr_drop_at * args.max_steps))
         return bench_neighbors.evaluate(model, X_train, X_test, y_train, y_test)
@@ -81,15 +87,17 @@ def main(argv=None):
     parser.add_argument("--neighbor-samples", type=int, default=CompressionVAE().neighbor_samples)
     parser.add_argument("--beta", type=float, default=CompressionVAE().beta)
     parser.add_argument("--random-state", type=int, default=0)
-    loss_defaults = inspect.signature(neighbor_loss).parameters
-    parser.add_argument("--n-negative", type=int, default=loss_defaults["n_negative"].default,
-                        help="neighbor_loss's negatives per row")
-    parser.add_argument("--distance-scale", type=float, default=loss_defaults["scale"].default,
-                        help="neighbor_loss's scale")
+    parser.add_argument("--n-negative", type=int, default=inspect.signature(neighbor_loss).parameters["n_negative"].default,
+                        help="neighbor_loss's negatives per row (umap objective)")
+    parser.add_argument("--distance-scale", type=float, default=None,
+                        help="the objective's scale (default: its function's)")
+    parser.add_argument("--neighbor-objective", choices=["umap", "tsne"], default=CompressionVAE().neighbor_objective)
     parser.add_argument("--lr-drop-at", type=float, default=None, help="fraction of max_steps; default adaptive")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (to run two sweeps at once)")
     parser.add_argument("--out", default=None, help="JSON-lines file to append the result to")
     args = parser.parse_args(argv)
+    if args.distance_scale is None:
+        args.distance_scale = inspect.signature(OBJECTIVES[args.neighbor_objective]).parameters["scale"].default
     if args.threads:
         torch.set_num_threads(args.threads)
 

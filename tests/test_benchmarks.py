@@ -70,10 +70,11 @@ def test_mnist_benchmark_compares_iaf_over_seeds_on_the_mean(tmp_path, capsys):
 def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
     out = tmp_path / "neighbors.json"
-    module["main"](["--max-steps-digits", "30", "--methods", "pca", "vae", "iaf", "neighbours",
+    module["main"](["--max-steps-digits", "30", "--methods", "pca", "vae", "iaf", "neighbours", "neighbours-tsne",
                     "--n-neighbors", "5", "--out", str(out)])
     rows = json.loads(out.read_text())["results"]["digits"]
-    assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5, x3)"]
+    assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5, x3)",
+                          "VAE + tsne neighbours (0.4, k=5, x3)"]
     assert all(0 <= row["knn"] <= 1 and 0 <= row["trustworthiness"] <= 1 for row in rows.values())
     assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
     assert "trust" in capsys.readouterr().out

@@ -257,6 +257,7 @@ def test_iaf_model_fits_and_scores(X, fast):
     [
         ({"n_components": 0}, "'n_components' parameter"),
         ({"likelihood": "poisson"}, "'likelihood' parameter"),
+        ({"neighbor_objective": "pacmap"}, "'neighbor_objective' parameter"),
         ({"initializer": "zeros"}, "'initializer' parameter"),
         ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
         ({"dropout": 1.0}, "'dropout' parameter"),
@@ -381,19 +382,22 @@ def test_free_bits_keep_latent_dimensions_in_use(digits, fast):
         active_units(np.zeros(3))
 
 
-def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digits, fast, monkeypatch, tmp_path):
+@pytest.mark.parametrize("objective, loss_name", [("umap", "neighbor_loss"), ("tsne", "contrastive_neighbor_loss")])
+def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digits, fast, monkeypatch, tmp_path,
+                                                                           objective, loss_name):
+    import cvae.nn.neighbors
     import cvae.nn.vae
-    from cvae.nn.neighbors import neighbor_loss
 
+    loss = getattr(cvae.nn.neighbors, loss_name)
     calls = []
 
     def spy(embedding, neighbor_embedding):
-        calls.append(embedding.shape)
-        return neighbor_loss(embedding, neighbor_embedding)
+        calls.append(neighbor_embedding.shape)
+        return loss(embedding, neighbor_embedding)
 
-    monkeypatch.setattr(cvae.nn.vae, "neighbor_loss", spy)
+    monkeypatch.setattr(cvae.nn.vae, loss_name, spy)
     X = digits[0][:500]
-    vae = fit(X, **dict(fast, neighbor_weight=0.5, n_neighbors=5))
+    vae = fit(X, **dict(fast, neighbor_weight=0.5, n_neighbors=5, neighbor_objective=objective))
     assert vae.n_steps_ == 60 and len(calls) == 60 + len(vae.history_)  # each step, and each validation
     # a training step pairs each of its 64 rows with neighbor_samples=3 neighbours
     assert {shape[1] for shape in calls} == {2} and max(shape[0] for shape in calls) == 3 * 64

@@ -321,6 +321,48 @@ def test_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_others_apart
         assert (spread - 0.01 * spread.grad).std() > spread.std()
 
 
+def test_contrastive_neighbor_loss_is_infonce_with_a_cauchy_kernel():
+    from cvae.nn.neighbors import contrastive_neighbor_loss
+
+    e = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    neighbor = torch.tensor([[0.0, 0.5], [1.0, 2.0], [2.0, 3.0]])
+    q = 1 / (1 + torch.cdist(e, e).square())
+    q_pair = 1 / (1 + (e - neighbor).square().sum(dim=1))
+    others = q.sum(dim=1) - 1  # every other row of the batch, not the row itself (q = 1)
+    expected = -torch.log(q_pair / (q_pair + others)).mean()
+    torch.testing.assert_close(contrastive_neighbor_loss(e, neighbor, scale=1.0), expected)
+    torch.testing.assert_close(contrastive_neighbor_loss(e, neighbor, scale=2.0),
+                               contrastive_neighbor_loss(2 * e, 2 * neighbor, scale=1.0))
+
+
+@pytest.mark.parametrize("loss_name", ["neighbor_loss", "contrastive_neighbor_loss"])
+def test_neighbor_losses_sum_over_each_rows_pairs(loss_name):
+    import cvae.nn.neighbors
+
+    loss = getattr(cvae.nn.neighbors, loss_name)
+    kwargs = {"n_negative": 0} if loss_name == "neighbor_loss" else {}
+    torch.manual_seed(0)
+    e, first, second = torch.randn(5, 2), torch.randn(5, 2), torch.randn(5, 2)
+    torch.testing.assert_close(loss(e, torch.cat([first, second]), **kwargs),
+                               loss(e, first, **kwargs) + loss(e, second, **kwargs))
+
+
+def test_contrastive_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_others_apart():
+    from cvae.nn.neighbors import contrastive_neighbor_loss
+
+    torch.manual_seed(0)
+    e = torch.randn(64, 2).mul(3).requires_grad_()
+    neighbor = (e.detach() + 0.5 * torch.randn(64, 2)).requires_grad_()
+    contrastive_neighbor_loss(e.detach(), neighbor).backward()
+    with torch.no_grad():
+        closer = (e - (neighbor - 0.01 * neighbor.grad)).norm(dim=1)
+        assert torch.all(closer < (e - neighbor).norm(dim=1))
+    spread = torch.randn(64, 2).mul(0.01).requires_grad_()
+    contrastive_neighbor_loss(spread, spread.detach()).backward()  # pairs at distance 0: only repulsion acts
+    with torch.no_grad():
+        assert (spread - 0.01 * spread.grad).std() > spread.std()
+
+
 @pytest.mark.parametrize("pairs_per_row", [1, 3])
 def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs(pairs_per_row):
     from cvae.nn.neighbors import neighbor_loss
@@ -331,6 +373,6 @@ def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs
     torch.manual_seed(0)
     out = model(x, eps=eps, neighbors=neighbors, neighbor_weight=2.5)
     torch.manual_seed(0)
-    term = neighbor_loss(model.embed(x).repeat(pairs_per_row, 1), model.embed(neighbors))
-    torch.testing.assert_close(out.loss, plain.loss + 2.5 * pairs_per_row * term)
+    term = neighbor_loss(model.embed(x), model.embed(neighbors))
+    torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)
     torch.testing.assert_close(out.kl, plain.kl)

@@ -9,7 +9,7 @@ from torch import nn
 from .flows import InverseAutoregressiveFlow
 from .likelihoods import make_likelihood
 from .mlp import MLP, initialize_weights
-from .neighbors import neighbor_loss
+from .neighbors import contrastive_neighbor_loss, neighbor_loss
 
 __all__ = ["VAE", "VAEOutput"]
 
@@ -145,7 +145,8 @@ class VAE(nn.Module):
         """Decoder mean in the original data scale."""
         return self.likelihood.mean(self.decode(z))
 
-    def forward(self, x, beta=1.0, eps=None, free_bits=0.0, neighbors=None, neighbor_weight=0.0):
+    def forward(self, x, beta=1.0, eps=None, free_bits=0.0, neighbors=None, neighbor_weight=0.0,
+                neighbor_objective="umap"):
         """One stochastic pass: sample z ~ q(z|x), decode, and return a :class:`VAEOutput`.
 
         ``eps`` (standard normal noise of shape ``(batch, n_latent)``) may be given to make
@@ -155,8 +156,9 @@ class VAE(nn.Module):
         dimension gains by collapsing onto the prior; the reported ``kl`` stays exact.
         ``neighbors`` (data-space nearest neighbours of the rows of ``x``: one block of
         ``len(x)`` rows per neighbour drawn for each row) adds ``neighbor_weight`` times
-        :func:`cvae.nn.neighbors.neighbor_loss` of the pairs to the loss, summed over a
-        row's pairs: each pair counts as much however many a row has.
+        :func:`cvae.nn.neighbors.neighbor_loss` (``neighbor_objective="umap"``) or
+        :func:`cvae.nn.neighbors.contrastive_neighbor_loss` (``"tsne"``) of the pairs to the
+        loss, summed over a row's pairs: each pair counts as much however many a row has.
         """
         if neighbors is None:
             mu, log_var, context = self.encode(x)
@@ -168,9 +170,8 @@ class VAE(nn.Module):
         out = self._sample_terms(x, mu, log_var, context, eps, beta, free_bits)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
-            pairs_per_row = len(neighbors) // n
-            term = neighbor_loss(embedding[:n].repeat(pairs_per_row, 1), embedding[n:]) * pairs_per_row
-            out.loss = out.loss + neighbor_weight * term
+            loss = contrastive_neighbor_loss if neighbor_objective == "tsne" else neighbor_loss
+            out.loss = out.loss + neighbor_weight * loss(embedding[:n], embedding[n:])
         return out
 
     def mean_elbo(self, x, draws):

@@ -39,6 +39,7 @@ class TrainerConfig:
     kl_warmup_steps: int = 0
     free_bits: float = 0.0
     neighbor_weight: float = 0.0
+    neighbor_objective: str = "umap"
     learning_rate_min: float = 0.0
     checkpoint_interval: int = 0
     precision: str = "float32"
@@ -53,7 +54,7 @@ VALIDATION_SEED = 0
 
 
 @torch.no_grad()
-def evaluate(model, chunks, beta=1.0, distributed=Distributed(), neighbor_weight=0.0):
+def evaluate(model, chunks, beta=1.0, distributed=Distributed(), neighbor_weight=0.0, neighbor_objective="umap"):
     """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``chunks`` (eval mode).
 
     ``chunks`` is an iterable of row tensors on the model's device, or of ``(rows,
@@ -63,16 +64,17 @@ def evaluate(model, chunks, beta=1.0, distributed=Distributed(), neighbor_weight
     device = next(model.parameters()).device
     with isolated_rng(device):
         torch.manual_seed(VALIDATION_SEED + distributed.rank)
-        return _evaluate(model, chunks, beta, distributed, device, neighbor_weight)
+        return _evaluate(model, chunks, beta, distributed, device, neighbor_weight, neighbor_objective)
 
 
-def _evaluate(model, chunks, beta, distributed, device, neighbor_weight):
+def _evaluate(model, chunks, beta, distributed, device, neighbor_weight, neighbor_objective):
     was_training = model.training
     model.eval()
     totals = torch.zeros(4, device=device, dtype=torch.float64)
     for batch in chunks:
         x, neighbors = _rows_and_neighbors(batch)
-        out = model(x, beta=beta, neighbors=neighbors, neighbor_weight=neighbor_weight)
+        out = model(x, beta=beta, neighbors=neighbors, neighbor_weight=neighbor_weight,
+                    neighbor_objective=neighbor_objective)
         n = len(out.kl)
         totals += torch.stack([out.loss * n, out.log_likelihood.sum(), out.kl.sum(), out.kl.new_tensor(n)]).double()
     model.train(was_training)
@@ -198,7 +200,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
             out = self._train_model(x, beta=self._beta(), free_bits=self.config.free_bits, neighbors=neighbors,
-                                    neighbor_weight=self.config.neighbor_weight)
+                                    neighbor_weight=self.config.neighbor_weight,
+                                    neighbor_objective=self.config.neighbor_objective)
         loss = out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss
         if self._scaler is None:
             loss.backward()
@@ -223,7 +226,8 @@ class Trainer:
 
     def _validate(self, train_loss):
         scores = evaluate(self.model, self.valid_chunks, beta=self.config.beta, distributed=self.distributed,
-                          neighbor_weight=self.config.neighbor_weight)
+                          neighbor_weight=self.config.neighbor_weight,
+                          neighbor_objective=self.config.neighbor_objective)
         self.history.append(
             {
                 "step": self.step,
