@@ -35,13 +35,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_neighbors  # noqa: E402
 import torch  # noqa: E402
 
-import cvae.nn.vae  # noqa: E402
 from cvae import CompressionVAE  # noqa: E402
-from cvae.nn.neighbors import contrastive_neighbor_loss, neighbor_loss  # noqa: E402
+from cvae.nn.neighbors import NEIGHBOR_OBJECTIVES, neighbor_loss  # noqa: E402
 from cvae.training.trainer import Trainer  # noqa: E402
-
-
-OBJECTIVES = {"umap": neighbor_loss, "tsne": contrastive_neighbor_loss}
 
 
 def learning_rate_dropped_at(step):
@@ -68,11 +64,11 @@ def fit_and_evaluate(args):
         max_steps=args.max_steps, learning_rate="adaptive" if args.lr_drop_at is None else "constant",
         random_state=args.random_state,
     )
-    function = OBJECTIVES[args.neighbor_objective]
+    function = NEIGHBOR_OBJECTIVES[args.neighbor_objective]
     kwargs = {"n_negative": args.n_negative} if function is neighbor_loss else {}
     loss = functools.partial(function, scale=args.distance_scale, **kwargs)
     with contextlib.ExitStack() as patches:
-        patches.enter_context(mock.patch.object(cvae.nn.vae, function.__name__, loss))
+        patches.enter_context(mock.patch.dict(NEIGHBOR_OBJECTIVES, {args.neighbor_objective: loss}))
         if args.lr_drop_at is not None:
             patches.enter_context(learning_rate_dropped_at(args.lr_drop_at * args.max_steps))
         return bench_neighbors.evaluate(model, X_train, X_test, y_train, y_test)
@@ -97,7 +93,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON-lines file to append the result to")
     args = parser.parse_args(argv)
     if args.distance_scale is None:
-        args.distance_scale = inspect.signature(OBJECTIVES[args.neighbor_objective]).parameters["scale"].default
+        args.distance_scale = inspect.signature(NEIGHBOR_OBJECTIVES[args.neighbor_objective]).parameters["scale"].default
     if args.threads:
         torch.set_num_threads(args.threads)
 

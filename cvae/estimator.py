@@ -41,6 +41,7 @@ from .data import (
 from .nn import VAE
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
+from .nn.neighbors import NEIGHBOR_OBJECTIVES
 from .nn.vae import default_hidden_sizes
 from .preprocessing import NORMALIZATIONS, summarize
 from .sources import ArraySource, open_source
@@ -297,7 +298,7 @@ default="orthogonal"
         "neighbor_weight": [Interval(Real, 0, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "neighbor_samples": [Interval(Integral, 1, None, closed="left")],
-        "neighbor_objective": [StrOptions({"umap", "tsne"})],
+        "neighbor_objective": [StrOptions(set(NEIGHBOR_OBJECTIVES))],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],

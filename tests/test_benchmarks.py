@@ -145,10 +145,10 @@ def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
 
 
 def test_neighbor_sweep_appends_its_result_and_undoes_its_patches(tmp_path, capsys):
-    import cvae.nn.vae
+    from cvae.nn.neighbors import NEIGHBOR_OBJECTIVES
     from cvae.training.trainer import Trainer
 
-    loss, validate = cvae.nn.vae.neighbor_loss, Trainer._validate
+    objectives, validate = dict(NEIGHBOR_OBJECTIVES), Trainer._validate
     module = runpy.run_path(str(ROOT / "benchmarks" / "sweep_neighbors.py"))
     out = tmp_path / "settings.jsonl"
     for negatives in (1, 3):
@@ -157,5 +157,5 @@ def test_neighbor_sweep_appends_its_result_and_undoes_its_patches(tmp_path, caps
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["n_negative"] for row in rows] == [1, 3]
     assert all(0 <= row["knn"] <= 1 and 0 <= row["train_knn"] <= 1 and row["mse"] > 0 for row in rows)
-    assert cvae.nn.vae.neighbor_loss is loss and Trainer._validate is validate
+    assert NEIGHBOR_OBJECTIVES == objectives and Trainer._validate is validate
     assert "trust" in capsys.readouterr().out

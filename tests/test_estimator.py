@@ -386,7 +386,6 @@ def test_free_bits_keep_latent_dimensions_in_use(digits, fast):
 def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digits, fast, monkeypatch, tmp_path,
                                                                            objective, loss_name):
     import cvae.nn.neighbors
-    import cvae.nn.vae
 
     loss = getattr(cvae.nn.neighbors, loss_name)
     calls = []
@@ -395,7 +394,7 @@ def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digit
         calls.append(neighbor_embedding.shape)
         return loss(embedding, neighbor_embedding)
 
-    monkeypatch.setattr(cvae.nn.vae, loss_name, spy)
+    monkeypatch.setitem(cvae.nn.neighbors.NEIGHBOR_OBJECTIVES, objective, spy)
     X = digits[0][:500]
     vae = fit(X, **dict(fast, neighbor_weight=0.5, n_neighbors=5, neighbor_objective=objective))
     assert vae.n_steps_ == 60 and len(calls) == 60 + len(vae.history_)  # each step, and each validation

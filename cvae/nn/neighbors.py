@@ -2,7 +2,7 @@
 
 import torch
 
-__all__ = ["neighbor_loss", "contrastive_neighbor_loss"]
+__all__ = ["NEIGHBOR_OBJECTIVES", "contrastive_neighbor_loss", "neighbor_loss"]
 
 # UMAP's low-dimensional similarity 1 / (1 + a d^(2b)), with the a and b that umap-learn
 # fits for its defaults min_dist=0.1 and spread=1.0 (McInnes, Healy and Melville, 2018).
@@ -97,3 +97,7 @@ def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0):
     own_column = torch.arange(len(anchors), device=anchors.device) % n
     log_q = log_q.scatter(1, own_column[:, None], log_q_pair[:, None])
     return torch.nn.functional.cross_entropy(log_q, own_column) * pairs_per_row
+
+
+# The estimator's ``neighbor_objective`` values and the losses they select.
+NEIGHBOR_OBJECTIVES = {"umap": neighbor_loss, "tsne": contrastive_neighbor_loss}

@@ -9,7 +9,7 @@ from torch import nn
 from .flows import InverseAutoregressiveFlow
 from .likelihoods import make_likelihood
 from .mlp import MLP, initialize_weights
-from .neighbors import contrastive_neighbor_loss, neighbor_loss
+from .neighbors import NEIGHBOR_OBJECTIVES
 
 __all__ = ["VAE", "VAEOutput"]
 
@@ -156,9 +156,9 @@ class VAE(nn.Module):
         dimension gains by collapsing onto the prior; the reported ``kl`` stays exact.
         ``neighbors`` (data-space nearest neighbours of the rows of ``x``: one block of
         ``len(x)`` rows per neighbour drawn for each row) adds ``neighbor_weight`` times
-        :func:`cvae.nn.neighbors.neighbor_loss` (``neighbor_objective="umap"``) or
-        :func:`cvae.nn.neighbors.contrastive_neighbor_loss` (``"tsne"``) of the pairs to the
-        loss, summed over a row's pairs: each pair counts as much however many a row has.
+        the loss that ``NEIGHBOR_OBJECTIVES[neighbor_objective]`` names
+        (:mod:`cvae.nn.neighbors`) of the pairs to the loss, summed over a row's pairs: each
+        pair counts as much however many a row has.
         """
         if neighbors is None:
             mu, log_var, context = self.encode(x)
@@ -170,8 +170,8 @@ class VAE(nn.Module):
         out = self._sample_terms(x, mu, log_var, context, eps, beta, free_bits)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
-            loss = contrastive_neighbor_loss if neighbor_objective == "tsne" else neighbor_loss
-            out.loss = out.loss + neighbor_weight * loss(embedding[:n], embedding[n:])
+            term = NEIGHBOR_OBJECTIVES[neighbor_objective](embedding[:n], embedding[n:])
+            out.loss = out.loss + neighbor_weight * term
         return out
 
     def mean_elbo(self, x, draws):
