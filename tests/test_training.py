@@ -1,9 +1,15 @@
-"""The training worker thread and the trainer's stop/rollback mechanics."""
+"""What the training loop changes in its calling thread: denormal flushing and Ctrl-C."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
 
 import pytest
 import torch
 
-from cvae.training.worker import call_in_flush_to_zero_thread
+from cvae.training.environment import ctrl_c_calls, flush_denormals_to_zero
 
 DENORMAL = 1e-40  # below float32's smallest normal number, 1.18e-38
 
@@ -12,26 +18,71 @@ def _denormal_survives():
     return (torch.tensor([DENORMAL]) * 1.0).item() != 0.0
 
 
-def test_worker_flushes_denormals_without_touching_the_caller():
+def _cpu_can_flush():
+    flushing = not _denormal_survives()
+    supported = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(flushing)
+    return supported
+
+
+def test_flushing_is_on_inside_and_restored_after():
     before = _denormal_survives()
-    inside = call_in_flush_to_zero_thread(_denormal_survives, on_interrupt=lambda: None)
-    if torch.set_flush_denormal(False):  # this CPU supports flushing at all
+    with flush_denormals_to_zero():
+        inside = _denormal_survives()
+    assert _denormal_survives() == before
+    if _cpu_can_flush():
         assert inside is False
+
+
+def test_flushing_is_restored_when_the_loop_raises():
+    before = _denormal_survives()
+    with pytest.raises(ValueError, match="boom"), flush_denormals_to_zero():
+        raise ValueError("boom")
     assert _denormal_survives() == before
 
 
-def test_worker_uses_the_callers_thread_count():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert call_in_flush_to_zero_thread(torch.get_num_threads, on_interrupt=lambda: None) == 1
-    finally:
-        torch.set_num_threads(previous)
+def test_intra_op_workers_first_started_while_flushing_do_not_flush_afterwards():
+    # In a fresh process, so that the loop is what first needs the workers.
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from cvae.training.environment import flush_denormals_to_zero
+        torch.set_num_threads(2)
+        with flush_denormals_to_zero():
+            torch.zeros(2**16).add_(1.0)  # the loop's first parallel operation
+        survived = (torch.full((2**20,), {DENORMAL}) * 1.0 != 0).float().mean().item()
+        print(survived)
+        """
+    )
+    survived = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert float(survived) == 1.0
 
 
-def test_worker_reraises_errors_in_the_caller():
-    def fail():
-        raise ValueError("boom")
+def test_ctrl_c_calls_the_callback_instead_of_raising(ctrl_c_raises):
+    calls = []
+    with ctrl_c_calls(lambda: calls.append("stop")):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+    assert calls == ["stop", "stop"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-    with pytest.raises(ValueError, match="boom"):
-        call_in_flush_to_zero_thread(fail, on_interrupt=lambda: None)
+
+def test_ctrl_c_handlers_other_than_pythons_default_are_left_alone(ctrl_c_raises):
+    received = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    with ctrl_c_calls(lambda: received.append("callback")):
+        signal.raise_signal(signal.SIGINT)
+    assert received == [signal.SIGINT]
+
+
+def test_ctrl_c_is_not_touched_outside_the_main_thread(ctrl_c_raises):
+    seen = []
+
+    def in_thread():
+        with ctrl_c_calls(lambda: None):
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert seen == [signal.default_int_handler]

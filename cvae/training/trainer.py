@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .._validation import isolated_rng
 from .distributed import Distributed
-from .worker import call_in_flush_to_zero_thread
+from .environment import ctrl_c_calls, flush_denormals_to_zero
 
 __all__ = ["Trainer", "TrainerConfig", "evaluate", "make_adam"]
 
@@ -264,15 +264,16 @@ class Trainer:
     def run(self):
         """Train until converged, out of steps or interrupted; return the stop reason.
 
-        The loop runs in a thread that flushes denormals to zero (see
-        :mod:`cvae.training.worker`); Ctrl-C in the calling thread stops it cleanly.
+        The loop flushes denormals to zero, and Ctrl-C stops it cleanly after the current
+        step (see :mod:`cvae.training.environment`).
 
         Returns
         -------
         stop_reason : {"converged", "max_steps", "interrupted", "diverged"}
         """
         self._stop_requested = False
-        return call_in_flush_to_zero_thread(self._loop, on_interrupt=self.request_stop)
+        with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop):
+            return self._loop()
 
     def _loop(self):
         cfg = self.config

@@ -1,0 +1,71 @@
+"""What the training loop changes in its calling thread while it runs: denormals and Ctrl-C.
+
+Adam's second-moment estimates of parameters whose gradients fade (saturated Bernoulli
+outputs such as MNIST's always-black border pixels, dead ReLU units) sink into the denormal
+range, where x86 arithmetic is many times slower, so the loop flushes denormals to zero.
+``torch.set_flush_denormal`` only sets the calling thread's flags; intra-op worker threads
+copy them when they are created and keep them.
+
+The loop runs in the calling thread rather than in a fresh one that could flush in all its
+workers: a second thread brings a second team of OpenMP workers, and with more OpenMP
+threads than cores GNU OpenMP stops its workers spinning between parallel regions. On a
+2-core CPU a training step of the 784-512-256-2 model then took 9.6 ms instead of 6.0
+(batch 128), and 19 ms instead of 12 with 5 IAF steps (batch 256).
+"""
+
+import contextlib
+import signal
+import threading
+
+import torch
+
+__all__ = ["ctrl_c_calls", "flush_denormals_to_zero"]
+
+_DENORMAL = 1e-40  # below float32's smallest normal number, 1.18e-38
+
+
+def _flushes_denormals():
+    """Whether the calling thread flushes denormals (a one-element product runs in it)."""
+    return (torch.tensor([_DENORMAL]) * 1.0).item() == 0.0
+
+
+def _start_intra_op_workers():
+    # An operation over more elements than one thread's share (ATen's grain, 32768) runs in
+    # parallel, creating the intra-op workers now if they do not exist yet: workers created
+    # while flushing is on would keep flushing after the loop, in the caller's later work.
+    torch.zeros(2**16).add_(1.0)
+
+
+@contextlib.contextmanager
+def flush_denormals_to_zero():
+    """Flush denormal floats to zero in the calling thread for the duration, then restore.
+
+    Intra-op worker threads are left as they were, so on a CPU with ``n`` threads the
+    calling thread's share of each parallel operation (about ``1 / n``) flushes.
+    """
+    previous = _flushes_denormals()
+    _start_intra_op_workers()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(previous)
+
+
+@contextlib.contextmanager
+def ctrl_c_calls(callback):
+    """For the duration, Ctrl-C (SIGINT) calls ``callback()`` instead of raising KeyboardInterrupt.
+
+    Only where Python's default handler is installed and the caller is the main thread,
+    the one that receives signals; elsewhere nothing changes. A second Ctrl-C calls
+    ``callback`` again.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if not in_main_thread or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: callback())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
