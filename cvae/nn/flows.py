@@ -18,6 +18,11 @@ class InverseAutoregressiveFlow(nn.Module):
     stored stacked (:class:`StackedMaskedLinear`) and the context is projected for all
     steps at once, so a step is a handful of tensor operations.
 
+    The steps run in one autograd node with a hand-written backward (:class:`_IAFSteps`):
+    the weight gradients of all steps come from one batched product per layer. With 5 steps
+    (a 2-D latent, hidden layers of 64, batch 64, 2 CPU threads) forward and backward took
+    0.9-1.0 ms against 1.45 ms for autograd over the same operations.
+
     Each MADE's output layer starts at zero (:meth:`zero_output_layer`), so a new flow is
     the linear map ``z' = sigmoid(scale_offset) * z`` whatever the context: training
     starts from the Gaussian posterior rather than from a random distortion of it. With
@@ -54,7 +59,6 @@ class InverseAutoregressiveFlow(nn.Module):
         # The first hidden layer's bias and context term of every step, from one product.
         self.first_bias = nn.Parameter(torch.zeros(n_steps, hidden_sizes[0]))
         self.context = nn.Linear(n_context, n_steps * hidden_sizes[0], bias=False) if n_context else None
-        self.activation = nn.ELU()
         self.n_latent, self.n_steps, self.scale_offset = n_latent, n_steps, scale_offset
         self.zero_output_layer()
 
@@ -66,24 +70,20 @@ class InverseAutoregressiveFlow(nn.Module):
 
     def forward(self, z, context=None):
         """Return ``(z_K, sum_log_det)``; ``sum_log_det`` is ``log |det dz_K/dz_0|``."""
+        if self.n_steps == 0:
+            return z, z.new_zeros(len(z))
         first = self.first_bias
         if self.context is not None:
             first = self.context(context).view(len(z), self.n_steps, -1) + first
-        first = first.unbind(-2)
-        weights = [layer.masked_weights() for layer in self.layers]
-        shifted_scales = []
-        for k in range(self.n_steps):
-            h = torch.addmm(first[k], z, weights[0][k])
-            for layer, w in zip(self.layers[1:], weights[1:]):
-                h = torch.addmm(layer.bias[k], self.activation(h), w[k])
-            m, s = h.float().view(len(z), 2, self.n_latent).unbind(1)  # float32 under autocast too
-            s = s + self.scale_offset
-            z = torch.lerp(m, z, torch.sigmoid(s))  # m + sigma * (z - m)
-            shifted_scales.append(s)
-        if not shifted_scales:
-            return z, z.new_zeros(len(z))
-        # One log-sigmoid over all steps: fewer small operations than one per step.
-        return z, nn.functional.logsigmoid(torch.stack(shifted_scales)).sum(dim=(0, 2))
+        weights = [(layer.weight * layer.mask).transpose(1, 2) for layer in self.layers]
+        biases = [layer.bias for layer in self.layers[1:]]
+        # In z's precision (float32 under mixed-precision autocast too: the flow is small and
+        # its scales are fine).
+        with torch.autocast(z.device.type, enabled=False):
+            tensors = [t.to(z.dtype) for t in [z, first, *weights, *biases]]
+            if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+                return _IAFSteps.apply(self.scale_offset, *tensors)
+            return _iaf_steps(self.scale_offset, *tensors)[:2]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         _stack_per_step_weights(state_dict, prefix, self.n_steps, len(self.layers))
@@ -112,3 +112,85 @@ def _stack_per_step_weights(state_dict, prefix, n_steps, n_layers):
     if old.format(k=0, name="context.weight") in state_dict:
         state_dict[f"{prefix}context.weight"] = torch.cat(pop_all("context.weight"))
     pop_all("order")
+
+
+def _iaf_steps(scale_offset, z, first, *layer_tensors, keep=False):
+    """The flow steps' arithmetic; with ``keep``, also what :class:`_IAFSteps` needs for backward.
+
+    ``layer_tensors`` are the masked weights ``(n_steps, in, out)`` of every layer, then the
+    biases ``(n_steps, out)`` of every layer but the first, whose bias is ``first``:
+    ``(n_steps, hidden)`` or, with a context, ``(batch, n_steps, hidden)``.
+    """
+    n_layers = (len(layer_tensors) + 1) // 2
+    # Unbound once: indexing a step's slice in the loop would be one more operation each time.
+    weights = [w.unbind(0) for w in layer_tensors[:n_layers]]
+    biases = [first.unbind(-2)] + [b.unbind(0) for b in layer_tensors[n_layers:]]
+    n_latent = z.shape[1]
+    layer_inputs = [[] for _ in weights]
+    scales, gaps, shifted_scales = [], [], []
+    for k in range(len(weights[0])):
+        h = z
+        for i, weight in enumerate(weights):
+            layer_inputs[i].append(h)
+            h = torch.addmm(biases[i][k], h, weight[k])
+            if i < n_layers - 1:
+                h = nn.functional.elu(h)
+        m, s = h[:, :n_latent], h[:, n_latent:] + scale_offset
+        sigma, gap = torch.sigmoid(s), z - m
+        z = torch.addcmul(m, sigma, gap)  # m + sigma * (z - m)
+        scales.append(sigma)
+        gaps.append(gap)
+        shifted_scales.append(s)
+    # One log-sigmoid over all steps: fewer small operations than one per step.
+    log_det = nn.functional.logsigmoid(torch.stack(shifted_scales)).sum(dim=(0, 2))
+    return (z, log_det, layer_inputs, scales, gaps) if keep else (z, log_det)
+
+
+class _IAFSteps(torch.autograd.Function):
+    """The IAF steps as one autograd node: forward as :func:`_iaf_steps`, backward by hand.
+
+    Going back through the steps needs, per step, the gradient of each layer's input (one
+    product per layer and the ELU derivatives); the weight and bias gradients of all steps
+    are then one batched product and one sum per layer, instead of one of each per step
+    and layer. Each step ``z' = m + sigma * (z - m)`` with ``sigma = sigmoid(s)`` adds
+    ``sum log sigma`` to the log-determinant, so ``d log_det / ds = 1 - sigma``.
+    """
+
+    @staticmethod
+    def forward(ctx, scale_offset, z, first, *layer_tensors):
+        z_k, log_det, layer_inputs, scales, gaps = _iaf_steps(scale_offset, z, first, *layer_tensors, keep=True)
+        n_layers = (len(layer_tensors) + 1) // 2
+        ctx.n_layers, ctx.n_steps, ctx.first_shape = n_layers, len(scales), first.shape
+        ctx.save_for_backward(
+            *layer_tensors[:n_layers], *[torch.stack(inputs) for inputs in layer_inputs],
+            torch.stack(scales), torch.stack(gaps),
+        )
+        return z_k, log_det
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_z, grad_log_det):
+        n_layers = ctx.n_layers
+        saved = ctx.saved_tensors
+        weights = [w.transpose(1, 2).unbind(0) for w in saved[:n_layers]]
+        layer_inputs = [inputs.unbind(0) for inputs in saved[n_layers : 2 * n_layers]]
+        scales, gaps = (t.unbind(0) for t in saved[2 * n_layers :])
+        grad_log_det = grad_log_det[:, None]
+        grad_pre = [[] for _ in weights]  # gradient of each layer's output before its ELU
+        for k in reversed(range(ctx.n_steps)):
+            sigma = scales[k]
+            grad_z_in = grad_z * sigma
+            grad_m = grad_z - grad_z_in
+            grad_s = torch.addcmul(grad_log_det, grad_z * gaps[k], sigma).mul_(1 - sigma)
+            grad = torch.cat([grad_m, grad_s], dim=1)
+            for i in reversed(range(n_layers)):
+                grad_pre[i].append(grad)
+                if i > 0:
+                    grad = torch.ops.aten.elu_backward(grad @ weights[i][k], 1.0, 1, 1, True, layer_inputs[i][k])
+            grad_z = torch.addmm(grad_z_in, grad, weights[0][k])
+        grad_pre = [torch.stack(grads[::-1]) for grads in grad_pre]  # (n_steps, batch, out)
+        stacked_inputs = saved[n_layers : 2 * n_layers]
+        grad_weights = [torch.bmm(inputs.transpose(1, 2), grads) for inputs, grads in zip(stacked_inputs, grad_pre)]
+        grad_biases = [grads.sum(dim=1) for grads in grad_pre[1:]]
+        grad_first = grad_pre[0].transpose(0, 1) if len(ctx.first_shape) == 3 else grad_pre[0].sum(dim=1)
+        return None, grad_z, grad_first, *grad_weights, *grad_biases

@@ -63,7 +63,3 @@ class StackedMaskedLinear(nn.Module):
                 nn.init.kaiming_uniform_(w, a=5**0.5)
             if self.bias is not None:
                 self.bias.uniform_(-in_features**-0.5, in_features**-0.5)
-
-    def masked_weights(self):
-        """Per step, the masked weight transposed to ``(in, out)``, ready for ``torch.addmm``."""
-        return (self.weight * self.mask).transpose(1, 2).unbind(0)
