@@ -2,9 +2,10 @@
 
 Each setting fits ``CompressionVAE(neighbor_weight=...)`` once and reports what
 ``bench_neighbors.py`` reports for it (10-NN accuracy on the test rows and within the train
-embedding, trustworthiness(10), reconstruction MSE, test ELBO, fit seconds). Besides the
-estimator's parameters (``--neighbor-weight``, ``--n-neighbors``, ``--neighbor-samples``,
-``--neighbor-objective``, ``--beta``, ``--max-steps``, ``--random-state``) a run can change
+embedding, trustworthiness(10) on test and on train rows, reconstruction MSE, test ELBO, fit
+seconds). Besides the estimator's parameters (``--neighbor-weight``, ``--n-neighbors``,
+``--neighbor-samples``, ``--neighbor-objective``, ``--beta``, ``--dropout``, ``--max-steps``,
+``--random-state``) a run can change
 constants of the objective's function (:func:`cvae.nn.neighbors.neighbor_loss` or
 :func:`cvae.nn.neighbors.contrastive_neighbor_loss`) that are not parameters:
 ``--distance-scale`` and, for ``umap``, ``--n-negative`` (repelled batch rows per row); and
@@ -61,6 +62,7 @@ def fit_and_evaluate(args):
     model = CompressionVAE(
         n_components=2, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors,
         neighbor_samples=args.neighbor_samples, neighbor_objective=args.neighbor_objective, beta=args.beta,
+        dropout=args.dropout,
         max_steps=args.max_steps, learning_rate="adaptive" if args.lr_drop_at is None else "constant",
         random_state=args.random_state,
     )
@@ -82,6 +84,7 @@ def main(argv=None):
     parser.add_argument("--n-neighbors", type=int, default=CompressionVAE().n_neighbors)
     parser.add_argument("--neighbor-samples", type=int, default=CompressionVAE().neighbor_samples)
     parser.add_argument("--beta", type=float, default=CompressionVAE().beta)
+    parser.add_argument("--dropout", type=float, default=CompressionVAE().dropout)
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--n-negative", type=int, default=inspect.signature(neighbor_loss).parameters["n_negative"].default,
                         help="neighbor_loss's negatives per row (umap objective)")
@@ -98,9 +101,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     row = {**vars(args), **fit_and_evaluate(args)}
-    print(f"{'10-NN':>6} {'train':>6} {'trust':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7}")
-    print(f"{row['knn']:>6.3f} {row['train_knn']:>6.3f} {row['trustworthiness']:>6.3f} {row['mse']:>7.4f} {row['test_elbo']:>8.1f} "
-          f"{row['fit_seconds']:>7.1f}")
+    print(f"{'10-NN':>6} {'train':>6} {'trust':>6} {'train':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7}")
+    print(f"{row['knn']:>6.3f} {row['train_knn']:>6.3f} {row['trustworthiness']:>6.3f} {row['train_trustworthiness']:>6.3f} "
+          f"{row['mse']:>7.4f} {row['test_elbo']:>8.1f} {row['fit_seconds']:>7.1f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as f:

@@ -157,5 +157,6 @@ def test_neighbor_sweep_appends_its_result_and_undoes_its_patches(tmp_path, caps
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["n_negative"] for row in rows] == [1, 3]
     assert all(0 <= row["knn"] <= 1 and 0 <= row["train_knn"] <= 1 and row["mse"] > 0 for row in rows)
+    assert all(0 <= row["train_trustworthiness"] <= 1 for row in rows)
     assert NEIGHBOR_OBJECTIVES == objectives and Trainer._validate is validate
     assert "trust" in capsys.readouterr().out
