@@ -4,9 +4,9 @@ Each setting fits ``CompressionVAE(neighbor_weight=...)`` once and reports what
 ``bench_neighbors.py`` reports for it (10-NN accuracy on the test rows and within the train
 embedding, trustworthiness(10) on test and on train rows, reconstruction MSE, test ELBO, fit
 seconds). Besides the estimator's parameters (``--neighbor-weight``, ``--n-neighbors``,
-``--neighbor-samples``, ``--neighbor-objective``, ``--beta``, ``--dropout``, ``--max-steps``,
-``--random-state``) a run can change
-constants of the objective's function (:func:`cvae.nn.neighbors.neighbor_loss` or
+``--neighbor-samples``, ``--neighbor-objective``, ``--beta``, ``--dropout``,
+``--hidden-layer-sizes``, ``--max-steps``, ``--random-state``) a run can change constants
+of the objective's function (:func:`cvae.nn.neighbors.neighbor_loss` or
 :func:`cvae.nn.neighbors.contrastive_neighbor_loss`) that are not parameters:
 ``--distance-scale`` and, for ``umap``, ``--n-negative`` (repelled batch rows per row); and
 ``--lr-drop-at`` replaces the adaptive learning rate with a constant one divided by 10 after
@@ -62,7 +62,7 @@ def fit_and_evaluate(args):
     model = CompressionVAE(
         n_components=2, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors,
         neighbor_samples=args.neighbor_samples, neighbor_objective=args.neighbor_objective, beta=args.beta,
-        dropout=args.dropout,
+        dropout=args.dropout, hidden_layer_sizes=args.hidden_layer_sizes,
         max_steps=args.max_steps, learning_rate="adaptive" if args.lr_drop_at is None else "constant",
         random_state=args.random_state,
     )
@@ -85,6 +85,8 @@ def main(argv=None):
     parser.add_argument("--neighbor-samples", type=int, default=CompressionVAE().neighbor_samples)
     parser.add_argument("--beta", type=float, default=CompressionVAE().beta)
     parser.add_argument("--dropout", type=float, default=CompressionVAE().dropout)
+    parser.add_argument("--hidden-layer-sizes", type=int, nargs="+", default=None,
+                        help="encoder widths (default: the estimator's for the data)")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--n-negative", type=int, default=inspect.signature(neighbor_loss).parameters["n_negative"].default,
                         help="neighbor_loss's negatives per row (umap objective)")

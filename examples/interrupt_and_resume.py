@@ -21,7 +21,7 @@ from cvae import CompressionVAE
 
 
 def press_ctrl_c_after(seconds):
-    """Deliver a real KeyboardInterrupt to the main thread, as the terminal's Ctrl-C does."""
+    """Signal SIGINT to the main thread, as the terminal's Ctrl-C does (`_thread.interrupt_main`)."""
     timer = threading.Timer(seconds, _thread.interrupt_main)
     timer.daemon = True
     timer.start()

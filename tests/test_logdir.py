@@ -115,8 +115,8 @@ def test_stop_request_saves_and_returns_a_usable_model(X, params, monkeypatch):
 
 
 def test_ctrl_c_in_the_main_thread_stops_fit_cleanly(X, params, monkeypatch, ctrl_c_raises):
-    # A real KeyboardInterrupt, delivered to the main thread (as SIGINT is) while the
-    # training loop runs in its worker thread.
+    # SIGINT as Ctrl-C sends it (simulated by _thread.interrupt_main) during a training step:
+    # the step finishes, the loop stops, and the fitted model and its checkpoint are kept.
     original = Trainer._train_step
 
     def train_step(self, batch):

@@ -63,7 +63,7 @@ def mnist_like(digits):
 
 @pytest.fixture
 def ctrl_c_at_step(monkeypatch, ctrl_c_raises):
-    """Deliver a real KeyboardInterrupt to the main thread when training reaches a step."""
+    """Signal SIGINT to the main thread, as Ctrl-C does, when training reaches a step."""
 
     def arm(step):
         original = Trainer._train_step
