@@ -94,7 +94,7 @@ def test_iaf_backward_passes_gradcheck():
     flow = _random_flow(2, 3, [4, 4], n_context=2).double()
     z, context = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
     first = flow.context(context).view(3, 3, -1) + flow.first_bias
-    weights = [(layer.weight * layer.mask).transpose(1, 2) for layer in flow.layers]
+    weights = [layer.masked_weight() for layer in flow.layers]
     inputs = [t.detach().requires_grad_() for t in [z, first, *weights, flow.layers[1].bias, flow.layers[2].bias]]
     assert torch.autograd.gradcheck(lambda *t: _IAFSteps.apply(flow.scale_offset, *t), inputs)
 

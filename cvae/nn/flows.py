@@ -75,7 +75,7 @@ class InverseAutoregressiveFlow(nn.Module):
         first = self.first_bias
         if self.context is not None:
             first = self.context(context).view(len(z), self.n_steps, -1) + first
-        weights = [(layer.weight * layer.mask).transpose(1, 2) for layer in self.layers]
+        weights = [layer.masked_weight() for layer in self.layers]
         biases = [layer.bias for layer in self.layers[1:]]
         # In z's precision (float32 under mixed-precision autocast too: the flow is small and
         # its scales are fine).

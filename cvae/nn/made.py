@@ -63,3 +63,7 @@ class StackedMaskedLinear(nn.Module):
                 nn.init.kaiming_uniform_(w, a=5**0.5)
             if self.bias is not None:
                 self.bias.uniform_(-in_features**-0.5, in_features**-0.5)
+
+    def masked_weight(self):
+        """The steps' masked weights transposed to ``(n_stacked, in, out)``, as ``h @ w`` takes them."""
+        return (self.weight * self.mask).transpose(1, 2)
