@@ -119,7 +119,7 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         and the learning-rate schedule follow the objective being trained. On MNIST (2-D,
         default budget, ``benchmarks/bench_neighbors.py``), 0.4 raised the test 10-NN
         accuracy from 0.832 to 0.954 (UMAP: 0.957) with trustworthiness 0.927 against
-        0.928, the same reconstruction error and 1.3x the fit time; with one
+        0.928, the same reconstruction error and 1.5x the fit time; with one
         neighbour per row and step, other weights did no better
         (``benchmarks/sweep_neighbors.py``).
     n_neighbors : int, default=15
