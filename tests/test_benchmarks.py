@@ -75,7 +75,9 @@ def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     rows = json.loads(out.read_text())["results"]["digits"]
     assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5, x3)",
                           "VAE + tsne neighbours (0.4, k=5, x3)"]
-    assert all(0 <= row["knn"] <= 1 and 0 <= row["trustworthiness"] <= 1 for row in rows.values())
+    for row in rows.values():
+        trusts = [row[key] for key in ("trustworthiness", "train_trustworthiness", "placed_trustworthiness")]
+        assert 0 <= row["knn"] <= 1 and all(0 <= trust <= 1 for trust in trusts)
     assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
     assert "trust" in capsys.readouterr().out
 
@@ -102,6 +104,15 @@ def test_train_knn_tells_separated_classes_from_mixed_ones():
     separated = y[:, None] * 10.0 + rng.normal(size=(2000, 2))
     assert train_knn(separated, y, n_rows=1000) == 1.0
     assert train_knn(rng.normal(size=(2000, 2)), y, n_rows=1000) < 0.4
+
+
+def test_placement_by_train_neighbours_is_the_median_of_their_embeddings():
+    placed_by = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["placed_by_train_neighbours"]
+    X_train = np.arange(20.0)[:, None]
+    Z_train = np.c_[np.arange(20.0), np.zeros(20)]
+    Z_train[3] = [100.0, 100.0]  # one of 2.1's three nearest rows, placed far away
+    placed = placed_by(X_train, Z_train, np.array([[2.1], [15.2]]), n_neighbors=3)
+    assert placed.tolist() == [[2.0, 0.0], [15.0, 0.0]]
 
 
 def test_positive_pairs_count_what_each_method_pulls_together():
