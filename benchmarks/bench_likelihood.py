@@ -181,7 +181,8 @@ def main(argv=None):
     targets = {}
     if best_iaf is not None:
         targets[f"IAF test NLL < {IWAE_VAE_NLL}"] = best_iaf < IWAE_VAE_NLL
-        print(f"target IAF test NLL < {IWAE_VAE_NLL}: {'met' if targets[f'IAF test NLL < {IWAE_VAE_NLL}'] else 'missed'}"
+        met = targets[f"IAF test NLL < {IWAE_VAE_NLL}"]
+        print(f"target IAF test NLL < {IWAE_VAE_NLL}: {'met' if met else 'missed'}"
               f" ({best_iaf:.2f})")
     if args.out:
         settings = {k: v for k, v in vars(args).items()}

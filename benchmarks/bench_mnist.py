@@ -159,7 +159,8 @@ def print_iaf(result):
             no_flow, flow = runs["iaf_0"]["test_elbo"], runs["iaf_on"]["test_elbo"]
             print(f"{runs['seed']:>6}{no_flow:>10.2f}{flow:>10.2f}{flow - no_flow:>+8.2f}")
     mean = " (mean over seeds)" if len(per_seed) > 1 else ""
-    print(f"\nIAF at {iaf['iaf_0']['steps']:.0f} steps, {latent}-D latent: test ELBO{mean} {iaf['iaf_0']['test_elbo']:.2f} "
+    print(f"\nIAF at {iaf['iaf_0']['steps']:.0f} steps, {latent}-D latent: "
+          f"test ELBO{mean} {iaf['iaf_0']['test_elbo']:.2f} "
           f"(no flow) vs {iaf['iaf_on']['test_elbo']:.2f} ({result['iaf_length']} IAF steps); fit "
           f"{iaf['iaf_0']['fit_seconds']:.0f}s vs {iaf['iaf_on']['fit_seconds']:.0f}s")
     return {"IAF ELBO > no-flow ELBO": iaf["iaf_on"]["test_elbo"] > iaf["iaf_0"]["test_elbo"]}

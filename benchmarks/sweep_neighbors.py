@@ -88,7 +88,8 @@ def main(argv=None):
     parser.add_argument("--hidden-layer-sizes", type=int, nargs="+", default=None,
                         help="encoder widths (default: the estimator's for the data)")
     parser.add_argument("--random-state", type=int, default=0)
-    parser.add_argument("--n-negative", type=int, default=inspect.signature(neighbor_loss).parameters["n_negative"].default,
+    default_negatives = inspect.signature(neighbor_loss).parameters["n_negative"].default
+    parser.add_argument("--n-negative", type=int, default=default_negatives,
                         help="neighbor_loss's negatives per row (umap objective)")
     parser.add_argument("--distance-scale", type=float, default=None,
                         help="the objective's scale (default: its function's)")
@@ -98,13 +99,15 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON-lines file to append the result to")
     args = parser.parse_args(argv)
     if args.distance_scale is None:
-        args.distance_scale = inspect.signature(NEIGHBOR_OBJECTIVES[args.neighbor_objective]).parameters["scale"].default
+        objective = NEIGHBOR_OBJECTIVES[args.neighbor_objective]
+        args.distance_scale = inspect.signature(objective).parameters["scale"].default
     if args.threads:
         torch.set_num_threads(args.threads)
 
     row = {**vars(args), **fit_and_evaluate(args)}
     print(f"{'10-NN':>6} {'train':>6} {'trust':>6} {'train':>6} {'MSE':>7} {'ELBO':>8} {'fit s':>7}")
-    print(f"{row['knn']:>6.3f} {row['train_knn']:>6.3f} {row['trustworthiness']:>6.3f} {row['train_trustworthiness']:>6.3f} "
+    print(f"{row['knn']:>6.3f} {row['train_knn']:>6.3f} "
+          f"{row['trustworthiness']:>6.3f} {row['train_trustworthiness']:>6.3f} "
           f"{row['mse']:>7.4f} {row['test_elbo']:>8.1f} {row['fit_seconds']:>7.1f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

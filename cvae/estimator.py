@@ -447,7 +447,10 @@ numpy.memmap, default=None
         valid_name = "X" if X_valid is None else "X_valid"
         summary = summarize(_checked_chunks(train, train_idx, "X"))
         valid_summary = summarize(_checked_chunks(valid, valid_idx, valid_name))
-        likelihood = meta["model"]["likelihood"] if meta is not None else self._resolve_likelihood(summary, valid_summary)
+        if meta is not None:
+            likelihood = meta["model"]["likelihood"]
+        else:
+            likelihood = self._resolve_likelihood(summary, valid_summary)
         if likelihood == "bernoulli":
             check_unit_interval(summary.low, summary.high, "X")
             check_unit_interval(valid_summary.low, valid_summary.high, valid_name)

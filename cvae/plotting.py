@@ -45,7 +45,9 @@ def _encode_labels(labels, categories):
     if categories is not None and np.issubdtype(labels.dtype, np.integer):
         categories = list(categories)
         if values.min() < 0 or values.max() >= len(categories):
-            raise ValueError(f"categories has {len(categories)} names, but labels range over {values.min()}..{values.max()}.")
+            raise ValueError(
+                f"categories has {len(categories)} names, but labels range over {values.min()}..{values.max()}."
+            )
         names = [str(categories[v]) for v in values]
     else:
         names = [str(v) for v in values]
@@ -123,7 +125,9 @@ def latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20):
     image : ndarray of shape (grid_size * shape[0], grid_size * shape[1])
     """
     if estimator.n_components != 2:
-        raise ValueError(f"A latent grid needs a 2-D latent space; this model has n_components={estimator.n_components}.")
+        raise ValueError(
+            f"A latent grid needs a 2-D latent space; this model has n_components={estimator.n_components}."
+        )
     height, width = (int(n) for n in shape)
     if height * width != estimator.n_features_in_:
         raise ValueError(

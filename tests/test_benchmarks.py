@@ -140,8 +140,9 @@ def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
              X_test=rng.integers(0, 256, (50, 784), dtype=np.uint8))
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_likelihood.py"))
     out = tmp_path / "likelihood.json"
-    module["main"](["--data", str(data), "--minutes", "5", "--max-steps", "30", "--flows", "0", "2", "--jobs", "1", "--threads", "1", "--k", "20",
-                    "--validation-rows", "50", "--validation-interval", "5", "--out", str(out)])
+    module["main"](["--data", str(data), "--minutes", "5", "--max-steps", "30", "--flows", "0", "2", "--jobs", "1",
+                    "--threads", "1", "--k", "20", "--validation-rows", "50", "--validation-interval", "5",
+                    "--out", str(out)])
     runs = json.loads(out.read_text())["runs"]
     assert [run["iaf_flow_length"] for run in runs] == [0, 2]
     for run in runs:
@@ -151,7 +152,8 @@ def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
         assert 0 <= run["active_units"] <= 50 and run["curve"]
     assert "IWAE paper" in capsys.readouterr().out
     # bench_neighbors.py prints the same table from this JSON
-    runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["print_likelihood_table"](json.loads(out.read_text()))
+    print_likelihood_table = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["print_likelihood_table"]
+    print_likelihood_table(json.loads(out.read_text()))
     assert "Gaussian" in capsys.readouterr().out
 
 

@@ -43,7 +43,8 @@ def quiet_fit(estimator, X):
 def test_fit_writes_the_documented_files(X, params, tmp_path):
     vae = quiet_fit(CompressionVAE(**params), X)
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "history.csv", "normalization.npz", "params.json", "split.npz"]
+    expected = ["checkpoint.pt", "history.csv", "normalization.npz", "params.json", "split.npz"]
+    assert sorted(p.name for p in run.iterdir()) == expected
     saved = json.loads((run / "params.json").read_text())
     assert saved["params"]["n_components"] == 2 and saved["meta"]["n_features"] == 64
     rows = list(csv.DictReader((run / "history.csv").open()))

@@ -64,7 +64,10 @@ class InverseAutoregressiveFlow(nn.Module):
 
     @torch.no_grad()
     def zero_output_layer(self):
-        """Zero every step's ``m`` and ``s`` weights and biases: each step becomes ``z' = sigmoid(scale_offset) * z``."""
+        """Zero every step's ``m`` and ``s`` weights and biases.
+
+        Each step then becomes ``z' = sigmoid(scale_offset) * z``.
+        """
         self.layers[-1].weight.zero_()
         self.layers[-1].bias.zero_()
 

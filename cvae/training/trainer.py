@@ -298,7 +298,8 @@ class Trainer:
                 if self.step % cfg.validation_interval == 0 or self.step == cfg.max_steps:
                     self.elapsed += time.perf_counter() - started
                     started = time.perf_counter()
-                    reason = self._validate(self.distributed.sum(train_sum).item() / n_summed / self.distributed.world_size)
+                    summed = self.distributed.sum(train_sum).item()
+                    reason = self._validate(summed / n_summed / self.distributed.world_size)
                     train_sum.zero_()
                     n_summed = 0
                     self._report(progress)
