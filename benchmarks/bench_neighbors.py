@@ -5,8 +5,9 @@ accuracy of the 2-D embedding (classifier fit on the train embedding; the JSON a
 same accuracy within the train embedding), trustworthiness(10) on up to 5,000 test rows, on
 5,000 train rows (a gap shows a map that places new rows worse than the rows it was fitted
 on) and with the test rows placed by their nearest train rows instead of by the method's own
-``transform`` (the median of the embeddings of their 15 nearest train rows: how well the train
-layout itself extends to new rows, whatever map does it),
+``transform`` (the median of the embeddings of their 15 nearest train rows: what a map that
+consults the training rows gets from the same layout; being a nearest-neighbour map, it can
+beat the layout's own figures, as it does PCA's),
 reconstruction MSE of ``inverse_transform(transform(X))`` in [0, 1] scale, test ELBO, fit
 seconds, transform samples/s and the neighbour pairs each layout was fitted with. The VAEs
 train with the estimator's defaults (50,000 steps at most, adaptive learning rate) unless
@@ -134,9 +135,10 @@ def placed_by_train_neighbours(X_train, Z_train, X_new, n_neighbors=15):
 
     An out-of-sample map built from the train layout alone, in the spirit of UMAP's
     ``transform`` (which starts each new row from its neighbours' embeddings and then
-    optimizes it). Its trustworthiness, beside that of the method's own map, separates what
-    the map loses from what the layout allows: on MNIST the median kept more than the mean
-    or an inverse-distance mean of 1-30 neighbours.
+    optimizes it). Its trustworthiness, beside that of the method's own map, tells a map that
+    places new rows badly from a layout that gives them little room. On MNIST the median kept
+    more than the mean or an inverse-distance mean of 1-30 neighbours (0.946 against at most
+    0.940 on the ``tsne`` option's layout).
     """
     rows = NearestNeighbors(n_neighbors=n_neighbors).fit(X_train).kneighbors(X_new, return_distance=False)
     return np.median(Z_train[rows], axis=1)
