@@ -107,11 +107,13 @@ def test_train_knn_tells_separated_classes_from_mixed_ones():
 
 
 def test_placement_by_train_neighbours_is_the_median_of_their_embeddings():
-    placed_by = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["placed_by_train_neighbours"]
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))
     X_train = np.arange(20.0)[:, None]
     Z_train = np.c_[np.arange(20.0), np.zeros(20)]
     Z_train[3] = [100.0, 100.0]  # one of 2.1's three nearest rows, placed far away
-    placed = placed_by(X_train, Z_train, np.array([[2.1], [15.2]]), n_neighbors=3)
+    rows = module["nearest_train_rows"](X_train, np.array([[2.1], [15.2]]), n_neighbors=3)
+    assert [sorted(r) for r in rows.tolist()] == [[1, 2, 3], [14, 15, 16]]
+    placed = module["placed_by_train_neighbours"](Z_train, rows)
     assert placed.tolist() == [[2.0, 0.0], [15.0, 0.0]]
 
 
