@@ -46,6 +46,8 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from cvae import CompressionVAE
 
+# Rows that trustworthiness is measured on (its cost grows with the square of their number).
+TRUST_ROWS = 5000
 TARGETS = {"knn": 0.95, "trustworthiness": 0.95, "mse_vs_plain": 1.1, "fit_time_vs_plain": 3.0,
            "plain_knn": 0.85, "plain_trustworthiness": 0.92}
 
@@ -150,9 +152,12 @@ def placed_by_train_neighbours(Z_train, neighbour_rows):
 
 
 def evaluate(model, X_train, X_test, y_train, y_test, test_neighbours=None):
-    """Fit ``model`` and measure it; ``test_neighbours``: ``nearest_train_rows`` of ``X_test[:5000]``, if known."""
+    """Fit ``model`` and measure it.
+
+    ``test_neighbours``: :func:`nearest_train_rows` of ``X_test[:TRUST_ROWS]``, found here if not given.
+    """
     if test_neighbours is None:
-        test_neighbours = nearest_train_rows(X_train, X_test[:5000])
+        test_neighbours = nearest_train_rows(X_train, X_test[:TRUST_ROWS])
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -168,10 +173,10 @@ def evaluate(model, X_train, X_test, y_train, y_test, test_neighbours=None):
         "knn": float(KNeighborsClassifier(10).fit(Z_train, y_train).score(Z_test, y_test)),
         "train_knn": train_knn(Z_train, y_train),
         "positive_pairs": positive_pairs(model, len(X_train)),
-        "trustworthiness": float(trustworthiness(X_test[:5000], Z_test[:5000], n_neighbors=10)),
-        "train_trustworthiness": float(trustworthiness(X_train[:5000], Z_train[:5000], n_neighbors=10)),
+        "trustworthiness": float(trustworthiness(X_test[:TRUST_ROWS], Z_test[:TRUST_ROWS], n_neighbors=10)),
+        "train_trustworthiness": float(trustworthiness(X_train[:TRUST_ROWS], Z_train[:TRUST_ROWS], n_neighbors=10)),
         "placed_trustworthiness": float(trustworthiness(
-            X_test[:5000], placed_by_train_neighbours(Z_train, test_neighbours), n_neighbors=10)),
+            X_test[:TRUST_ROWS], placed_by_train_neighbours(Z_train, test_neighbours), n_neighbors=10)),
     }
     if hasattr(model, "inverse_transform") and not type(model).__name__ == "UMAP":
         row["mse"] = float(np.mean((model.inverse_transform(Z_test) - X_test) ** 2))
@@ -203,7 +208,7 @@ def main(argv=None):
     results = {}
     for dataset, (X_train, X_test, y_train, y_test) in load_datasets(args.data).items():
         results[dataset] = {}
-        test_neighbours = nearest_train_rows(X_train, X_test[:5000])  # the same for every method
+        test_neighbours = nearest_train_rows(X_train, X_test[:TRUST_ROWS])  # the same for every method
         for name, make in methods(args, dataset).items():
             results[dataset][name] = evaluate(make(), X_train, X_test, y_train, y_test, test_neighbours)
             print(f"{dataset} {name}: {results[dataset][name]}", flush=True)
