@@ -33,6 +33,17 @@ def _data(path, key=None, label_column=None):
     return X, len(X)
 
 
+# fit options that are estimator parameters of the same name (given ones only: the rest keep
+# the estimator's defaults on a new run, and the saved values on --resume)
+_FIT_PARAMS = {
+    "n_components": "n_components", "hidden_layer_sizes": "hidden_layer_sizes",
+    "iaf_flow_length": "iaf_flow_length", "likelihood": "likelihood", "normalize": "normalize", "beta": "beta",
+    "batch_size": "batch_size", "max_steps": "max_steps", "learning_rate_init": "learning_rate_init",
+    "validation_fraction": "validation_fraction", "device": "device", "precision": "precision",
+    "seed": "random_state",
+}
+
+
 def _fit(args):
     from .estimator import CompressionVAE
 
@@ -40,36 +51,23 @@ def _fit(args):
     X_valid = None
     if args.valid is not None:
         X_valid, _ = _data(args.valid, args.key, args.label_column)
-    params = dict(
-        n_components=args.n_components,
-        hidden_layer_sizes=args.hidden_layer_sizes,
-        iaf_flow_length=args.iaf_flow_length,
-        likelihood=args.likelihood,
-        normalize=args.normalize,
-        beta=args.beta,
-        batch_size=args.batch_size,
-        learning_rate_init=args.learning_rate_init,
-        validation_fraction=args.validation_fraction,
-        tensorboard=args.tensorboard,
-        warm_start=args.resume,
-        device=args.device,
-        precision=args.precision,
-        random_state=args.seed,
-        verbose=not args.quiet,
-        logdir=args.logdir,
-    )
-    if args.max_steps is not None:
-        params["max_steps"] = args.max_steps
-    params.update(args.param)
+    given = {param: getattr(args, option) for option, param in _FIT_PARAMS.items() if getattr(args, option) is not None}
+    given.update(args.param)
+    if args.tensorboard:
+        given["tensorboard"] = True
+    if args.resume:
+        vae = CompressionVAE.load(args.logdir).set_params(**given, warm_start=True, verbose=not args.quiet)
+    else:
+        vae = CompressionVAE(**dict(given, logdir=args.logdir, verbose=not args.quiet))
     try:
-        vae = CompressionVAE(**params).fit(X, X_valid=X_valid)
+        vae.fit(X, X_valid=X_valid)
     except FileExistsError:
         raise FileExistsError(
             f"{args.logdir!r} already holds a fitted model: add --resume to train it further, or choose a new --logdir."
         ) from None
     print(f"fitted {n_samples} samples x {vae.n_features_in_} features -> {vae.n_components} components: "
           f"{vae.n_steps_} steps ({vae.stop_reason_}) on {vae.device_}, "
-          f"best validation loss {vae.best_validation_loss_:.4g}; saved in {args.logdir}")
+          f"best validation loss {vae.best_validation_loss_:.4g}; saved in {vae.logdir}")
     return 0
 
 
@@ -256,21 +254,22 @@ def build_parser():
     _add_input(fit)
     fit.add_argument("--logdir", required=True, help="directory for the model (must be new unless --resume)")
     fit.add_argument("--valid", metavar="FILE", help="validation data (default: hold out --validation-fraction)")
-    fit.add_argument("--n-components", type=int, default=2, help="embedding dimension (default: 2)")
+    fit.add_argument("--n-components", type=int, help="embedding dimension (default: 2)")
     fit.add_argument("--hidden-layer-sizes", type=_sizes, default=None, metavar="N,N,...",
                      help="encoder widths, e.g. 512,256 (default: chosen from the data)")
-    fit.add_argument("--iaf-flow-length", type=int, default=0, help="IAF steps on the posterior (default: 0)")
-    fit.add_argument("--likelihood", default="auto", help="auto, gaussian or bernoulli (default: auto)")
-    fit.add_argument("--normalize", default="global", help="global, feature or none (default: global)")
-    fit.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (default: 1)")
-    fit.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
-    fit.add_argument("--max-steps", type=int, default=None, help="step budget (default: 50000)")
-    fit.add_argument("--learning-rate-init", type=float, default=1e-3, help="initial learning rate (default: 1e-3)")
-    fit.add_argument("--validation-fraction", type=float, default=0.1, help="held-out fraction (default: 0.1)")
+    fit.add_argument("--iaf-flow-length", type=int, help="IAF steps on the posterior (default: 0)")
+    fit.add_argument("--likelihood", help="auto, gaussian or bernoulli (default: auto)")
+    fit.add_argument("--normalize", help="global, feature or none (default: global)")
+    fit.add_argument("--beta", type=float, help="weight of the KL term (default: 1)")
+    fit.add_argument("--batch-size", type=int, help="training batch size (default: 128)")
+    fit.add_argument("--max-steps", type=int, help="step budget (default: 50000)")
+    fit.add_argument("--learning-rate-init", type=float, help="initial learning rate (default: 1e-3)")
+    fit.add_argument("--validation-fraction", type=float, help="held-out fraction (default: 0.1)")
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")
-    fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir")
-    fit.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
-    fit.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+    fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir, with its saved "
+                     "parameters except those given")
+    fit.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    fit.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
                      help="arithmetic of the training steps; 16 bits = mixed precision (default: float32)")
     fit.add_argument("--seed", type=int, default=None, help="random_state, for a reproducible fit")
     fit.add_argument("--param", type=_key_value, action="append", default=[], metavar="NAME=VALUE",

@@ -146,11 +146,12 @@ class CompressionVAE:
             return self
         if self.X is None:
             raise ValueError("This model has no training data: create it again with X to train it.")
+        if not self.is_trained:  # the architecture, dropout included, is fixed once trained
+            self.estimator.set_params(dropout=1.0 - dropout_keep_prob)
         self.estimator.set_params(
             learning_rate="adaptive" if lr_scheduling else "constant",
             learning_rate_init=learning_rate,
             max_steps=int(num_steps),
-            dropout=1.0 - dropout_keep_prob,
             validation_interval=test_every,
             patience=lr_scheduling_steps,
             learning_rate_factor=lr_scheduling_factor,

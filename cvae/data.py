@@ -193,7 +193,7 @@ class BatchIterator:
         return {"epoch": self._epoch, "pos": self._pos}
 
     def load_state_dict(self, state):
-        self._epoch, self._pos = _epoch_position(state)
+        self._epoch, self._pos = state["epoch"], state["pos"]
         self._perm = None
 
 
@@ -280,7 +280,7 @@ class StreamingBatches:
 
     def load_state_dict(self, state):
         """Continue at row ``pos`` of epoch ``epoch``, reading only the buffer that holds it."""
-        epoch, pos = _epoch_position(state)
+        epoch, pos = state["epoch"], state["pos"]
         self._start_epoch(epoch)
         sizes = [self._group_size(g) for g in range(len(self._groups))]
         skipped = 0
@@ -291,11 +291,6 @@ class StreamingBatches:
             self._pending = self._read_group(self._next_group)[pos - skipped :]
             self._next_group += 1
         self._pos = pos
-
-
-def _epoch_position(state):
-    # Checkpoints of cvae 0.1.0 stored the permutation instead; they restart at an epoch's start.
-    return (state["epoch"], state["pos"]) if "epoch" in state else (0, 0)
 
 
 class TensorChunks:

@@ -1,64 +1,57 @@
 """The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
 
-import json
-import logging
-import warnings
+import contextlib
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import __version__
 from ._validation import (
     Interval,
     StrOptions,
     check_chunk,
     check_finite_float,
     check_latent,
-    check_unit_interval,
     draw_seed,
-    isolated_rng,
     resolve_device,
     validate_input,
 )
-from .data import (
-    STREAM_BUFFER_BYTES,
-    BatchIterator,
-    SourceChunks,
-    StreamingBatches,
-    TensorChunks,
-    fits_on_device,
-    iterate_chunks,
-    local_batch_size,
-    neighbor_graph,
-    take_rows,
-    train_validation_split,
-)
-from .nn import VAE
+from .data import iterate_chunks
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
 from .nn.vae import default_hidden_sizes
-from .preprocessing import NORMALIZATIONS, summarize
+from .preparation import prepare, resolve_likelihood
+from .preprocessing import NORMALIZATIONS
 from .sources import ArraySource, open_source
-from .training import LogDir, Trainer, TrainerConfig
+from .spec import ModelSpec, RunSpec, build_module
+from .training import LogDir
 from .training.distributed import Distributed
-from .training.tensorboard import TensorBoardLog
-from .training.trainer import PRECISIONS, make_adam
+from .training.run import run_training, warn_on_stop
+from .training.tensorboard import write_figures
+from .training.trainer import PRECISIONS
 
 __all__ = ["CompressionVAE"]
-
-logger = logging.getLogger(__name__)
 
 # score_samples averages this many posterior draws, from this seed, shared by all rows:
 # repeatable, independent of the other rows, and a mean over rows that does not carry the
 # noise of a single draw.
 _SCORE_SEED = 0
 _SCORE_DRAWS = 8
+
+# Parameters that say what the model is: a warm start must leave them as the run has them.
+_ARCHITECTURE = {
+    "n_components": "n_latent",
+    "hidden_layer_sizes": "hidden_sizes",
+    "iaf_flow_length": "n_flows",
+    "likelihood": "likelihood",
+    "activation": "activation",
+    "dropout": "dropout",
+    "initializer": "initializer",
+}
 
 
 class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -68,179 +61,127 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     decoder back, by maximizing the evidence lower bound (ELBO). The embedding is a real
     function: it maps unseen data (:meth:`transform`), decodes latent points to data space
     (:meth:`inverse_transform`), scores data by its ELBO (:meth:`score_samples`) and
-    generates new samples (:meth:`sample`). The posterior can be made more flexible with
-    inverse autoregressive flow (IAF) layers.
+    generates new samples (:meth:`sample`). Measured quality and speed, and the reasons
+    for the defaults: ``benchmarks/README.md`` and ``docs/design.md``.
 
     Parameters
     ----------
     n_components : int, default=2
-        Dimension of the latent space (the embedding).
+        Dimension of the latent space (the embedding), 1 or more.
     hidden_layer_sizes : tuple of int, default=None
         Widths of the encoder's hidden layers; the decoder mirrors them. ``None`` chooses
-        three halving layers from the data (see :func:`cvae.nn.vae.default_hidden_sizes`:
-        ``(512, 256, 128)`` for 784 features); the choice is stored in
-        ``hidden_layer_sizes_``.
+        three halving layers from the number of features
+        (:func:`cvae.nn.vae.default_hidden_sizes`), stored in ``hidden_layer_sizes_``.
     iaf_flow_length : int, default=0
-        Number of inverse autoregressive flow steps on the approximate posterior. Off by
-        default: on MNIST, 2 steps did not improve the embedding (10-NN 0.780 against
-        0.784 at 10,000 steps), and in the benchmark at 10,000 steps they raised the test
-        ELBO by about the seed-to-seed spread (2-D, mean of 4 seeds: -140.0 against
-        -141.0 nats; 10-D, 2 seeds: -103.5 against -104.1) for 10-15% more fit time.
+        Inverse autoregressive flow steps on the approximate posterior, 0 or more: a more
+        flexible posterior and a tighter ELBO, at more cost per step.
     likelihood : {"auto", "gaussian", "bernoulli"}, default="auto"
-        Decoder distribution. ``"gaussian"`` decodes a mean and learns one variance per
+        Decoder distribution. ``"gaussian"`` decodes a mean with one learned variance per
         feature (bounded below, so constant features cannot drive the loss to minus
         infinity); ``"bernoulli"`` is for data in [0, 1] such as pixel intensities.
         ``"auto"`` picks ``"bernoulli"`` when every training and validation value lies in
-        [0, 1], else ``"gaussian"`` (stored in ``likelihood_``): on MNIST scaled to [0, 1]
-        the 2-D embedding reached a 10-NN accuracy of 0.809 and trustworthiness 0.907
-        with Bernoulli against 0.785 and 0.885 with Gaussian, both at 30,000 steps (with
-        ``[512, 256]`` layers).
+        [0, 1], else ``"gaussian"``; the choice is stored in ``likelihood_``.
     beta : float, default=1.0
-        Weight of the KL term (beta-VAE). 1 gives the true ELBO.
+        Weight of the KL term (beta-VAE), 0 or more; 1 gives the true ELBO.
     kl_warmup_steps : int, default=0
         Steps over which the KL weight ramps linearly from 0 to ``beta``.
     free_bits : float, default=0.0
         Nats of KL per latent dimension that training does not penalize (Kingma et al.,
-        2016): the loss holds each dimension's batch-average KL at this value or more, so
-        a dimension gains nothing by collapsing onto the prior and staying unused. With
-        IAF the total KL is held at ``free_bits * n_components``. The reported losses and
-        :meth:`score_samples` stay the true ELBO.
+        2016), so that no dimension gains by collapsing onto the prior; with IAF, the
+        total is held at ``free_bits * n_components``. Reported losses stay the true ELBO.
     neighbor_weight : float, default=0.0
-        Weight of a neighbour-preserving term added to the loss (off by default): each
-        training row's nearest neighbours in the normalized data space, found once with
-        scikit-learn's ``NearestNeighbors``, are pulled close in the embedding and other
-        rows of the batch pushed away, with UMAP's similarity and negative sampling (see
-        :func:`cvae.nn.neighbors.neighbor_loss`; see ``neighbor_objective``). The term is multiplied by
-        ``neighbor_weight * n_features_in_``: the ELBO's reconstruction term grows with the
-        number of features, so one weight suits data of any width. The embedding keeps
-        more of the data's local structure; the model still transforms unseen data,
-        decodes and samples. Needs the training data in memory. Validation adds the term
-        over each validation row and its nearest validation row, so that model selection
-        and the learning-rate schedule follow the objective being trained. On MNIST (2-D,
-        default budget, ``benchmarks/bench_neighbors.py``), 0.4 raised the test 10-NN
-        accuracy from 0.832 to 0.954 (UMAP: 0.957) with trustworthiness 0.927 against
-        0.928, the same reconstruction error and 1.5x the fit time; with one
-        neighbour per row and step, other weights did no better
-        (``benchmarks/sweep_neighbors.py``).
+        Weight, 0 or more, of a term that keeps each training row's ``n_neighbors``
+        nearest neighbours (in the normalized data, found once) close in the embedding;
+        multiplied by ``n_features_in_`` so that one weight suits data of any width. 0
+        turns it off. Needs the training data in memory. Validation adds the term over
+        each validation row and its nearest validation row, so model selection follows
+        the objective being trained.
     n_neighbors : int, default=15
-        Neighbours per row for ``neighbor_weight``.
+        Neighbours per row for ``neighbor_weight``, 1 or more.
     neighbor_samples : int, default=3
-        Neighbours drawn for each row of a training batch, each pair weighted by
-        ``neighbor_weight``. Every drawn neighbour is encoded once more, so each one adds
-        about 0.4x the cost of a plain training step, and a layout improves with the number
-        of pairs it is fitted with. On MNIST (2-D, 10,000 steps), 3 raised the test 10-NN
-        accuracy from 0.881 (1) to 0.940 (``benchmarks/sweep_neighbors.py``).
+        Neighbours drawn for each row of a training batch, 1 or more; each is encoded
+        once more per step.
     neighbor_objective : {"umap", "tsne"}, default="umap"
-        The neighbour term of ``neighbor_weight``. ``"umap"``: UMAP's fuzzy cross-entropy
-        with negative sampling (:func:`cvae.nn.neighbors.neighbor_loss`). ``"tsne"``:
-        each row must pick its neighbour out of the batch under a Cauchy kernel (InfoNCE),
-        which approximates t-SNE's normalized objective
-        (:func:`cvae.nn.neighbors.contrastive_neighbor_loss`); it spreads the embedding
-        further from the prior, so the ELBO is lower. On MNIST (2-D, weight 0.4, run to
-        convergence side by side, ``benchmarks/sweep_neighbors.py``), ``"umap"`` reached
-        test 10-NN 0.956, trustworthiness(10) 0.930, MSE 0.0335 and ELBO -155.5;
-        ``"tsne"`` 0.957, 0.933, 0.0329 and -205.6.
+        The neighbour term: ``"umap"``, UMAP's fuzzy cross-entropy with negative sampling
+        (:func:`cvae.nn.neighbors.neighbor_loss`); ``"tsne"``, InfoNCE under a Cauchy
+        kernel, close to t-SNE's normalized objective
+        (:func:`cvae.nn.neighbors.contrastive_neighbor_loss`), which spreads the embedding
+        further from the prior, so the ELBO is lower.
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
-        Dropout probability in the hidden layers during training.
+        Dropout probability in the hidden layers during training, in [0, 1).
     initializer : {"orthogonal", "truncated_normal", "lecun_normal", "default"}, \
 default="orthogonal"
         Weight initialization; ``"default"`` keeps PyTorch's.
     normalize : {"global", "feature", "none"}, default="global"
-        How features are normalized before the network sees them, with statistics of
-        the training data stored in the model (inputs and outputs stay in the original
+        How features are normalized before the network sees them, with statistics of the
+        training data stored in the model (inputs and outputs stay in the original
         scale). ``"global"`` centers each feature and divides all by one common scale, so
-        the model does not depend on the data's units and features keep their relative
-        importance, as in PCA. ``"feature"`` standardizes each feature (the original
-        CompressionVAE's ``feature_normalization=True``): right for features in unrelated
-        units, but it inflates rare features such as MNIST's border pixels (10-NN
-        accuracy 0.72 against 0.78 for "global" at 5000 steps). See
-        :func:`cvae.preprocessing.normalization_statistics`.
+        features keep their relative importance, as in PCA; ``"feature"`` standardizes
+        each feature (the original CompressionVAE's ``feature_normalization=True``), right
+        for features in unrelated units. See :func:`cvae.preprocessing.normalization_statistics`.
     batch_size : int, default=128
-        Training mini-batch size. On MNIST, 64 trains the CPU at half the samples/s and
-        256 gave no better embedding per second of training.
-        Under ``torchrun`` these rows are split across the processes, so a step sees the
-        same number of rows on any number of processes.
+        Training mini-batch size, 1 or more. Under ``torchrun`` these rows are split
+        across the processes, so a step sees the same rows on any number of them.
     eval_batch_size : int, default=4096
-        Rows per batch for validation, :meth:`transform`, :meth:`inverse_transform` and
-        :meth:`score_samples`.
+        Rows per batch for validation and for the methods after fitting, 1 or more.
     learning_rate : {"adaptive", "constant"}, default="adaptive"
         ``"adaptive"`` divides the rate by ``learning_rate_factor`` after ``patience``
         validations without improvement and stops once it falls below
-        ``learning_rate_min``; ``"constant"`` keeps ``learning_rate_init`` and trains for
+        ``learning_rate_min``; ``"constant"`` keeps ``learning_rate_init`` for
         ``max_steps``.
     learning_rate_init : float, default=1e-3
-        Initial Adam learning rate.
+        Initial Adam learning rate, above 0.
     max_steps : int, default=50000
-        Budget of optimization steps (over all warm-started fits of one run). With the
-        other defaults, a 2-D embedding of MNIST converges by the learning-rate rule at
-        about 45,000 steps (about 100 epochs), in about 7 minutes on a 2-core CPU, and
-        improves on the 30,000-step fit (10-NN accuracy 0.855 against 0.845).
+        Budget of optimization steps over all warm-started fits of one run.
     validation_fraction : float, default=0.1
-        Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given.
+        Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given,
+        in (0, 1).
     validation_interval : int, default=500
-        Steps between validations. Each validation uses the whole validation set with
-        the same posterior noise every time, so successive losses compare models rather
-        than samples.
+        Steps between validations. Each uses the whole validation set with the same
+        posterior noise, so successive losses compare models rather than samples.
     patience : int, default=5
-        Validations without a new best before the learning rate is divided by
-        ``learning_rate_factor``. The original CompressionVAE validated one batch every
-        50 steps with patience 5 and stopped MNIST after about 3,000 steps; 500-step
-        intervals on the full validation set let the rate first drop between 25,000 and
-        30,000 steps.
+        Validations without a new best before the learning rate is divided.
     learning_rate_factor : float, default=5.0
-        Divisor of the learning rate on a plateau.
+        Divisor of the learning rate on a plateau, above 1.
     learning_rate_min : float, default=1e-5
         Training has converged when the learning rate falls below this value.
     tol : float, default=0.0
-        A validation loss counts as an improvement when it beats the best by more than
-        ``tol`` nats.
+        A validation loss improves when it beats the best by more than ``tol`` nats.
     checkpoint_interval : int, default=2000
         Steps between checkpoints in ``logdir`` (one is also written at the end).
     logdir : str or path-like, default=None
-        Directory for parameters, normalization statistics, history and checkpoints.
-        ``None`` writes nothing.
+        Directory of the run: parameters and specification, split, history and
+        checkpoints (:mod:`cvae.training.logdir`). ``None`` writes nothing. A fit holds
+        the directory's lock, so a second fit into it fails.
     tensorboard : bool, default=False
-        Write TensorBoard event files into ``logdir`` (needs the ``tensorboard`` extra):
-        losses, reconstruction log-likelihood, KL and learning rate at each validation
-        and, for 2-D embeddings, a figure of the validation embedding at the end of the
-        fit, plus the decoded latent grid when the features form a square image (these
-        figures need the ``plot`` extra).
+        Write TensorBoard event files into ``logdir`` (the ``tensorboard`` extra): losses,
+        KL and learning rate at each validation and, for 2-D embeddings, figures of the
+        fitted model (the ``plot`` extra).
     warm_start : bool, default=False
         Continue the previous run (the fitted model in memory, or else the checkpoint in
-        ``logdir``) instead of starting afresh: step count, optimizer, scheduler and random
-        state carry on.
+        ``logdir``): step count, optimizer, schedule and random state carry on. The
+        architecture parameters must then be those of the run (or ``None``/``"auto"``).
     device : str or torch.device, default="auto"
         ``"auto"`` picks CUDA, then Apple MPS, then CPU.
     precision : {"float32", "bfloat16", "float16"}, default="float32"
-        Arithmetic of the training steps. ``"bfloat16"`` and ``"float16"`` train in mixed
-        precision: the network's matrix products run in 16 bits under
-        ``torch.autocast``, while the weights, Adam's state, the loss terms, validation
-        and every output of :meth:`transform` and the other methods stay float32.
-        ``"float16"`` also scales the loss (``torch.amp.GradScaler``) so that small
-        gradients do not vanish. It pays where the hardware multiplies 16-bit numbers
-        faster: on the 2-core Xeon with AMX used for the benchmarks, ``"bfloat16"``
-        trained the 784-512-256-2 model 1.4x faster at batch 256 and 1.6x at 1024, but
-        0.85x at batch 64, where the casts cost more than they save
-        (``benchmarks/bench_speed.py``); use it on CUDA GPUs from Ampere on, and
-        ``"float16"`` on older ones.
+        Arithmetic of the training steps. The 16-bit settings train in mixed precision
+        (matrix products under ``torch.autocast``; weights, optimizer state, losses and
+        every output stay float32; ``"float16"`` also scales the loss). They pay where the
+        hardware multiplies 16-bit numbers natively: CPUs with AMX or AVX-512 BF16, CUDA
+        GPUs (``"bfloat16"`` from Ampere on, ``"float16"`` before).
     compile : bool, default=False
-        Train through ``torch.compile`` (one compilation serves every batch size; the first
-        step takes seconds to a minute longer). Validation and the other methods run
-        eagerly. Compiled code draws the posterior noise from its own generator, so the
-        fit differs from the eager one in its random draws, and is reproducible with the
-        same ``random_state``. Needs a C++ compiler on the CPU. It pays where
-        per-operation overhead dominates: on the benchmark's 2-core CPU it trained with 5
-        IAF steps at batch 64 13-38% faster, and without flows no faster
-        (``benchmarks/bench_speed.py``).
+        Train through ``torch.compile`` (the first step takes longer; needs a C++
+        compiler on the CPU). Compiled code draws its noise from its own generator, so the
+        fit differs from the eager one, and is reproducible with the same seed.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the initialization and every random draw of training. On the
         CPU, the same seed gives the same model bit for bit.
     verbose : bool, default=False
-        In a terminal or a notebook, show a progress bar with step, losses, learning
-        rate and time left; elsewhere (output to a file or a pipe), log one line per
-        validation at level INFO through the ``cvae.training.trainer`` logger.
+        Show a progress bar where one can redraw (a terminal or a notebook, with the
+        ``progress`` extra); elsewhere log one line per validation at level INFO through
+        the ``cvae.training.trainer`` logger.
 
     Attributes
     ----------
@@ -248,6 +189,8 @@ default="orthogonal"
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names seen during fit, when ``X`` had string column names.
+    spec_ : cvae.spec.RunSpec
+        What the fitted model is: architecture, likelihood, normalization, seed.
     hidden_layer_sizes_ : list of int
         Encoder widths used.
     likelihood_ : {"gaussian", "bernoulli"}
@@ -410,22 +353,21 @@ default="orthogonal"
         X : array-like of shape (n_samples, n_features), path or numpy.memmap
             Training data: in memory, or data larger than memory as a ``.npy`` file, a
             directory tree of ``.npy`` files (each a sample or a block of rows, read in
-            sorted path order) or a ``numpy.memmap``. Files are streamed: one pass
-            computes the normalization statistics, and training reads shuffled buffers of
-            about 64 MB, so memory use does not grow with the data.
+            sorted path order) or a ``numpy.memmap``. Files are streamed a buffer of about
+            64 MB at a time, so memory use does not grow with the data.
         y : None
             Ignored; present for API consistency.
         X_valid : array-like of shape (n_valid_samples, n_features), path or \
 numpy.memmap, default=None
-            Validation data for learning-rate scheduling and model selection. If None,
+            Validation data for the learning-rate schedule and model selection. If None,
             ``validation_fraction`` of ``X``'s rows is held out, and the split is saved in
             ``logdir`` so that a continued run validates on the same rows.
 
         Returns
         -------
         self : CompressionVAE
-            The fitted estimator. After a ``KeyboardInterrupt`` it holds the best model
-            so far (and has saved a checkpoint when ``logdir`` is set).
+            The fitted estimator. After Ctrl-C it holds the best model so far (and has
+            saved a checkpoint when ``logdir`` is set).
         """
         self._validate_params()
         self._check_params()
@@ -433,70 +375,22 @@ numpy.memmap, default=None
         device = distributed.device(resolve_device(self.device))
         distributed.join(device)
         logdir = LogDir(self.logdir) if self.logdir is not None else None
-        resume, meta = self._previous_run(logdir)
-        source = self._training_source(X)
-        if self.neighbor_weight > 0 and not source.in_memory:
-            raise ValueError(
-                f"neighbor_weight={self.neighbor_weight} needs the training data in memory to find each row's "
-                f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
-            )
-        if meta is not None:
-            self._check_same_features(source.n_features, meta)
-        seed = meta["seed"] if meta is not None else distributed.broadcast(draw_seed(self.random_state))
-        (train, train_idx), (valid, valid_idx) = self._split(source, X_valid, seed, logdir)
-        valid_name = "X" if X_valid is None else "X_valid"
-        summary = summarize(_checked_chunks(train, train_idx, "X"))
-        valid_summary = summarize(_checked_chunks(valid, valid_idx, valid_name))
-        if meta is not None:
-            likelihood = meta["model"]["likelihood"]
-        else:
-            likelihood = self._resolve_likelihood(summary, valid_summary)
-        if likelihood == "bernoulli":
-            check_unit_interval(summary.low, summary.high, "X")
-            check_unit_interval(valid_summary.low, valid_summary.high, valid_name)
-
-        if meta is None:
-            loc, scale = summary.normalization(self.normalize)
-            meta = self._run_metadata(source.n_features, seed, loc, scale, likelihood)
-        writer = logdir if logdir is not None and distributed.is_main else None
-        if writer is not None:
-            writer.write_params({"params": self._json_params(), "meta": meta})
-            writer.write_normalization(np.asarray(meta["loc"], np.float32), np.asarray(meta["scale"], np.float32))
-            if X_valid is None:
-                writer.write_split(valid_idx, source.n_samples)
-        tensorboard = TensorBoardLog(writer.path) if self.tensorboard and writer is not None else None
-        with isolated_rng(device):
-            torch.manual_seed(seed)
-            trainer = self._make_trainer(meta, (train, train_idx), (valid, valid_idx), device, writer, tensorboard,
-                                         distributed)
-            if resume is not None:
-                trainer.load_state_dict(resume)
-            if distributed.rank > 0:  # the same weights everywhere, but each process its own noise
-                torch.manual_seed(seed + distributed.rank + trainer.step)
-            stop_reason = trainer.run()
-            state = trainer.state_dict()
-        if writer is not None:
-            writer.write_checkpoint(state)
-            writer.write_history(state["history"])
-        self._adopt_run(state, meta, device)
+        owning = logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext()
+        with owning:
+            spec, resume, saved_split = self._previous_run(logdir)
+            seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
+            n_features = None if spec is None else spec.n_features
+            where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
+            data = prepare(self, X, X_valid, seed, saved_split, n_features, where)
+            likelihood = resolve_likelihood(self.likelihood if spec is None else spec.model.likelihood, data)
+            spec = spec if spec is not None else self._new_spec(data, seed, likelihood)
+            state, tensorboard = run_training(self.get_params(), spec, data, device, distributed, logdir, resume)
+        self._adopt_run(spec, state, device)
         if tensorboard is not None:
-            self._write_tensorboard_figures(tensorboard, valid, valid_idx)
-            tensorboard.close()
+            write_figures(tensorboard, self, data.valid)
         if distributed.is_main:
-            self._warn_on_stop(stop_reason)
+            warn_on_stop(self.get_params(), state)
         return self
-
-    def _training_source(self, X):
-        """A row source for ``X``: its file, or the validated array in memory."""
-        source = open_source(X)
-        if source is None:
-            return ArraySource(validate_input(self, X, reset=True), checked=True)
-        if source.n_samples == 0 or source.n_features == 0:
-            raise ValueError(f"X ({source.name}) holds {source.n_samples} sample(s) of {source.n_features} feature(s).")
-        self.n_features_in_ = source.n_features
-        if hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        return source
 
     def _check_params(self):
         """Checks that ``_parameter_constraints`` cannot express."""
@@ -507,230 +401,67 @@ numpy.memmap, default=None
             raise ValueError("tensorboard=True writes event files into logdir; set logdir too.")
 
     def _previous_run(self, logdir):
-        """The checkpoint and metadata to continue from, or ``(None, None)`` for a fresh run."""
-        if self.warm_start and hasattr(self, "_checkpoint"):
-            return self._checkpoint, self._meta
-        if logdir is None or not logdir.has_run():
-            return None, None
-        if not self.warm_start:
+        """``(spec, trainer state, saved split)`` of the run to continue, or ``None`` for each."""
+        if self.warm_start and hasattr(self, "spec_"):
+            spec, state = self.spec_, self._checkpoint
+        elif logdir is None or not logdir.has_run():
+            return None, None, None
+        elif not self.warm_start:
             raise FileExistsError(
                 f"Log directory {str(logdir.path)!r} already holds a training run. Pass warm_start=True to "
                 "continue it, use CompressionVAE.load() to use it as is, or choose an empty logdir to "
                 "start afresh."
             )
-        return logdir.read_checkpoint(), logdir.read_params()["meta"]
-
-    def _check_same_features(self, n_features, meta):
-        if n_features != meta["n_features"]:
-            source = "in memory" if self.logdir is None else f"in {str(self.logdir)!r}"
-            raise ValueError(
-                f"X has {n_features} features, but the run being continued ({source}) was trained on "
-                f"{meta['n_features']} features."
-            )
-
-    def _split(self, source, X_valid, seed, logdir):
-        """``(source, sorted row indices)`` for training and for validation.
-
-        Without ``X_valid``, the seeded split of ``source``'s rows, or the split saved in
-        ``logdir`` by the run being continued.
-        """
-        if X_valid is not None:
-            valid = open_source(X_valid, "X_valid")
-            if valid is None:
-                valid = ArraySource(validate_input(self, X_valid, reset=False, name="X_valid"), name="X_valid",
-                                    checked=True)
-            elif valid.n_features != source.n_features:
-                raise ValueError(f"X_valid has {valid.n_features} features, but X has {source.n_features} features.")
-            return (source, np.arange(source.n_samples)), (valid, np.arange(valid.n_samples))
-        saved = logdir.read_split() if logdir is not None and self.warm_start else None
-        if saved is not None and saved[1] == source.n_samples:
-            valid_idx = saved[0]
-            train_idx = np.setdiff1d(np.arange(source.n_samples), valid_idx, assume_unique=True)
         else:
-            if saved is not None:
-                warnings.warn(
-                    f"The run being continued split {saved[1]} samples into training and validation, but X has "
-                    f"{source.n_samples}; drawing a new split.",
-                    UserWarning,
-                    stacklevel=3,
+            spec = logdir.read_params()[1]
+            state = logdir.read_checkpoint(spec)
+        self._check_same_architecture(spec)
+        return spec, state, (logdir.read_split() if logdir is not None else None)
+
+    def _check_same_architecture(self, spec):
+        model = spec.model.to_dict()
+        for param, field in _ARCHITECTURE.items():
+            value, saved = getattr(self, param), model[field]
+            if value is None or value == "auto":
+                continue
+            if param == "hidden_layer_sizes":
+                value = [int(s) for s in value]
+            if value != saved:
+                raise ValueError(
+                    f"warm_start=True continues the saved model, whose {param} is {saved!r}, but {param}={value!r} "
+                    f"was given. Set {param}={saved!r} to continue it, or fit a new model (warm_start=False, and "
+                    "a new logdir)."
                 )
-            train_idx, valid_idx = train_validation_split(source.n_samples, self.validation_fraction, seed)
-        return (source, np.sort(train_idx)), (source, np.sort(valid_idx))
 
-    def _resolve_likelihood(self, summary, valid_summary):
-        if self.likelihood != "auto":
-            return self.likelihood
-        in_unit_interval = all(s.low >= 0 and s.high <= 1 for s in (summary, valid_summary))
-        return "bernoulli" if in_unit_interval else "gaussian"
-
-    def _run_metadata(self, n_features, seed, loc, scale, likelihood):
+    def _new_spec(self, data, seed, likelihood):
+        n_features = data.n_features
         sizes = self.hidden_layer_sizes
         sizes = default_hidden_sizes(n_features, self.n_components) if sizes is None else [int(s) for s in sizes]
-        model = dict(
-            n_features=n_features,
-            n_latent=self.n_components,
-            hidden_sizes=sizes,
-            likelihood=likelihood,
-            n_flows=self.iaf_flow_length,
-            dropout=float(self.dropout),
-            activation=self.activation,
-            initializer=self.initializer,
-        )
+        model = ModelSpec(n_features, self.n_components, sizes, likelihood, self.iaf_flow_length, float(self.dropout),
+                          self.activation, self.initializer)
+        loc, scale = data.summary.normalization(self.normalize)
         names = getattr(self, "feature_names_in_", None)
-        return {
-            "version": __version__,
-            "n_features": n_features,
-            "feature_names": None if names is None else [str(n) for n in names],
-            "seed": seed,
-            "model": model,
-            "loc": loc.tolist(),
-            "scale": scale.tolist(),
-        }
+        return RunSpec(model, self.normalize, loc, scale, seed, names)
 
-    def _make_trainer(self, meta, train, valid, device, logdir, tensorboard, distributed):
-        model = _build_module(meta).to(device)
-        optimizer = make_adam(model.parameters(), self.learning_rate_init)
-        scheduler = None
-        if self.learning_rate == "adaptive":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer,
-                factor=1.0 / self.learning_rate_factor,
-                patience=self.patience,
-                threshold=self.tol,
-                threshold_mode="abs",
-            )
-        config = TrainerConfig(
-            max_steps=self.max_steps,
-            validation_interval=self.validation_interval,
-            eval_batch_size=self.eval_batch_size,
-            beta=self.beta,
-            kl_warmup_steps=self.kl_warmup_steps,
-            free_bits=float(self.free_bits),
-            neighbor_weight=float(self.neighbor_weight) * meta["n_features"],
-            neighbor_objective=self.neighbor_objective,
-            learning_rate_min=self.learning_rate_min,
-            checkpoint_interval=self.checkpoint_interval,
-            precision=self.precision,
-            compile=self.compile,
-            verbose=bool(self.verbose) and distributed.is_main,
-        )
-        rank, world_size = distributed.rank, distributed.world_size
-        batch_size = local_batch_size(self.batch_size, rank, world_size)
-        return Trainer(
-            model,
-            optimizer,
-            scheduler,
-            self._training_batches(*train, batch_size, meta, device, distributed),
-            self._validation_chunks(valid[0], valid[1][rank::world_size], meta, device),
-            config,
-            on_checkpoint=logdir.write_checkpoint if logdir is not None else None,
-            on_validation=None if tensorboard is None else tensorboard.write_scalars,
-            distributed=distributed,
-            batch_weight=batch_size * world_size / self.batch_size,
-        )
-
-    def _training_batches(self, source, indices, batch_size, meta, device, distributed):
-        """Batches gathered from rows in memory (on the device when they fit), streamed from disk otherwise."""
-        rank, world_size, seed = distributed.rank, distributed.world_size, meta["seed"]
-        if not source.in_memory:
-            return StreamingBatches(source, indices, batch_size, seed, device, rank, world_size, STREAM_BUFFER_BYTES)
-        rows, neighbors = self._rows_and_neighbor_graph(source, indices, meta, self.n_neighbors, device)
-        return BatchIterator(rows, batch_size, seed, rank, world_size, neighbors, device=device,
-                             neighbor_samples=self.neighbor_samples)
-
-    def _validation_chunks(self, source, indices, meta, device):
-        """Validation rows held in memory when in memory or small, re-read from disk otherwise.
-
-        With ``neighbor_weight``, rows held in memory come paired with their nearest
-        neighbour among the validation rows, so that validation measures, and model
-        selection and the learning-rate schedule follow, the objective being trained.
-        """
-        if not (source.in_memory or len(indices) * source.n_features * 4 <= STREAM_BUFFER_BYTES):
-            return SourceChunks(source, indices, self.eval_batch_size, device)
-        rows, neighbors = self._rows_and_neighbor_graph(source, indices, meta, 1, device)
-        return TensorChunks(rows, self.eval_batch_size, None if neighbors is None else neighbors[:, 0], device=device)
-
-    def _rows_and_neighbor_graph(self, source, indices, meta, n_neighbors, device):
-        """The rows as a tensor on ``device`` if they fit there (else on the host), and with
-        ``neighbor_weight`` their ``n_neighbors`` nearest neighbours' indices, beside them."""
-        array = take_rows(source, indices)
-        rows = torch.from_numpy(array)
-        if fits_on_device(rows.nbytes, device):
-            rows = rows.to(device)
-        if self.neighbor_weight == 0 or len(array) < 2:
-            return rows, None
-        return rows, torch.from_numpy(neighbor_graph(_normalized(array, meta), n_neighbors)).to(rows.device)
-
-    def _write_tensorboard_figures(self, tensorboard, source, indices):
-        """For 2-D embeddings, the validation embedding and, for square images, the latent grid."""
-        if self.n_components != 2:
-            return
-        from . import plotting
-
-        try:
-            rows = np.sort(np.random.default_rng(0).permutation(indices)[:5000])
-            Z = self.transform(take_rows(source, rows))
-            figures = {"embedding": plotting.plot_embedding(Z, title="validation data")}
-            shape = plotting.square_image_shape(self.n_features_in_)
-            if shape is not None:
-                figures["latent_grid"] = plotting.plot_latent_grid(self, shape)
-        except ImportError as exc:
-            logger.warning("No embedding figures in TensorBoard: %s", exc)
-            return
-        for tag, figure in figures.items():
-            tensorboard.write_figure(tag, figure, self.n_steps_)
-
-    def _warn_on_stop(self, stop_reason):
-        if stop_reason == "interrupted":
-            warnings.warn(
-                f"Training interrupted at step {self.n_steps_}; the model holds the best weights so far"
-                + (f" and a checkpoint was saved in {self.logdir!r}." if self.logdir is not None else "."),
-                UserWarning,
-                stacklevel=3,
-            )
-        elif stop_reason == "diverged":
-            warnings.warn(
-                f"Training diverged (non-finite loss) at step {self.n_steps_} even after lowering the "
-                "learning rate; the model holds the last weights with a finite validation loss. Try a "
-                "lower learning_rate_init, or normalize the data.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        elif stop_reason == "max_steps" and self.learning_rate == "adaptive":
-            warnings.warn(
-                f"Reached max_steps={self.max_steps} before the learning rate fell below "
-                f"learning_rate_min={self.learning_rate_min}; the model may improve with more steps.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-
-    def _adopt_run(self, state, meta, device):
-        """Set every fitted attribute from a trainer state and run metadata."""
+    def _adopt_run(self, spec, state, device):
+        """Set every fitted attribute from a run specification and a trainer state."""
         self._checkpoint = state
-        self._meta = meta
+        self.spec_ = spec
         self.device_ = device
-        self.module_ = _build_module(meta, state["best_model"]).to(device).eval()
-        self.hidden_layer_sizes_ = list(meta["model"]["hidden_sizes"])
-        self.likelihood_ = meta["model"]["likelihood"]
-        self.mean_ = np.asarray(meta["loc"], dtype=np.float32)
-        self.scale_ = np.asarray(meta["scale"], dtype=np.float32)
+        self.module_ = build_module(spec, state["best_model"]).to(device).eval()
+        self.hidden_layer_sizes_ = list(spec.model.hidden_sizes)
+        self.likelihood_ = spec.model.likelihood
+        self.mean_ = spec.loc.copy()
+        self.scale_ = spec.scale.copy()
         self.history_ = list(state["history"])
         self.n_steps_ = state["step"]
         self.best_validation_loss_ = state["best_loss"]
         self.stop_reason_ = state["stop_reason"]
-        self.n_features_in_ = meta["n_features"]
-        if meta["feature_names"] is not None:
-            self.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
-
-    def _json_params(self):
-        params = self.get_params()
-        params["logdir"] = None if self.logdir is None else str(self.logdir)
-        params["device"] = str(self.device)
-        if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
-            params["random_state"] = None
-        if params["hidden_layer_sizes"] is not None:
-            params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
-        return json.loads(json.dumps(params))
+        self.n_features_in_ = spec.n_features
+        if spec.feature_names is not None:
+            self.feature_names_in_ = np.asarray(spec.feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     @classmethod
     def load(cls, logdir, *, device=None):
@@ -750,15 +481,19 @@ numpy.memmap, default=None
             continues the saved run.
         """
         run = LogDir(logdir)
-        saved = run.read_params()
-        state = run.read_checkpoint()
-        params = dict(saved["params"], logdir=str(logdir))
-        if params["hidden_layer_sizes"] is not None:  # JSON has no tuples
+        params, spec = run.read_params()
+        state = run.read_checkpoint(spec)
+        params = dict(params, logdir=str(logdir))
+        if params.get("hidden_layer_sizes") is not None:  # JSON has no tuples
             params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         if device is not None:
             params["device"] = device
+        unknown = sorted(params.keys() - cls._get_param_names())
+        if unknown:
+            raise ValueError(f"Cannot read {run.file(run.PARAMS)}: unknown parameters {', '.join(unknown)}.")
         estimator = cls(**params)
-        estimator._adopt_run(state, saved["meta"], resolve_device(estimator.device))
+        estimator._validate_params()
+        estimator._adopt_run(spec, state, resolve_device(estimator.device))
         return estimator
 
     # ------------------------------------------------------------------ inference
@@ -926,8 +661,8 @@ numpy.memmap, default=None
         return tags
 
     def __getstate__(self):
-        # The module is rebuilt from the CPU checkpoint on unpickling, so an estimator
-        # trained on a GPU loads on a machine without one.
+        # The module is rebuilt from the spec and the CPU checkpoint on unpickling, so an
+        # estimator trained on a GPU loads on a machine without one.
         state = self.__dict__.copy()
         state.pop("module_", None)
         state.pop("device_", None)
@@ -935,27 +670,12 @@ numpy.memmap, default=None
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        if "_checkpoint" in state:
+        if "spec_" in state:
             try:
                 device = resolve_device(self.device)
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
-            self._adopt_run(self._checkpoint, self._meta, device)
-
-
-def _normalized(rows, meta):
-    """``rows`` as the encoder sees them: centred and scaled by the run's statistics."""
-    return (rows - np.asarray(meta["loc"], np.float32)) / np.asarray(meta["scale"], np.float32)
-
-
-def _checked_chunks(source, indices, name):
-    """``source``'s rows ``indices`` a buffer at a time, each checked by :func:`check_chunk`."""
-    dtype = np.float64 if source.dtype == np.float64 else np.float32
-    chunk_rows = max(1, STREAM_BUFFER_BYTES // (dtype().itemsize * source.n_features))
-    for rows in iterate_chunks(len(indices), chunk_rows):
-        chunk = take_rows(source, indices[rows], dtype)
-        check_chunk(chunk, name, slice(indices[rows.start], indices[rows.stop - 1] + 1), source.name)
-        yield chunk
+            self._adopt_run(self.spec_, self._checkpoint, device)
 
 
 def _as_tensor(array, device):
@@ -964,17 +684,3 @@ def _as_tensor(array, device):
     if not array.flags.writeable or not array.flags.c_contiguous:
         array = np.array(array, dtype=np.float32, order="C")
     return torch.from_numpy(array).to(device)
-
-
-def _build_module(meta, state_dict=None):
-    """The VAE described by run metadata, optionally with saved weights."""
-    loc = torch.as_tensor(meta["loc"], dtype=torch.float32)
-    scale = torch.as_tensor(meta["scale"], dtype=torch.float32)
-    if state_dict is None:
-        return VAE(loc=loc, scale=scale, **meta["model"])
-    # Constructing initializes weights from torch's global generator; they are overwritten
-    # at once, so keep that draw from disturbing the caller's random state.
-    with isolated_rng(torch.device("cpu")):
-        module = VAE(loc=loc, scale=scale, **meta["model"])
-    module.load_state_dict(state_dict)
-    return module

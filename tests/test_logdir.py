@@ -21,7 +21,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from cvae import CompressionVAE
 from cvae.training import Trainer, io
-from cvae.training.io import LogDir, load_checkpoint
+from cvae.spec import FORMAT_VERSION, RunSpec
+from cvae.training import LogDir, load_checkpoint
 
 
 @pytest.fixture
@@ -43,15 +44,16 @@ def quiet_fit(estimator, X):
 def test_fit_writes_the_documented_files(X, params, tmp_path):
     vae = quiet_fit(CompressionVAE(**params), X)
     run = tmp_path / "run"
-    expected = ["checkpoint.pt", "history.csv", "normalization.npz", "params.json", "split.npz"]
+    expected = [".lock", "checkpoint.pt", "history.csv", "params.json", "split.npz"]
     assert sorted(p.name for p in run.iterdir()) == expected
     saved = json.loads((run / "params.json").read_text())
-    assert saved["params"]["n_components"] == 2 and saved["meta"]["n_features"] == 64
+    assert saved["format_version"] == FORMAT_VERSION and saved["params"]["n_components"] == 2
+    assert RunSpec.from_dict(saved["spec"]) == vae.spec_ and vae.spec_.n_features == 64
+    np.testing.assert_array_equal(saved["spec"]["loc"], vae.mean_)
+    np.testing.assert_array_equal(saved["spec"]["scale"], vae.scale_)
+    assert load_checkpoint(run / "checkpoint.pt")["format_version"] == FORMAT_VERSION
     rows = list(csv.DictReader((run / "history.csv").open()))
     assert [int(r["step"]) for r in rows] == [row["step"] for row in vae.history_]
-    norm = np.load(run / "normalization.npz", allow_pickle=False)
-    np.testing.assert_array_equal(norm["loc"], vae.mean_)
-    np.testing.assert_array_equal(norm["scale"], vae.scale_)
 
 
 def test_no_logdir_writes_nothing(X, fast, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from torch.autograd.functional import jacobian
 
 from cvae.nn import VAE, BernoulliLikelihood, GaussianLikelihood, InverseAutoregressiveFlow, initialize_weights
 from cvae.nn.made import autoregressive_masks
-from cvae.nn.vae import default_hidden_sizes
+from cvae.nn.vae import LossSettings, default_hidden_sizes
 
 
 def _vae(n_flows=0, likelihood="gaussian", n_features=6, n_latent=3):
@@ -212,7 +212,7 @@ def test_elbo_is_log_likelihood_minus_kl_and_loss_uses_beta():
     vae = _vae()
     x = torch.randn(8, 6)
     torch.manual_seed(0)
-    out = vae(x, beta=0.5)
+    out = vae(x, LossSettings(beta=0.5))
     assert torch.allclose(out.elbo, out.log_likelihood - out.kl)
     assert torch.allclose(out.loss, (0.5 * out.kl - out.log_likelihood).mean())
 
@@ -315,13 +315,13 @@ def test_free_bits_hold_each_dimensions_kl_at_the_floor():
     mu, log_var, _ = model.encode(x)
     kl_per_dim = (0.5 * (mu.square() + log_var.exp() - 1 - log_var)).mean(dim=0)
     for floor in (0.0, kl_per_dim.min().item() + 1e-3, 100.0):
-        out = model(x, eps=eps, free_bits=floor)
+        out = model(x, LossSettings(free_bits=floor), eps=eps)
         expected = torch.clamp(kl_per_dim, min=floor).sum() - plain.log_likelihood.mean()
         torch.testing.assert_close(out.loss, expected)
         torch.testing.assert_close(out.kl, plain.kl)  # the reported KL stays exact
     # Above every dimension's KL, the KL term is constant: only the reconstruction trains.
     grads = [torch.autograd.grad(loss, model.posterior.weight)[0]
-             for loss in (model(x, eps=eps, free_bits=100.0).loss, -model(x, eps=eps).log_likelihood.mean())]
+             for loss in (model(x, LossSettings(free_bits=100.0), eps=eps).loss, -model(x, eps=eps).log_likelihood.mean())]
     torch.testing.assert_close(grads[0], grads[1])
     assert grads[0].abs().sum() > 0
 
@@ -407,7 +407,7 @@ def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs
     x, neighbors, eps = torch.randn(8, 6), torch.randn(8 * pairs_per_row, 6), torch.randn(8, 3)
     plain = model(x, eps=eps)
     torch.manual_seed(0)
-    out = model(x, eps=eps, neighbors=neighbors, neighbor_weight=2.5)
+    out = model(x, LossSettings(neighbor_weight=2.5), eps=eps, neighbors=neighbors)
     torch.manual_seed(0)
     term = neighbor_loss(model.embed(x), model.embed(neighbors))
     torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)

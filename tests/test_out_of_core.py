@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import cvae.estimator
+import cvae.preparation
 from cvae import CompressionVAE
 from cvae.data import BatchIterator, TensorChunks, fits_on_device
-from cvae.estimator import _build_module
 from cvae.files import transform_to_npy
+from cvae.spec import build_module
 from cvae.training import LogDir
 from cvae.training.trainer import evaluate
 
@@ -56,7 +56,7 @@ def test_many_buffers_per_epoch_train_as_well_as_memory(on_disk, fast, monkeypat
     X, path = on_disk
     params = dict(fast, max_steps=300, learning_rate="constant")
     in_memory = quiet_fit(X, **params)
-    monkeypatch.setattr(cvae.estimator, "STREAM_BUFFER_BYTES", 4096)  # 16 rows per buffer: 34 buffers an epoch
+    monkeypatch.setattr(cvae.preparation, "STREAM_BUFFER_BYTES", 4096)  # 16 rows per buffer: 34 buffers an epoch
     streamed = quiet_fit(path / "X.npy", **params)
     assert streamed.n_steps_ == 300
     assert abs(streamed.best_validation_loss_ / in_memory.best_validation_loss_ - 1) < 0.05
@@ -106,8 +106,9 @@ def test_resumed_run_validates_on_the_saved_split(on_disk, fast, tmp_path):
     chosen = np.arange(0, 600, 20)
     run.write_split(chosen, 600)
     quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, warm_start=True, max_steps=first.n_steps_ + 20))
-    state = run.read_checkpoint()
-    module = _build_module(run.read_params()["meta"], state["model"])
+    spec = run.read_params()[1]
+    state = run.read_checkpoint(spec)
+    module = build_module(spec, state["model"])
     expected = evaluate(module, TensorChunks(torch.from_numpy(X[chosen]), 4096))["loss"]
     assert state["history"][-1]["validation_loss"] == pytest.approx(expected, rel=1e-6)
 
@@ -141,7 +142,7 @@ def test_rows_too_large_for_the_device_stay_on_the_host_and_train_the_same_model
         asked.append(n_bytes)
         return False
 
-    monkeypatch.setattr(cvae.estimator, "fits_on_device", never_fits)
+    monkeypatch.setattr(cvae.preparation, "fits_on_device", never_fits)
     vae = quiet_fit(X, neighbor_weight=0.05, **fast)
     assert sorted(asked) == [60 * 64 * 4, 540 * 64 * 4]  # the validation and the training rows
     np.testing.assert_array_equal(vae.transform(X), reference.transform(X))

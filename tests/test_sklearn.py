@@ -42,7 +42,8 @@ def test_pipeline_with_scaler_and_knn(digits_small):
     X, y = digits_small
     pipe = make_pipeline(StandardScaler(), CompressionVAE(n_components=4, random_state=0, **FAST),
                          KNeighborsClassifier(5))
-    assert 0.0 <= cross_val_score(pipe, X, y, cv=3).mean() <= 1.0
+    # ten classes: chance is 0.1; 20 steps reach about 0.4
+    assert cross_val_score(pipe, X, y, cv=3).mean() > 0.3
 
 
 def test_grid_search_selects_by_elbo(digits_small):

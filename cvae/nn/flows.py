@@ -88,34 +88,6 @@ class InverseAutoregressiveFlow(nn.Module):
                 return _IAFSteps.apply(self.scale_offset, *tensors)
             return _iaf_steps(self.scale_offset, *tensors)[:2]
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        _stack_per_step_weights(state_dict, prefix, self.n_steps, len(self.layers))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def _stack_per_step_weights(state_dict, prefix, n_steps, n_layers):
-    """Rewrite, in place, a state dict saved by cvae 0.1.0, whose flow kept one MADE per step.
-
-    Its keys were ``steps.{k}.made.layers.{i}.{weight,bias,mask}``,
-    ``steps.{k}.made.context.weight`` and ``steps.{k}.made.order``; the masks and orders
-    are rebuilt from the configuration, so they are dropped.
-    """
-    old = f"{prefix}steps.{{k}}.made.{{name}}"
-    if old.format(k=0, name="layers.0.weight") not in state_dict:
-        return
-
-    def pop_all(name):
-        return [state_dict.pop(old.format(k=k, name=name)) for k in range(n_steps)]
-
-    for i in range(n_layers):
-        state_dict[f"{prefix}layers.{i}.weight"] = torch.stack(pop_all(f"layers.{i}.weight"))
-        biases = torch.stack(pop_all(f"layers.{i}.bias"))
-        state_dict[f"{prefix}first_bias" if i == 0 else f"{prefix}layers.{i}.bias"] = biases
-        pop_all(f"layers.{i}.mask")
-    if old.format(k=0, name="context.weight") in state_dict:
-        state_dict[f"{prefix}context.weight"] = torch.cat(pop_all("context.weight"))
-    pop_all("order")
-
 
 def _iaf_steps(scale_offset, z, first, *layer_tensors, keep=False):
     """The flow steps' arithmetic; with ``keep``, also what :class:`_IAFSteps` needs for backward.

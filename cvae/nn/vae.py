@@ -11,10 +11,33 @@ from .likelihoods import make_likelihood
 from .mlp import MLP, initialize_weights
 from .neighbors import NEIGHBOR_OBJECTIVES
 
-__all__ = ["VAE", "VAEOutput"]
+__all__ = ["LossSettings", "VAE", "VAEOutput"]
 
 _LOG_2PI = math.log(2 * math.pi)
 LOG_VAR_BOUND = 15.0
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What the training loss adds to the negative ELBO, and how it weighs the KL term.
+
+    Parameters
+    ----------
+    beta : float, default=1.0
+        Weight of the KL term; 1 gives the true ELBO.
+    free_bits : float, default=0.0
+        Nats of KL per latent dimension, averaged over the batch, that the loss does not
+        penalize (Kingma et al., 2016); the reported ``kl`` stays exact.
+    neighbor_weight : float, default=0.0
+        Weight of the neighbour term, for batches that come with data-space neighbours.
+    neighbor_objective : str, default="umap"
+        Key of :data:`cvae.nn.neighbors.NEIGHBOR_OBJECTIVES`.
+    """
+
+    beta: float = 1.0
+    free_bits: float = 0.0
+    neighbor_weight: float = 0.0
+    neighbor_objective: str = "umap"
 
 
 @dataclass
@@ -87,16 +110,7 @@ class VAE(nn.Module):
     ):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
-        self.config = dict(
-            n_features=n_features,
-            n_latent=n_latent,
-            hidden_sizes=hidden_sizes,
-            likelihood=likelihood,
-            n_flows=n_flows,
-            dropout=dropout,
-            activation=activation,
-            initializer=initializer,
-        )
+        self.n_latent = n_latent
         self.likelihood = make_likelihood(likelihood, loc.float(), scale.float())
         self.encoder = MLP(n_features, hidden_sizes, dropout, activation)
         width = self.encoder.out_features
@@ -123,7 +137,7 @@ class VAE(nn.Module):
         # .float(): under mixed-precision autocast the products run in 16 bits, but the
         # posterior parameters and the loss terms computed from them stay float32.
         out = self.posterior(self.encoder(self.likelihood.standardize(x))).float()
-        n = self.config["n_latent"]
+        n = self.n_latent
         log_var = LOG_VAR_BOUND * torch.tanh(out[:, n : 2 * n] / LOG_VAR_BOUND)
         return out[:, :n], log_var, out[:, 2 * n :]
 
@@ -145,20 +159,16 @@ class VAE(nn.Module):
         """Decoder mean in the original data scale."""
         return self.likelihood.mean(self.decode(z))
 
-    def forward(self, x, beta=1.0, eps=None, free_bits=0.0, neighbors=None, neighbor_weight=0.0,
-                neighbor_objective="umap"):
+    def forward(self, x, loss=LossSettings(), eps=None, neighbors=None):
         """One stochastic pass: sample z ~ q(z|x), decode, and return a :class:`VAEOutput`.
 
-        ``eps`` (standard normal noise of shape ``(batch, n_latent)``) may be given to make
-        the pass deterministic; by default it is drawn from torch's generator.
-        ``free_bits`` > 0 makes the loss's KL term at least that many nats per latent
-        dimension, averaged over the batch (Kingma et al., 2016, "free bits"), so that no
-        dimension gains by collapsing onto the prior; the reported ``kl`` stays exact.
+        ``loss`` (a :class:`LossSettings`) says how the loss weighs the KL term and what it
+        adds. ``eps`` (standard normal noise of shape ``(batch, n_latent)``) may be given to
+        make the pass deterministic; by default it is drawn from torch's generator.
         ``neighbors`` (data-space nearest neighbours of the rows of ``x``: one block of
-        ``len(x)`` rows per neighbour drawn for each row) adds ``neighbor_weight`` times
-        the loss that ``NEIGHBOR_OBJECTIVES[neighbor_objective]`` names
-        (:mod:`cvae.nn.neighbors`) of the pairs to the loss, summed over a row's pairs: each
-        pair counts as much however many a row has.
+        ``len(x)`` rows per neighbour drawn for each row) adds ``loss.neighbor_weight``
+        times the neighbour objective of the pairs (:mod:`cvae.nn.neighbors`), summed over
+        a row's pairs: each pair counts as much however many a row has.
         """
         if neighbors is None:
             mu, log_var, context = self.encode(x)
@@ -167,11 +177,11 @@ class VAE(nn.Module):
             n = len(x)
             mu, log_var, context = mu_both[:n], log_var_both[:n], context_both[:n]
         eps = torch.randn_like(mu) if eps is None else eps
-        out = self._sample_terms(x, mu, log_var, context, eps, beta, free_bits)
+        out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
-            term = NEIGHBOR_OBJECTIVES[neighbor_objective](embedding[:n], embedding[n:])
-            out.loss = out.loss + neighbor_weight * term
+            term = NEIGHBOR_OBJECTIVES[loss.neighbor_objective](embedding[:n], embedding[n:])
+            out.loss = out.loss + loss.neighbor_weight * term
         return out
 
     def mean_elbo(self, x, draws):
@@ -252,14 +262,8 @@ def default_hidden_sizes(n_features, n_components):
     clipped to [64, 1024] so tiny inputs still get a usable network and huge inputs a
     bounded cost. Each next layer is half the previous one, but at least the power of two
     at or above ``4 * n_components`` so a wide latent space is not starved. Powers of two
-    keep matrix products on their fastest kernels. For MNIST's 784 features this gives
-    ``[512, 256, 128]``. At 30,000 steps its 2-D test embedding matched the 2.5 times
-    costlier ``[1024, 512, 256]`` (10-NN accuracy 0.845 against 0.842, trustworthiness
-    0.929 for both, test ELBO -135.1 against -135.0) in 244 s against 629 s, and its
-    10-D reconstruction error was the same (0.0132 against 0.0130); the time saved pays
-    for the default 50,000-step budget. Three layers beat two: ``[1024, 512]`` reached
-    0.812 and 0.911 where ``[1024, 512, 256]`` reached 0.855 and 0.931. For the
-    64-pixel digits the rule gives ``[64, 32, 16]``.
+    keep matrix products on their fastest kernels: ``[512, 256, 128]`` for MNIST's 784
+    features, ``[64, 32, 16]`` for the 64-pixel digits. docs/design.md gives the reasons.
     """
     first = 1 << (max(n_features, 1).bit_length() - 1)
     first = min(max(first, 64), 1024)

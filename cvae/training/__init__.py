@@ -1,6 +1,9 @@
-"""Training loop and log-directory persistence (no scikit-learn estimator code here)."""
+"""Training loop, its callbacks, and log-directory persistence (no scikit-learn estimator code here)."""
 
-from .io import LogDir, atomic_write, load_checkpoint, save_checkpoint
+from .callbacks import Callback
+from .io import atomic_write, load_checkpoint, save_checkpoint
+from .logdir import LogDir, LogDirLocked
 from .trainer import Trainer, TrainerConfig
 
-__all__ = ["LogDir", "Trainer", "TrainerConfig", "atomic_write", "load_checkpoint", "save_checkpoint"]
+__all__ = ["Callback", "LogDir", "LogDirLocked", "Trainer", "TrainerConfig", "atomic_write", "load_checkpoint",
+           "save_checkpoint"]

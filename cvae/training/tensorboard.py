@@ -1,6 +1,14 @@
 """TensorBoard event files in the log directory (needs the ``tensorboard`` extra)."""
 
-__all__ = ["TensorBoardLog"]
+import logging
+
+import numpy as np
+
+from ..data import take_rows
+
+__all__ = ["TensorBoardLog", "write_figures"]
+
+logger = logging.getLogger(__name__)
 
 # History column -> TensorBoard tag. Tags sharing a prefix are drawn in one section.
 SCALAR_TAGS = {
@@ -44,3 +52,28 @@ class TensorBoardLog:
 
     def close(self):
         self.writer.close()
+
+
+def write_figures(log, estimator, rows):
+    """For a 2-D embedding, figures of the fitted ``estimator``: the embedding of (up to 5,000
+    of) the validation ``rows`` and, when the features form a square image, the decoded
+    latent grid. Closes ``log``."""
+    try:
+        if estimator.n_components != 2:
+            return
+        from .. import plotting
+
+        try:
+            chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
+            Z = estimator.transform(take_rows(rows.source, chosen))
+            figures = {"embedding": plotting.plot_embedding(Z, title="validation data")}
+            shape = plotting.square_image_shape(estimator.n_features_in_)
+            if shape is not None:
+                figures["latent_grid"] = plotting.plot_latent_grid(estimator, shape)
+        except ImportError as exc:
+            logger.warning("No embedding figures in TensorBoard: %s", exc)
+            return
+        for tag, figure in figures.items():
+            log.write_figure(tag, figure, estimator.n_steps_)
+    finally:
+        log.close()

@@ -1,0 +1,222 @@
+"""What a fit trains and validates on: the rows, their split, statistics and batches.
+
+The estimator hands its input here (:func:`prepare`) and gets back a :class:`FitData`: the
+training and validation rows of their sources, checked and summarized in one streaming
+pass. :func:`training_batches` and :func:`validation_chunks` turn those rows into what the
+trainer iterates over, with each row's data-space neighbours when the neighbour term is on.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._validation import check_chunk, check_unit_interval, validate_input
+from .data import (
+    STREAM_BUFFER_BYTES,
+    BatchIterator,
+    SourceChunks,
+    StreamingBatches,
+    TensorChunks,
+    fits_on_device,
+    iterate_chunks,
+    local_batch_size,
+    neighbor_graph,
+    take_rows,
+    train_validation_split,
+)
+from .preprocessing import summarize
+from .sources import ArraySource, open_source
+
+__all__ = ["FitData", "Rows", "prepare", "resolve_likelihood", "training_batches", "validation_chunks"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Chosen rows (sorted indices) of a row source, and how errors name them."""
+
+    source: object
+    indices: np.ndarray
+    name: str = "X"
+
+    def __len__(self):
+        return len(self.indices)
+
+    def read(self):
+        return take_rows(self.source, self.indices)
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The rows of one fit and what one pass over them found.
+
+    ``held_out`` is the split drawn from ``X`` (validation rows, number of rows), or
+    ``None`` when validation data was given.
+    """
+
+    train: Rows
+    valid: Rows
+    summary: object
+    valid_summary: object
+    held_out: tuple = None
+
+    @property
+    def n_features(self):
+        return self.train.source.n_features
+
+
+def training_source(estimator, X):
+    """A row source for ``X``: its file, or the validated array in memory.
+
+    Sets ``estimator.n_features_in_`` (and ``feature_names_in_`` for a table with column
+    names), as scikit-learn's ``validate_data`` does.
+    """
+    source = open_source(X)
+    if source is None:
+        return ArraySource(validate_input(estimator, X, reset=True), checked=True)
+    if source.n_samples == 0 or source.n_features == 0:
+        raise ValueError(f"X ({source.name}) holds {source.n_samples} sample(s) of {source.n_features} feature(s).")
+    estimator.n_features_in_ = source.n_features
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    return source
+
+
+def prepare(estimator, X, X_valid, seed, saved_split=None, n_features=None, where="in memory"):
+    """Open ``X`` (and ``X_valid``), split, check every row and summarize.
+
+    Parameters
+    ----------
+    estimator : CompressionVAE
+        Its ``validation_fraction`` and ``neighbor_weight`` are read, its
+        ``n_features_in_`` set.
+    X, X_valid : array-like, path or memmap
+    seed : int
+        Seeds the split.
+    saved_split : (ndarray, int), default=None
+        The split of the run being continued: validation rows and the number of rows
+        they were drawn from, used again when ``X`` has that many rows.
+    n_features : int, default=None
+        The number of features of the run being continued, which ``X`` must have.
+    where : str, default="in memory"
+        Where that run is, for the error message.
+
+    Returns
+    -------
+    FitData
+    """
+    source = training_source(estimator, X)
+    if estimator.neighbor_weight > 0 and not source.in_memory:
+        raise ValueError(
+            f"neighbor_weight={estimator.neighbor_weight} needs the training data in memory to find each row's "
+            f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
+        )
+    if n_features is not None and source.n_features != n_features:
+        raise ValueError(
+            f"X has {source.n_features} features, but the run being continued ({where}) was trained on "
+            f"{n_features} features."
+        )
+    if X_valid is not None:
+        train = Rows(source, np.arange(source.n_samples))
+        valid = _validation_source(estimator, X_valid, source)
+        held_out = None
+    else:
+        train_idx, valid_idx = _split(source.n_samples, estimator.validation_fraction, seed, saved_split)
+        train, valid = Rows(source, train_idx), Rows(source, valid_idx)
+        held_out = (valid_idx, source.n_samples)
+    return FitData(train, valid, summarize(_checked_chunks(train)), summarize(_checked_chunks(valid)), held_out)
+
+
+def _validation_source(estimator, X_valid, train_source):
+    valid = open_source(X_valid, "X_valid")
+    if valid is None:
+        array = validate_input(estimator, X_valid, reset=False, name="X_valid")
+        valid = ArraySource(array, name="X_valid", checked=True)
+    elif valid.n_features != train_source.n_features:
+        raise ValueError(f"X_valid has {valid.n_features} features, but X has {train_source.n_features} features.")
+    return Rows(valid, np.arange(valid.n_samples), "X_valid")
+
+
+def _split(n_samples, validation_fraction, seed, saved):
+    """Sorted ``(train, validation)`` row indices: the saved split when it fits, else a seeded one."""
+    if saved is not None and saved[1] == n_samples:
+        valid_idx = np.sort(saved[0])
+        return np.setdiff1d(np.arange(n_samples), valid_idx, assume_unique=True), valid_idx
+    if saved is not None:
+        warnings.warn(
+            f"The run being continued split {saved[1]} samples into training and validation, but X has "
+            f"{n_samples}; drawing a new split.",
+            UserWarning,
+            stacklevel=4,
+        )
+    train_idx, valid_idx = train_validation_split(n_samples, validation_fraction, seed)
+    return np.sort(train_idx), np.sort(valid_idx)
+
+
+def _checked_chunks(rows):
+    """``rows`` a buffer at a time, each checked by :func:`check_chunk`."""
+    source, indices = rows.source, rows.indices
+    dtype = np.float64 if source.dtype == np.float64 else np.float32
+    chunk_rows = max(1, STREAM_BUFFER_BYTES // (dtype().itemsize * source.n_features))
+    for part in iterate_chunks(len(indices), chunk_rows):
+        chunk = take_rows(source, indices[part], dtype)
+        check_chunk(chunk, rows.name, slice(indices[part.start], indices[part.stop - 1] + 1), source.name)
+        yield chunk
+
+
+def resolve_likelihood(likelihood, data):
+    """``likelihood``, with ``"auto"`` resolved: Bernoulli when every training and validation
+    value lies in [0, 1], else Gaussian. Bernoulli data is checked to lie in [0, 1]."""
+    summaries = ((data.summary, data.train.name), (data.valid_summary, data.valid.name))
+    if likelihood == "auto":
+        in_unit_interval = all(s.low >= 0 and s.high <= 1 for s, _ in summaries)
+        likelihood = "bernoulli" if in_unit_interval else "gaussian"
+    if likelihood == "bernoulli":
+        for summary, name in summaries:
+            check_unit_interval(summary.low, summary.high, name)
+    return likelihood
+
+
+def training_batches(rows, batch_size, seed, device, distributed, normalize=None, n_neighbors=0,
+                     neighbor_samples=1):
+    """Endless batches of this process's share: gathered from rows in memory (on the device
+    when they fit), streamed from disk otherwise.
+
+    With ``n_neighbors``, each row's nearest neighbours in the data normalized by
+    ``normalize`` (a function of an array) come with every batch.
+    """
+    rank, world_size = distributed.rank, distributed.world_size
+    local = local_batch_size(batch_size, rank, world_size)
+    if not rows.source.in_memory:
+        return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES)
+    tensor, neighbors = _rows_and_neighbor_graph(rows, device, normalize, n_neighbors)
+    return BatchIterator(tensor, local, seed, rank, world_size, neighbors, device=device,
+                         neighbor_samples=neighbor_samples)
+
+
+def validation_chunks(rows, chunk_size, device, distributed, normalize=None, with_neighbors=False):
+    """This process's share of the validation rows, held in memory when in memory or small,
+    re-read from disk otherwise.
+
+    ``with_neighbors`` pairs rows held in memory with their nearest neighbour among the
+    validation rows, so that validation measures the objective being trained.
+    """
+    rows = Rows(rows.source, rows.indices[distributed.rank::distributed.world_size], rows.name)
+    source = rows.source
+    if not (source.in_memory or len(rows) * source.n_features * 4 <= STREAM_BUFFER_BYTES):
+        return SourceChunks(source, rows.indices, chunk_size, device)
+    tensor, neighbors = _rows_and_neighbor_graph(rows, device, normalize, 1 if with_neighbors else 0)
+    return TensorChunks(tensor, chunk_size, None if neighbors is None else neighbors[:, 0], device=device)
+
+
+def _rows_and_neighbor_graph(rows, device, normalize, n_neighbors):
+    """The rows as a tensor on ``device`` if they fit there (else on the host), and with
+    ``n_neighbors`` their nearest neighbours' indices, beside them."""
+    array = rows.read()
+    tensor = torch.from_numpy(array)
+    if fits_on_device(tensor.nbytes, device):
+        tensor = tensor.to(device)
+    if n_neighbors == 0 or len(array) < 2:
+        return tensor, None
+    return tensor, torch.from_numpy(neighbor_graph(normalize(array), n_neighbors)).to(tensor.device)

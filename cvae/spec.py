@@ -1,0 +1,188 @@
+"""The typed run specification: the one record of what a fitted model is.
+
+A :class:`RunSpec` is made at the first fit from the estimator's parameters and the data,
+stored in ``params.json`` and in pickles, and is the only thing that ``load``, unpickling
+and warm starts rebuild a model from. :meth:`RunSpec.from_dict` validates what it reads, so
+a damaged or hand-edited file gives an error that names the field.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+
+from ._validation import isolated_rng
+from .nn import VAE
+from .nn.likelihoods import LIKELIHOODS
+from .nn.mlp import ACTIVATIONS, INITIALIZERS
+from .preprocessing import NORMALIZATIONS
+
+__all__ = ["FORMAT_VERSION", "ModelSpec", "RunSpec", "build_module"]
+
+# The version of the saved format (params.json and checkpoint.pt); it changes whenever
+# what is written changes, and cvae.training.logdir upgrades older versions when reading.
+FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture and likelihood of a VAE (the arguments of :class:`cvae.nn.VAE`)."""
+
+    n_features: int
+    n_latent: int
+    hidden_sizes: tuple
+    likelihood: str
+    n_flows: int = 0
+    dropout: float = 0.0
+    activation: str = "relu"
+    initializer: str = "orthogonal"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        _check(self, "n_features", _positive_int)
+        _check(self, "n_latent", _positive_int)
+        _check(self, "hidden_sizes", lambda v: all(_positive_int(s) for s in v))
+        _check(self, "likelihood", lambda v: v in LIKELIHOODS)
+        _check(self, "n_flows", lambda v: _int(v) and v >= 0)
+        _check(self, "dropout", lambda v: _real(v) and 0 <= v < 1)
+        _check(self, "activation", lambda v: v in ACTIVATIONS)
+        _check(self, "initializer", lambda v: v in INITIALIZERS)
+
+    def to_dict(self):
+        return dict(asdict(self), hidden_sizes=list(self.hidden_sizes))
+
+
+@dataclass(frozen=True, eq=False)
+class RunSpec:
+    """Everything needed to rebuild a fitted model besides its weights.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    normalize : {"global", "feature", "none"}
+        How ``loc`` and ``scale`` were computed.
+    loc, scale : ndarray of shape (n_features,), float32
+        Feature normalization applied inside the model (``scale > 0``).
+    seed : int
+        The run's seed: its split, initialization and batch order.
+    feature_names : tuple of str or None
+        Column names of the training data, when it had string column names.
+    format_version : int
+        :data:`FORMAT_VERSION` of the code that wrote it.
+    """
+
+    model: ModelSpec
+    normalize: str
+    loc: np.ndarray
+    scale: np.ndarray
+    seed: int
+    feature_names: tuple = None
+    format_version: int = field(default=FORMAT_VERSION)
+
+    def __post_init__(self):
+        object.__setattr__(self, "loc", np.asarray(self.loc, dtype=np.float32))
+        object.__setattr__(self, "scale", np.asarray(self.scale, dtype=np.float32))
+        if self.feature_names is not None:
+            object.__setattr__(self, "feature_names", tuple(str(n) for n in self.feature_names))
+        n = self.model.n_features
+        _check(self, "normalize", lambda v: v in NORMALIZATIONS)
+        _check(self, "loc", lambda v: v.shape == (n,) and np.isfinite(v).all(), f"{n} finite numbers")
+        _check(self, "scale", lambda v: v.shape == (n,) and np.isfinite(v).all() and (v > 0).all(),
+               f"{n} finite positive numbers")
+        _check(self, "seed", lambda v: _int(v) and v >= 0)
+        _check(self, "feature_names", lambda v: v is None or len(v) == n, f"None or {n} names")
+        _check(self, "format_version", lambda v: v == FORMAT_VERSION, f"{FORMAT_VERSION}")
+
+    @property
+    def n_features(self):
+        return self.model.n_features
+
+    def to_dict(self):
+        """A JSON-ready dict that :meth:`from_dict` reads back."""
+        return {
+            "format_version": self.format_version,
+            "model": self.model.to_dict(),
+            "normalize": self.normalize,
+            "loc": self.loc.tolist(),
+            "scale": self.scale.tolist(),
+            "seed": int(self.seed),
+            "feature_names": None if self.feature_names is None else list(self.feature_names),
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        """Rebuild and validate a spec written by :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            Naming the missing, unknown or invalid field.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"the run specification must be a JSON object, got {type(data).__name__}")
+        model = data.get("model")
+        if not isinstance(model, dict):
+            raise ValueError("the run specification has no 'model' object")
+        for fields, given, where in ((_MODEL_FIELDS, model, "model."), (_RUN_FIELDS, data, "")):
+            missing = sorted(fields - {"format_version"} - given.keys())
+            unknown = sorted(given.keys() - fields)
+            if missing or unknown:
+                raise ValueError(
+                    f"the run specification {'lacks ' + ', '.join(where + m for m in missing) if missing else ''}"
+                    f"{' and ' if missing and unknown else ''}"
+                    f"{'has unknown fields ' + ', '.join(where + u for u in unknown) if unknown else ''}"
+                )
+        if not isinstance(model["hidden_sizes"], list):
+            raise ValueError(f"model.hidden_sizes must be a list of positive integers, got {model['hidden_sizes']!r}")
+        for name in ("loc", "scale"):
+            if not isinstance(data[name], list) or not all(_real(v) for v in data[name]):
+                raise ValueError(f"{name} must be a list of numbers")
+        return cls(**dict(data, model=ModelSpec(**model)))
+
+    def __eq__(self, other):
+        if not isinstance(other, RunSpec):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+
+_MODEL_FIELDS = set(ModelSpec.__dataclass_fields__)
+_RUN_FIELDS = set(RunSpec.__dataclass_fields__)
+
+
+def build_module(spec, state_dict=None):
+    """The :class:`cvae.nn.VAE` that ``spec`` describes, with ``state_dict``'s weights if given."""
+    loc, scale = torch.from_numpy(spec.loc.copy()), torch.from_numpy(spec.scale.copy())
+    if state_dict is None:
+        return VAE(loc=loc, scale=scale, **asdict(spec.model))
+    # Constructing initializes weights from torch's global generator; they are overwritten
+    # at once, so keep that draw from disturbing the caller's random state.
+    with isolated_rng(torch.device("cpu")):
+        module = VAE(loc=loc, scale=scale, **asdict(spec.model))
+    module.load_state_dict(state_dict)
+    return module
+
+
+def _int(value):
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _positive_int(value):
+    return _int(value) and value >= 1
+
+
+def _real(value):
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(obj, name, valid, expected=None):
+    value = getattr(obj, name)
+    try:
+        ok = valid(value)
+    except TypeError:
+        ok = False
+    if not ok:
+        shown = value if not isinstance(value, np.ndarray) else f"an array of shape {value.shape}"
+        hint = f" (expected {expected})" if expected else ""
+        raise ValueError(f"invalid {type(obj).__name__} field {name}={shown!r}{hint}")

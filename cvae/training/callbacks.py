@@ -1,0 +1,184 @@
+"""Features of the training loop, one class each, called by :class:`cvae.training.Trainer`.
+
+A callback sees the trainer at four moments (the loop's start and end, after every step,
+after every validation with the new history row) and may end the run with
+:meth:`Trainer.stop`. Callbacks with state (a scheduler, a count) save it in the
+checkpoint under their ``key`` and get it back on resume. They run in the order given.
+"""
+
+import logging
+import math
+import sys
+
+import torch
+
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "LearningRatePlateau",
+    "NonFiniteRollback",
+    "Progress",
+    "TensorBoardScalars",
+]
+
+logger = logging.getLogger("cvae.training.trainer")
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    #: Name of this callback's entry in the checkpoint; ``None`` for callbacks without state.
+    key = None
+
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_step_end(self, trainer):
+        pass
+
+    def on_validation_end(self, trainer, row):
+        pass
+
+    def on_train_end(self, trainer):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class LearningRatePlateau(Callback):
+    """Divide the learning rate by ``factor`` after ``patience`` validations without a new
+    best (by more than ``tol``), and stop as converged once it falls below ``min_lr``.
+
+    Non-finite validation losses are left to :class:`NonFiniteRollback`.
+    """
+
+    key = "scheduler"
+
+    def __init__(self, optimizer, factor, patience, tol, min_lr):
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=1.0 / factor, patience=patience, threshold=tol, threshold_mode="abs"
+        )
+        self.min_lr = min_lr
+
+    def on_validation_end(self, trainer, row):
+        loss = row["validation_loss"]
+        if not math.isfinite(loss):
+            return
+        self.scheduler.step(loss)
+        if trainer.learning_rate < self.min_lr:
+            trainer.stop("converged")
+
+    def state_dict(self):
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state):
+        self.scheduler.load_state_dict(state)
+
+
+class NonFiniteRollback(Callback):
+    """On a non-finite validation loss, go back to the best weights with a tenth of the
+    learning rate and fresh Adam moments; after ``max_rollbacks`` of them, stop as diverged
+    with the best weights."""
+
+    key = "rollbacks"
+
+    def __init__(self, max_rollbacks=3):
+        self.max_rollbacks = max_rollbacks
+        self.count = 0
+
+    def on_validation_end(self, trainer, row):
+        if math.isfinite(row["validation_loss"]):
+            return
+        trainer.model.load_state_dict(trainer.best_model)
+        if self.count >= self.max_rollbacks:
+            trainer.stop("diverged")
+            return
+        self.count += 1
+        trainer.optimizer.state.clear()
+        for group in trainer.optimizer.param_groups:
+            group["lr"] /= 10
+        logger.warning(
+            "Non-finite validation loss at step %d; restored the best weights and lowered the "
+            "learning rate to %.3g (rollback %d of %d).",
+            trainer.step, trainer.learning_rate, self.count, self.max_rollbacks,
+        )
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = int(state["count"])
+
+
+class Checkpoint(Callback):
+    """Pass :meth:`Trainer.state_dict` to ``write`` every ``interval`` steps."""
+
+    def __init__(self, write, interval):
+        self.write = write
+        self.interval = interval
+
+    def on_step_end(self, trainer):
+        if trainer.step % self.interval == 0:
+            self.write(trainer.state_dict())
+
+
+class TensorBoardScalars(Callback):
+    """Write each history row to a :class:`cvae.training.tensorboard.TensorBoardLog`."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def on_validation_end(self, trainer, row):
+        self.log.write_scalars(row)
+
+
+class Progress(Callback):
+    """A progress bar with step, losses and learning rate where one can redraw (a terminal
+    or a notebook, with tqdm installed); elsewhere one log line per validation at level
+    INFO through the ``cvae.training.trainer`` logger."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_train_begin(self, trainer):
+        if _interactive():
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=trainer.config.max_steps, initial=trainer.step, unit="step", dynamic_ncols=True)
+            self._shown = trainer.step
+
+    def on_step_end(self, trainer):
+        if self.bar is not None and trainer.step - self._shown >= 50:
+            self.bar.update(trainer.step - self._shown)
+            self._shown = trainer.step
+
+    def on_validation_end(self, trainer, row):
+        fields = {
+            "train": f"{row['train_loss']:.4g}",
+            "valid": f"{row['validation_loss']:.4g}",
+            "lr": f"{row['learning_rate']:.2g}",
+        }
+        if self.bar is not None:
+            self.bar.set_postfix(fields, refresh=False)
+        else:
+            logger.info(
+                "step %d/%d %s (%.0f s)", trainer.step, trainer.config.max_steps,
+                " ".join(f"{k}={v}" for k, v in fields.items()), row["elapsed_seconds"],
+            )
+
+    def on_train_end(self, trainer):
+        if self.bar is not None:
+            self.bar.update(trainer.step - self._shown)
+            self.bar.close()
+            self.bar = None
+
+
+def _interactive():
+    """True where a progress bar can redraw: a terminal, or a Jupyter kernel."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules

@@ -1,0 +1,257 @@
+"""The log directory of a training run: its files, their format version, and its lock.
+
+============  =====================================================================
+file          what it holds
+============  =====================================================================
+params.json   ``format_version``, the estimator's parameters and the run
+              specification (:class:`cvae.spec.RunSpec`)
+checkpoint.pt weights, best weights, optimizer, callbacks, step, random state
+              (read with ``weights_only=True``); ``format_version`` too
+split.npz     the rows held out for validation, and how many rows they came from
+history.csv   one row per validation, for people: nothing reads it back
+.lock         held (``flock``) by the process fitting into the directory
+============  =====================================================================
+
+Files without a ``format_version`` were written by cvae 0.1.0 (format 1); they are
+upgraded in memory when read, and written back in the current format at the next save.
+"""
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..spec import FORMAT_VERSION, RunSpec, build_module
+from .io import atomic_write, load_checkpoint, save_checkpoint
+
+__all__ = ["LogDir", "LogDirLocked"]
+
+logger = logging.getLogger("cvae.training.trainer")
+
+
+class LogDirLocked(RuntimeError):
+    """Another process is fitting into the log directory."""
+
+
+class LogDir:
+    """The files of one training run.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Directory of the run; created on the first write.
+    """
+
+    PARAMS = "params.json"
+    CHECKPOINT = "checkpoint.pt"
+    HISTORY = "history.csv"
+    SPLIT = "split.npz"
+    LOCK = ".lock"
+    RUN_FILES = (PARAMS, CHECKPOINT, HISTORY, SPLIT, "normalization.npz")  # the last from format 1
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def file(self, name):
+        return self.path / name
+
+    def has_run(self):
+        """True if a checkpoint from an earlier fit is present."""
+        return self.file(self.CHECKPOINT).is_file()
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the directory's lock for the duration; another holder raises :class:`LogDirLocked`.
+
+        The lock is an ``flock`` on ``.lock``, which the operating system releases when the
+        process ends, however it ends; where ``flock`` does not exist (Windows), nothing
+        is locked.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        with open(self.file(self.LOCK), "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LogDirLocked(
+                    f"Another process is fitting into log directory {str(self.path)!r}; wait for it to end, "
+                    "or choose another logdir."
+                ) from None
+            self._remove_stale_temporaries()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _remove_stale_temporaries(self):
+        # Temporaries of atomic writes (".NAME.*.tmp") left by a process that was killed:
+        # under the lock, no writer of this directory is alive.
+        for path in self.path.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    # ---------------------------------------------------------------- params.json
+
+    def write_params(self, params, spec):
+        """Write the estimator's parameters (JSON-ready) and the run specification."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        document = {"format_version": FORMAT_VERSION, "params": params, "spec": spec.to_dict()}
+        atomic_write(self.file(self.PARAMS), json.dumps(document, indent=2, sort_keys=True).encode())
+
+    def read_params(self):
+        """``(params, spec)``: the saved parameters (a dict) and :class:`RunSpec`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no ``params.json``.
+        ValueError
+            Naming the file, if it is not valid JSON or its contents are not a valid run.
+        """
+        path = self.file(self.PARAMS)
+        if not path.is_file():
+            raise FileNotFoundError(f"No parameter file in log directory: {path}")
+        try:
+            document = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"Cannot read {path}: it is not valid JSON ({exc}).") from exc
+        try:
+            if not isinstance(document, dict):
+                raise ValueError("it holds no JSON object")
+            if "format_version" not in document:
+                document = _upgrade_params_from_1(document)
+            elif document["format_version"] != FORMAT_VERSION:
+                raise ValueError(
+                    f"it has format_version {document['format_version']!r}, and this cvae reads "
+                    f"formats 1 to {FORMAT_VERSION}; a newer cvae wrote it"
+                )
+            params = document.get("params")
+            if not isinstance(params, dict):
+                raise ValueError("it has no 'params' object")
+            return params, RunSpec.from_dict(document.get("spec"))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"Cannot read {path}: {exc}.") from exc
+
+    # ---------------------------------------------------------------- checkpoint.pt
+
+    def write_checkpoint(self, state):
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.file(self.CHECKPOINT), dict(state, format_version=FORMAT_VERSION))
+
+    def read_checkpoint(self, spec):
+        """The saved trainer state, upgraded to the current format for the model ``spec`` describes."""
+        path = self.file(self.CHECKPOINT)
+        state = load_checkpoint(path)
+        if not isinstance(state, dict):
+            raise ValueError(f"Cannot read checkpoint {path}: it holds no trainer state.")
+        if "format_version" not in state:
+            state = _upgrade_checkpoint_from_1(state, spec)
+        return state
+
+    # ---------------------------------------------------------------- history and split
+
+    def write_history(self, history):
+        if not history:
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write(self.file(self.HISTORY), out.getvalue().encode())
+
+    def write_split(self, validation_rows, n_samples):
+        out = io.BytesIO()
+        np.savez(out, validation_rows=np.asarray(validation_rows, np.int64), n_samples=np.int64(n_samples))
+        atomic_write(self.file(self.SPLIT), out.getvalue())
+
+    def read_split(self):
+        """``(validation_rows, n_samples)`` of the saved split, or ``None`` if there is none."""
+        path = self.file(self.SPLIT)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return saved["validation_rows"], int(saved["n_samples"])
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"Cannot read the saved train/validation split {path} ({exc}).") from exc
+
+    def clear(self):
+        """Delete the files of a run written here (and nothing else in the directory)."""
+        if not self.path.is_dir():
+            return
+        for path in self.path.iterdir():
+            if path.name in self.RUN_FILES or path.name.startswith("events.out.tfevents."):
+                path.unlink()
+
+
+# -------------------------------------------------------------------- format 1 -> 2
+
+
+def _upgrade_params_from_1(document):
+    """params.json of format 1: ``{"params": ..., "meta": {model, loc, scale, seed, ...}}``."""
+    meta, params = document["meta"], document["params"]
+    spec = {
+        "model": meta["model"],
+        "normalize": params["normalize"],
+        "loc": meta["loc"],
+        "scale": meta["scale"],
+        "seed": meta["seed"],
+        "feature_names": meta["feature_names"],
+    }
+    return {"format_version": FORMAT_VERSION, "params": params, "spec": spec}
+
+
+def _upgrade_checkpoint_from_1(state, spec):
+    """A checkpoint of format 1.
+
+    The scheduler and the rollback count stood at the top level; the batch order was a
+    stored permutation in the oldest files (the run then restarts at an epoch's start);
+    the oldest IAF kept one MADE per step, whose weights are stacked here, and whose Adam
+    moments, held for other tensors, restart at the saved learning rate.
+    """
+    state = dict(state)
+    state["callbacks"] = {"scheduler": state.pop("scheduler"), "rollbacks": {"count": state.pop("rollbacks")}}
+    if "epoch" not in state["batches"]:
+        state["batches"] = {"epoch": 0, "pos": 0}
+    n_flows = spec.model.n_flows
+    if n_flows and "flow.steps.0.made.layers.0.weight" in state["model"]:
+        for key in ("model", "best_model"):
+            state[key] = _stack_per_step_weights(dict(state[key]), "flow.", n_flows)
+        n_params = len(list(build_module(spec).parameters()))
+        optimizer = dict(state["optimizer"], state={})
+        optimizer["param_groups"] = [dict(optimizer["param_groups"][0], params=list(range(n_params)))]
+        state["optimizer"] = optimizer
+        logger.warning("The saved optimizer state does not fit this model's parameters; Adam restarts its "
+                       "moment estimates at the saved learning rate %.3g.", optimizer["param_groups"][0]["lr"])
+    return state
+
+
+def _stack_per_step_weights(state_dict, prefix, n_steps):
+    """Keys ``steps.{k}.made.layers.{i}.{weight,bias,mask}``, ``steps.{k}.made.context.weight``
+    and ``steps.{k}.made.order`` become the stacked weights of all steps; masks and orders
+    are rebuilt from the architecture, so they are dropped."""
+    old = f"{prefix}steps.{{k}}.made.{{name}}"
+
+    def pop_all(name):
+        return [state_dict.pop(old.format(k=k, name=name)) for k in range(n_steps)]
+
+    n_layers = sum(1 for key in state_dict if key.startswith(old.format(k=0, name="layers.")) and key.endswith(".mask"))
+    for i in range(n_layers):
+        state_dict[f"{prefix}layers.{i}.weight"] = torch.stack(pop_all(f"layers.{i}.weight"))
+        biases = torch.stack(pop_all(f"layers.{i}.bias"))
+        state_dict[f"{prefix}first_bias" if i == 0 else f"{prefix}layers.{i}.bias"] = biases
+        pop_all(f"layers.{i}.mask")
+    if old.format(k=0, name="context.weight") in state_dict:
+        state_dict[f"{prefix}context.weight"] = torch.cat(pop_all("context.weight"))
+    pop_all("order")
+    return state_dict

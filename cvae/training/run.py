@@ -1,0 +1,144 @@
+"""One training run: model, optimizer, callbacks and trainer built from the estimator's
+parameters and a run specification; the log directory written; the stop reported."""
+
+import json
+import warnings
+from numbers import Integral
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from .._validation import isolated_rng
+from ..data import local_batch_size
+from ..nn.vae import LossSettings
+from ..preparation import training_batches, validation_chunks
+from ..spec import build_module
+from .callbacks import Checkpoint, LearningRatePlateau, NonFiniteRollback, Progress, TensorBoardScalars
+from .tensorboard import TensorBoardLog
+from .trainer import Trainer, TrainerConfig, make_adam
+
+__all__ = ["json_params", "run_training", "warn_on_stop"]
+
+
+def run_training(params, spec, data, device, distributed, logdir=None, resume=None):
+    """Train the model ``spec`` describes on ``data``; return the final trainer state.
+
+    Parameters
+    ----------
+    params : dict
+        The estimator's parameters (``get_params()``).
+    spec : cvae.spec.RunSpec
+    data : cvae.preparation.FitData
+    device : torch.device
+    distributed : cvae.training.distributed.Distributed
+    logdir : cvae.training.LogDir, default=None
+        Written by the main process: parameters and spec first, checkpoints during the
+        run, the last checkpoint and the history at its end.
+    resume : dict, default=None
+        A trainer state to continue from.
+
+    Returns
+    -------
+    state : dict
+        :meth:`Trainer.state_dict` at the end of the run.
+    tensorboard : TensorBoardLog or None
+        Still open, for figures of the fitted model.
+    """
+    writer = logdir if logdir is not None and distributed.is_main else None
+    if writer is not None:
+        writer.write_params(json_params(params), spec)
+        if data.held_out is not None:
+            writer.write_split(*data.held_out)
+    tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
+    with isolated_rng(device):
+        torch.manual_seed(spec.seed)
+        trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
+        if resume is not None:
+            trainer.load_state_dict(resume)
+        if distributed.rank > 0:  # the same weights everywhere, but each process its own noise
+            torch.manual_seed(spec.seed + distributed.rank + trainer.step)
+        trainer.run()
+        state = trainer.state_dict()
+    if writer is not None:
+        writer.write_checkpoint(state)
+        writer.write_history(state["history"])
+    return state, tensorboard
+
+
+def _build_trainer(params, spec, data, device, distributed, writer, tensorboard):
+    model = build_module(spec).to(device)
+    optimizer = make_adam(model.parameters(), params["learning_rate_init"])
+    callbacks = [NonFiniteRollback()]
+    if tensorboard is not None:
+        callbacks.insert(0, TensorBoardScalars(tensorboard))
+    if params["learning_rate"] == "adaptive":
+        callbacks.append(LearningRatePlateau(optimizer, params["learning_rate_factor"], params["patience"],
+                                             params["tol"], params["learning_rate_min"]))
+    if params["verbose"] and distributed.is_main:
+        callbacks.append(Progress())
+    if writer is not None:
+        callbacks.append(Checkpoint(writer.write_checkpoint, params["checkpoint_interval"]))
+    loss = LossSettings(
+        beta=params["beta"],
+        free_bits=float(params["free_bits"]),
+        # The reconstruction term grows with the number of features: so does the neighbour term.
+        neighbor_weight=float(params["neighbor_weight"]) * spec.n_features,
+        neighbor_objective=params["neighbor_objective"],
+    )
+    config = TrainerConfig(
+        max_steps=params["max_steps"],
+        validation_interval=params["validation_interval"],
+        kl_warmup_steps=params["kl_warmup_steps"],
+        precision=params["precision"],
+        compile=params["compile"],
+    )
+
+    def normalize(rows):
+        return (rows - spec.loc) / spec.scale
+
+    with_neighbors = params["neighbor_weight"] > 0
+    batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, normalize,
+                               params["n_neighbors"] if with_neighbors else 0, params["neighbor_samples"])
+    chunks = validation_chunks(data.valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors)
+    local = local_batch_size(params["batch_size"], distributed.rank, distributed.world_size)
+    batch_weight = local * distributed.world_size / params["batch_size"]
+    return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight)
+
+
+def json_params(params):
+    """The estimator's parameters as JSON can hold them (paths and devices as strings)."""
+    params = dict(params)
+    params["logdir"] = None if params["logdir"] is None else str(params["logdir"])
+    params["device"] = str(params["device"])
+    if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
+        params["random_state"] = None
+    if params["hidden_layer_sizes"] is not None:
+        params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
+    return json.loads(json.dumps(params))
+
+
+def warn_on_stop(params, state):
+    """Warn about a fit that ended otherwise than by converging."""
+    reason, step = state["stop_reason"], state["step"]
+    if reason == "interrupted":
+        warnings.warn(
+            f"Training interrupted at step {step}; the model holds the best weights so far"
+            + (f" and a checkpoint was saved in {params['logdir']!r}." if params["logdir"] is not None else "."),
+            UserWarning,
+            stacklevel=3,
+        )
+    elif reason == "diverged":
+        warnings.warn(
+            f"Training diverged (non-finite loss) at step {step} even after lowering the "
+            "learning rate; the model holds the last weights with a finite validation loss. Try a "
+            "lower learning_rate_init, or normalize the data.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    elif reason == "max_steps" and params["learning_rate"] == "adaptive":
+        warnings.warn(
+            f"Reached max_steps={params['max_steps']} before the learning rate fell below "
+            f"learning_rate_min={params['learning_rate_min']}; the model may improve with more steps.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,185 @@
+"""The training loop and its callbacks, on a small VAE without the estimator."""
+
+import math
+
+import pytest
+import torch
+
+from cvae.data import BatchIterator, TensorChunks
+from cvae.nn import VAE
+from cvae.nn.vae import LossSettings
+from cvae.training import Callback, Trainer, TrainerConfig
+from cvae.training.callbacks import Checkpoint, LearningRatePlateau, NonFiniteRollback
+from cvae.training.trainer import evaluate, make_adam
+
+
+@pytest.fixture
+def parts():
+    torch.manual_seed(0)
+    X = torch.randn(96, 6)
+    model = VAE(6, 2, [8], torch.zeros(6), torch.ones(6))
+    return model, BatchIterator(X[:64], 16, seed=0), TensorChunks(X[64:], 32)
+
+
+def make_trainer(parts, callbacks=(), max_steps=20, validation_interval=5, **config):
+    model, batches, chunks = parts
+    config = TrainerConfig(max_steps=max_steps, validation_interval=validation_interval, **config)
+    return Trainer(model, make_adam(model.parameters(), 1e-2), batches, chunks, LossSettings(), config, callbacks)
+
+
+class Recorder(Callback):
+    def __init__(self, log, name="recorder"):
+        self.log, self.name = log, name
+
+    def on_train_begin(self, trainer):
+        self.log.append((self.name, "begin", trainer.step))
+
+    def on_step_end(self, trainer):
+        self.log.append((self.name, "step", trainer.step))
+
+    def on_validation_end(self, trainer, row):
+        self.log.append((self.name, "validation", row["step"]))
+
+    def on_train_end(self, trainer):
+        self.log.append((self.name, "end", trainer.step))
+
+
+def test_hooks_run_in_order_at_their_moments(parts):
+    log = []
+    trainer = make_trainer(parts, [Recorder(log, "a"), Recorder(log, "b")], max_steps=10)
+    assert trainer.run() == "max_steps"
+    assert log[:2] == [("a", "begin", 0), ("b", "begin", 0)]
+    assert log[-2:] == [("a", "end", 10), ("b", "end", 10)]
+    validations = [entry for entry in log if entry[1] == "validation"]
+    assert validations == [("a", "validation", 5), ("b", "validation", 5), ("a", "validation", 10),
+                           ("b", "validation", 10)]
+    # a validation step's callbacks come before that step's on_step_end
+    assert log.index(("b", "validation", 5)) < log.index(("a", "step", 5))
+    assert [step for name, hook, step in log if name == "a" and hook == "step"] == list(range(1, 11))
+
+
+def test_a_callback_stops_the_run_with_its_reason(parts):
+    class StopAtSecondValidation(Callback):
+        def on_validation_end(self, trainer, row):
+            if len(trainer.history) == 2:
+                trainer.stop("enough")
+
+    trainer = make_trainer(parts, [StopAtSecondValidation()], max_steps=100)
+    assert trainer.run() == "enough"
+    assert trainer.step == 10 and [row["step"] for row in trainer.history] == [5, 10]
+
+
+def test_request_stop_ends_the_run_as_interrupted(parts):
+    class Interrupt(Callback):
+        def on_step_end(self, trainer):
+            if trainer.step == 3:
+                trainer.request_stop()
+
+    trainer = make_trainer(parts, [Interrupt()], max_steps=100)
+    assert trainer.run() == "interrupted" and trainer.step == 3
+
+
+def test_best_weights_are_those_of_the_lowest_validation_loss(parts):
+    best = {}
+
+    class Snapshot(Callback):
+        def on_validation_end(self, trainer, row):
+            best[row["validation_loss"]] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    trainer = make_trainer(parts, [Snapshot()], max_steps=40)
+    trainer.run()
+    lowest = min(row["validation_loss"] for row in trainer.history)
+    assert trainer.best_loss == lowest
+    for name, value in best[lowest].items():
+        assert torch.equal(trainer.best_model[name], value)
+
+
+def test_kl_warmup_ramps_beta_linearly(parts):
+    trainer = make_trainer(parts, kl_warmup_steps=100)
+    trainer.loss = LossSettings(beta=2.0)
+    for step, expected in [(0, 0.02), (49, 1.0), (99, 2.0), (500, 2.0)]:
+        trainer.step = step
+        assert trainer._step_loss().beta == pytest.approx(expected)
+
+
+def test_validation_ignores_free_bits(parts):
+    model, _, chunks = parts
+    plain = evaluate(model, chunks, LossSettings())
+    assert evaluate(model, chunks, LossSettings(free_bits=100.0)) == plain
+
+
+def test_plateau_lowers_the_rate_and_stops_as_converged(parts):
+    model = parts[0]
+    trainer = make_trainer(parts)
+    plateau = LearningRatePlateau(trainer.optimizer, factor=10.0, patience=0, tol=0.0, min_lr=1e-3)
+    trainer.callbacks = [plateau]
+    for loss in (5.0, 6.0):
+        plateau.on_validation_end(trainer, {"validation_loss": loss})
+    assert trainer.learning_rate == pytest.approx(1e-3) and trainer.stop_reason is None
+    plateau.on_validation_end(trainer, {"validation_loss": 7.0})
+    assert trainer.learning_rate == pytest.approx(1e-4) and trainer.stop_reason == "converged"
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_plateau_ignores_non_finite_losses(parts):
+    trainer = make_trainer(parts)
+    plateau = LearningRatePlateau(trainer.optimizer, factor=10.0, patience=0, tol=0.0, min_lr=0.0)
+    plateau.on_validation_end(trainer, {"validation_loss": 5.0})
+    for _ in range(3):
+        plateau.on_validation_end(trainer, {"validation_loss": math.nan})
+    assert trainer.learning_rate == pytest.approx(1e-2)
+
+
+def test_rollback_restores_the_best_weights_then_stops_as_diverged(parts):
+    trainer = make_trainer(parts)
+    rollback = NonFiniteRollback(max_rollbacks=2)
+    best = {k: v.clone() for k, v in trainer.best_model.items()}
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+    trainer.optimizer.state[next(trainer.model.parameters())] = {"step": 1}
+    rollback.on_validation_end(trainer, {"validation_loss": math.inf})
+    assert rollback.count == 1 and trainer.learning_rate == pytest.approx(1e-3)
+    assert not trainer.optimizer.state and trainer.stop_reason is None
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, best[name])
+    rollback.on_validation_end(trainer, {"validation_loss": math.nan})
+    assert rollback.count == 2 and trainer.stop_reason is None
+    rollback.on_validation_end(trainer, {"validation_loss": math.nan})
+    assert trainer.stop_reason == "diverged"
+    rollback.on_validation_end(trainer, {"validation_loss": 1.0})  # finite: nothing happens
+    assert rollback.count == 2
+
+
+def test_checkpoint_writes_every_interval(parts):
+    written = []
+    trainer = make_trainer(parts, [Checkpoint(lambda state: written.append(state["step"]), 4)], max_steps=10)
+    trainer.run()
+    assert written == [4, 8]
+
+
+def test_state_round_trip_continues_exactly(parts):
+    model, batches, chunks = parts
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def trainer(max_steps):
+        fresh = (model, BatchIterator(batches.data, 16, seed=0), chunks)
+        return make_trainer(fresh, [NonFiniteRollback()], max_steps=max_steps)
+
+    torch.manual_seed(1)
+    trainer(20).run()
+    end_whole = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model.load_state_dict(start)
+    torch.manual_seed(1)
+    first = trainer(10)
+    first.run()
+    state = first.state_dict()
+    assert state["callbacks"] == {"rollbacks": {"count": 0}}
+    torch.manual_seed(123)  # the state carries the random state
+    second = trainer(20)
+    second.load_state_dict(state)
+    second.run()
+    assert second.step == 20 and [row["step"] for row in second.history] == [5, 10, 15, 20]
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, end_whole[name]), name
