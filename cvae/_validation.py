@@ -10,12 +10,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions  # noqa: F401 (re-exported)
 from sklearn.utils.validation import check_array, validate_data
 
+from .sources import ArraySource, open_source
+
 __all__ = [
     "Interval",
     "StrOptions",
     "check_chunk",
     "check_finite_float",
     "check_latent",
+    "check_latent_rows",
+    "check_rows",
     "check_unit_interval",
     "draw_seed",
     "isolated_rng",
@@ -66,6 +70,33 @@ def check_latent(Z, n_components):
             "latent dimensions."
         )
     return Z
+
+
+def check_rows(estimator, X):
+    """A row source for input to a fitted estimator: a validated array, or a ``.npy`` file, a
+    directory of them or a memmap with the estimator's number of features."""
+    source = open_source(X)
+    if source is None:
+        return ArraySource(validate_input(estimator, X, reset=False), checked=True)
+    if source.n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X ({source.name}) has {source.n_features} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    return source
+
+
+def check_latent_rows(Z, n_components):
+    """A row source for latent codes: a validated array or a ``.npy`` file of ``n_components`` columns."""
+    source = open_source(Z, "Z")
+    if source is None:
+        return ArraySource(check_latent(Z, n_components), name="Z", checked=True)
+    if source.n_features != n_components:
+        raise ValueError(
+            f"Z ({source.name}) has {source.n_features} columns, but this CompressionVAE has "
+            f"n_components={n_components} latent dimensions."
+        )
+    return source
 
 
 def check_finite_float(X, name):

@@ -9,25 +9,14 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import (
-    Interval,
-    StrOptions,
-    check_chunk,
-    check_finite_float,
-    check_latent,
-    draw_seed,
-    resolve_device,
-    validate_input,
-)
-from .data import iterate_chunks
+from ._validation import Interval, StrOptions, check_latent_rows, check_rows, draw_seed, resolve_device
+from .inference import run_batched
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
-from .nn.vae import default_hidden_sizes
-from .preparation import prepare, resolve_likelihood
+from .preparation import prepare
 from .preprocessing import NORMALIZATIONS
-from .sources import ArraySource, open_source
-from .spec import ModelSpec, RunSpec, build_module
+from .spec import build_module, check_warm_start, new_spec
 from .training import LogDir
 from .training.distributed import Distributed
 from .training.run import run_training, warn_on_stop
@@ -41,18 +30,6 @@ __all__ = ["CompressionVAE"]
 # noise of a single draw.
 _SCORE_SEED = 0
 _SCORE_DRAWS = 8
-
-# Parameters that say what the model is: a warm start must leave them as the run has them.
-_ARCHITECTURE = {
-    "n_components": "n_latent",
-    "hidden_layer_sizes": "hidden_sizes",
-    "iaf_flow_length": "n_flows",
-    "likelihood": "likelihood",
-    "activation": "activation",
-    "dropout": "dropout",
-    "initializer": "initializer",
-}
-
 
 class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Dimensionality reduction with a variational autoencoder.
@@ -351,23 +328,18 @@ default="orthogonal"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), path or numpy.memmap
-            Training data: in memory, or data larger than memory as a ``.npy`` file, a
-            directory tree of ``.npy`` files (each a sample or a block of rows, read in
-            sorted path order) or a ``numpy.memmap``. Files are streamed a buffer of about
-            64 MB at a time, so memory use does not grow with the data.
+            Training data: in memory, or streamed from a ``.npy`` file, a directory tree of
+            ``.npy`` files (sorted path order) or a ``numpy.memmap``, a buffer at a time.
         y : None
             Ignored; present for API consistency.
-        X_valid : array-like of shape (n_valid_samples, n_features), path or \
-numpy.memmap, default=None
-            Validation data for the learning-rate schedule and model selection. If None,
-            ``validation_fraction`` of ``X``'s rows is held out, and the split is saved in
-            ``logdir`` so that a continued run validates on the same rows.
+        X_valid : array-like, path or numpy.memmap, default=None
+            Validation data. If None, ``validation_fraction`` of ``X``'s rows is held out
+            (saved in ``logdir``, so a continued run validates on the same rows).
 
         Returns
         -------
         self : CompressionVAE
-            The fitted estimator. After Ctrl-C it holds the best model so far (and has
-            saved a checkpoint when ``logdir`` is set).
+            Fitted; after Ctrl-C, with the best model so far (and a checkpoint in ``logdir``).
         """
         self._validate_params()
         self._check_params()
@@ -375,15 +347,12 @@ numpy.memmap, default=None
         device = distributed.device(resolve_device(self.device))
         distributed.join(device)
         logdir = LogDir(self.logdir) if self.logdir is not None else None
-        owning = logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext()
-        with owning:
+        with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
             spec, resume, saved_split = self._previous_run(logdir)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
-            n_features = None if spec is None else spec.n_features
-            where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
-            data = prepare(self, X, X_valid, seed, saved_split, n_features, where)
-            likelihood = resolve_likelihood(self.likelihood if spec is None else spec.model.likelihood, data)
-            spec = spec if spec is not None else self._new_spec(data, seed, likelihood)
+            data = prepare(self, X, X_valid, seed, saved_split, spec, logdir)
+            if spec is None:
+                spec = new_spec(self.get_params(), data, seed, getattr(self, "feature_names_in_", None))
             state, tensorboard = run_training(self.get_params(), spec, data, device, distributed, logdir, resume)
         self._adopt_run(spec, state, device)
         if tensorboard is not None:
@@ -415,33 +384,8 @@ numpy.memmap, default=None
         else:
             spec = logdir.read_params()[1]
             state = logdir.read_checkpoint(spec)
-        self._check_same_architecture(spec)
+        check_warm_start(self.get_params(), spec)
         return spec, state, (logdir.read_split() if logdir is not None else None)
-
-    def _check_same_architecture(self, spec):
-        model = spec.model.to_dict()
-        for param, field in _ARCHITECTURE.items():
-            value, saved = getattr(self, param), model[field]
-            if value is None or value == "auto":
-                continue
-            if param == "hidden_layer_sizes":
-                value = [int(s) for s in value]
-            if value != saved:
-                raise ValueError(
-                    f"warm_start=True continues the saved model, whose {param} is {saved!r}, but {param}={value!r} "
-                    f"was given. Set {param}={saved!r} to continue it, or fit a new model (warm_start=False, and "
-                    "a new logdir)."
-                )
-
-    def _new_spec(self, data, seed, likelihood):
-        n_features = data.n_features
-        sizes = self.hidden_layer_sizes
-        sizes = default_hidden_sizes(n_features, self.n_components) if sizes is None else [int(s) for s in sizes]
-        model = ModelSpec(n_features, self.n_components, sizes, likelihood, self.iaf_flow_length, float(self.dropout),
-                          self.activation, self.initializer)
-        loc, scale = data.summary.normalization(self.normalize)
-        names = getattr(self, "feature_names_in_", None)
-        return RunSpec(model, self.normalize, loc, scale, seed, names)
 
     def _adopt_run(self, spec, state, device):
         """Set every fitted attribute from a run specification and a trainer state."""
@@ -498,42 +442,11 @@ numpy.memmap, default=None
 
     # ------------------------------------------------------------------ inference
 
-    def _run_batched(self, fn, source, n_out, name):
-        """Apply ``fn`` to float32 tensors of ``source``'s rows in batches.
-
-        Returns numpy, float64 for float64 input and float32 otherwise. Rows read from a
-        file or memmap are checked here, a batch at a time.
-        """
-        dtype = np.float64 if source.dtype == np.float64 else np.float32
-        out = np.empty((source.n_samples, n_out), dtype=dtype)
-        with torch.inference_mode():
-            for rows in iterate_chunks(source.n_samples, self.eval_batch_size):
-                batch = source.read(rows.start, rows.stop)
-                if source.checked:  # NaN and infinity are already ruled out
-                    check_finite_float(batch, name)
-                else:
-                    check_chunk(batch, name, rows, source.name)
-                out[rows] = fn(_as_tensor(batch, self.device_)).cpu().numpy()
-        return out
-
-    def _check_X(self, X):
-        """A row source for ``X``: an array, a .npy file, a directory of them or a memmap."""
-        check_is_fitted(self)
-        source = open_source(X)
-        if source is None:
-            return ArraySource(validate_input(self, X, reset=False), checked=True)
-        if source.n_features != self.n_features_in_:
-            raise ValueError(
-                f"X ({source.name}) has {source.n_features} features, but CompressionVAE is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return source
-
-    @staticmethod
-    def _check_finite_output(out, name, source):
+    def _run_batched(self, fn, source, n_out, name, what):
+        out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name)
         if not np.isfinite(out).all():
             raise ValueError(
-                f"{name} overflowed float32 for some rows: {source} lies too far outside the range "
+                f"{what} overflowed float32 for some rows: {name} lies too far outside the range "
                 "of the training data for this model."
             )
         return out
@@ -553,9 +466,8 @@ numpy.memmap, default=None
         Z : ndarray of shape (n_samples, n_components)
             float64 for float64 input, float32 otherwise.
         """
-        X = self._check_X(X)
-        Z = self._run_batched(self.module_.embed, X, self.n_components, "X")
-        return self._check_finite_output(Z, "The embedding", "X")
+        check_is_fitted(self)
+        return self._run_batched(self.module_.embed, check_rows(self, X), self.n_components, "X", "The embedding")
 
     def inverse_transform(self, Z):
         """Decode latent codes to the decoder mean, in the original feature scale.
@@ -570,16 +482,8 @@ numpy.memmap, default=None
         X : ndarray of shape (n_samples, n_features_in_)
         """
         check_is_fitted(self)
-        source = open_source(Z, "Z")
-        if source is None:
-            source = ArraySource(check_latent(Z, self.n_components), name="Z", checked=True)
-        elif source.n_features != self.n_components:
-            raise ValueError(
-                f"Z ({source.name}) has {source.n_features} columns, but this CompressionVAE has "
-                f"n_components={self.n_components} latent dimensions."
-            )
-        X = self._run_batched(self.module_.decode_mean, source, self.n_features_in_, "Z")
-        return self._check_finite_output(X, "The decoded data", "Z")
+        source = check_latent_rows(Z, self.n_components)
+        return self._run_batched(self.module_.decode_mean, source, self.n_features_in_, "Z", "The decoded data")
 
     def score_samples(self, X, n_importance_samples=1):
         """Per-sample lower bound on log p(x) in nats, in the original data scale.
@@ -606,12 +510,14 @@ numpy.memmap, default=None
         """
         if not isinstance(n_importance_samples, Integral) or n_importance_samples < 1:
             raise ValueError(f"n_importance_samples must be a positive integer, got {n_importance_samples!r}.")
-        X = self._check_X(X)
+        check_is_fitted(self)
+        X = check_rows(self, X)
         k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
         generator = torch.Generator().manual_seed(_SCORE_SEED)
         draws = torch.randn(k, self.n_components, generator=generator).to(self.device_)
         score = self.module_.mean_elbo if n_importance_samples == 1 else self.module_.importance_weighted_bound
-        return self._run_batched(lambda batch: score(batch, draws)[:, None], X, 1, "X")[:, 0]
+        return run_batched(lambda batch: score(batch, draws)[:, None], X, 1, self.eval_batch_size, self.device_,
+                           "X")[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO per sample in nats (higher is better), for model selection.
@@ -676,11 +582,3 @@ numpy.memmap, default=None
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
             self._adopt_run(self.spec_, self._checkpoint, device)
-
-
-def _as_tensor(array, device):
-    """float32 tensor on ``device``; read-only arrays (e.g. memmaps) are copied, not shared."""
-    array = np.asarray(array, dtype=np.float32)
-    if not array.flags.writeable or not array.flags.c_contiguous:
-        array = np.array(array, dtype=np.float32, order="C")
-    return torch.from_numpy(array).to(device)

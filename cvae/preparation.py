@@ -29,7 +29,7 @@ from .data import (
 from .preprocessing import summarize
 from .sources import ArraySource, open_source
 
-__all__ = ["FitData", "Rows", "prepare", "resolve_likelihood", "training_batches", "validation_chunks"]
+__all__ = ["FitData", "Rows", "prepare", "training_batches", "validation_chunks"]
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,15 @@ class FitData:
     """The rows of one fit and what one pass over them found.
 
     ``held_out`` is the split drawn from ``X`` (validation rows, number of rows), or
-    ``None`` when validation data was given.
+    ``None`` when validation data was given. ``likelihood`` is the one the model uses:
+    the continued run's, or the estimator's with ``"auto"`` resolved.
     """
 
     train: Rows
     valid: Rows
     summary: object
     valid_summary: object
+    likelihood: str
     held_out: tuple = None
 
     @property
@@ -83,13 +85,13 @@ def training_source(estimator, X):
     return source
 
 
-def prepare(estimator, X, X_valid, seed, saved_split=None, n_features=None, where="in memory"):
+def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdir=None):
     """Open ``X`` (and ``X_valid``), split, check every row and summarize.
 
     Parameters
     ----------
     estimator : CompressionVAE
-        Its ``validation_fraction`` and ``neighbor_weight`` are read, its
+        Its ``validation_fraction``, ``neighbor_weight`` and ``likelihood`` are read, its
         ``n_features_in_`` set.
     X, X_valid : array-like, path or memmap
     seed : int
@@ -97,10 +99,11 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, n_features=None, wher
     saved_split : (ndarray, int), default=None
         The split of the run being continued: validation rows and the number of rows
         they were drawn from, used again when ``X`` has that many rows.
-    n_features : int, default=None
-        The number of features of the run being continued, which ``X`` must have.
-    where : str, default="in memory"
-        Where that run is, for the error message.
+    continued : cvae.spec.RunSpec, default=None
+        The spec of the run being continued, whose number of features ``X`` must have
+        and whose likelihood the data must suit.
+    logdir : cvae.training.LogDir, default=None
+        Where that run is, for error messages.
 
     Returns
     -------
@@ -112,10 +115,11 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, n_features=None, wher
             f"neighbor_weight={estimator.neighbor_weight} needs the training data in memory to find each row's "
             f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
         )
-    if n_features is not None and source.n_features != n_features:
+    if continued is not None and source.n_features != continued.n_features:
+        where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
         raise ValueError(
             f"X has {source.n_features} features, but the run being continued ({where}) was trained on "
-            f"{n_features} features."
+            f"{continued.n_features} features."
         )
     if X_valid is not None:
         train = Rows(source, np.arange(source.n_samples))
@@ -125,7 +129,10 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, n_features=None, wher
         train_idx, valid_idx = _split(source.n_samples, estimator.validation_fraction, seed, saved_split)
         train, valid = Rows(source, train_idx), Rows(source, valid_idx)
         held_out = (valid_idx, source.n_samples)
-    return FitData(train, valid, summarize(_checked_chunks(train)), summarize(_checked_chunks(valid)), held_out)
+    summaries = summarize(_checked_chunks(train)), summarize(_checked_chunks(valid))
+    likelihood = _resolve_likelihood(estimator.likelihood if continued is None else continued.model.likelihood,
+                                     summaries, (train.name, valid.name))
+    return FitData(train, valid, *summaries, likelihood, held_out)
 
 
 def _validation_source(estimator, X_valid, train_source):
@@ -165,15 +172,14 @@ def _checked_chunks(rows):
         yield chunk
 
 
-def resolve_likelihood(likelihood, data):
+def _resolve_likelihood(likelihood, summaries, names):
     """``likelihood``, with ``"auto"`` resolved: Bernoulli when every training and validation
     value lies in [0, 1], else Gaussian. Bernoulli data is checked to lie in [0, 1]."""
-    summaries = ((data.summary, data.train.name), (data.valid_summary, data.valid.name))
     if likelihood == "auto":
-        in_unit_interval = all(s.low >= 0 and s.high <= 1 for s, _ in summaries)
+        in_unit_interval = all(s.low >= 0 and s.high <= 1 for s in summaries)
         likelihood = "bernoulli" if in_unit_interval else "gaussian"
     if likelihood == "bernoulli":
-        for summary, name in summaries:
+        for summary, name in zip(summaries, names):
             check_unit_interval(summary.low, summary.high, name)
     return likelihood
 

@@ -17,9 +17,10 @@ from ._validation import isolated_rng
 from .nn import VAE
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
+from .nn.vae import default_hidden_sizes
 from .preprocessing import NORMALIZATIONS
 
-__all__ = ["FORMAT_VERSION", "ModelSpec", "RunSpec", "build_module"]
+__all__ = ["FORMAT_VERSION", "ModelSpec", "RunSpec", "build_module", "check_warm_start", "new_spec"]
 
 # The version of the saved format (params.json and checkpoint.pt); it changes whenever
 # what is written changes, and cvae.training.logdir upgrades older versions when reading.
@@ -147,8 +148,50 @@ class RunSpec:
         return self.to_dict() == other.to_dict()
 
 
+# Estimator parameters that say what the model is, and the ModelSpec fields they set.
+ARCHITECTURE = {
+    "n_components": "n_latent",
+    "hidden_layer_sizes": "hidden_sizes",
+    "iaf_flow_length": "n_flows",
+    "likelihood": "likelihood",
+    "activation": "activation",
+    "dropout": "dropout",
+    "initializer": "initializer",
+}
 _MODEL_FIELDS = set(ModelSpec.__dataclass_fields__)
 _RUN_FIELDS = set(RunSpec.__dataclass_fields__)
+
+
+def new_spec(params, data, seed, feature_names=None):
+    """The spec of a new run from the estimator's parameters and its
+    :class:`cvae.preparation.FitData` (features, statistics, resolved likelihood)."""
+    n_features, likelihood = data.n_features, data.likelihood
+    sizes = params["hidden_layer_sizes"]
+    sizes = default_hidden_sizes(n_features, params["n_components"]) if sizes is None else [int(s) for s in sizes]
+    model = ModelSpec(n_features, params["n_components"], sizes, likelihood, params["iaf_flow_length"],
+                      float(params["dropout"]), params["activation"], params["initializer"])
+    loc, scale = data.summary.normalization(params["normalize"])
+    return RunSpec(model, params["normalize"], loc, scale, seed, feature_names)
+
+
+def check_warm_start(params, spec):
+    """Refuse to continue the run ``spec`` describes with other architecture parameters.
+
+    ``None`` and ``"auto"`` stand for whatever the run has.
+    """
+    model = spec.model.to_dict()
+    for param, name in ARCHITECTURE.items():
+        value, saved = params[param], model[name]
+        if value is None or value == "auto":
+            continue
+        if param == "hidden_layer_sizes":
+            value = [int(s) for s in value]
+        if value != saved:
+            raise ValueError(
+                f"warm_start=True continues the saved model, whose {param} is {saved!r}, but {param}={value!r} "
+                f"was given. Set {param}={saved!r} to continue it, or fit a new model (warm_start=False, and "
+                "a new logdir)."
+            )
 
 
 def build_module(spec, state_dict=None):

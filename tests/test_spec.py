@@ -1,0 +1,114 @@
+"""The run specification: what it accepts, what it refuses, and that it rebuilds the model."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from cvae import CompressionVAE
+from cvae.spec import FORMAT_VERSION, ModelSpec, RunSpec, build_module, check_warm_start
+from cvae.training import LogDir
+
+
+@pytest.fixture
+def spec():
+    model = ModelSpec(n_features=3, n_latent=2, hidden_sizes=[8, 4], likelihood="gaussian", n_flows=1)
+    return RunSpec(model, "global", loc=[0.0, 1.0, 2.0], scale=[1.0, 1.0, 2.0], seed=7, feature_names=["a", "b", "c"])
+
+
+def test_round_trip_through_json(spec):
+    data = json.loads(json.dumps(spec.to_dict()))
+    assert data["format_version"] == FORMAT_VERSION
+    again = RunSpec.from_dict(data)
+    assert again == spec and again.model == spec.model
+    assert again.loc.dtype == np.float32 and again.feature_names == ("a", "b", "c")
+
+
+def test_build_module_follows_the_spec_and_loads_weights(spec):
+    torch.manual_seed(0)
+    module = build_module(spec)
+    assert module.n_latent == 2 and module.flow is not None
+    assert [layer.out_features for layer in module.encoder.modules() if isinstance(layer, torch.nn.Linear)] == [8, 4]
+    torch.testing.assert_close(module.likelihood.loc, torch.tensor([0.0, 1.0, 2.0]))
+    rng = torch.get_rng_state()
+    copy = build_module(spec, module.state_dict())
+    assert torch.equal(torch.get_rng_state(), rng)  # loading weights draws nothing from the caller's generator
+    for name, value in module.state_dict().items():
+        assert torch.equal(copy.state_dict()[name], value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("seed"), "lacks seed"),
+        (lambda d: d["model"].pop("n_latent"), "lacks model.n_latent"),
+        (lambda d: d.update(colour="red"), "unknown fields colour"),
+        (lambda d: d["model"].update(n_latent=0), "n_latent=0"),
+        (lambda d: d["model"].update(n_latent=True), "n_latent=True"),
+        (lambda d: d["model"].update(n_latent="2"), "n_latent='2'"),
+        (lambda d: d["model"].update(hidden_sizes=[8, -1]), "hidden_sizes"),
+        (lambda d: d["model"].update(hidden_sizes=8), "hidden_sizes must be a list"),
+        (lambda d: d["model"].update(likelihood="poisson2"), "likelihood='poisson2'"),
+        (lambda d: d["model"].update(dropout=1.0), "dropout=1.0"),
+        (lambda d: d.update(scale=[1.0, 0.0, 1.0]), "scale.*finite positive"),
+        (lambda d: d.update(loc=[0.0, 1.0]), "loc.*3 finite numbers"),
+        (lambda d: d.update(loc=[0.0, "x", 1.0]), "loc must be a list of numbers"),
+        (lambda d: d.update(normalize="zscore"), "normalize='zscore'"),
+        (lambda d: d.update(feature_names=["a"]), "feature_names"),
+        (lambda d: d.update(format_version=99), "format_version=99"),
+        (lambda d: d.update(seed=-1), "seed=-1"),
+        (lambda d: d.update(model=[]), "no 'model' object"),
+    ],
+)
+def test_from_dict_names_what_is_wrong(spec, change, message):
+    data = spec.to_dict()
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        RunSpec.from_dict(data)
+
+
+def test_nan_in_the_statistics_is_refused(spec):
+    data = spec.to_dict()
+    data["loc"][0] = float("nan")
+    with pytest.raises(ValueError, match="loc"):
+        RunSpec.from_dict(data)
+
+
+def test_warm_start_accepts_the_runs_architecture_and_refuses_another(spec):
+    params = dict(n_components=2, hidden_layer_sizes=(8, 4), iaf_flow_length=1, likelihood="auto",
+                  activation="relu", dropout=0.0, initializer="orthogonal")
+    check_warm_start(params, spec)
+    check_warm_start(dict(params, hidden_layer_sizes=None), spec)
+    with pytest.raises(ValueError, match="whose n_components is 2, but n_components=5 was given"):
+        check_warm_start(dict(params, n_components=5), spec)
+    with pytest.raises(ValueError, match="whose hidden_layer_sizes is \\[8, 4\\]"):
+        check_warm_start(dict(params, hidden_layer_sizes=(16,)), spec)
+
+
+def test_fitted_estimator_keeps_its_spec_through_pickle_and_load(digits, fast, tmp_path):
+    X = digits[0][:300]
+    vae = CompressionVAE(**dict(fast, logdir=str(tmp_path / "run"), max_steps=20, learning_rate="constant")).fit(X)
+    assert vae.spec_.model.hidden_sizes == (32, 16) and vae.spec_.model.likelihood == vae.likelihood_
+    assert pickle.loads(pickle.dumps(vae)).spec_ == vae.spec_
+    assert CompressionVAE.load(tmp_path / "run").spec_ == vae.spec_
+    assert LogDir(tmp_path / "run").read_params()[1] == vae.spec_
+
+
+def test_a_broken_params_file_is_named_in_the_error(digits, fast, tmp_path):
+    X = digits[0][:300]
+    CompressionVAE(**dict(fast, logdir=str(tmp_path / "run"), max_steps=20, learning_rate="constant")).fit(X)
+    path = tmp_path / "run" / "params.json"
+    document = json.loads(path.read_text())
+    document["spec"]["model"]["n_latent"] = "two"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=r"Cannot read .*params.json: invalid ModelSpec field n_latent='two'"):
+        CompressionVAE.load(tmp_path / "run")
+    del document["spec"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=r"params.json: the run specification must be a JSON object"):
+        CompressionVAE.load(tmp_path / "run")
+    path.write_text(json.dumps(dict(document, format_version=FORMAT_VERSION + 1)))
+    with pytest.raises(ValueError, match=r"params.json: it has format_version 3.*a newer cvae wrote it"):
+        CompressionVAE.load(tmp_path / "run")
