@@ -30,21 +30,17 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from unittest import mock
 
 import numpy as np
 import torch
 
+import cvae.training.run
 from cvae import CompressionVAE
 from cvae.metrics import active_units
+from cvae.preparation import training_batches
 
 IWAE_VAE_NLL = 86.76
-
-
-class DynamicallyBinarizedVAE(CompressionVAE):
-    """``CompressionVAE`` whose training batches are binarized afresh at every step."""
-
-    def _training_batches(self, *args, **kwargs):
-        return _Binarized(super()._training_batches(*args, **kwargs))
 
 
 class _Binarized:
@@ -52,6 +48,7 @@ class _Binarized:
 
     def __init__(self, batches):
         self.batches = batches
+        self.batch_size = batches.batch_size
 
     def __iter__(self):
         return self
@@ -64,6 +61,14 @@ class _Binarized:
 
     def load_state_dict(self, state):
         self.batches.load_state_dict(state)
+
+
+def dynamically_binarized():
+    """While active, training batches are binarized afresh at every step (validation data is
+    binarized once, in :func:`load`). The estimator has no option for this: it wraps the
+    public :func:`cvae.preparation.training_batches` where the training run calls it."""
+    return mock.patch.object(cvae.training.run, "training_batches",
+                             lambda *args, **kwargs: _Binarized(training_batches(*args, **kwargs)))
 
 
 def binarize(X, seed):
@@ -79,7 +84,7 @@ def load(path, n_validation):
 
 
 def make_model(flows, args):
-    return DynamicallyBinarizedVAE(
+    return CompressionVAE(
         n_components=50,
         hidden_layer_sizes=(200, 200),
         activation="tanh",
@@ -102,13 +107,13 @@ def run(flows, args, threads):
     model = make_model(flows, args)
 
     def stop(signum, frame):
-        raise KeyboardInterrupt  # what Ctrl-C does: fit keeps the best weights and returns
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C: fit stops, keeps the best weights and returns
 
     previous = signal.signal(signal.SIGALRM, stop)
     signal.setitimer(signal.ITIMER_REAL, args.minutes * 60)
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), dynamically_binarized():
             warnings.simplefilter("ignore")
             model.fit(X_train, X_valid=X_valid)
     finally:

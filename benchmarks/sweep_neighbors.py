@@ -5,12 +5,8 @@ Each setting fits ``CompressionVAE(neighbor_weight=...)`` once and reports what
 embedding, trustworthiness(10) on test and on train rows, reconstruction MSE, test ELBO, fit
 seconds). Besides the estimator's parameters (``--neighbor-weight``, ``--n-neighbors``,
 ``--neighbor-samples``, ``--neighbor-objective``, ``--beta``, ``--dropout``,
-``--hidden-layer-sizes``, ``--max-steps``, ``--random-state``) a run can change constants
-of the objective's function (:func:`cvae.nn.neighbors.neighbor_loss` or
-:func:`cvae.nn.neighbors.contrastive_neighbor_loss`) that are not parameters:
-``--distance-scale`` and, for ``umap``, ``--n-negative`` (repelled batch rows per row); and
-``--lr-drop-at`` replaces the adaptive learning rate with a constant one divided by 10 after
-that fraction of the steps. Results are appended, one JSON object per line, to ``--out``.
+``--hidden-layer-sizes``, ``--max-steps``, ``--random-state``); it uses the estimator's
+public parameters only. Results are appended, one JSON object per line, to ``--out``.
 
 Usage (the 10,000-step runs quoted in the README)::
 
@@ -18,18 +14,16 @@ Usage (the 10,000-step runs quoted in the README)::
         --n-neighbors 30 --out benchmarks/results/neighbor_settings.jsonl
 
 Without ``--data`` it runs on scikit-learn's digits. The file
-``benchmarks/results/neighbor_settings.jsonl`` holds the runs quoted in the README, made two
-at a time with ``--threads 1``; rows without ``neighbor_samples`` drew one neighbour per row.
+``benchmarks/results/neighbor_settings.jsonl`` holds the runs that benchmarks/README.md
+summarizes, made two at a time with ``--threads 1``; rows without ``neighbor_samples`` drew
+one neighbour per row, and rows with ``n_negative``, ``distance_scale`` or ``lr_drop_at``
+were made by earlier versions of this script, which patched the package to try them.
 """
 
 import argparse
-import contextlib
-import functools
-import inspect
 import json
 import sys
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -37,43 +31,19 @@ import bench_neighbors  # noqa: E402
 import torch  # noqa: E402
 
 from cvae import CompressionVAE  # noqa: E402
-from cvae.nn.neighbors import NEIGHBOR_OBJECTIVES, neighbor_loss  # noqa: E402
-from cvae.training.trainer import Trainer  # noqa: E402
-
-
-def learning_rate_dropped_at(step):
-    """While active, Trainers divide their learning rate by 10 once, at the first validation past ``step``."""
-    validate = Trainer._validate
-
-    def _validate(self, train_loss):
-        if self.step >= step and not getattr(self, "_dropped", False):
-            for group in self.optimizer.param_groups:
-                group["lr"] /= 10
-            self._dropped = True
-        return validate(self, train_loss)
-
-    return mock.patch.object(Trainer, "_validate", _validate)
 
 
 def fit_and_evaluate(args):
-    """One fit of the neighbour option with ``args``' settings; the patches end with it."""
+    """One fit of the neighbour option with ``args``' settings."""
     datasets = bench_neighbors.load_datasets(args.data)
     X_train, X_test, y_train, y_test = datasets["mnist" if args.data else "digits"]
     model = CompressionVAE(
         n_components=2, neighbor_weight=args.neighbor_weight, n_neighbors=args.n_neighbors,
         neighbor_samples=args.neighbor_samples, neighbor_objective=args.neighbor_objective, beta=args.beta,
         dropout=args.dropout, hidden_layer_sizes=args.hidden_layer_sizes,
-        max_steps=args.max_steps, learning_rate="adaptive" if args.lr_drop_at is None else "constant",
-        random_state=args.random_state,
+        max_steps=args.max_steps, random_state=args.random_state,
     )
-    function = NEIGHBOR_OBJECTIVES[args.neighbor_objective]
-    kwargs = {"n_negative": args.n_negative} if function is neighbor_loss else {}
-    loss = functools.partial(function, scale=args.distance_scale, **kwargs)
-    with contextlib.ExitStack() as patches:
-        patches.enter_context(mock.patch.dict(NEIGHBOR_OBJECTIVES, {args.neighbor_objective: loss}))
-        if args.lr_drop_at is not None:
-            patches.enter_context(learning_rate_dropped_at(args.lr_drop_at * args.max_steps))
-        return bench_neighbors.evaluate(model, X_train, X_test, y_train, y_test)
+    return bench_neighbors.evaluate(model, X_train, X_test, y_train, y_test)
 
 
 def main(argv=None):
@@ -88,19 +58,10 @@ def main(argv=None):
     parser.add_argument("--hidden-layer-sizes", type=int, nargs="+", default=None,
                         help="encoder widths (default: the estimator's for the data)")
     parser.add_argument("--random-state", type=int, default=0)
-    default_negatives = inspect.signature(neighbor_loss).parameters["n_negative"].default
-    parser.add_argument("--n-negative", type=int, default=default_negatives,
-                        help="neighbor_loss's negatives per row (umap objective)")
-    parser.add_argument("--distance-scale", type=float, default=None,
-                        help="the objective's scale (default: its function's)")
     parser.add_argument("--neighbor-objective", choices=["umap", "tsne"], default=CompressionVAE().neighbor_objective)
-    parser.add_argument("--lr-drop-at", type=float, default=None, help="fraction of max_steps; default adaptive")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (to run two sweeps at once)")
     parser.add_argument("--out", default=None, help="JSON-lines file to append the result to")
     args = parser.parse_args(argv)
-    if args.distance_scale is None:
-        objective = NEIGHBOR_OBJECTIVES[args.neighbor_objective]
-        args.distance_scale = inspect.signature(objective).parameters["scale"].default
     if args.threads:
         torch.set_num_threads(args.threads)
 

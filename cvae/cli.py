@@ -78,7 +78,7 @@ def _write_output(vae, method, data, output):
     if Path(output).suffix == ".npy":
         transform_to_npy(vae, data, output, method=method)
     else:
-        write_array(output, getattr(vae, method)(data))
+        write_array(output, getattr(vae, method)(data), _columns(vae, method))
 
 
 def _transform(args):
@@ -101,7 +101,7 @@ def _sample(args):
     from .files import write_array
 
     vae = _load(args)
-    write_array(args.output, vae.sample(args.n_samples, random_state=args.seed))
+    write_array(args.output, vae.sample(args.n_samples, random_state=args.seed), _columns(vae, "sample"))
     print(f"wrote {args.n_samples} generated samples x {vae.n_features_in_} features to {args.output}")
     return 0
 
@@ -121,7 +121,8 @@ def _plot(args):
         shape = args.image_shape or plotting.square_image_shape(vae.n_features_in_)
         if shape is None:
             raise ValueError(f"{vae.n_features_in_} features are not a square image: give --image-shape HEIGHTxWIDTH.")
-        plotting.plot_latent_grid(vae, shape, grid_size=args.grid_size, filename=args.output)
+        X = None if args.input is None else read_array(args.input, key=args.key, label_column=args.label_column)[0]
+        plotting.plot_latent_grid(vae, shape, grid_size=args.grid_size, X=X, filename=args.output)
     else:
         X, labels = read_array(args.input, key=args.key, label_column=args.label_column)
         if args.labels is not None:
@@ -159,6 +160,14 @@ def _load(args):
     from .estimator import CompressionVAE
 
     return CompressionVAE.load(args.logdir, device=args.device)
+
+
+def _columns(vae, method):
+    """CSV header of ``method``'s output: the embedding's names, or the data's features."""
+    if method == "transform":
+        return vae.get_feature_names_out()
+    names = getattr(vae, "feature_names_in_", None)
+    return names if names is not None else [f"x{i}" for i in range(vae.n_features_in_)]
 
 
 def _describe(vae, logdir):
@@ -318,7 +327,8 @@ def build_parser():
          "cvae plot runs/mnist --kind history -o history.png"],
     )
     _add_logdir(plot)
-    plot.add_argument("input", metavar="INPUT", nargs="?", help="data to embed (for --kind embedding)")
+    plot.add_argument("input", metavar="INPUT", nargs="?", help="data to embed (for --kind embedding; for "
+                      "--kind latent-grid, data whose embedding sets the grid's range)")
     plot.add_argument("--key", help="array to read from a .npz archive")
     plot.add_argument("--label-column", help="column of INPUT holding labels (left out of the features)")
     plot.add_argument("--labels", metavar="FILE", help="labels: .npy, .npz, or text with one per line")

@@ -9,7 +9,7 @@ Code written for the TensorFlow CompressionVAE runs unchanged::
     embedder.visualize(z, labels=y)
     embedder.visualize_latent_grid(shape=(28, 28))
 
-Each argument keeps its original meaning and default (see the README's migration table for
+Each argument keeps its original meaning and default (see docs/migration.md for
 the estimator parameter it sets); the model and checkpoints are the PyTorch estimator's,
 so TensorFlow checkpoints cannot be restored. Fixed rather than copied from the original:
 ``visualize`` without labels works and orders string labels, ``~`` in ``logdir`` is

@@ -101,8 +101,11 @@ def read_npy_directory(path):
     return source.read(0, source.n_samples)
 
 
-def write_array(path, array):
-    """Write ``array`` to ``.npy`` or ``.csv`` (chosen by the extension), atomically."""
+def write_array(path, array, columns=None):
+    """Write ``array`` to ``.npy`` or ``.csv`` (chosen by the extension), atomically.
+
+    ``columns`` (names, one per column) becomes the header line of a CSV file.
+    """
     path = Path(path).expanduser()
     array = np.asarray(array)
     if path.suffix not in (".npy", ".csv"):
@@ -114,7 +117,8 @@ def write_array(path, array):
         data = buffer.getvalue()
     else:
         buffer = io.StringIO()
-        np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.9g")
+        header = "" if columns is None else ",".join(str(c) for c in columns)
+        np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.9g", header=header, comments="")
         data = buffer.getvalue().encode()
     atomic_write(path, data)
 

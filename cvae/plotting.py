@@ -8,10 +8,10 @@ pyplot figure instead (for example to show it with ``plt.show()``).
 
 import numpy as np
 
-__all__ = ["latent_grid", "plot_embedding", "plot_history", "plot_latent_grid", "square_image_shape"]
+__all__ = ["embedding_range", "latent_grid", "plot_embedding", "plot_history", "plot_latent_grid", "square_image_shape"]
 
 DPI = 100
-# Above this many classes a colour bar replaces the legend of discrete colours.
+# Above this many classes the colour bar shows a continuous scale instead of one colour per class.
 _MAX_DISCRETE_CLASSES = 20
 
 
@@ -113,12 +113,27 @@ def square_image_shape(n_features):
     return (side, side) if side * side == n_features else None
 
 
-def latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20):
+# Without data, the latent grid covers the central part of the prior N(0, I) (99.7% of
+# each coordinate's mass).
+PRIOR_RANGE = (-3.0, 3.0)
+
+
+def embedding_range(estimator, X, quantiles=(0.01, 0.99), margin=0.05):
+    """A square range that holds the 1st to 99th percentiles of both coordinates of ``X``'s
+    embedding, widened by ``margin`` of its width on each side."""
+    Z = estimator.transform(X)
+    low, high = np.quantile(Z, quantiles[0], axis=0).min(), np.quantile(Z, quantiles[1], axis=0).max()
+    pad = margin * (high - low)
+    return float(low - pad), float(high + pad)
+
+
+def latent_grid(estimator, shape, xy_range=None, grid_size=20, X=None):
     """Decode a regular grid over the 2-D latent plane into one mosaic image.
 
     Cell ``(row, col)`` of the mosaic decodes the latent point at the centre of the
     corresponding grid cell, with the first latent dimension increasing to the right and
-    the second increasing upwards.
+    the second increasing upwards. ``xy_range=None`` covers where ``X`` embeds (see
+    :func:`embedding_range`), or :data:`PRIOR_RANGE` without ``X``.
 
     Returns
     -------
@@ -133,7 +148,7 @@ def latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20):
         raise ValueError(
             f"shape {tuple(shape)} has {height * width} pixels, but the model has {estimator.n_features_in_} features."
         )
-    low, high = xy_range
+    low, high = _grid_range(estimator, xy_range, X)
     centres = low + (np.arange(grid_size) + 0.5) * (high - low) / grid_size
     x, y = np.meshgrid(centres, centres[::-1])  # rows from the top: y decreasing
     decoded = estimator.inverse_transform(np.column_stack([x.ravel(), y.ravel()]))
@@ -141,7 +156,13 @@ def latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20):
     return tiles.transpose(0, 2, 1, 3).reshape(grid_size * height, grid_size * width)
 
 
-def plot_latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20, *, clip=None, cmap="Greys_r", ax=None,
+def _grid_range(estimator, xy_range, X):
+    if xy_range is not None:
+        return xy_range
+    return PRIOR_RANGE if X is None else embedding_range(estimator, X)
+
+
+def plot_latent_grid(estimator, shape, xy_range=None, grid_size=20, *, X=None, clip=None, cmap="Greys_r", ax=None,
                      filename=None, figsize=(8, 8)):
     """Show what a 2-D latent space decodes to: images decoded over a grid of latent points.
 
@@ -153,10 +174,13 @@ def plot_latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20, *, cl
         Fitted, with ``n_components=2``, on images flattened to ``prod(shape)`` features.
     shape : (int, int)
         Height and width of one image.
-    xy_range : (float, float), default=(-4.0, 4.0)
-        Range of both latent coordinates (the prior puts 99.99% of its mass within +-4).
+    xy_range : (float, float), default=None
+        Range of both latent coordinates. ``None``: where ``X`` embeds (its 1st to 99th
+        percentiles), or the prior's central part, (-3, 3), without ``X``.
     grid_size : int, default=20
         Images along each side.
+    X : array-like of shape (n_samples, n_features), default=None
+        Data whose embedding sets the default range (e.g. the training data).
     clip : (float, float), default=None
         Clip decoded values to this range before drawing (e.g. ``(0, 255)``).
     cmap : str, default="Greys_r"
@@ -168,11 +192,11 @@ def plot_latent_grid(estimator, shape, xy_range=(-4.0, 4.0), grid_size=20, *, cl
     -------
     fig : matplotlib.figure.Figure
     """
-    image = latent_grid(estimator, shape, xy_range, grid_size)
+    low, high = _grid_range(estimator, xy_range, X)
+    image = latent_grid(estimator, shape, (low, high), grid_size)
     if clip is not None:
         image = np.clip(image, *clip)
     fig, ax = _new_axes(ax, figsize)
-    low, high = xy_range
     ax.imshow(image, cmap=cmap, extent=(low, high, low, high), interpolation="nearest")
     ax.set_xlabel("component 0")
     ax.set_ylabel("component 1")

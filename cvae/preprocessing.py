@@ -34,15 +34,31 @@ def normalization_statistics(X, method="global"):
 
 
 def scaler_statistics(scaler, method="global"):
-    """:func:`normalization_statistics` from a fitted ``StandardScaler``."""
+    """:func:`normalization_statistics` from a fitted ``StandardScaler``.
+
+    Raises
+    ------
+    ValueError
+        If a scale is below float32's smallest normal number (about 1.2e-38), in which the
+        model computes: such data would be divided by zero.
+    """
     n_features = scaler.n_features_in_
     if method == "none":
         return np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
     if method == "feature":
-        return scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
-    rms = float(np.sqrt(np.mean(scaler.var_)))
-    scale = np.full(n_features, rms if rms > 0 else 1.0, np.float32)
-    return scaler.mean_.astype(np.float32), scale
+        scale = scaler.scale_
+    else:
+        rms = float(np.sqrt(np.mean(scaler.var_)))
+        scale = np.full(n_features, rms if rms > 0 else 1.0)
+    tiny = np.flatnonzero(scale < np.finfo(np.float32).tiny)
+    if len(tiny):
+        what = "X varies" if method == "global" else f"feature {tiny[0]} of X varies"
+        raise ValueError(
+            f"{what} by only {scale[tiny[0]]:.3g} (standard deviation), below float32's smallest normal number "
+            f"({np.finfo(np.float32).tiny:.3g}); the model computes in float32. Rescale X, e.g. multiply it by "
+            f"{10.0 ** -np.floor(np.log10(scale[tiny[0]])):.0e}."
+        )
+    return scaler.mean_.astype(np.float32), scale.astype(np.float32)
 
 
 @dataclass

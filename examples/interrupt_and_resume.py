@@ -43,7 +43,7 @@ def main(argv=None):
         warnings.simplefilter("always")
         vae.fit(X)
     timer.cancel()
-    print(f"stopped: {vae.stop_reason_} at step {vae.n_steps_}; {caught[-1].message if caught else ''}")
+    print(caught[-1].message if caught else f"stopped: {vae.stop_reason_} at step {vae.n_steps_}")
 
     loaded = CompressionVAE.load(logdir)
     print(f"loaded from {logdir}: step {loaded.n_steps_}, embedding shape {loaded.transform(X).shape}")

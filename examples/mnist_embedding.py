@@ -51,7 +51,7 @@ def main(argv=None):
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_embedding(Z_test, labels=y_test, filename=out / "mnist_embedding.png", title="MNIST test set")
-    plot_latent_grid(vae, (side, side), grid_size=20, filename=out / "mnist_latent_grid.png")
+    plot_latent_grid(vae, (side, side), grid_size=20, X=X_test, filename=out / "mnist_latent_grid.png")
     print(f"wrote {out / 'mnist_embedding.png'} and {out / 'mnist_latent_grid.png'}")
     return vae, knn
 

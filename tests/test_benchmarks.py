@@ -77,7 +77,12 @@ def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
                           "VAE + tsne neighbours (0.4, k=5, x3)"]
     for row in rows.values():
         trusts = [row[key] for key in ("trustworthiness", "train_trustworthiness", "placed_trustworthiness")]
-        assert 0 <= row["knn"] <= 1 and all(0 <= trust <= 1 for trust in trusts)
+        # chance: 10-NN 0.1 on ten classes, trustworthiness about 0.5 for a random map
+        assert row["knn"] > 0.15 and all(trust > 0.55 for trust in trusts)
+    # even at 30 steps the neighbour term shows (about 0.5 against 0.2)
+    plain = rows["VAE"]["knn"]
+    assert rows["VAE + neighbours (0.4, k=5, x3)"]["knn"] > plain + 0.1
+    assert rows["VAE + tsne neighbours (0.4, k=5, x3)"]["knn"] > plain + 0.1
     assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
     assert "trust" in capsys.readouterr().out
 
@@ -126,9 +131,10 @@ def test_positive_pairs_count_what_each_method_pulls_together():
 
     positive_pairs = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["positive_pairs"]
     X = np.random.default_rng(0).random((200, 5)).astype(np.float32)
-    option = CompressionVAE(neighbor_weight=0.4, max_steps=7, batch_size=16, validation_interval=5).fit(X)
+    option = CompressionVAE(neighbor_weight=0.4, max_steps=7, batch_size=16, validation_interval=5,
+                            learning_rate="constant").fit(X)
     assert positive_pairs(option, len(X)) == option.n_steps_ * 16 * option.neighbor_samples == 7 * 16 * 3
-    assert positive_pairs(CompressionVAE(max_steps=3).fit(X), len(X)) is None
+    assert positive_pairs(CompressionVAE(max_steps=3, learning_rate="constant").fit(X), len(X)) is None
     graph = csr_matrix(np.array([[0, 1.0, 0.5], [1.0, 0, 0.25], [0.5, 0.25, 0]]))
     # umap-learn's default for small data: 500 epochs; weights relative to the largest
     assert positive_pairs(SimpleNamespace(graph_=graph, n_epochs=None), 3) == 500 * 3.5
@@ -159,19 +165,14 @@ def test_likelihood_benchmark_writes_its_table_and_json(tmp_path, capsys):
     assert "Gaussian" in capsys.readouterr().out
 
 
-def test_neighbor_sweep_appends_its_result_and_undoes_its_patches(tmp_path, capsys):
-    from cvae.nn.neighbors import NEIGHBOR_OBJECTIVES
-    from cvae.training.trainer import Trainer
-
-    objectives, validate = dict(NEIGHBOR_OBJECTIVES), Trainer._validate
+def test_neighbor_sweep_appends_its_result(tmp_path, capsys):
     module = runpy.run_path(str(ROOT / "benchmarks" / "sweep_neighbors.py"))
     out = tmp_path / "settings.jsonl"
-    for negatives in (1, 3):
-        module["main"](["--max-steps", "20", "--n-negative", str(negatives), "--lr-drop-at", "0.5",
-                        "--out", str(out)])
+    for samples in (1, 2):
+        module["main"](["--max-steps", "20", "--neighbor-samples", str(samples), "--out", str(out)])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [row["n_negative"] for row in rows] == [1, 3]
-    assert all(0 <= row["knn"] <= 1 and 0 <= row["train_knn"] <= 1 and row["mse"] > 0 for row in rows)
-    assert all(0 <= row["train_trustworthiness"] <= 1 for row in rows)
-    assert NEIGHBOR_OBJECTIVES == objectives and Trainer._validate is validate
+    assert [row["neighbor_samples"] for row in rows] == [1, 2]
+    # chance: 10-NN 0.1 on ten classes, trustworthiness about 0.5 for a random map
+    assert all(row["knn"] > 0.25 and row["train_knn"] > 0.25 and row["mse"] > 0 for row in rows)
+    assert all(row["trustworthiness"] > 0.6 and row["train_trustworthiness"] > 0.6 for row in rows)
     assert "trust" in capsys.readouterr().out

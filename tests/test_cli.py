@@ -98,11 +98,14 @@ def test_transform_inverse_transform_and_sample_write_arrays(fitted, files, digi
     Z = np.load(files / "z.npy")
     np.testing.assert_array_equal(Z, vae.transform(X))
     assert main(["inverse-transform", str(fitted), str(files / "z.npy"), "-o", str(files / "x.csv")]) == 0
-    np.testing.assert_allclose(np.loadtxt(files / "x.csv", delimiter=","), vae.inverse_transform(Z), rtol=1e-6,
+    np.testing.assert_allclose(np.loadtxt(files / "x.csv", delimiter=",", skiprows=1), vae.inverse_transform(Z), rtol=1e-6,
                                atol=1e-6)
     assert main(["transform", str(fitted), str(files / "table.csv"), "--label-column", "label", "-o",
                  str(files / "z.csv")]) == 0
-    np.testing.assert_allclose(np.loadtxt(files / "z.csv", delimiter=","), vae.transform(X[:200]), atol=1e-6)
+    np.testing.assert_allclose(np.loadtxt(files / "z.csv", delimiter=",", skiprows=1), vae.transform(X[:200]),
+                               atol=1e-6)
+    assert (files / "z.csv").read_text().splitlines()[0] == "compressionvae0,compressionvae1"
+    assert (files / "x.csv").read_text().splitlines()[0].startswith("x0,x1,")
     assert main(["sample", str(fitted), "-n", "7", "--seed", "3", "-o", str(files / "s.npy")]) == 0
     np.testing.assert_array_equal(np.load(files / "s.npy"), vae.sample(7, random_state=3))
 

@@ -314,7 +314,7 @@ def test_clone_gives_unfitted_copy_with_same_params(X, fast):
 
 def test_warm_start_in_memory_continues_the_run(X, fast):
     vae = fit(X, **fast)
-    vae.set_params(warm_start=True, max_steps=100)
+    vae.set_params(warm_start=True, max_steps=100, learning_rate="constant")
     fit_again = vae.fit(X)
     assert fit_again.n_steps_ == 100
     assert [row["step"] for row in vae.history_] == [20, 40, 60, 80, 100]

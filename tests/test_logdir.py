@@ -165,6 +165,8 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "pwned").exists()
 
 
+# torch warns that the pickle protocol is not its own before its safe unpickler refuses the file
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_plain_pickle_checkpoint_is_refused(tmp_path):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(pickle.dumps({"model": _RunsCode()}))
@@ -225,7 +227,7 @@ def test_sigkill_during_fit_leaves_a_loadable_and_resumable_logdir(X, tmp_path):
     assert loaded.n_steps_ >= 5 and loaded.n_steps_ % 5 == 0
     assert np.isfinite(loaded.transform(X)).all()
     resumed = quiet_fit(CompressionVAE(**dict(loaded.get_params(), warm_start=True, max_steps=loaded.n_steps_ + 10)),
-                        X)
+                        X[:300])  # the killed fit's data: its saved split applies
     assert resumed.n_steps_ == loaded.n_steps_ + 10
 
 

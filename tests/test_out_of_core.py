@@ -113,6 +113,7 @@ def test_resumed_run_validates_on_the_saved_split(on_disk, fast, tmp_path):
     assert state["history"][-1]["validation_loss"] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a 5-step fit
 def test_resuming_on_data_of_another_length_warns_and_splits_anew(on_disk, fast, tmp_path):
     X, _ = on_disk
     first = quiet_fit(X, **dict(fast, logdir=tmp_path / "run"))

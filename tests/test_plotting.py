@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from cvae import CompressionVAE
-from cvae.plotting import latent_grid, plot_embedding, plot_history, plot_latent_grid, square_image_shape
+from cvae.plotting import (
+    PRIOR_RANGE,
+    embedding_range,
+    latent_grid,
+    plot_embedding,
+    plot_history,
+    plot_latent_grid,
+    square_image_shape,
+)
 
 pytest.importorskip("matplotlib")
 
@@ -67,6 +75,20 @@ def test_latent_grid_tiles_decode_the_cell_centres(model):
     # Second tile of the bottom row: second-lowest first coordinate, lowest second.
     tile = model.inverse_transform([[centres[1], centres[0]]]).reshape(8, 8)
     np.testing.assert_allclose(image[24:, 8:16], tile, rtol=1e-5, atol=1e-5)
+
+
+def test_latent_grid_range_defaults_to_where_the_data_embeds(model, digits):
+    X = digits[0][:300]
+    Z = model.transform(X)
+    low, high = embedding_range(model, X)
+    for column in Z.T:
+        inside = (column >= low) & (column <= high)
+        assert inside.mean() >= 0.98  # the 1st to 99th percentiles, and a margin
+    assert high - low < 1.2 * (Z.max() - Z.min())
+    np.testing.assert_array_equal(latent_grid(model, (8, 8), grid_size=3, X=X),
+                                  latent_grid(model, (8, 8), xy_range=(low, high), grid_size=3))
+    np.testing.assert_array_equal(latent_grid(model, (8, 8), grid_size=3),
+                                  latent_grid(model, (8, 8), xy_range=PRIOR_RANGE, grid_size=3))
 
 
 def test_plot_latent_grid_and_history_pngs(model, tmp_path, png_size):

@@ -77,6 +77,8 @@ def test_request_stop_ends_the_run_as_interrupted(parts):
 
     trainer = make_trainer(parts, [Interrupt()], max_steps=100)
     assert trainer.run() == "interrupted" and trainer.step == 3
+    # the steps since the last validation are validated, so the best weights include them
+    assert [row["step"] for row in trainer.history] == [3] and math.isfinite(trainer.best_loss)
 
 
 def test_best_weights_are_those_of_the_lowest_validation_loss(parts):

@@ -19,17 +19,14 @@ class InverseAutoregressiveFlow(nn.Module):
     steps at once, so a step is a handful of tensor operations.
 
     The steps run in one autograd node with a hand-written backward (:class:`_IAFSteps`):
-    the weight gradients of all steps come from one batched product per layer. With 5 steps
-    (a 2-D latent, hidden layers of 64, batch 64, 2 CPU threads) forward and backward took
-    0.9-1.0 ms against 1.45 ms for autograd over the same operations.
+    the weight gradients of all steps come from one batched product per layer, in less time
+    than autograd over the same operations (benchmarks/README.md, "How the defaults were
+    chosen").
 
     Each MADE's output layer starts at zero (:meth:`zero_output_layer`), so a new flow is
     the linear map ``z' = sigmoid(scale_offset) * z`` whatever the context: training
-    starts from the Gaussian posterior rather than from a random distortion of it. With
-    random output weights, 2 steps on a 2-D MNIST latent (10,000 steps) gave a test ELBO
-    0.8 and 1.7 nats below no flow for seeds 0 and 1; started at zero, 0.3 and 0.6 above
-    (1 thread). With the default layers the mean gain over seeds 0-3 is +1.1 nats at 2-D,
-    and +0.6 over seeds 0-1 on a 10-D latent (README, section "Benchmarks").
+    starts from the Gaussian posterior rather than from a random distortion of it, which
+    measurably raised the test ELBO (benchmarks/README.md).
 
     Parameters
     ----------

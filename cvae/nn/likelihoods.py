@@ -27,9 +27,8 @@ class GaussianLikelihood(_NormalizedLikelihood):
     """Diagonal Gaussian: the decoder gives the mean, each feature has a learned variance.
 
     One variance per feature, shared by all samples (a "calibrated decoder", Rybkin et al.
-    2021), rather than a variance per sample from the decoder: on MNIST the per-sample
-    variance let a few rare pixels dominate and reached a 10-NN accuracy of 0.40 where this
-    reaches 0.78 at the same budget (benchmarks/bench_mnist.py).
+    2021), rather than a variance per sample from the decoder, which on MNIST let a few rare
+    pixels dominate the loss (benchmarks/README.md, "How the defaults were chosen").
 
     The decoder works on normalized features ``(x - loc) / scale``; ``log_prob`` adds the
     Jacobian ``-sum(log scale)`` so the result is a density of ``x`` itself, in nats. The

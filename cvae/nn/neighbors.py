@@ -41,10 +41,7 @@ def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0):
         neighbour of every row, in the rows' order.
     n_negative : int, default=5
     scale : float, default=1.0
-        Distances are measured after multiplying the embedding by ``scale``. On MNIST
-        (2-D, ``neighbor_weight=0.4``, one neighbour per row and step, 10,000 steps)
-        scales of 1 and 2 gave test 10-NN accuracies of 0.881 and 0.861
-        (``benchmarks/sweep_neighbors.py --neighbor-samples 1 --distance-scale 2``).
+        Distances are measured after multiplying the embedding by ``scale``.
 
     Returns
     -------
@@ -78,10 +75,8 @@ def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0):
         As for :func:`neighbor_loss`.
     scale : float, default=3.0
         Distances are measured after multiplying the embedding by ``scale``, which lets
-        clusters part without spreading the posterior means far from the prior. On MNIST
-        (2-D, ``neighbor_weight=0.4``, 3 neighbours per row, 10,000 steps) scales of 1, 3
-        and 10 gave trustworthiness(10) 0.920, 0.922 and 0.910 and test ELBOs of -304,
-        -203 and -162 (``benchmarks/sweep_neighbors.py --neighbor-objective tsne``).
+        clusters part without spreading the posterior means far from the prior (the choice
+        of 3 is measured in benchmarks/README.md).
 
     Returns
     -------

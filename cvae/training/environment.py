@@ -8,9 +8,8 @@ copy them when they are created and keep them.
 
 The loop runs in the calling thread rather than in a fresh one that could flush in all its
 workers: a second thread brings a second team of OpenMP workers, and with more OpenMP
-threads than cores GNU OpenMP stops its workers spinning between parallel regions. On a
-2-core CPU a training step of the 784-512-256-2 model then took 9.6 ms instead of 6.0
-(batch 128), and 19 ms instead of 12 with 5 IAF steps (batch 256).
+threads than cores GNU OpenMP stops its workers spinning between parallel regions, and
+steps take far longer (benchmarks/README.md, "How the defaults were chosen").
 """
 
 import contextlib

@@ -65,11 +65,12 @@ def write_figures(log, estimator, rows):
 
         try:
             chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
-            Z = estimator.transform(take_rows(rows.source, chosen))
+            rows_read = take_rows(rows.source, chosen)
+            Z = estimator.transform(rows_read)
             figures = {"embedding": plotting.plot_embedding(Z, title="validation data")}
             shape = plotting.square_image_shape(estimator.n_features_in_)
             if shape is not None:
-                figures["latent_grid"] = plotting.plot_latent_grid(estimator, shape)
+                figures["latent_grid"] = plotting.plot_latent_grid(estimator, shape, X=rows_read)
         except ImportError as exc:
             logger.warning("No embedding figures in TensorBoard: %s", exc)
             return

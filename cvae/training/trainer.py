@@ -76,9 +76,9 @@ def _rows_and_neighbors(batch):
 def make_adam(params, lr):
     """Adam with its fused kernel where this PyTorch build has one for the parameters' device.
 
-    The fused update runs in one kernel instead of a Python loop over tensors; on a 2-core
-    CPU it trains the 784-512-256-2 model 20-45% faster (batch 128-64). Older PyTorch
-    releases reject ``fused=True`` on the CPU, so fall back to the default implementation.
+    The fused update runs in one kernel instead of a Python loop over tensors (faster on a
+    CPU: benchmarks/README.md). Older PyTorch releases reject ``fused=True`` on the CPU, so
+    fall back to the default implementation.
     """
     params = list(params)
     try:
@@ -218,6 +218,16 @@ class Trainer:
             self.best_model = _clone_state(self.model)
         self._call("on_validation_end", row)
 
+    def _validate_steps(self, train_sum, n_summed, started):
+        """Validate after ``n_summed`` steps whose losses add up to ``train_sum`` (then zeroed),
+        counting the time since ``started``; returns the new start of the clock."""
+        self.elapsed += time.perf_counter() - started
+        started = time.perf_counter()
+        summed = self.distributed.sum(train_sum).item()
+        train_sum.zero_()
+        self._validate(summed / n_summed / self.distributed.world_size)
+        return started
+
     def _call(self, hook, *args):
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
@@ -249,17 +259,15 @@ class Trainer:
                 if self.step >= cfg.max_steps:
                     self.stop("max_steps")
                 elif self.distributed.any(self._stop_requested, self.device):
+                    if n_summed:  # the steps since the last validation count too
+                        started = self._validate_steps(train_sum, n_summed, started)
                     self.stop("interrupted")
                 else:
                     train_sum += self._train_step(next(self.batches))
                     n_summed += 1
                     self.step += 1
                     if self.step % cfg.validation_interval == 0 or self.step == cfg.max_steps:
-                        self.elapsed += time.perf_counter() - started
-                        started = time.perf_counter()
-                        summed = self.distributed.sum(train_sum).item()
-                        self._validate(summed / n_summed / self.distributed.world_size)
-                        train_sum.zero_()
+                        started = self._validate_steps(train_sum, n_summed, started)
                         n_summed = 0
                     if self.stop_reason is None:
                         self._call("on_step_end")
