@@ -182,7 +182,8 @@ def plot_latent_grid(estimator, shape, xy_range=None, grid_size=20, *, X=None, c
     X : array-like of shape (n_samples, n_features), default=None
         Data whose embedding sets the default range (e.g. the training data).
     clip : (float, float), default=None
-        Clip decoded values to this range before drawing (e.g. ``(0, 255)``).
+        Clip decoded values to this range before drawing (e.g. ``(0, 255)``); by default,
+        to the range of ``X`` when it is given, so that the colours span the data's values.
     cmap : str, default="Greys_r"
     ax : matplotlib.axes.Axes, default=None
     filename : str or path-like, default=None
@@ -194,6 +195,8 @@ def plot_latent_grid(estimator, shape, xy_range=None, grid_size=20, *, X=None, c
     """
     low, high = _grid_range(estimator, xy_range, X)
     image = latent_grid(estimator, shape, (low, high), grid_size)
+    if clip is None and X is not None:
+        clip = (float(np.min(X)), float(np.max(X)))
     if clip is not None:
         image = np.clip(image, *clip)
     fig, ax = _new_axes(ax, figsize)

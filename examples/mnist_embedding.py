@@ -10,8 +10,7 @@ rows (uint8 or float). To make one with internet access::
     np.savez("mnist.npz", X_train=X[:60000], y_train=y[:60000], X_test=X[60000:], y_test=y[60000:])
 
 With the default 5,000 steps this takes about a minute on a 2-core CPU; the estimator's
-own default budget (up to 50,000 steps, about 7 minutes) gives a sharper embedding
-(10-NN accuracy 0.855 against 0.775 here; see benchmarks/bench_mnist.py).
+own default budget (up to 50,000 steps) gives a sharper embedding (benchmarks/README.md).
 """
 
 import argparse

@@ -89,6 +89,9 @@ def test_latent_grid_range_defaults_to_where_the_data_embeds(model, digits):
                                   latent_grid(model, (8, 8), xy_range=(low, high), grid_size=3))
     np.testing.assert_array_equal(latent_grid(model, (8, 8), grid_size=3),
                                   latent_grid(model, (8, 8), xy_range=PRIOR_RANGE, grid_size=3))
+    # drawn within the data's values, so the colours span them
+    drawn = plot_latent_grid(model, (8, 8), grid_size=3, X=X).axes[0].images[0].get_array()
+    assert drawn.min() >= X.min() and drawn.max() <= X.max()
 
 
 def test_plot_latent_grid_and_history_pngs(model, tmp_path, png_size):
