@@ -149,9 +149,18 @@ def resolve_device(device):
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a device: {exc}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={str(device)!r}: CompressionVAE runs on 'cpu', 'cuda' or 'mps' (or 'auto').")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} was requested but CUDA is not available; use device='auto' or 'cpu'.")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"device={str(device)!r} was requested but Apple MPS is not available; use device='auto' or "
+                         "'cpu'.")
     return device
 
 

@@ -15,7 +15,10 @@ from pathlib import Path
 
 __all__ = ["build_parser", "main"]
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, NotADirectoryError)
+# What a user can cause and mend: bad values, missing or unwritable files (OSError covers
+# permissions, read-only file systems, link loops, folders where files were expected),
+# a log directory another fit holds (LogDirLocked is a RuntimeError), a missing extra.
+USER_ERRORS = (ValueError, TypeError, OSError, ImportError, RuntimeError)
 
 
 # ---------------------------------------------------------------- subcommands
@@ -58,7 +61,7 @@ def _fit(args):
     if args.resume:
         vae = CompressionVAE.load(args.logdir).set_params(**given, warm_start=True, verbose=not args.quiet)
     else:
-        vae = CompressionVAE(**dict(given, logdir=args.logdir, verbose=not args.quiet))
+        vae = CompressionVAE(**{"logdir": args.logdir, "verbose": not args.quiet, **given})
     try:
         vae.fit(X, X_valid=X_valid)
     except FileExistsError:
@@ -126,7 +129,7 @@ def _plot(args):
     else:
         X, labels = read_array(args.input, key=args.key, label_column=args.label_column)
         if args.labels is not None:
-            labels = read_labels(args.labels)
+            labels = read_labels(args.labels, key=args.labels_key)
         plotting.plot_embedding(vae.transform(X), labels=labels, filename=args.output, title=Path(args.input).name)
     print(f"wrote {args.output}")
     return 0
@@ -332,6 +335,7 @@ def build_parser():
     plot.add_argument("--key", help="array to read from a .npz archive")
     plot.add_argument("--label-column", help="column of INPUT holding labels (left out of the features)")
     plot.add_argument("--labels", metavar="FILE", help="labels: .npy, .npz, or text with one per line")
+    plot.add_argument("--labels-key", metavar="KEY", help="array of a --labels .npz archive to read (e.g. y_test)")
     plot.add_argument("--kind", choices=("embedding", "latent-grid", "history"), default="embedding")
     plot.add_argument("--image-shape", type=_sizes, metavar="HxW", help="image shape for --kind latent-grid "
                       "(default: square)")
@@ -375,12 +379,12 @@ def main(argv=None):
         warnings.simplefilter("default")
         try:
             return args.run(args)
-        except USER_ERRORS as exc:
-            print(f"cvae {args.command}: error: {exc}", file=sys.stderr)
-            return 2
         except BrokenPipeError:  # e.g. `cvae info --json | head`
             sys.stdout = open(os.devnull, "w")
             return 0
+        except USER_ERRORS as exc:
+            print(f"cvae {args.command}: error: {exc}", file=sys.stderr)
+            return 2
         finally:
             for warning in caught:
                 print(f"cvae {args.command}: warning: {warning.message}", file=sys.stderr)

@@ -341,7 +341,6 @@ default="orthogonal"
         self : CompressionVAE
             Fitted; after Ctrl-C, with the best model so far (and a checkpoint in ``logdir``).
         """
-        self._validate_params()
         self._check_params()
         distributed = Distributed.from_environment()
         device = distributed.device(resolve_device(self.device))
@@ -362,12 +361,24 @@ default="orthogonal"
         return self
 
     def _check_params(self):
-        """Checks that ``_parameter_constraints`` cannot express."""
+        """``_parameter_constraints`` and the checks they cannot express; every public method runs them."""
+        self._validate_params()
+        for name in ("n_components", "iaf_flow_length", "batch_size", "eval_batch_size", "max_steps"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}.")
         sizes = self.hidden_layer_sizes
-        if sizes is not None and (len(sizes) == 0 or any(int(s) != s or s < 1 for s in sizes)):
+        if sizes is not None and not _positive_integers(sizes):
             raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive integers, got {sizes!r}.")
         if self.tensorboard and self.logdir is None:
             raise ValueError("tensorboard=True writes event files into logdir; set logdir too.")
+        if self.logdir is not None and not str(self.logdir).strip():
+            raise ValueError("logdir='' names no directory; give a path, or None to write nothing.")
+        if self.learning_rate == "adaptive" and self.learning_rate_init < self.learning_rate_min:
+            raise ValueError(
+                f"learning_rate_init={self.learning_rate_init} is below learning_rate_min={self.learning_rate_min}: "
+                "the adaptive schedule would stop at the first validation. Raise learning_rate_init or lower "
+                "learning_rate_min."
+            )
 
     def _previous_run(self, logdir):
         """``(spec, trainer state, saved split)`` of the run to continue, or ``None`` for each."""
@@ -436,11 +447,18 @@ default="orthogonal"
         if unknown:
             raise ValueError(f"Cannot read {run.file(run.PARAMS)}: unknown parameters {', '.join(unknown)}.")
         estimator = cls(**params)
-        estimator._validate_params()
+        try:
+            estimator._check_params()
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"Cannot read {run.file(run.PARAMS)}: {exc}") from exc
         estimator._adopt_run(spec, state, resolve_device(estimator.device))
         return estimator
 
     # ------------------------------------------------------------------ inference
+
+    def _check_fitted(self):
+        check_is_fitted(self)
+        self._check_params()  # parameters may have been set since fit
 
     def _run_batched(self, fn, source, n_out, name, what):
         out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name)
@@ -466,7 +484,7 @@ default="orthogonal"
         Z : ndarray of shape (n_samples, n_components)
             float64 for float64 input, float32 otherwise.
         """
-        check_is_fitted(self)
+        self._check_fitted()
         return self._run_batched(self.module_.embed, check_rows(self, X), self.n_components, "X", "The embedding")
 
     def inverse_transform(self, Z):
@@ -481,7 +499,7 @@ default="orthogonal"
         -------
         X : ndarray of shape (n_samples, n_features_in_)
         """
-        check_is_fitted(self)
+        self._check_fitted()
         source = check_latent_rows(Z, self.n_components)
         return self._run_batched(self.module_.decode_mean, source, self.n_features_in_, "Z", "The decoded data")
 
@@ -510,7 +528,7 @@ default="orthogonal"
         """
         if not isinstance(n_importance_samples, Integral) or n_importance_samples < 1:
             raise ValueError(f"n_importance_samples must be a positive integer, got {n_importance_samples!r}.")
-        check_is_fitted(self)
+        self._check_fitted()
         X = check_rows(self, X)
         k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
         generator = torch.Generator().manual_seed(_SCORE_SEED)
@@ -548,7 +566,7 @@ default="orthogonal"
         X : ndarray of shape (n_samples, n_features_in_), dtype float32
             Decoder means of the drawn codes.
         """
-        check_is_fitted(self)
+        self._check_fitted()
         if not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         generator = torch.Generator().manual_seed(draw_seed(random_state))
@@ -582,3 +600,10 @@ default="orthogonal"
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
             self._adopt_run(self.spec_, self._checkpoint, device)
+
+
+def _positive_integers(sizes):
+    try:
+        return len(sizes) > 0 and all(not isinstance(s, bool) and float(s).is_integer() and s >= 1 for s in sizes)
+    except (TypeError, ValueError, OverflowError):
+        return False

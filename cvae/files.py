@@ -7,6 +7,7 @@ command line and the original CompressionVAE interface accept.
 
 import csv
 import io
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,9 @@ def read_array(path, *, key=None, label_column=None):
     elif path.suffix == ".npz":
         X, names = _read_npz(path, key), None
     elif path.suffix == ".csv":
-        X, names = _read_csv(path)
+        return _read_csv(path, label_column)
     else:
         raise ValueError(f"Cannot read {str(path)!r}: expected a directory or one of {', '.join(READABLE)} files.")
-    if X.ndim == 1:
-        X = X[:, None]
     if X.ndim != 2:
         raise ValueError(f"{str(path)!r} holds an array of shape {X.shape}; expected rows of samples (2-D).")
     if label_column is None:
@@ -73,13 +72,16 @@ def read_labels(path, *, key=None):
     numeric labels is taken as a header and skipped.
     """
     path = Path(path).expanduser()
-    if path.suffix in (".npy", ".npz"):
-        labels, _ = read_array(path, key=key)
-        if labels.shape[1] != 1:
-            raise ValueError(f"{str(path)!r} holds {labels.shape[1]} columns; a label file needs exactly one.")
-        return labels[:, 0]
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {str(path)!r}")
+    if path.suffix in (".npy", ".npz"):
+        labels = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _read_npz(path, key)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1:
+            raise ValueError(f"{str(path)!r} holds an array of shape {labels.shape}; labels need one per sample "
+                             "(a vector or a single column).")
+        return labels
     lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if len(lines) > 1 and not _is_number(lines[0]) and all(_is_number(line) for line in lines[1:]):
         lines = lines[1:]
@@ -149,6 +151,10 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
     path = Path(path).expanduser()
     if path.suffix != ".npy":
         raise ValueError(f"Cannot write {str(path)!r}: transform_to_npy writes a .npy file.")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    if method not in ("transform", "inverse_transform", "score_samples"):
+        raise ValueError(f"method must be 'transform', 'inverse_transform' or 'score_samples', got {method!r}.")
     apply = getattr(estimator, method)
     source = open_source(X)
     if source is None:  # in memory already: one call keeps scikit-learn's checks of X intact
@@ -182,7 +188,8 @@ def _read_npz(path, key):
         return archive[key]
 
 
-def _read_csv(path):
+def _read_csv(path, label_column=None):
+    """``(X, labels)`` of a CSV file; the label column may hold text, the others numbers."""
     with open(path, newline="") as f:
         rows = [row for row in csv.reader(f) if row]
     if not rows:
@@ -190,11 +197,26 @@ def _read_csv(path):
     names = None
     if not all(_is_number(field) for field in rows[0]):
         names, rows = [field.strip() for field in rows[0]], rows[1:]
+    widths = {len(row) for row in rows}
+    if len(widths) > 1:
+        raise ValueError(f"{str(path)!r} has rows of different lengths: {sorted(widths)} fields.")
+    table = np.array(rows, dtype=object).reshape(len(rows), -1)
+    labels = None
+    if label_column is not None:
+        column = _column_index(label_column, names, table.shape[1], path)
+        labels = _labels(table[:, column])
+        table = np.delete(table, column, axis=1)
     try:
-        X = np.array(rows, dtype=np.float64)
+        X = table.astype(np.float64)
     except ValueError as exc:
-        raise ValueError(f"{str(path)!r} has rows of different lengths or non-numeric values ({exc}).") from exc
-    return X, names
+        raise ValueError(f"{str(path)!r} has non-numeric values outside the label column ({exc}).") from exc
+    return X, labels
+
+
+def _labels(column):
+    """Numbers when every label is one, else the text as given."""
+    text = np.array([str(v).strip() for v in column])
+    return text.astype(np.float64) if all(_is_number(v) for v in text) else text
 
 
 def _is_number(field):

@@ -8,6 +8,7 @@ trainer iterates over, with each row's data-space neighbours when the neighbour 
 
 import warnings
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import numpy as np
 import torch
@@ -115,6 +116,15 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
             f"neighbor_weight={estimator.neighbor_weight} needs the training data in memory to find each row's "
             f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
         )
+    names = getattr(estimator, "feature_names_in_", None)
+    if continued is not None and names is not None and continued.feature_names is not None:
+        pairs = zip_longest([str(n) for n in names], continued.feature_names)
+        given, saved = next(((a, b) for a, b in pairs if a != b), (None, None))
+        if given != saved:
+            raise ValueError(
+                f"X's column names differ from those of the run being continued: {given!r} where it had {saved!r}. "
+                "Give the columns the run was trained on."
+            )
     if continued is not None and source.n_features != continued.n_features:
         where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
         raise ValueError(
@@ -178,6 +188,16 @@ def _resolve_likelihood(likelihood, summaries, names):
     if likelihood == "auto":
         in_unit_interval = all(s.low >= 0 and s.high <= 1 for s in summaries)
         likelihood = "bernoulli" if in_unit_interval else "gaussian"
+        train = summaries[0]
+        if likelihood == "gaussian" and train.integers and train.low >= 0 and 128 <= train.high <= 255:
+            warnings.warn(
+                f"{names[0]} holds whole numbers from {train.low:.0f} to {train.high:.0f}, like 8-bit pixel values: "
+                "likelihood='auto' chose 'gaussian'. If they are intensities, divide them by 255 (or by their "
+                "maximum) for the Bernoulli likelihood of images in [0, 1], or set likelihood='gaussian' to keep "
+                "this choice without this warning.",
+                UserWarning,
+                stacklevel=4,
+            )
     if likelihood == "bernoulli":
         for summary, name in zip(summaries, names):
             check_unit_interval(summary.low, summary.high, name)

@@ -63,12 +63,14 @@ def scaler_statistics(scaler, method="global"):
 
 @dataclass
 class DataSummary:
-    """What one pass over the training rows learns: moments, range and count."""
+    """What one pass over the training rows learns: moments, range, count, and whether
+    every value is a whole number."""
 
     scaler: StandardScaler
     low: float
     high: float
     n_samples: int
+    integers: bool = False
 
     def normalization(self, method):
         """``(loc, scale)`` as :func:`normalization_statistics` computes them."""
@@ -83,13 +85,14 @@ def summarize(chunks):
     matches a single in-memory pass to about 1e-7 relative.
     """
     scaler = StandardScaler()
-    low, high, n_samples = np.inf, -np.inf, 0
+    low, high, n_samples, integers = np.inf, -np.inf, 0, True
     for chunk in chunks:
         if len(chunk) == 0:
             continue
         scaler.partial_fit(chunk)
         low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+        integers = integers and bool(np.all(np.mod(chunk, 1) == 0))
         n_samples += len(chunk)
     if n_samples == 0:
         raise ValueError("Found no samples to fit on.")
-    return DataSummary(scaler, low, high, n_samples)
+    return DataSummary(scaler, low, high, n_samples, integers)

@@ -93,7 +93,13 @@ class NpyDirectorySource:
 
     def __init__(self, path):
         path = Path(path)
-        files = sorted(path.rglob("*.npy"))
+        try:
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".npy" and not p.is_dir())
+        except OSError as exc:  # e.g. a symbolic link loop
+            raise ValueError(f"Cannot list the .npy files under {str(path)!r}: {exc}") from exc
+        broken = [p for p in files if not p.is_file()]
+        if broken:
+            raise ValueError(f"{str(broken[0])!r} under {str(path)!r} is not a readable file (a dangling link?).")
         if not files:
             raise ValueError(f"No .npy files found under {str(path)!r}.")
         self.files = [npy_file_source(file) for file in files]
@@ -122,10 +128,11 @@ class NpyDirectorySource:
         return out
 
 
-def npy_file_source(path):
+def npy_file_source(path, vector_is_sample=True):
     """A :class:`RawFileSource` for a ``.npy`` file, from its header alone.
 
-    A vector is one sample. Fortran-ordered arrays, which cannot be read a row at a time,
+    A vector is one sample (as in a directory of per-sample files), or an error where
+    ``vector_is_sample`` is False (a file given as the data itself). Fortran-ordered arrays, which cannot be read a row at a time,
     are loaded into memory; arrays of Python objects are refused without being unpickled.
     """
     path = Path(path)
@@ -138,8 +145,9 @@ def npy_file_source(path):
             raise ValueError(f"{str(path)!r} is not a valid .npy file ({exc}).") from exc
         offset = f.tell()
     _check_numeric(dtype, repr(str(path)))
-    if len(shape) not in (1, 2):
-        raise ValueError(f"{str(path)!r} holds an array of shape {shape}; expected a vector or rows (2-D).")
+    if len(shape) not in (1, 2) or (len(shape) == 1 and not vector_is_sample):
+        expected = "a vector or rows (2-D)" if vector_is_sample else "rows of samples (2-D: n_samples x n_features)"
+        raise ValueError(f"{str(path)!r} holds an array of shape {shape}; expected {expected}.")
     shape = (1, shape[0]) if len(shape) == 1 else shape
     if fortran_order and shape[0] > 1:
         return ArraySource(np.ascontiguousarray(np.load(path, allow_pickle=False)), name=repr(str(path)))
@@ -171,7 +179,7 @@ def open_source(X, name="X"):
                 f"{name}={str(path)!r}: paths must be a .npy file or a directory of .npy files. Read other "
                 "formats into memory with cvae.files.read_array."
             )
-        return npy_file_source(path)
+        return npy_file_source(path, vector_is_sample=False)
     if isinstance(X, np.memmap):
         return _memmap_source(X, name)
     return None
@@ -181,10 +189,11 @@ def _memmap_source(X, name):
     _check_numeric(X.dtype, name)
     if X.ndim != 2:
         raise ValueError(f"{name} is a memmap of shape {X.shape}; expected 2-D (n_samples, n_features).")
-    # A memmap made by np.memmap or np.load owns its map; its data then starts at
+    # A read-only memmap made by np.memmap or np.load owns its map; its data then starts at
     # ``offset`` bytes into ``filename``, and we read the file instead of touching the map.
-    # Slices and other views of a memmap are read through the map.
-    if isinstance(X.base, mmap.mmap) and X.filename is not None and X.flags.c_contiguous:
+    # Writable maps ("r+", "w+", copy-on-write "c") may hold in memory what the file does
+    # not, and views of a memmap may not be the file's layout: both are read through the map.
+    if X.mode == "r" and isinstance(X.base, mmap.mmap) and X.filename is not None and X.flags.c_contiguous:
         return RawFileSource(X.filename, X.offset, X.dtype, X.shape, name=name)
     return ArraySource(X, name=name, in_memory=False)
 

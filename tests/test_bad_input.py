@@ -113,7 +113,7 @@ def test_huge_learning_rate_rolls_back_and_never_gives_nan_embeddings():
     X = np.random.default_rng(0).normal(size=(200, 6)) * 1e15
     vae = CompressionVAE(**dict(TINY, max_steps=200, validation_interval=5, learning_rate_init=1e12),
                          normalize="none")
-    with pytest.warns(RuntimeWarning, match="Training diverged"):
+    with pytest.warns(ConvergenceWarning, match="No validation loss was finite in 20 steps"):
         vae.fit(X)
     assert vae.stop_reason_ == "diverged"
     assert sum(not np.isfinite(row["validation_loss"]) for row in vae.history_) == 4  # 3 rollbacks, then stop

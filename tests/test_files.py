@@ -22,7 +22,8 @@ def test_npy_npz_and_csv_round_trips(tmp_path, X):
     np.savez(tmp_path / "named.npz", X=X, y=np.zeros(4))
     np.testing.assert_array_equal(read_array(tmp_path / "one.npz")[0], X)
     np.testing.assert_array_equal(read_array(tmp_path / "named.npz")[0], X)
-    np.testing.assert_array_equal(read_array(tmp_path / "named.npz", key="y")[0], np.zeros((4, 1)))
+    with pytest.raises(ValueError, match=r"shape \(4,\); expected rows of samples \(2-D\)"):
+        read_array(tmp_path / "named.npz", key="y")  # a vector is not a table of samples
 
 
 def test_csv_header_and_label_column(tmp_path, X):
@@ -63,8 +64,11 @@ def test_unreadable_inputs_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"expected a directory or one of .npy, .npz, .csv files"):
         read_array(tmp_path / "x.txt")
     (tmp_path / "ragged.csv").write_text("1,2\n3\n")
-    with pytest.raises(ValueError, match="rows of different lengths or non-numeric values"):
+    with pytest.raises(ValueError, match="rows of different lengths"):
         read_array(tmp_path / "ragged.csv")
+    (tmp_path / "words.csv").write_text("1,2\n3,x\n")
+    with pytest.raises(ValueError, match="non-numeric values outside the label column"):
+        read_array(tmp_path / "words.csv")
     np.save(tmp_path / "cube.npy", np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match=r"shape \(2, 2, 2\); expected rows of samples"):
         read_array(tmp_path / "cube.npy")

@@ -107,6 +107,10 @@ class NonFiniteRollback(Callback):
             trainer.step, trainer.learning_rate, self.count, self.max_rollbacks,
         )
 
+    def on_train_end(self, trainer):
+        if trainer.history and not math.isfinite(trainer.best_loss):  # no validation was ever finite
+            trainer.stop_reason = "diverged"
+
     def state_dict(self):
         return {"count": self.count}
 

@@ -18,6 +18,7 @@ upgraded in memory when read, and written back in the current format at the next
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -56,7 +57,7 @@ class LogDir:
     RUN_FILES = (PARAMS, CHECKPOINT, HISTORY, SPLIT, "normalization.npz")  # the last from format 1
 
     def __init__(self, path):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
 
     def file(self, name):
         return self.path / name
@@ -73,6 +74,7 @@ class LogDir:
         process ends, however it ends; where ``flock`` does not exist (Windows), nothing
         is locked.
         """
+        self._check_not_a_file()
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
@@ -92,6 +94,10 @@ class LogDir:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _check_not_a_file(self):
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"logdir {str(self.path)!r} is a file, not a directory; choose a directory.")
 
     def _remove_stale_temporaries(self):
         # Temporaries of atomic writes (".NAME.*.tmp") left by a process that was killed:
@@ -118,6 +124,7 @@ class LogDir:
         ValueError
             Naming the file, if it is not valid JSON or its contents are not a valid run.
         """
+        self._check_not_a_file()
         path = self.file(self.PARAMS)
         if not path.is_file():
             raise FileNotFoundError(f"No parameter file in log directory: {path}")
@@ -145,17 +152,32 @@ class LogDir:
     # ---------------------------------------------------------------- checkpoint.pt
 
     def write_checkpoint(self, state):
+        """Write the trainer state with a digest of its weights, and the history beside it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(self.file(self.CHECKPOINT), dict(state, format_version=FORMAT_VERSION))
+        state = dict(state, format_version=FORMAT_VERSION, digest=weights_digest(state))
+        save_checkpoint(self.file(self.CHECKPOINT), state)
+        self.write_history(state["history"])
 
     def read_checkpoint(self, spec):
-        """The saved trainer state, upgraded to the current format for the model ``spec`` describes."""
+        """The saved trainer state, upgraded to the current format for the model ``spec`` describes.
+
+        Raises
+        ------
+        ValueError
+            Naming the file, if it holds no trainer state, if its weights do not match their
+            digest (changed or damaged bytes), or if its best weights are not finite.
+        """
         path = self.file(self.CHECKPOINT)
         state = load_checkpoint(path)
-        if not isinstance(state, dict):
+        if not isinstance(state, dict) or not {"model", "best_model", "step", "history"} <= state.keys():
             raise ValueError(f"Cannot read checkpoint {path}: it holds no trainer state.")
         if "format_version" not in state:
             state = _upgrade_checkpoint_from_1(state, spec)
+        elif state.get("digest") != weights_digest(state):
+            raise ValueError(f"Checkpoint {path} is damaged: its weights do not match the digest saved with them.")
+        for name, tensor in state["best_model"].items():
+            if not isinstance(tensor, torch.Tensor) or (tensor.is_floating_point() and not tensor.isfinite().all()):
+                raise ValueError(f"Checkpoint {path} holds non-finite or missing weights ({name}).")
         return state
 
     # ---------------------------------------------------------------- history and split
@@ -181,9 +203,16 @@ class LogDir:
             return None
         try:
             with np.load(path, allow_pickle=False) as saved:
-                return saved["validation_rows"], int(saved["n_samples"])
-        except (ValueError, KeyError, OSError) as exc:
-            raise ValueError(f"Cannot read the saved train/validation split {path} ({exc}).") from exc
+                rows, n_samples = np.asarray(saved["validation_rows"]), int(saved["n_samples"])
+        except Exception as exc:  # a damaged archive raises BadZipFile, EOFError, IndexError...
+            raise ValueError(f"Cannot read the saved train/validation split {path} ({type(exc).__name__}: {exc}).") \
+                from exc
+        valid = (rows.ndim == 1 and rows.dtype.kind in "iu" and 0 < len(rows) < n_samples
+                 and rows.min() >= 0 and rows.max() < n_samples and len(np.unique(rows)) == len(rows))
+        if not valid:
+            raise ValueError(f"Cannot read the saved train/validation split {path}: its validation rows are not "
+                             f"distinct row numbers below n_samples={n_samples} that leave rows for training.")
+        return rows, n_samples
 
     def clear(self):
         """Delete the files of a run written here (and nothing else in the directory)."""
@@ -192,6 +221,17 @@ class LogDir:
         for path in self.path.iterdir():
             if path.name in self.RUN_FILES or path.name.startswith("events.out.tfevents."):
                 path.unlink()
+
+
+def weights_digest(state):
+    """SHA-256 of the weights and best weights of a trainer state, in key order."""
+    digest = hashlib.sha256()
+    for part in ("model", "best_model"):
+        for name in sorted(state[part]):
+            tensor = state[part][name]
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 # -------------------------------------------------------------------- format 1 -> 2

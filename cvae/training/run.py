@@ -61,7 +61,6 @@ def run_training(params, spec, data, device, distributed, logdir=None, resume=No
         state = trainer.state_dict()
     if writer is not None:
         writer.write_checkpoint(state)
-        writer.write_history(state["history"])
     return state, tensorboard
 
 
@@ -125,6 +124,13 @@ def warn_on_stop(params, state):
             f"Training interrupted at step {step}; the model holds the best weights so far"
             + (f" and a checkpoint was saved in {params['logdir']!r}." if params["logdir"] is not None else "."),
             UserWarning,
+            stacklevel=3,
+        )
+    elif state["best_loss"] == float("inf"):
+        warnings.warn(
+            f"No validation loss was finite in {step} steps: the model holds its initial weights. Lower "
+            "learning_rate_init, or check that the data is finite and of moderate scale.",
+            ConvergenceWarning,
             stacklevel=3,
         )
     elif reason == "diverged":

@@ -1,0 +1,170 @@
+"""Faults injected into fits: kill -9 at random moments, two writers, a full disk.
+
+Each ends with a log directory that loads, whose model and params.json agree, or with a
+clear error; nothing trained before the fault is lost.
+"""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from cvae import CompressionVAE
+from cvae.training import LogDir, LogDirLocked
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL"),
+]
+
+# A driver that imports cvae once, then forks one child per fit (so each kill costs no
+# import of torch) and kills it with SIGKILL at a random moment. Before each next fit it
+# checks what the killed one left: the directory loads, the loaded model embeds into as many
+# dimensions as params.json says, and the step count never goes back.
+_KILL_LOOP = textwrap.dedent(
+    """
+    import json, os, random, signal, sys, time
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+    from cvae.estimator import CompressionVAE  # torch loaded before the forks
+    from cvae.training import LogDir
+
+    torch.set_num_threads(1)  # no OpenMP team in the parent, which fork could not copy
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo (seconds)
+
+    logdir, kills, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    X = load_digits().data[:300].astype(np.float32)
+    random.seed(seed)
+    steps, outcomes = [], []
+    for kill in range(kills):
+        pid = os.fork()
+        if pid == 0:  # the child fits, continuing whatever the last child saved
+            CompressionVAE(n_components=3, hidden_layer_sizes=(32, 16), batch_size=32, max_steps=10**7,
+                           validation_interval=5, checkpoint_interval=5, logdir=logdir, warm_start=True,
+                           random_state=0).fit(X)
+            os._exit(0)
+        time.sleep(random.uniform(0.05, 0.8))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if not LogDir(logdir).has_run():
+            outcomes.append("no checkpoint yet")
+            continue
+        vae = CompressionVAE.load(logdir)
+        saved = json.load(open(os.path.join(logdir, "params.json")))
+        Z = vae.transform(X[:20])
+        assert Z.shape == (20, saved["spec"]["model"]["n_latent"]) == (20, saved["params"]["n_components"])
+        assert np.isfinite(Z).all()
+        assert not steps or vae.n_steps_ >= steps[-1], (steps, vae.n_steps_)
+        steps.append(vae.n_steps_)
+        outcomes.append("loaded")
+    print(json.dumps({"steps": steps, "outcomes": outcomes}))
+    """
+)
+
+
+def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits):
+    logdir = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-c", _KILL_LOOP, str(logdir), "24", "0"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(report["outcomes"]) == 24  # 24 kills, each followed by a check
+    assert report["outcomes"].count("loaded") >= 18 and report["steps"][-1] > report["steps"][0]
+    vae = CompressionVAE.load(logdir)
+    vae.set_params(max_steps=vae.n_steps_ + 10, warm_start=True).fit(digits[0][:300])  # the run continues
+    # a fit killed mid-write may have left a temporary file: the next fit removed it
+    assert not list(logdir.glob(".*.tmp"))
+    assert vae.transform(digits[0][:5]).shape == (5, 3)
+
+
+_FIT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from cvae import CompressionVAE
+    X = load_digits().data[:300].astype(np.float32)
+    CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=int(sys.argv[2]), validation_interval=50,
+                   checkpoint_interval=50, logdir=sys.argv[1], random_state=int(sys.argv[3]),
+                   learning_rate="constant").fit(X)
+    """
+)
+
+
+def test_a_second_process_cannot_fit_into_a_directory_in_use(tmp_path):
+    logdir = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-c", _FIT, str(logdir), "100000", "0"], stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (logdir / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-c", _FIT, str(logdir), "100", "1"], capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode != 0
+        assert "LogDirLocked: Another process is fitting into log directory" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # what the first one wrote is intact and its own
+    vae = CompressionVAE.load(logdir)
+    assert vae.spec_.seed == LogDir(logdir).read_params()[1].seed and vae.random_state == 0
+
+
+def test_the_lock_is_held_for_the_whole_fit_and_released_after(tmp_path, digits, fast):
+    logdir = LogDir(tmp_path / "run")
+    with logdir.locked():
+        with pytest.raises(LogDirLocked, match="Another process is fitting"):
+            with LogDir(tmp_path / "run").locked():  # another open file description: as another process
+                pass
+    CompressionVAE(**dict(fast, logdir=str(logdir.path))).fit(digits[0][:300])  # released: a fit may take it
+
+
+@pytest.fixture
+def disk_full_after(monkeypatch):
+    """Make every fsync after the first ``n`` fail as on a full disk."""
+
+    def arm(n):
+        calls = {"n": 0}
+        real = os.fsync
+
+        def fsync(fd):
+            calls["n"] += 1
+            if calls["n"] > n:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd)
+
+        monkeypatch.setattr("cvae.training.io.os.fsync", fsync)
+
+    return arm
+
+
+def test_a_full_disk_keeps_the_last_complete_checkpoint(tmp_path, digits, fast, disk_full_after):
+    X = digits[0][:300]
+    params = dict(fast, logdir=str(tmp_path / "run"), checkpoint_interval=20)
+    first = CompressionVAE(**params).fit(X)
+    before = first.transform(X)
+    disk_full_after(1)  # params.json is written, the first checkpoint of the resumed fit is not
+    resumed = CompressionVAE(**dict(params, warm_start=True, max_steps=120))
+    with pytest.raises(OSError, match="No space left on device"):
+        resumed.fit(X)
+    assert not list((tmp_path / "run").glob(".*.tmp"))  # no half-written file is left
+    loaded = CompressionVAE.load(tmp_path / "run")
+    assert loaded.n_steps_ == 60
+    np.testing.assert_array_equal(loaded.transform(X), before)
+    assert json.loads((tmp_path / "run" / "params.json").read_text())["spec"] == loaded.spec_.to_dict()
+
+
+def test_a_full_disk_before_any_checkpoint_is_a_clear_error(tmp_path, digits, fast, disk_full_after):
+    disk_full_after(0)
+    with pytest.raises(OSError, match="No space left on device"):
+        CompressionVAE(**dict(fast, logdir=str(tmp_path / "run"))).fit(digits[0][:300])
+    with pytest.raises(FileNotFoundError, match="No parameter file"):
+        CompressionVAE.load(tmp_path / "run")

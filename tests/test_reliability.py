@@ -1,0 +1,372 @@
+"""Issue #9: nothing lost, nothing silently wrong. One regression test per defect found,
+numbered as in the issue; the fault-injection tests are in test_faults.py."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from cvae import CompressionVAE
+from cvae.cli import main
+from cvae.files import read_array, transform_to_npy
+from cvae.training import LogDir
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+CLI_FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--quiet"]
+
+
+@pytest.fixture
+def X(digits):
+    return digits[0][:400]
+
+
+@pytest.fixture
+def npy(tmp_path, X):
+    np.save(tmp_path / "X.npy", X)
+    return tmp_path / "X.npy"
+
+
+@pytest.fixture
+def run(tmp_path, X, fast):
+    """A fitted run in a log directory."""
+    vae = CompressionVAE(**dict(fast, logdir=str(tmp_path / "run"))).fit(X)
+    return vae, tmp_path / "run"
+
+
+def cli(capsys, *argv):
+    """Exit status and standard error of the command line."""
+    status = main([str(a) for a in argv])
+    return status, capsys.readouterr().err
+
+
+# 1. A resume never records parameters its model does not have.
+def test_cli_resume_keeps_the_saved_architecture(npy, tmp_path, capsys):
+    logdir = tmp_path / "r"
+    assert main(["fit", str(npy), "--logdir", str(logdir), "--n-components", "5", *CLI_FAST]) == 0
+    assert main(["fit", str(npy), "--logdir", str(logdir), "--resume", "--max-steps", "80", "--quiet"]) == 0
+    assert main(["transform", str(logdir), str(npy), "-o", str(tmp_path / "z.npy")]) == 0
+    assert np.load(tmp_path / "z.npy").shape == (400, 5)
+    loaded = CompressionVAE.load(logdir)
+    assert loaded.n_components == loaded.spec_.model.n_latent == 5 and loaded.n_steps_ == 80
+    capsys.readouterr()
+    assert main(["info", str(logdir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["n_components"] == 5
+    status, err = cli(capsys, "fit", npy, "--logdir", logdir, "--resume", "--n-components", "2", "--quiet")
+    assert status == 2 and "whose n_components is 5, but n_components=2 was given" in err
+
+
+def test_warm_start_refuses_another_architecture(run, X):
+    vae, _ = run
+    for change in (dict(n_components=3), dict(hidden_layer_sizes=(8,)), dict(likelihood="bernoulli"),
+                   dict(iaf_flow_length=2), dict(activation="tanh"), dict(dropout=0.5)):
+        with pytest.raises(ValueError, match="warm_start=True continues the saved model"):
+            CompressionVAE.load(run[1]).set_params(warm_start=True, **change).fit(X)
+    vae.set_params(warm_start=True, n_components=7)
+    with pytest.raises(ValueError, match="whose n_components is 2"):
+        vae.fit(X)
+
+
+# 3. Memmaps are read as the array holds them, not as the file does.
+@pytest.mark.parametrize("mode", ["c", "r+"])
+def test_modified_memmaps_are_read_from_memory(run, npy, mode):
+    vae, _ = run
+    m = np.load(npy, mmap_mode=mode)
+    m[:10] += 3.0
+    np.testing.assert_array_equal(vae.transform(m), vae.transform(np.array(m)))
+    np.testing.assert_array_equal(vae.score_samples(m), vae.score_samples(np.array(m)))
+
+
+# 4. Parameters are validated wherever they are used.
+def test_invalid_parameters_set_after_fit_are_errors(run, X):
+    vae, logdir = run
+    vae.set_params(eval_batch_size=-1)
+    for call in (lambda: vae.transform(X), lambda: vae.score_samples(X),
+                 lambda: vae.inverse_transform(np.zeros((2, 2))), lambda: vae.sample(2)):
+        with pytest.raises(ValueError, match="eval_batch_size"):
+            call()
+    path = logdir / "params.json"
+    document = json.loads(path.read_text())
+    document["params"]["eval_batch_size"] = -5
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=r"Cannot read .*params.json: .*eval_batch_size"):
+        CompressionVAE.load(logdir)
+
+
+# 5. A fit without a finite validation loss warns; rates that cannot train are refused;
+#    the data's scale never flushes to zero.
+def test_a_fit_that_never_validates_finitely_warns(X, fast):
+    with pytest.warns(ConvergenceWarning, match="No validation loss was finite"):
+        vae = CompressionVAE(**dict(fast, learning_rate_init=1e30)).fit(X)
+    assert vae.stop_reason_ == "diverged" and vae.best_validation_loss_ == float("inf")
+
+
+def test_learning_rate_below_its_minimum_is_refused(X, fast):
+    with pytest.raises(ValueError, match="learning_rate_init=1e-06 is below learning_rate_min=1e-05"):
+        CompressionVAE(**dict(fast, learning_rate_init=1e-6)).fit(X)
+
+
+def test_data_whose_scale_underflows_float32_is_refused_and_large_data_trains(X, fast):
+    with pytest.raises(ValueError, match="below float32's smallest normal number.*Rescale X"):
+        CompressionVAE(**fast).fit(X.astype(np.float64) * 1e-40)
+    big = CompressionVAE(**fast).fit((X / 16 * 3.3e38).astype(np.float32))
+    assert np.isfinite(big.best_validation_loss_) and np.isfinite(big.transform(X)).all()
+
+
+# 6. Text labels in a CSV.
+def test_csv_label_column_may_hold_text(tmp_path, capsys):
+    rows = ["1,2,zero", "3,4,one", "5,6,zero"]
+    (tmp_path / "t.csv").write_text("\n".join(["a,b,label"] + rows * 40) + "\n")
+    data, labels = read_array(tmp_path / "t.csv", label_column="label")
+    assert data.shape == (120, 2) and list(labels[:3]) == ["zero", "one", "zero"]
+    assert main(["fit", str(tmp_path / "t.csv"), "--label-column", "label", "--logdir", str(tmp_path / "r"),
+                 *CLI_FAST]) == 0
+
+
+# 7. The command line ends user mistakes with one line and exit status 2.
+def test_cli_os_and_device_errors_are_one_line(run, npy, tmp_path, capsys):
+    _, logdir = run
+    status, err = cli(capsys, "fit", npy, "--logdir", tmp_path / "m", "--device", "mps", "--quiet")
+    assert status == 2 and "Apple MPS is not available" in err and "Traceback" not in err
+    status, err = cli(capsys, "transform", logdir, npy, "-o", npy / "z.npy")  # under a file
+    assert status == 2 and err.startswith("cvae transform: error:")
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    os.symlink(loop, loop / "again")
+    status, err = cli(capsys, "fit", loop, "--logdir", tmp_path / "l", "--quiet")
+    assert status == 2 and err.startswith("cvae fit: error:")
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    np.save(dangling / "a.npy", np.zeros((3, 4), np.float32))
+    os.symlink(tmp_path / "gone.npy", dangling / "b.npy")
+    status, err = cli(capsys, "fit", dangling, "--logdir", tmp_path / "d", "--quiet")
+    assert status == 2 and "b.npy" in err and "dangling link" in err
+
+
+def test_a_folder_named_like_a_npy_file_is_not_read(tmp_path, fast):
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((50, 4)).astype(np.float32))
+    (tmp_path / "b.npy").mkdir()
+    np.save(tmp_path / "b.npy" / "c.NPY", np.random.default_rng(1).random((30, 4)).astype(np.float32))
+    vae = CompressionVAE(**fast).fit(tmp_path)
+    assert vae.n_features_in_ == 4
+    assert read_array(tmp_path)[0].shape == (80, 4)  # .NPY counts too (15.)
+
+
+# 8. A file given as the log directory.
+def test_logdir_naming_a_file_says_so(npy, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    for extra in ([], ["--resume"]):
+        status, err = cli(capsys, "fit", npy, "--logdir", tmp_path / "f", *extra, *CLI_FAST)
+        assert status == 2 and "is a file, not a directory" in err
+
+
+# 9. load and resume validate what they read, and name the file.
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d["params"].update(n_components="two"), "n_components"),
+        (lambda d: d["spec"].pop("seed"), "lacks seed"),
+        (lambda d: d.pop("spec"), "must be a JSON object"),
+        (lambda d: d["params"].update(colour=1), "unknown parameters colour"),
+    ],
+)
+def test_damaged_params_json_is_named(run, damage, message):
+    _, logdir = run
+    path = logdir / "params.json"
+    document = json.loads(path.read_text())
+    damage(document)
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=rf"params.json.*{message}"):
+        CompressionVAE.load(logdir)
+
+
+def test_deeply_nested_params_json_is_a_clear_error(run):
+    _, logdir = run
+    (logdir / "params.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ValueError, match="params.json: it is not valid JSON"):
+        CompressionVAE.load(logdir)
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04broken", b"", np.zeros(3).tobytes()])
+def test_damaged_split_is_named(run, X, content):
+    _, logdir = run
+    (logdir / "split.npz").write_bytes(content)
+    with pytest.raises(ValueError, match="split.npz"):
+        CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=80).fit(X)
+
+
+def test_split_with_impossible_rows_is_named(run, X):
+    _, logdir = run
+    LogDir(logdir).write_split(np.array([5, 5, 900]), 400)
+    with pytest.raises(ValueError, match="split.npz: its validation rows are not distinct"):
+        CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=80).fit(X)
+
+
+def test_checkpoint_with_non_finite_weights_is_named(run):
+    _, logdir = run
+    run_dir = LogDir(logdir)
+    spec = run_dir.read_params()[1]
+    state = run_dir.read_checkpoint(spec)
+    name = next(iter(state["best_model"]))
+    state["best_model"][name] = torch.full_like(state["best_model"][name], float("nan"))
+    run_dir.write_checkpoint(state)  # a consistent digest: the weights themselves are wrong
+    with pytest.raises(ValueError, match=rf"checkpoint.pt holds non-finite or missing weights \({name}\)"):
+        CompressionVAE.load(logdir)
+
+
+# 10.
+def test_transform_to_npy_checks_chunk_size(run, X, tmp_path):
+    vae, _ = run
+    for bad in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+            transform_to_npy(vae, X, tmp_path / "z.npy", chunk_size=bad)
+
+
+# 11. Stale temporaries are removed when a run is opened; the history follows the checkpoints.
+def test_stale_temporaries_are_cleaned_and_history_follows_checkpoints(run, X):
+    _, logdir = run
+    stale = [logdir / ".checkpoint.pt.abc123.tmp", logdir / ".history.csv.xyz.tmp"]
+    for path in stale:
+        path.write_bytes(b"left by a killed process")
+    resumed = CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=100, checkpoint_interval=20)
+    resumed.fit(X)
+    assert not any(path.exists() for path in stale)
+    assert len((logdir / "history.csv").read_text().splitlines()) == 1 + len(resumed.history_)
+
+
+def test_history_is_written_with_every_checkpoint(tmp_path, X, fast):
+    seen = []
+    write = LogDir.write_checkpoint
+
+    def spy(self, state):
+        write(self, state)
+        seen.append(len((self.path / "history.csv").read_text().splitlines()) - 1)
+
+    LogDir.write_checkpoint = spy
+    try:
+        CompressionVAE(**dict(fast, logdir=str(tmp_path / "r"), checkpoint_interval=20)).fit(X)
+    finally:
+        LogDir.write_checkpoint = write
+    assert seen == [1, 2, 3, 3]  # after the validations at 20, 40, 60, and at the end
+
+
+# 12. Paths in logdir.
+def test_logdir_expands_the_home_directory_and_refuses_empty(tmp_path, monkeypatch, X, fast):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    CompressionVAE(**dict(fast, logdir="~/x")).fit(X)
+    assert (tmp_path / "x" / "checkpoint.pt").is_file() and not (tmp_path / "~").exists()
+    assert CompressionVAE.load("~/x").n_steps_ == 60
+    with pytest.raises(ValueError, match="logdir='' names no directory"):
+        CompressionVAE(**dict(fast, logdir="")).fit(X)
+
+
+# 13. Parameters of the wrong kind.
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(n_components=True), "n_components must be an integer"),
+        (dict(hidden_layer_sizes=(float("nan"),)), "hidden_layer_sizes must be a non-empty sequence"),
+        (dict(hidden_layer_sizes=("a",)), "hidden_layer_sizes must be a non-empty sequence"),
+        (dict(device="meta"), "runs on 'cpu', 'cuda' or 'mps'"),
+        (dict(device="nonsense"), "device='nonsense' is not a device"),
+    ],
+)
+def test_parameters_of_the_wrong_kind_are_clear_errors(X, fast, params, message):
+    with pytest.raises(ValueError, match=message):
+        CompressionVAE(**dict(fast, **params)).fit(X)
+
+
+# 14.
+def test_fit_reports_where_it_saved(npy, tmp_path, capsys):
+    assert main(["fit", str(npy), "--logdir", str(tmp_path / "A"), "--param", f"logdir={tmp_path / 'B'}",
+                 *CLI_FAST]) == 0
+    assert f"saved in {tmp_path / 'B'}" in capsys.readouterr().out
+    assert (tmp_path / "B" / "checkpoint.pt").is_file()
+
+
+# 15. A digest catches flipped bits; renamed columns are refused on a warm start.
+def test_flipped_bits_in_the_weights_are_detected(run):
+    _, logdir = run
+    path = logdir / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    tensor = next(iter(state["best_model"].values()))
+    tensor.view(-1)[0] = tensor.view(-1)[0] + 1e-3  # what a flipped bit does to a weight
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="checkpoint.pt is damaged: its weights do not match the digest"):
+        CompressionVAE.load(logdir)
+
+
+def test_warm_start_with_renamed_columns_is_refused(X, fast):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(64)])
+    vae = CompressionVAE(**fast).fit(frame)
+    with pytest.raises(ValueError, match="'q3' where it had 'p3'"):
+        vae.set_params(warm_start=True, max_steps=80).fit(frame.rename(columns={"p3": "q3"}))
+    vae.fit(frame)  # the same columns continue
+    assert vae.n_steps_ == 80
+
+
+# 16. Data that looks like 8-bit images.
+def test_eight_bit_pixels_under_auto_likelihood_warn_with_the_fix(fast):
+    X = np.random.default_rng(0).integers(0, 256, (200, 16)).astype(np.uint8)
+    with pytest.warns(UserWarning, match="like 8-bit pixel values.*divide them by 255"):
+        CompressionVAE(**fast).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        constant = dict(fast, learning_rate="constant")  # no ConvergenceWarning (a UserWarning)
+        CompressionVAE(**dict(constant, likelihood="gaussian")).fit(X)
+        CompressionVAE(**constant).fit(X / 255.0)
+
+
+# 17.
+def test_plot_reads_labels_from_an_npz_key(run, npy, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    _, logdir = run
+    np.savez(tmp_path / "labels.npz", y_train=np.arange(400) % 10, X_train=np.zeros((400, 2)))
+    status, err = cli(capsys, "plot", logdir, npy, "--labels", tmp_path / "labels.npz", "-o", tmp_path / "e.png")
+    assert status == 2 and "choose one with a key" in err
+    assert main(["plot", str(logdir), str(npy), "--labels", str(tmp_path / "labels.npz"), "--labels-key", "y_train",
+                 "-o", str(tmp_path / "e.png")]) == 0
+
+
+# 18.
+def test_a_vector_given_as_data_is_an_error(tmp_path, capsys):
+    np.save(tmp_path / "v.npy", np.arange(10.0))
+    status, err = cli(capsys, "fit", tmp_path / "v.npy", "--logdir", tmp_path / "r", "--quiet")
+    assert status == 2 and "shape (10,); expected rows of samples (2-D" in err
+
+
+# 19.
+def test_help_does_not_load_torch():
+    script = ("import sys\nfrom cvae.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"
+
+
+@pytest.mark.parametrize(
+    "reason, best, category, message",
+    [
+        ("interrupted", 1.0, UserWarning, "Training interrupted at step 7"),
+        ("diverged", 1.0, RuntimeWarning, "Training diverged .* at step 7"),
+        ("diverged", float("inf"), ConvergenceWarning, "No validation loss was finite in 7 steps"),
+        ("max_steps", float("inf"), ConvergenceWarning, "No validation loss was finite"),
+        ("max_steps", 1.0, ConvergenceWarning, "Reached max_steps=9"),
+    ],
+)
+def test_each_way_a_fit_ends_badly_is_warned(reason, best, category, message):
+    from cvae.training.run import warn_on_stop
+
+    params = dict(logdir=None, learning_rate="adaptive", max_steps=9, learning_rate_min=1e-5)
+    with pytest.warns(category, match=message):
+        warn_on_stop(params, {"stop_reason": reason, "step": 7, "best_loss": best})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_on_stop(params, {"stop_reason": "converged", "step": 7, "best_loss": 1.0})
