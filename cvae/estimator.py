@@ -67,12 +67,10 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         2016), so that no dimension gains by collapsing onto the prior; with IAF, the
         total is held at ``free_bits * n_components``. Reported losses stay the true ELBO.
     neighbor_weight : float, default=0.0
-        Weight, 0 or more, of a term that keeps each training row's ``n_neighbors``
-        nearest neighbours (in the normalized data, found once) close in the embedding;
-        multiplied by ``n_features_in_`` so that one weight suits data of any width. 0
-        turns it off. Needs the training data in memory. Validation adds the term over
-        each validation row and its nearest validation row, so model selection follows
-        the objective being trained.
+        Weight, 0 (off) or more, of a term that keeps each training row's ``n_neighbors``
+        nearest neighbours close in the embedding, times ``n_features_in_`` so that one
+        weight suits data of any width. Needs the training data in memory; validation
+        includes the term, so model selection follows the objective being trained.
     n_neighbors : int, default=15
         Neighbours per row for ``neighbor_weight``, 1 or more.
     neighbor_samples : int, default=3
@@ -92,12 +90,10 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 default="orthogonal"
         Weight initialization; ``"default"`` keeps PyTorch's.
     normalize : {"global", "feature", "none"}, default="global"
-        How features are normalized before the network sees them, with statistics of the
-        training data stored in the model (inputs and outputs stay in the original
-        scale). ``"global"`` centers each feature and divides all by one common scale, so
-        features keep their relative importance, as in PCA; ``"feature"`` standardizes
-        each feature (the original CompressionVAE's ``feature_normalization=True``), right
-        for features in unrelated units. See :func:`cvae.preprocessing.normalization_statistics`.
+        Normalization inside the model (inputs and outputs stay in the data's scale):
+        ``"global"`` centers each feature and divides all by one scale, as PCA weighs them;
+        ``"feature"`` standardizes each feature, for features in unrelated units
+        (:func:`cvae.preprocessing.normalization_statistics`).
     batch_size : int, default=128
         Training mini-batch size, 1 or more. Under ``torchrun`` these rows are split
         across the processes, so a step sees the same rows on any number of them.
@@ -123,19 +119,21 @@ default="orthogonal"
     learning_rate_factor : float, default=5.0
         Divisor of the learning rate on a plateau, above 1.
     learning_rate_min : float, default=1e-5
-        Training has converged when the learning rate falls below this value.
+        Training has converged when the rate falls below this.
     tol : float, default=0.0
         A validation loss improves when it beats the best by more than ``tol`` nats.
+    n_iter_no_change : int, default=None
+        Stop after this many validations in a row without improvement (early stopping), 1
+        or more, keeping the best weights; ``None`` trains until the learning-rate rule or
+        ``max_steps`` ends the fit.
     checkpoint_interval : int, default=2000
         Steps between checkpoints in ``logdir`` (one is also written at the end).
     logdir : str or path-like, default=None
-        Directory of the run: parameters and specification, split, history and
-        checkpoints (:mod:`cvae.training.logdir`). ``None`` writes nothing. A fit holds
-        the directory's lock, so a second fit into it fails.
+        Directory of the run (:mod:`cvae.training.logdir`); ``None`` writes nothing. A
+        fit holds its lock: a second fit into it fails.
     tensorboard : bool, default=False
-        Write TensorBoard event files into ``logdir`` (the ``tensorboard`` extra): losses,
-        KL and learning rate at each validation and, for 2-D embeddings, figures of the
-        fitted model (the ``plot`` extra).
+        TensorBoard event files in ``logdir`` (the ``tensorboard`` extra): scalars per
+        validation, and figures of a 2-D model (the ``plot`` extra).
     warm_start : bool, default=False
         Continue the previous run (the fitted model in memory, or else the checkpoint in
         ``logdir``): step count, optimizer, schedule and random state carry on. The
@@ -143,22 +141,18 @@ default="orthogonal"
     device : str or torch.device, default="auto"
         ``"auto"`` picks CUDA, then Apple MPS, then CPU.
     precision : {"float32", "bfloat16", "float16"}, default="float32"
-        Arithmetic of the training steps. The 16-bit settings train in mixed precision
-        (matrix products under ``torch.autocast``; weights, optimizer state, losses and
-        every output stay float32; ``"float16"`` also scales the loss). They pay where the
-        hardware multiplies 16-bit numbers natively: CPUs with AMX or AVX-512 BF16, CUDA
-        GPUs (``"bfloat16"`` from Ampere on, ``"float16"`` before).
+        Arithmetic of the training steps: 16 bits are mixed precision (matrix products
+        under ``torch.autocast``, all else float32), for hardware that multiplies them
+        natively (AMX or AVX-512 BF16 CPUs, CUDA GPUs; ``"float16"`` before Ampere).
     compile : bool, default=False
-        Train through ``torch.compile`` (the first step takes longer; needs a C++
-        compiler on the CPU). Compiled code draws its noise from its own generator, so the
-        fit differs from the eager one, and is reproducible with the same seed.
+        Train through ``torch.compile`` (slower first step; a C++ compiler on the CPU). Its
+        own noise generator makes the fit differ from the eager one, reproducibly.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the initialization and every random draw of training. On the
         CPU, the same seed gives the same model bit for bit.
     verbose : bool, default=False
-        Show a progress bar where one can redraw (a terminal or a notebook, with the
-        ``progress`` extra); elsewhere log one line per validation at level INFO through
-        the ``cvae.training.trainer`` logger.
+        A progress bar in a terminal or notebook (the ``progress`` extra), else one log
+        line per validation (INFO, logger ``cvae.training.trainer``).
 
     Attributes
     ----------
@@ -187,7 +181,7 @@ default="orthogonal"
         Optimization steps taken so far.
     best_validation_loss_ : float
         Lowest validation loss (negative ELBO per sample, in nats).
-    stop_reason_ : {"converged", "max_steps", "interrupted", "diverged"}
+    stop_reason_ : {"converged", "no_improvement", "max_steps", "interrupted", "diverged"}
         Why the last fit ended.
 
     See Also
@@ -234,6 +228,7 @@ default="orthogonal"
         "learning_rate_factor": [Interval(Real, 1, None, closed="neither")],
         "learning_rate_min": [Interval(Real, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "checkpoint_interval": [Interval(Integral, 1, None, closed="left")],
         "logdir": [str, Path, None],
         "tensorboard": ["boolean"],
@@ -274,6 +269,7 @@ default="orthogonal"
         learning_rate_factor=5.0,
         learning_rate_min=1e-5,
         tol=0.0,
+        n_iter_no_change=None,
         checkpoint_interval=2000,
         logdir=None,
         tensorboard=False,
@@ -310,6 +306,7 @@ default="orthogonal"
         self.learning_rate_factor = learning_rate_factor
         self.learning_rate_min = learning_rate_min
         self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.checkpoint_interval = checkpoint_interval
         self.logdir = logdir
         self.tensorboard = tensorboard
@@ -506,14 +503,11 @@ default="orthogonal"
     def score_samples(self, X, n_importance_samples=1):
         """Per-sample lower bound on log p(x) in nats, in the original data scale.
 
-        With ``n_importance_samples=1``, the evidence lower bound (ELBO), averaged over
-        ``_SCORE_DRAWS`` posterior samples (the KL term is exact without flows). With
-        ``k > 1``, the importance-weighted bound of Burda et al. (2016) over ``k``
-        posterior samples (flow included): tighter, approaching log p(x) as ``k`` grows,
-        at ``k`` decoder passes per row. The same fixed noise serves every row: each score
-        is repeatable and does not depend on the other rows, their order or the batch
-        size. Higher is better. Never NaN; a row far outside the training data can score
-        ``-inf`` when its bound underflows float32.
+        ``n_importance_samples=1``: the ELBO over ``_SCORE_DRAWS`` posterior samples (exact
+        KL without flows); ``k > 1``: the importance-weighted bound (Burda et al., 2016),
+        tighter as ``k`` grows, at ``k`` decoder passes per row. Fixed noise serves every
+        row, so a score does not depend on the other rows. Never NaN; a row far outside the
+        training data can score ``-inf``.
 
         Parameters
         ----------
@@ -538,13 +532,7 @@ default="orthogonal"
                            "X")[:, 0]
 
     def score(self, X, y=None):
-        """Mean ELBO per sample in nats (higher is better), for model selection.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored.
+        """Mean ELBO per sample in nats (higher is better), for model selection; ``y`` is ignored.
 
         Returns
         -------

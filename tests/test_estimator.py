@@ -193,6 +193,18 @@ def test_best_validation_weights_are_restored(digits, fast):
     assert evaluate(vae.module_, chunks)["loss"] == pytest.approx(vae.best_validation_loss_, rel=1e-6)
 
 
+def test_early_stopping_ends_an_overfitting_fit_with_the_best_weights(digits, fast):
+    X = digits[0]
+    vae = fit(X[:60], X_valid=X[1000:1300], **dict(fast, max_steps=4000, learning_rate="constant",
+                                                      learning_rate_init=1e-2, n_iter_no_change=3))
+    losses = [row["validation_loss"] for row in vae.history_]
+    best = losses.index(min(losses))
+    assert vae.stop_reason_ == "no_improvement" and len(losses) == best + 1 + 3  # three stale validations
+    assert vae.n_steps_ < 4000 and vae.best_validation_loss_ == losses[best]
+    chunks = TensorChunks(torch.from_numpy(X[1000:1300].astype(np.float32)), 4096)
+    assert evaluate(vae.module_, chunks)["loss"] == pytest.approx(vae.best_validation_loss_, rel=1e-6)
+
+
 def test_max_steps_without_convergence_warns(X, fast):
     with pytest.warns(ConvergenceWarning, match="max_steps=60"):
         CompressionVAE(**fast).fit(X)

@@ -9,7 +9,7 @@ from cvae.data import BatchIterator, TensorChunks
 from cvae.nn import VAE
 from cvae.nn.vae import LossSettings
 from cvae.training import Callback, Trainer, TrainerConfig
-from cvae.training.callbacks import Checkpoint, LearningRatePlateau, NonFiniteRollback
+from cvae.training.callbacks import Checkpoint, EarlyStopping, LearningRatePlateau, NonFiniteRollback
 from cvae.training.trainer import evaluate, make_adam
 
 
@@ -185,3 +185,15 @@ def test_state_round_trip_continues_exactly(parts):
     assert second.step == 20 and [row["step"] for row in second.history] == [5, 10, 15, 20]
     for name, value in model.state_dict().items():
         assert torch.equal(value, end_whole[name]), name
+
+
+def test_early_stopping_counts_validations_without_a_new_best(parts):
+    trainer = make_trainer(parts)
+    early = EarlyStopping(patience=2, tol=0.5)
+    for loss, stale in [(10.0, 0), (9.0, 0), (8.8, 1), (math.nan, 2)]:  # 8.8 is within tol of 9.0
+        early.on_validation_end(trainer, {"validation_loss": loss})
+        assert early.stale == stale
+    assert trainer.stop_reason == "no_improvement"
+    again = EarlyStopping(patience=2)
+    again.load_state_dict(early.state_dict())
+    assert (again.best, again.stale) == (9.0, 2)

@@ -86,3 +86,50 @@ def test_ctrl_c_is_not_touched_outside_the_main_thread(ctrl_c_raises):
     thread.start()
     thread.join()
     assert seen == [signal.default_int_handler]
+
+
+def test_small_steps_train_on_one_thread_and_the_count_is_restored():
+    from cvae.training.environment import SMALL_STEP_MACS, threads_for_step
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threads_for_step(SMALL_STEP_MACS / 10, torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with threads_for_step(SMALL_STEP_MACS * 10, torch.device("cpu")):
+            assert torch.get_num_threads() == 2  # large steps keep the caller's threads
+        with threads_for_step(SMALL_STEP_MACS / 10, torch.device("cuda")):
+            assert torch.get_num_threads() == 2  # nothing changes for other devices
+        with pytest.raises(ValueError), threads_for_step(1, torch.device("cpu")):
+            raise ValueError
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_loop_of_a_small_model_runs_on_one_thread(digits):
+    from cvae import CompressionVAE
+    from cvae.training import Callback, Trainer
+
+    seen = []
+
+    class Threads(Callback):
+        def on_step_end(self, trainer):
+            seen.append(torch.get_num_threads())
+
+    run = Trainer.run
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        def spy(self):
+            self.callbacks.append(Threads())
+            return run(self)
+
+        Trainer.run = spy
+        CompressionVAE(max_steps=5, learning_rate="constant").fit(digits[0][:200])
+    finally:
+        Trainer.run = run
+        after = torch.get_num_threads()
+        torch.set_num_threads(before)
+    assert seen == [1] * 5 and after == 2

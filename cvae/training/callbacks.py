@@ -15,6 +15,7 @@ import torch
 __all__ = [
     "Callback",
     "Checkpoint",
+    "EarlyStopping",
     "LearningRatePlateau",
     "NonFiniteRollback",
     "Progress",
@@ -77,6 +78,34 @@ class LearningRatePlateau(Callback):
 
     def load_state_dict(self, state):
         self.scheduler.load_state_dict(state)
+
+
+class EarlyStopping(Callback):
+    """Stop as ``"no_improvement"`` after ``patience`` validations in a row without a new
+    best validation loss (by more than ``tol``); the trainer keeps the best weights."""
+
+    key = "early_stopping"
+
+    def __init__(self, patience, tol=0.0):
+        self.patience = patience
+        self.tol = tol
+        self.best = math.inf
+        self.stale = 0
+
+    def on_validation_end(self, trainer, row):
+        loss = row["validation_loss"]
+        if math.isfinite(loss) and loss < self.best - self.tol:
+            self.best, self.stale = loss, 0
+        else:
+            self.stale += 1
+        if self.stale >= self.patience:
+            trainer.stop("no_improvement")
+
+    def state_dict(self):
+        return {"best": self.best, "stale": self.stale}
+
+    def load_state_dict(self, state):
+        self.best, self.stale = float(state["best"]), int(state["stale"])
 
 
 class NonFiniteRollback(Callback):

@@ -18,7 +18,12 @@ import threading
 
 import torch
 
-__all__ = ["ctrl_c_calls", "flush_denormals_to_zero"]
+__all__ = ["ctrl_c_calls", "flush_denormals_to_zero", "threads_for_step", "training_step_size"]
+
+# Below this many multiply-adds per training step (forward, about a third of the step's
+# arithmetic), a second CPU thread does not speed a step up, and it makes the step wait for a
+# sibling that another busy process may keep from running (benchmarks/README.md, "Threads").
+SMALL_STEP_MACS = 50e6
 
 _DENORMAL = 1e-40  # below float32's smallest normal number, 1.18e-38
 
@@ -68,3 +73,24 @@ def ctrl_c_calls(callback):
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def training_step_size(model, batch_size):
+    """Multiply-adds of one forward pass of ``model``'s linear layers over ``batch_size`` rows."""
+    weights = sum(p.numel() for name, p in model.named_parameters() if p.dim() >= 2)
+    return batch_size * weights
+
+
+@contextlib.contextmanager
+def threads_for_step(macs, device):
+    """For the duration, one CPU thread when a step of ``macs`` multiply-adds is small;
+    the caller's thread count otherwise, and on other devices."""
+    previous = torch.get_num_threads()
+    small = device.type == "cpu" and macs < SMALL_STEP_MACS and previous > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(previous)

@@ -13,7 +13,7 @@ from ..data import local_batch_size
 from ..nn.vae import LossSettings
 from ..preparation import training_batches, validation_chunks
 from ..spec import build_module
-from .callbacks import Checkpoint, LearningRatePlateau, NonFiniteRollback, Progress, TensorBoardScalars
+from .callbacks import Checkpoint, EarlyStopping, LearningRatePlateau, NonFiniteRollback, Progress, TensorBoardScalars
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
@@ -73,6 +73,8 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
     if params["learning_rate"] == "adaptive":
         callbacks.append(LearningRatePlateau(optimizer, params["learning_rate_factor"], params["patience"],
                                              params["tol"], params["learning_rate_min"]))
+    if params["n_iter_no_change"] is not None:
+        callbacks.append(EarlyStopping(params["n_iter_no_change"], params["tol"]))
     if params["verbose"] and distributed.is_main:
         callbacks.append(Progress())
     if writer is not None:

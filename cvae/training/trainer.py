@@ -12,7 +12,7 @@ import torch
 from .._validation import isolated_rng
 from ..nn.vae import LossSettings
 from .distributed import Distributed
-from .environment import ctrl_c_calls, flush_denormals_to_zero
+from .environment import ctrl_c_calls, flush_denormals_to_zero, threads_for_step, training_step_size
 
 __all__ = ["Trainer", "TrainerConfig", "evaluate", "make_adam"]
 
@@ -235,8 +235,8 @@ class Trainer:
     def run(self):
         """Train until a stop; return the stop reason.
 
-        The loop flushes denormals to zero, and Ctrl-C stops it cleanly after the current
-        step (see :mod:`cvae.training.environment`).
+        The loop flushes denormals to zero, runs on one CPU thread when a step is small, and
+        Ctrl-C stops it cleanly after the current step (see :mod:`cvae.training.environment`).
 
         Returns
         -------
@@ -244,7 +244,8 @@ class Trainer:
         """
         self._stop_requested = False
         self.stop_reason = None
-        with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop):
+        step_size = training_step_size(self.model, self.batches.batch_size)
+        with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop), threads_for_step(step_size, self.device):
             return self._loop()
 
     def _loop(self):

@@ -1,0 +1,145 @@
+"""Quality against time: PCA, UMAP and CompressionVAE settings, side by side in one run.
+
+For each dataset (scikit-learn's digits, 75/25 split; MNIST with ``--data``) and method, a
+2-D embedding is fitted and scored on the test rows: 10-NN accuracy (classifier fitted on
+the train embedding), trustworthiness(10) on up to 5,000 test rows, reconstruction MSE in
+[0, 1] scale where the method decodes, and fit seconds. The VAE rows are fitted in stages of
+``--stage-steps`` steps with ``warm_start`` (which continues a run exactly), and scored after
+each stage: the JSON holds the curve of quality against fit seconds (scoring time excluded),
+and a row ends when the fit stops by its own rule. UMAP joins when ``umap-learn`` is
+installed (``pip install 'cvae[bench]'``).
+
+Usage::
+
+    python benchmarks/bench_time_to_quality.py --data ../shared/datasets/mnist.npz \\
+        --out benchmarks/results/time_to_quality.json
+
+``--methods`` picks rows: ``pca``, ``umap``, ``vae`` (defaults), ``vae-early`` (defaults
+with ``n_iter_no_change=--patience``), ``neighbours`` (``neighbor_weight=0.4,
+neighbor_objective="tsne"``) and ``neighbours-early``.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import trustworthiness
+from sklearn.neighbors import KNeighborsClassifier
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_neighbors  # noqa: E402
+
+from cvae import CompressionVAE  # noqa: E402
+
+VAE_SETTINGS = {
+    "vae": {},
+    "vae-early": {"early": True},
+    "neighbours": {"neighbor_weight": 0.4, "neighbor_objective": "tsne"},
+    "neighbours-early": {"neighbor_weight": 0.4, "neighbor_objective": "tsne", "early": True},
+}
+
+
+def machine():
+    """The CPU, and whether it multiplies bfloat16 natively."""
+    flags = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line), "")
+        flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    except OSError:
+        model = platform.processor()
+    import torch
+
+    return {"cpu": model or platform.processor(), "platform": platform.platform(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "amx": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags}
+
+
+def score(Z_train, Z_test, X_test, y_train, y_test, X_hat=None):
+    knn = KNeighborsClassifier(10).fit(Z_train, y_train).score(Z_test, y_test)
+    rows = slice(0, bench_neighbors.TRUST_ROWS)
+    trust = trustworthiness(X_test[rows], Z_test[rows], n_neighbors=10)
+    mse = None if X_hat is None else float(np.mean((X_hat - X_test) ** 2))
+    return {"knn": float(knn), "trustworthiness": float(trust), "mse": mse}
+
+
+def fit_vae(setting, X_train, X_test, y_train, y_test, args):
+    """A VAE fitted in stages, scored after each; returns the last row and the curve."""
+    params = {k: v for k, v in setting.items() if k != "early"}
+    if setting.get("early"):
+        params["n_iter_no_change"] = args.patience
+    vae = CompressionVAE(n_components=2, random_state=args.seed, **params)
+    curve, seconds, limit = [], 0.0, args.max_steps or vae.max_steps
+    while True:
+        vae.set_params(max_steps=min(vae.n_steps_ + args.stage_steps if curve else args.stage_steps, limit),
+                       warm_start=bool(curve))
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vae.fit(X_train)
+        seconds += time.perf_counter() - started
+        Z_test = vae.transform(X_test)
+        row = score(vae.transform(X_train), Z_test, X_test, y_train, y_test, vae.inverse_transform(Z_test))
+        curve.append({"seconds": seconds, "steps": vae.n_steps_, **row})
+        if vae.stop_reason_ != "max_steps" or vae.n_steps_ >= limit:
+            break
+    return {**curve[-1], "fit_seconds": seconds, "stop_reason": vae.stop_reason_, "curve": curve}
+
+
+def fit_other(method, X_train, X_test, y_train, y_test, args):
+    if method == "pca":
+        model = PCA(2, random_state=args.seed)
+    else:
+        import umap
+
+        model = umap.UMAP(random_state=args.seed)
+    started = time.perf_counter()
+    Z_train = model.fit_transform(X_train)
+    seconds = time.perf_counter() - started
+    Z_test = model.transform(X_test)
+    X_hat = model.inverse_transform(Z_test) if method == "pca" else None
+    return {**score(Z_train, Z_test, X_test, y_train, y_test, X_hat), "fit_seconds": seconds}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=None, help="mnist.npz (default: digits only)")
+    parser.add_argument("--methods", nargs="+", default=["pca", "umap", "vae", "vae-early", "neighbours",
+                                                         "neighbours-early"])
+    parser.add_argument("--patience", type=int, default=5, help="n_iter_no_change of the -early rows")
+    parser.add_argument("--stage-steps", type=int, default=2500, help="steps between two scorings of a VAE")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on VAE steps (default: the estimator's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        args.methods = [m for m in args.methods if m != "umap"]
+    results = {}
+    for name, (X_train, X_test, y_train, y_test) in bench_neighbors.load_datasets(args.data).items():
+        results[name] = {}
+        for method in args.methods:
+            if method in VAE_SETTINGS:
+                row = fit_vae(VAE_SETTINGS[method], X_train, X_test, y_train, y_test, args)
+            else:
+                row = fit_other(method, X_train, X_test, y_train, y_test, args)
+            results[name][method] = row
+            print(f"{name:7s} {method:17s} 10-NN {row['knn']:.3f}  trust {row['trustworthiness']:.3f}  "
+                  f"MSE {row['mse'] if row['mse'] is None else round(row['mse'], 4)}  fit {row['fit_seconds']:7.1f} s"
+                  + (f"  {row['steps']} steps ({row['stop_reason']})" if "steps" in row else ""), flush=True)
+    document = {"machine": machine(), "args": vars(args), "results": results}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(document, indent=1))
+    return document
+
+
+if __name__ == "__main__":
+    main()
