@@ -176,3 +176,20 @@ def test_neighbor_sweep_appends_its_result(tmp_path, capsys):
     assert all(row["knn"] > 0.25 and row["train_knn"] > 0.25 and row["mse"] > 0 for row in rows)
     assert all(row["trustworthiness"] > 0.6 and row["train_trustworthiness"] > 0.6 for row in rows)
     assert "trust" in capsys.readouterr().out
+
+
+def test_time_to_quality_scores_each_stage_of_a_fit(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_time_to_quality.py"))
+    out = tmp_path / "ttq.json"
+    module["main"](["--methods", "pca", "vae", "vae-early", "--max-steps", "60", "--stage-steps", "20",
+                    "--patience", "1", "--out", str(out)])
+    document = json.loads(out.read_text())
+    assert {"cpu", "amx", "avx512_bf16", "threads"} <= document["machine"].keys()
+    rows = document["results"]["digits"]
+    curve = rows["vae"]["curve"]
+    assert [point["steps"] for point in curve] == [20, 40, 60] and rows["vae"]["steps"] == 60
+    seconds = [point["seconds"] for point in curve]
+    assert seconds == sorted(seconds) and rows["vae"]["fit_seconds"] == seconds[-1]
+    assert rows["vae"]["knn"] > 0.15 and rows["pca"]["knn"] > 0.5 and rows["pca"]["mse"] > 0
+    assert rows["vae-early"]["steps"] <= 60
+    assert "10-NN" in capsys.readouterr().out

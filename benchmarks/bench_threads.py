@@ -1,0 +1,85 @@
+"""A fit beside other CPU-bound processes: does it slow by its share of the cores, or collapse?
+
+Fits the demo's model on scikit-learn's digits (75% of the rows, ``--steps`` steps at a
+constant learning rate) beside 0, 1 and 2 pure-Python busy loops, with the package's thread
+rule (small steps on one thread, ``cvae.training.environment.threads_for_step``) and
+without it (the threshold set to 0, so the fit uses all of torch's threads), and prints
+seconds and the slowdown against the same setting alone.
+
+Usage::
+
+    python benchmarks/bench_threads.py --out benchmarks/results/threads.json
+"""
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import cvae.training.environment as environment  # noqa: E402
+from bench_time_to_quality import machine  # noqa: E402
+from cvae import CompressionVAE  # noqa: E402
+
+
+def busy():
+    while True:
+        pass
+
+
+def fit_seconds(X, steps):
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        CompressionVAE(random_state=0, max_steps=steps, learning_rate="constant").fit(X)
+    return time.perf_counter() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--others", type=int, nargs="+", default=[0, 1, 2], help="busy processes beside the fit")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    X, y = load_digits(return_X_y=True)
+    X = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)[0]
+    threshold = environment.SMALL_STEP_MACS
+    fit_seconds(X, 50)  # warm-up: the first Adam imports torch._dynamo
+    rows = []
+    for others in args.others:
+        workers = [multiprocessing.Process(target=busy, daemon=True) for _ in range(others)]
+        for worker in workers:
+            worker.start()
+        try:
+            time.sleep(0.5)
+            row = {"other_processes": others}
+            for label, small in (("rule", threshold), ("all_threads", 0.0)):
+                environment.SMALL_STEP_MACS = small
+                row[label] = fit_seconds(X, args.steps)
+            rows.append(row)
+        finally:
+            environment.SMALL_STEP_MACS = threshold
+            for worker in workers:
+                worker.terminate()
+                worker.join()
+        alone = rows[0]
+        print(f"{others} other(s): rule {row['rule']:6.2f} s ({row['rule'] / alone['rule']:.1f}x)   "
+              f"all {torch.get_num_threads()} threads {row['all_threads']:6.2f} s "
+              f"({row['all_threads'] / alone['all_threads']:.1f}x)", flush=True)
+    document = {"machine": machine(), "steps": args.steps, "rows": rows}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(document, indent=1))
+    return document
+
+
+if __name__ == "__main__":
+    main()
