@@ -12,7 +12,6 @@ Usage::
 """
 
 import argparse
-import json
 import multiprocessing
 import sys
 import time
@@ -26,7 +25,7 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).parent))
 
 import cvae.training.environment as environment  # noqa: E402
-from bench_time_to_quality import machine  # noqa: E402
+from bench_time_to_quality import machine, write_json  # noqa: E402
 from cvae import CompressionVAE  # noqa: E402
 
 
@@ -75,9 +74,7 @@ def main(argv=None):
               f"all {torch.get_num_threads()} threads {row['all_threads']:6.2f} s "
               f"({row['all_threads'] / alone['all_threads']:.1f}x)", flush=True)
     document = {"machine": machine(), "steps": args.steps, "rows": rows}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(document, indent=1))
+    write_json(args.out, document)
     return document
 
 

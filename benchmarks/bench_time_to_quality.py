@@ -61,6 +61,13 @@ def machine():
             "threads": torch.get_num_threads(), "amx": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags}
 
 
+def write_json(path, document):
+    """Write ``document`` to ``path`` (its folder created), when a path is given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(document, indent=1))
+
+
 def score(Z_train, Z_test, X_test, y_train, y_test, X_hat=None):
     knn = KNeighborsClassifier(10).fit(Z_train, y_train).score(Z_test, y_test)
     rows = slice(0, bench_neighbors.TRUST_ROWS)
@@ -135,9 +142,7 @@ def main(argv=None):
                   f"MSE {row['mse'] if row['mse'] is None else round(row['mse'], 4)}  fit {row['fit_seconds']:7.1f} s"
                   + (f"  {row['steps']} steps ({row['stop_reason']})" if "steps" in row else ""), flush=True)
     document = {"machine": machine(), "args": vars(args), "results": results}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(document, indent=1))
+    write_json(args.out, document)
     return document
 
 

@@ -193,3 +193,17 @@ def test_time_to_quality_scores_each_stage_of_a_fit(tmp_path, capsys):
     assert rows["vae"]["knn"] > 0.15 and rows["pca"]["knn"] > 0.5 and rows["pca"]["mse"] > 0
     assert rows["vae-early"]["steps"] <= 60
     assert "10-NN" in capsys.readouterr().out
+
+
+def test_threads_benchmark_times_the_rule_and_all_threads(tmp_path, capsys):
+    import cvae.training.environment as environment
+
+    threshold = environment.SMALL_STEP_MACS
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_threads.py"))
+    out = tmp_path / "threads.json"
+    module["main"](["--steps", "20", "--others", "0", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["other_processes"] for row in rows] == [0, 1]
+    assert all(row["rule"] > 0 and row["all_threads"] > 0 for row in rows)
+    assert environment.SMALL_STEP_MACS == threshold  # the benchmark puts the rule back
+    assert "other(s)" in capsys.readouterr().out

@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
