@@ -358,7 +358,7 @@ default="orthogonal"
         return self
 
     def _check_params(self):
-        """``_parameter_constraints`` and the checks they cannot express; every public method runs them."""
+        """``_parameter_constraints`` and the checks they cannot express (in ``fit`` and ``load``)."""
         self._validate_params()
         for name in ("n_components", "iaf_flow_length", "batch_size", "eval_batch_size", "max_steps"):
             if isinstance(getattr(self, name), (bool, np.bool_)):
@@ -455,7 +455,10 @@ default="orthogonal"
 
     def _check_fitted(self):
         check_is_fitted(self)
-        self._check_params()  # parameters may have been set since fit
+        # The one parameter inference reads; it may have been set since fit.
+        size = self.eval_batch_size
+        if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
+            raise ValueError(f"eval_batch_size must be a positive integer, got {size!r}.")
 
     def _run_batched(self, fn, source, n_out, name, what):
         out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name)
@@ -551,8 +554,7 @@ default="orthogonal"
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_), dtype float32
-            Decoder means of the drawn codes.
+        X : ndarray of shape (n_samples, n_features_in_), dtype float32: the decoded codes.
         """
         self._check_fitted()
         if not isinstance(n_samples, Integral) or n_samples < 1:
