@@ -207,3 +207,16 @@ def test_threads_benchmark_times_the_rule_and_all_threads(tmp_path, capsys):
     assert all(row["rule"] > 0 and row["all_threads"] > 0 for row in rows)
     assert environment.SMALL_STEP_MACS == threshold  # the benchmark puts the rule back
     assert "other(s)" in capsys.readouterr().out
+
+
+def test_gpu_benchmark_runs_in_its_small_mode_on_the_cpu(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_gpu.py"))
+    out = tmp_path / "gpu.json"
+    module["main"](["--small", "--device", "cpu", "--batch-sizes", "64", "--out", str(out)])
+    document = json.loads(out.read_text())
+    assert set(document["quality"]) == {"plain", "neighbours"}
+    assert all(row["steps"] == 60 and row["knn"] > 0.15 for row in document["quality"].values())
+    assert set(document["training_samples_per_s"]) == {"float32", "bfloat16"}
+    assert all(rate > 0 for by_batch in document["training_samples_per_s"].values() for rate in by_batch.values())
+    assert document["cpu_copy_device"] == "cpu" and document["cpu_copy_max_difference"] < 1e-4
+    assert "transform rows/s" in capsys.readouterr().out
