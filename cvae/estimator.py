@@ -339,22 +339,23 @@ default="orthogonal"
             Fitted; after Ctrl-C, with the best model so far (and a checkpoint in ``logdir``).
         """
         self._check_params()
+        params = self.get_params()
         distributed = Distributed.from_environment()
         device = distributed.device(resolve_device(self.device))
         distributed.join(device)
         logdir = LogDir(self.logdir) if self.logdir is not None else None
         with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
-            spec, resume, saved_split = self._previous_run(logdir)
+            spec, resume, saved_split = self._previous_run(logdir, params)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
             data = prepare(self, X, X_valid, seed, saved_split, spec, logdir)
             if spec is None:
-                spec = new_spec(self.get_params(), data, seed, getattr(self, "feature_names_in_", None))
-            state, tensorboard = run_training(self.get_params(), spec, data, device, distributed, logdir, resume)
+                spec = new_spec(params, data, seed, getattr(self, "feature_names_in_", None))
+            state, tensorboard = run_training(params, spec, data, device, distributed, logdir, resume)
         self._adopt_run(spec, state, device)
         if tensorboard is not None:
             write_figures(tensorboard, self, data.valid)
         if distributed.is_main:
-            warn_on_stop(self.get_params(), state)
+            warn_on_stop(params, state)
         return self
 
     def _check_params(self):
@@ -377,7 +378,7 @@ default="orthogonal"
                 "learning_rate_min."
             )
 
-    def _previous_run(self, logdir):
+    def _previous_run(self, logdir, params):
         """``(spec, trainer state, saved split)`` of the run to continue, or ``None`` for each."""
         if self.warm_start and hasattr(self, "spec_"):
             spec, state = self.spec_, self._checkpoint
@@ -392,7 +393,7 @@ default="orthogonal"
         else:
             spec = logdir.read_params()[1]
             state = logdir.read_checkpoint(spec)
-        check_warm_start(self.get_params(), spec)
+        check_warm_start(params, spec)
         return spec, state, (logdir.read_split() if logdir is not None else None)
 
     def _adopt_run(self, spec, state, device):
@@ -475,9 +476,8 @@ default="orthogonal"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), path or numpy.memmap
-            Data in memory, a ``.npy`` file, a directory of ``.npy`` files or a memmap;
-            files are read ``eval_batch_size`` rows at a time. To write the embedding of
-            data larger than memory to disk, see :func:`cvae.files.transform_to_npy`.
+            In memory, or a ``.npy`` file, directory of them or memmap, read
+            ``eval_batch_size`` rows at a time (to disk: :func:`cvae.files.transform_to_npy`).
 
         Returns
         -------

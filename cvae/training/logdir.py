@@ -229,7 +229,7 @@ def weights_digest(state):
         for name in sorted(state[part]):
             tensor = state[part][name]
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
