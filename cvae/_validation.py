@@ -3,67 +3,88 @@
 This is the only module that imports private scikit-learn helpers.
 """
 
+from numbers import Real
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions  # noqa: F401 (re-exported)
-from sklearn.utils.validation import check_array, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_array, validate_data
 
-from .sources import ArraySource, open_source
+from .sources import ArraySource, SparseSource, open_source
 
 __all__ = [
     "Interval",
     "StrOptions",
     "check_chunk",
+    "check_count_rows",
+    "check_counts",
     "check_finite_float",
+    "check_input_array",
     "check_latent",
     "check_latent_rows",
+    "check_params",
+    "check_positive",
+    "check_sample_weight",
     "check_rows",
     "check_unit_interval",
     "draw_seed",
     "isolated_rng",
     "resolve_device",
+    "source_of",
     "validate_input",
 ]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 
 
-def _reject_unsupported(X):
-    if sp.issparse(X):
-        raise TypeError(
-            "CompressionVAE does not accept sparse matrices: a VAE reads every feature of every "
-            "sample. Convert with X.toarray() if it fits in memory, or reduce it first with "
-            "sklearn.decomposition.TruncatedSVD."
-        )
+# Sparse formats taken as input; each is converted to CSR, which reads rows cheaply.
+_SPARSE_FORMATS = ("csr", "csc", "coo")
 
 
 def validate_input(estimator, X, *, reset, name="X"):
-    """Check ``X`` like scikit-learn does and return it as a 2-D float array.
+    """Check ``X`` like scikit-learn does and return it as a 2-D float array or CSR matrix.
 
     Integer, boolean and float16 inputs are converted to float32; float64 stays float64 so
-    that outputs can match the input precision. ``reset=True`` records
+    that outputs can match the input precision. Sparse matrices and arrays (CSR, CSC, COO)
+    become CSR, without densifying. ``reset=True`` records
     ``n_features_in_``/``feature_names_in_``; otherwise they are checked.
     """
-    _reject_unsupported(X)
     if name == "X":
-        X = validate_data(estimator, X, reset=reset, dtype=_FLOAT_DTYPES)
+        X = _as_float_rows(validate_data(estimator, X, reset=reset, dtype=_FLOAT_DTYPES, accept_sparse=_SPARSE_FORMATS))
     else:
-        X = check_array(X, dtype=_FLOAT_DTYPES, input_name=name)
+        X = check_input_array(X, name)
         if X.shape[1] != estimator.n_features_in_:
             raise ValueError(
                 f"{name} has {X.shape[1]} features, but X has {estimator.n_features_in_} features."
             )
-    if X.dtype not in _FLOAT_DTYPES:
-        X = X.astype(np.float32)
     return X
+
+
+def check_input_array(X, name):
+    """``X`` checked as :func:`validate_input` does, without an estimator's feature record."""
+    return _as_float_rows(check_array(X, dtype=_FLOAT_DTYPES, accept_sparse=_SPARSE_FORMATS, input_name=name))
+
+
+def _as_float_rows(X):
+    if sp.issparse(X):
+        X = X.tocsr()
+    return X if X.dtype in _FLOAT_DTYPES else X.astype(np.float32)
+
+
+def source_of(array, name="X"):
+    """The row source of a validated array (:func:`validate_input`): dense or sparse."""
+    if sp.issparse(array):
+        return SparseSource(array, name=name, checked=True)
+    return ArraySource(array, name=name, checked=True)
 
 
 def check_latent(Z, n_components):
     """Check latent codes for ``inverse_transform``: 2-D, finite, ``n_components`` columns."""
-    _reject_unsupported(Z)
-    Z = check_array(Z, dtype=_FLOAT_DTYPES, input_name="Z")
+    Z = check_array(Z, dtype=_FLOAT_DTYPES, accept_sparse=_SPARSE_FORMATS, input_name="Z")
+    if sp.issparse(Z):  # n_components columns: small enough to densify
+        Z = Z.toarray()
     if Z.shape[1] != n_components:
         raise ValueError(
             f"Z has {Z.shape[1]} columns, but this CompressionVAE has n_components={n_components} "
@@ -75,9 +96,9 @@ def check_latent(Z, n_components):
 def check_rows(estimator, X):
     """A row source for input to a fitted estimator: a validated array, or a ``.npy`` file, a
     directory of them or a memmap with the estimator's number of features."""
-    source = open_source(X)
+    source = open_source(X, layer=estimator.layer)
     if source is None:
-        return ArraySource(validate_input(estimator, X, reset=False), checked=True)
+        return source_of(validate_input(estimator, X, reset=False))
     if source.n_features != estimator.n_features_in_:
         raise ValueError(
             f"X ({source.name}) has {source.n_features} features, but {type(estimator).__name__} is expecting "
@@ -114,7 +135,10 @@ def check_chunk(chunk, name, rows, where):
     """Check rows read from a file or memmap: finite, within float32's range.
 
     ``rows`` (a slice) and ``where`` (the source's name) locate the problem in the message.
+    A sparse chunk's stored values are checked.
     """
+    if sp.issparse(chunk):
+        chunk = chunk.data
     if chunk.dtype.kind == "f" and not np.isfinite(chunk).all():
         what = "NaN" if np.isnan(chunk).any() else "infinity"
         raise ValueError(f"{name} contains {what} in rows {rows.start} to {rows.stop - 1} of {where}.")
@@ -128,6 +152,68 @@ def check_unit_interval(low, high, name):
             f"likelihood='bernoulli' needs {name} in [0, 1], but its values range from {low:.4g} "
             f"to {high:.4g}. Rescale it (e.g. divide pixels by 255) or use likelihood='gaussian'."
         )
+
+
+def check_counts(low, integers, name, likelihood):
+    """Raise ``ValueError`` unless ``name``'s values (from ``low`` up; whole numbers when
+    ``integers``) are counts, as a count ``likelihood`` needs."""
+    if low < 0 or not integers:
+        what = f"negative values (down to {low:.4g})" if low < 0 else "values that are not whole numbers"
+        raise ValueError(
+            f"likelihood={likelihood!r} models counts (non-negative whole numbers), but {name} holds {what}. "
+            "Pass raw counts (not normalized or log-transformed ones), or use likelihood='gaussian'."
+        )
+
+
+def check_count_rows(rows, name, likelihood, integers=True):
+    """:func:`check_counts` of rows given to a fitted count model; ``integers=False`` checks
+    only that no value is negative (the encoder takes ``log1p`` of them)."""
+    low = float(rows.min()) if rows.size else 0.0
+    check_counts(low, not integers or bool(np.all(np.mod(rows, 1) == 0)), name, likelihood)
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """``sample_weight`` as float64: one finite, non-negative number per row, not all zero."""
+    weights = _check_sample_weight(sample_weight, np.empty((n_samples, 0)), dtype=np.float64,
+                                   ensure_non_negative=True)
+    if not np.any(weights > 0):
+        raise ValueError("sample_weight is zero for every row of X: there is nothing to fit.")
+    return weights
+
+
+def check_params(estimator):
+    """The checks of a ``CompressionVAE``'s parameters that ``_parameter_constraints`` cannot
+    express (run after them, in ``fit`` and ``load``)."""
+    for name in ("n_components", "iaf_flow_length", "batch_size", "eval_batch_size", "max_steps"):
+        if isinstance(getattr(estimator, name), (bool, np.bool_)):
+            raise ValueError(f"{name} must be an integer, got {getattr(estimator, name)!r}.")
+    sizes = estimator.hidden_layer_sizes
+    if sizes is not None and not _positive_integers(sizes):
+        raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive integers, got {sizes!r}.")
+    if estimator.tensorboard and estimator.logdir is None:
+        raise ValueError("tensorboard=True writes event files into logdir; set logdir too.")
+    if estimator.logdir is not None and not str(estimator.logdir).strip():
+        raise ValueError("logdir='' names no directory; give a path, or None to write nothing.")
+    rate, minimum = estimator.learning_rate_init, estimator.learning_rate_min
+    if estimator.learning_rate == "adaptive" and rate < minimum:
+        raise ValueError(
+            f"learning_rate_init={rate} is below learning_rate_min={minimum}: the adaptive schedule would stop at "
+            "the first validation. Raise learning_rate_init or lower learning_rate_min."
+        )
+
+
+def _positive_integers(sizes):
+    try:
+        return len(sizes) > 0 and all(not isinstance(s, bool) and float(s).is_integer() and s >= 1 for s in sizes)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def check_positive(value, name):
+    """``value`` as a float, or a ``ValueError`` unless it is a finite number above 0."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < np.inf:
+        raise ValueError(f"{name} must be a positive number, got {value!r}.")
+    return float(value)
 
 
 def draw_seed(random_state):

@@ -1,6 +1,7 @@
 """Train/validation split, shuffled mini-batches and chunked passes over rows.
 
-Batches come either from a tensor already on the device (:class:`BatchIterator`) or from a
+Batches come either from rows in memory (:class:`BatchIterator`: a tensor, usually on the
+device, or :class:`SparseRows` of a sparse matrix, densified a batch at a time) or from a
 row source on disk (:class:`StreamingBatches`, see :mod:`cvae.sources`). Both deal each
 process of a distributed run its own shard of every epoch, the way
 ``torch.utils.data.DistributedSampler`` does, and both resume from ``(epoch, position)``.
@@ -14,6 +15,7 @@ import torch
 __all__ = [
     "BatchIterator",
     "SourceChunks",
+    "SparseRows",
     "StreamingBatches",
     "TensorChunks",
     "fits_on_device",
@@ -73,17 +75,18 @@ def shard_permutation(n, seed, epoch, rank=0, world_size=1):
 def neighbor_graph(X, n_neighbors):
     """Indices of each row's ``n_neighbors`` nearest other rows (Euclidean), as int64.
 
-    Computed once per fit with scikit-learn's exact ``NearestNeighbors``; with fewer rows
-    than ``n_neighbors + 1``, all other rows.
+    Computed once per fit with scikit-learn's exact ``NearestNeighbors`` (``X`` may be a
+    sparse matrix); with fewer rows than ``n_neighbors + 1``, all other rows.
     """
     from sklearn.neighbors import NearestNeighbors
 
-    n_neighbors = min(n_neighbors, len(X) - 1)
+    n = X.shape[0]
+    n_neighbors = min(n_neighbors, n - 1)
     graph = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(X).kneighbors(X, return_distance=False)
     # A row is its own nearest neighbour, except among duplicates: drop one copy of itself.
-    own = graph == np.arange(len(X))[:, None]
+    own = graph == np.arange(n)[:, None]
     own[~own.any(axis=1), -1] = True
-    return graph[~own].reshape(len(X), n_neighbors).astype(np.int64)
+    return graph[~own].reshape(n, n_neighbors).astype(np.int64)
 
 
 def local_batch_size(batch_size, rank, world_size):
@@ -115,13 +118,65 @@ def to_device(rows, device):
     return rows.to(device)
 
 
+class SparseRows:
+    """Chosen rows of a CSR matrix, indexed like a tensor of those rows but densified only
+    where a batch is taken (:func:`gather_rows`), never as a whole.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse CSR matrix or array
+    indices : ndarray of int
+        The rows of ``matrix`` these rows are (not copied out of it).
+    """
+
+    device = torch.device("cpu")
+
+    def __init__(self, matrix, indices):
+        self.matrix = matrix
+        self.indices = np.asarray(indices)
+        self.shape = (len(self.indices), matrix.shape[1])
+        # What the dense rows would take: held on the host, the matrix is never moved whole.
+        self.nbytes = 4 * self.shape[0] * self.shape[1]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def block(self, index):
+        """Rows ``index`` (a slice, an integer array or tensor) as a CSR matrix."""
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        return self.matrix[self.indices[index]]
+
+    def __getitem__(self, index):
+        return densify(self.block(index), self.device)
+
+    def gather(self, index, device):
+        return densify(self.block(index), device)
+
+
+def densify(block, device):
+    """A CSR matrix as a dense float32 tensor on ``device``: built on a GPU from the
+    matrix's arrays, so only the stored values cross the bus."""
+    if device.type != "cuda":
+        return torch.from_numpy(block.toarray().astype(np.float32, copy=False))
+    tensor = torch.sparse_csr_tensor(
+        torch.from_numpy(block.indptr.astype(np.int64)),
+        torch.from_numpy(block.indices.astype(np.int64)),
+        torch.from_numpy(block.data.astype(np.float32)),
+        block.shape,
+    )
+    return tensor.to(device).to_dense()
+
+
 def gather_rows(data, index, device):
     """``data[index]`` on ``device``, gathered where ``data`` lives.
 
     Gathered on the host for a CUDA device, the rows go straight into pinned memory, from
     which the copy runs asynchronously (PyTorch's pinned-memory cache keeps the block
-    until the copy is done).
+    until the copy is done). :class:`SparseRows` are densified on ``device``.
     """
+    if isinstance(data, SparseRows):
+        return data.gather(index, device)
     if device.type == "cuda" and data.device.type == "cpu":
         out = torch.empty((len(index), *data.shape[1:]), dtype=data.dtype, pin_memory=True)
         return torch.index_select(data, 0, index, out=out).to(device, non_blocking=True)
@@ -155,10 +210,15 @@ class BatchIterator:
         Where batches are delivered; ``None`` means where ``data`` lives.
     neighbor_samples : int, default=1
         Neighbours drawn per row and batch when ``neighbors`` is given.
+    weights : torch.Tensor of shape (n_samples,), default=None
+        Sample weights, where ``data`` lives. When given, each batch is a triple ``(rows,
+        neighbours or None, weights of the rows)``.
     """
 
-    def __init__(self, data, batch_size, seed, rank=0, world_size=1, neighbors=None, device=None, neighbor_samples=1):
+    def __init__(self, data, batch_size, seed, rank=0, world_size=1, neighbors=None, device=None, neighbor_samples=1,
+                 weights=None):
         self.data = data
+        self.weights = weights
         self.neighbors = neighbors
         self.neighbor_samples = neighbor_samples
         self.device = data.device if device is None else device
@@ -183,11 +243,13 @@ class BatchIterator:
         index = self._perm[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         rows = gather_rows(self.data, index, self.device)
-        if self.neighbors is None:
-            return rows
-        index = index.repeat(self.neighbor_samples)
-        pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
-        return rows, gather_rows(self.data, self.neighbors[index, pick], self.device)
+        weights = None if self.weights is None else self.weights[index].to(self.device)
+        neighbors = None
+        if self.neighbors is not None:
+            index = index.repeat(self.neighbor_samples)
+            pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
+            neighbors = gather_rows(self.data, self.neighbors[index, pick], self.device)
+        return make_batch(rows, neighbors, weights)
 
     def state_dict(self):
         return {"epoch": self._epoch, "pos": self._pos}
@@ -219,12 +281,15 @@ class StreamingBatches:
     device : torch.device
     rank, world_size : int, default=0, 1
     buffer_bytes : int, default=STREAM_BUFFER_BYTES
+    weights : ndarray of shape (len(indices),), default=None
+        Sample weights of the rows; batches are then ``(rows, None, weights)``.
     """
 
     def __init__(self, source, indices, batch_size, seed, device, rank=0, world_size=1,
-                 buffer_bytes=STREAM_BUFFER_BYTES):
+                 buffer_bytes=STREAM_BUFFER_BYTES, weights=None):
         self.source = source
         self.indices = np.asarray(indices)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.batch_size = max(1, min(batch_size, len(self.indices)))
         self.seed = seed
         self.device = device
@@ -232,7 +297,9 @@ class StreamingBatches:
         self.world_size = world_size
         buffer_rows = max(self.batch_size, buffer_bytes // (4 * source.n_features))
         block_rows = max(1, buffer_rows // BLOCKS_PER_BUFFER)
-        self.blocks = [self.indices[i : i + block_rows] for i in range(0, len(self.indices), block_rows)]
+        # Each block: a range of positions in ``indices``.
+        self.blocks = [np.arange(i, min(i + block_rows, len(self.indices))) for i in range(0, len(self.indices),
+                                                                                           block_rows)]
         self._epoch = 0
         self._pos = 0
         self._start_epoch(0)
@@ -247,6 +314,7 @@ class StreamingBatches:
         self._pos = 0
         self._next_group = 0
         self._pending = np.empty((0, self.source.n_features), np.float32)
+        self._pending_weights = np.empty(0, np.float32)
 
     def _group_size(self, g):
         if self._groups[g] is None:
@@ -254,26 +322,39 @@ class StreamingBatches:
         return sum(len(self.blocks[b]) for b in self._groups[g])
 
     def _read_group(self, g):
+        """The rows of buffer ``g`` in their shuffled order, and their weights (or ``None``)."""
         if self._groups[g] is None:
-            rows = take_rows(self.source, self.indices)
-            return rows[shard_permutation(len(rows), self.seed, self._epoch, self.rank, self.world_size).numpy()]
-        rows = np.concatenate([take_rows(self.source, self.blocks[b]) for b in self._groups[g]])
-        rng = np.random.default_rng([self.seed, self._epoch, self.rank, g])
-        return rows[rng.permutation(len(rows))]
+            positions = np.arange(len(self.indices))
+            order = shard_permutation(len(positions), self.seed, self._epoch, self.rank, self.world_size).numpy()
+        else:
+            positions = np.concatenate([self.blocks[b] for b in self._groups[g]])
+            order = np.random.default_rng([self.seed, self._epoch, self.rank, g]).permutation(len(positions))
+        rows = np.concatenate([take_rows(self.source, self.indices[p]) for p in _runs(positions)])
+        weights = None if self.weights is None else self.weights[positions[order]]
+        return rows[order], weights
 
     def __iter__(self):
         return self
 
     def __next__(self):
         while len(self._pending) < self.batch_size and self._next_group < len(self._groups):
-            self._pending = np.concatenate([self._pending, self._read_group(self._next_group)])
+            self._append(*self._read_group(self._next_group))
             self._next_group += 1
         if len(self._pending) == 0:
             self._start_epoch(self._epoch + 1)
             return next(self)
         batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
         self._pos += len(batch)
-        return to_device(torch.from_numpy(batch), self.device)
+        rows = to_device(torch.from_numpy(batch), self.device)
+        if self.weights is None:
+            return rows
+        weights, self._pending_weights = self._pending_weights[: len(batch)], self._pending_weights[len(batch) :]
+        return make_batch(rows, None, to_device(torch.from_numpy(weights), self.device))
+
+    def _append(self, rows, weights):
+        self._pending = np.concatenate([self._pending, rows])
+        if weights is not None:
+            self._pending_weights = np.concatenate([self._pending_weights, weights])
 
     def state_dict(self):
         return {"epoch": self._epoch, "pos": self._pos}
@@ -288,52 +369,84 @@ class StreamingBatches:
             skipped += sizes[self._next_group]
             self._next_group += 1
         if skipped < pos:
-            self._pending = self._read_group(self._next_group)[pos - skipped :]
+            rows, weights = self._read_group(self._next_group)
+            self._append(rows[pos - skipped :], None if weights is None else weights[pos - skipped :])
             self._next_group += 1
         self._pos = pos
 
 
 class TensorChunks:
-    """Re-iterable chunks of a tensor (validation data held in memory), delivered on ``device``.
+    """Re-iterable chunks of a tensor or :class:`SparseRows` (validation data held in
+    memory), delivered on ``device`` as batches (:func:`make_batch`).
 
-    With ``neighbors`` (one row index per row), chunks are ``(rows, neighbour rows)`` pairs.
-    ``device=None`` means where ``data`` lives.
+    With ``neighbors`` (one row index per row), chunks come with their neighbour rows; with
+    ``weights`` (a tensor, one per row), with their weights. ``device=None`` means where
+    ``data`` lives.
     """
 
-    def __init__(self, data, chunk_size, neighbors=None, device=None):
+    def __init__(self, data, chunk_size, neighbors=None, device=None, weights=None):
         self.data = data
         self.chunk_size = chunk_size
         self.neighbors = neighbors
+        self.weights = weights
         self.device = data.device if device is None else device
 
     def __iter__(self):
         for rows in iterate_chunks(len(self.data), self.chunk_size):
-            chunk = to_device(self.data[rows], self.device)
-            if self.neighbors is None:
-                yield chunk
-            else:
-                yield chunk, gather_rows(self.data, self.neighbors[rows], self.device)
+            chunk = gather_rows(self.data, rows, self.device) if isinstance(self.data, SparseRows) else \
+                to_device(self.data[rows], self.device)
+            neighbors = None if self.neighbors is None else gather_rows(self.data, self.neighbors[rows], self.device)
+            weights = None if self.weights is None else to_device(self.weights[rows], self.device)
+            yield make_batch(chunk, neighbors, weights)
 
 
 class SourceChunks:
-    """Re-iterable chunks of chosen rows of a source, read from disk on every pass."""
+    """Re-iterable chunks of chosen rows of a source, read from disk on every pass, with
+    their ``weights`` (an array, one per row) when given."""
 
-    def __init__(self, source, indices, chunk_size, device):
+    def __init__(self, source, indices, chunk_size, device, weights=None):
         self.source = source
         self.indices = np.asarray(indices)
         self.chunk_size = chunk_size
         self.device = device
+        self.weights = weights
 
     def __iter__(self):
         for rows in iterate_chunks(len(self.indices), self.chunk_size):
-            yield to_device(torch.from_numpy(take_rows(self.source, self.indices[rows])), self.device)
+            chunk = to_device(torch.from_numpy(take_rows(self.source, self.indices[rows])), self.device)
+            weights = None if self.weights is None else to_device(torch.from_numpy(self.weights[rows]), self.device)
+            yield make_batch(chunk, None, weights)
+
+
+def make_batch(rows, neighbors=None, weights=None):
+    """What the trainer takes as a batch: ``rows`` alone, ``(rows, neighbours)``, or
+    ``(rows, neighbours or None, weights)`` when the rows are weighted."""
+    if weights is not None:
+        return rows, neighbors, weights
+    return rows if neighbors is None else (rows, neighbors)
+
+
+def unpack_batch(batch):
+    """``(rows, neighbours or None, weights or None)`` of a batch made by :func:`make_batch`."""
+    if not isinstance(batch, tuple):
+        return batch, None, None
+    return batch if len(batch) == 3 else (*batch, None)
+
+
+def _runs(positions):
+    """``positions`` cut into sorted runs (blocks are ranges; a buffer's blocks come in any order)."""
+    breaks = np.flatnonzero(np.diff(positions) < 0) + 1
+    return np.split(positions, breaks)
 
 
 def take_rows(source, indices, dtype=np.float32):
     """Rows ``indices`` (sorted) of ``source`` as a ``dtype`` array, read in few calls.
 
-    Runs of indices less than ``_MAX_GAP`` apart are read as one range.
+    Runs of indices less than ``_MAX_GAP`` apart are read as one range; a sparse source
+    densifies just these rows.
     """
+    if hasattr(source, "take"):
+        return source.take(indices, dtype)
     out = np.empty((len(indices), source.n_features), dtype=dtype)
     if len(indices) == 0:
         return out

@@ -1,6 +1,7 @@
 """The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
 
 import contextlib
+from functools import partial
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -9,7 +10,17 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import Interval, StrOptions, check_latent_rows, check_rows, draw_seed, resolve_device
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_count_rows,
+    check_latent_rows,
+    check_params,
+    check_positive,
+    check_rows,
+    draw_seed,
+    resolve_device,
+)
 from .inference import run_batched
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
@@ -52,12 +63,18 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     iaf_flow_length : int, default=0
         Inverse autoregressive flow steps on the approximate posterior, 0 or more: a more
         flexible posterior and a tighter ELBO, at more cost per step.
-    likelihood : {"auto", "gaussian", "bernoulli"}, default="auto"
+    likelihood : {"auto", "gaussian", "bernoulli", "poisson", "negative_binomial", "zinb"}, \
+default="auto"
         Decoder distribution. ``"gaussian"`` decodes a mean with one learned variance per
         feature (bounded below, so constant features cannot drive the loss to minus
         infinity); ``"bernoulli"`` is for data in [0, 1] such as pixel intensities.
+        For counts (non-negative whole numbers, e.g. single-cell RNA): ``"poisson"``,
+        ``"negative_binomial"`` (a learned dispersion per feature) and ``"zinb"`` (zero-
+        inflated negative binomial) decode proportions that the row's observed total scales
+        (:mod:`cvae.nn.likelihoods`); the encoder sees ``log1p`` of the counts, normalized.
         ``"auto"`` picks ``"bernoulli"`` when every training and validation value lies in
-        [0, 1], else ``"gaussian"``; the choice is stored in ``likelihood_``.
+        [0, 1], else ``"gaussian"``, never a count likelihood (whole numbers are not always
+        counts: docs/counts.md); the choice is stored in ``likelihood_``.
     beta : float, default=1.0
         Weight of the KL term (beta-VAE), 0 or more; 1 gives the true ELBO.
     kl_warmup_steps : int, default=0
@@ -94,6 +111,9 @@ default="orthogonal"
         ``"global"`` centers each feature and divides all by one scale, as PCA weighs them;
         ``"feature"`` standardizes each feature, for features in unrelated units
         (:func:`cvae.preprocessing.normalization_statistics`).
+    layer : str, default=None
+        For AnnData input (in memory or an ``.h5ad`` file), the key of ``layers`` to read
+        instead of ``X``, e.g. raw counts; other inputs ignore it.
     batch_size : int, default=128
         Training mini-batch size, 1 or more. Under ``torchrun`` these rows are split
         across the processes, so a step sees the same rows on any number of them.
@@ -164,7 +184,7 @@ default="orthogonal"
         What the fitted model is: architecture, likelihood, normalization, seed.
     hidden_layer_sizes_ : list of int
         Encoder widths used.
-    likelihood_ : {"gaussian", "bernoulli"}
+    likelihood_ : str
         Decoder likelihood used (``likelihood="auto"`` resolved).
     device_ : torch.device
         Device the model lives on.
@@ -217,6 +237,7 @@ default="orthogonal"
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],
         "normalize": [StrOptions(set(NORMALIZATIONS))],
+        "layer": [str, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "eval_batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"adaptive", "constant"})],
@@ -258,6 +279,7 @@ default="orthogonal"
         dropout=0.0,
         initializer="orthogonal",
         normalize="global",
+        layer=None,
         batch_size=128,
         eval_batch_size=4096,
         learning_rate="adaptive",
@@ -295,6 +317,7 @@ default="orthogonal"
         self.dropout = dropout
         self.initializer = initializer
         self.normalize = normalize
+        self.layer = layer
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.learning_rate = learning_rate
@@ -319,16 +342,23 @@ default="orthogonal"
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y=None, *, X_valid=None):
+    def fit(self, X, y=None, sample_weight=None, *, X_valid=None):
         """Fit the VAE to ``X``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), path or numpy.memmap
-            Training data: in memory, or streamed from a ``.npy`` file, a directory tree of
-            ``.npy`` files (sorted path order) or a ``numpy.memmap``, a buffer at a time.
+        X : array-like or sparse matrix of shape (n_samples, n_features), path, \
+numpy.memmap or anndata.AnnData
+            Training data: in memory (dense, or a ``scipy.sparse`` matrix densified a batch at
+            a time), or streamed from a ``.npy`` file, a directory tree of ``.npy`` files
+            (sorted path order), a ``numpy.memmap`` or an ``.h5ad`` file, a buffer at a
+            time; a sparse ``.npz`` file is read into memory (docs/data.md).
         y : None
             Ignored; present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row of ``X`` in the training and validation loss
+            and in the normalization statistics. A row of weight zero is left out, exactly
+            as if ``X`` lacked it; integer weights act as repeated rows, in expectation.
         X_valid : array-like, path or numpy.memmap, default=None
             Validation data. If None, ``validation_fraction`` of ``X``'s rows is held out
             (saved in ``logdir``, so a continued run validates on the same rows).
@@ -347,7 +377,7 @@ default="orthogonal"
         with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
             spec, resume, saved_split = self._previous_run(logdir, params)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
-            data = prepare(self, X, X_valid, seed, saved_split, spec, logdir)
+            data = prepare(self, X, X_valid, seed, saved_split, spec, logdir, sample_weight)
             if spec is None:
                 spec = new_spec(params, data, seed, getattr(self, "feature_names_in_", None))
             state, tensorboard = run_training(params, spec, data, device, distributed, logdir, resume)
@@ -361,22 +391,7 @@ default="orthogonal"
     def _check_params(self):
         """``_parameter_constraints`` and the checks they cannot express (in ``fit`` and ``load``)."""
         self._validate_params()
-        for name in ("n_components", "iaf_flow_length", "batch_size", "eval_batch_size", "max_steps"):
-            if isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}.")
-        sizes = self.hidden_layer_sizes
-        if sizes is not None and not _positive_integers(sizes):
-            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive integers, got {sizes!r}.")
-        if self.tensorboard and self.logdir is None:
-            raise ValueError("tensorboard=True writes event files into logdir; set logdir too.")
-        if self.logdir is not None and not str(self.logdir).strip():
-            raise ValueError("logdir='' names no directory; give a path, or None to write nothing.")
-        if self.learning_rate == "adaptive" and self.learning_rate_init < self.learning_rate_min:
-            raise ValueError(
-                f"learning_rate_init={self.learning_rate_init} is below learning_rate_min={self.learning_rate_min}: "
-                "the adaptive schedule would stop at the first validation. Raise learning_rate_init or lower "
-                "learning_rate_min."
-            )
+        check_params(self)
 
     def _previous_run(self, logdir, params):
         """``(spec, trainer state, saved split)`` of the run to continue, or ``None`` for each."""
@@ -461,8 +476,8 @@ default="orthogonal"
         if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
             raise ValueError(f"eval_batch_size must be a positive integer, got {size!r}.")
 
-    def _run_batched(self, fn, source, n_out, name, what):
-        out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name)
+    def _run_batched(self, fn, source, n_out, name, what, check=None):
+        out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name, check)
         if not np.isfinite(out).all():
             raise ValueError(
                 f"{what} overflowed float32 for some rows: {name} lies too far outside the range "
@@ -470,14 +485,21 @@ default="orthogonal"
             )
         return out
 
+    def _count_check(self, integers):
+        """What a count model checks of its input rows (``None`` for other likelihoods)."""
+        if self.spec_.library_size is None:
+            return None
+        return partial(check_count_rows, likelihood=self.likelihood_, integers=integers)
+
     def transform(self, X):
         """Embed ``X``: the posterior mean (through the flow at zero noise, with IAF).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), path or numpy.memmap
-            In memory, or a ``.npy`` file, directory of them or memmap, read
-            ``eval_batch_size`` rows at a time (to disk: :func:`cvae.files.transform_to_npy`).
+        X : array-like or sparse matrix of shape (n_samples, n_features), path, numpy.memmap \
+or anndata.AnnData
+            As for :meth:`fit`, read ``eval_batch_size`` rows at a time (to disk:
+            :func:`cvae.files.transform_to_npy`).
 
         Returns
         -------
@@ -485,23 +507,33 @@ default="orthogonal"
             float64 for float64 input, float32 otherwise.
         """
         self._check_fitted()
-        return self._run_batched(self.module_.embed, check_rows(self, X), self.n_components, "X", "The embedding")
+        return self._run_batched(self.module_.embed, check_rows(self, X), self.n_components, "X", "The embedding",
+                                 self._count_check(integers=False))
 
-    def inverse_transform(self, Z):
+    def inverse_transform(self, Z, library_size=None):
         """Decode latent codes to the decoder mean, in the original feature scale.
 
         Parameters
         ----------
         Z : array-like of shape (n_samples, n_components), path or numpy.memmap
             Latent codes, in memory or in a ``.npy`` file.
+        library_size : float, default=None
+            Count likelihoods only: the total (library size) of the decoded rows, above 0.
+            ``None`` decodes at the mean total of the training rows (``spec_.library_size``).
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features_in_)
+            Decoder means: expected counts at ``library_size`` under a count likelihood.
         """
         self._check_fitted()
         source = check_latent_rows(Z, self.n_components)
-        return self._run_batched(self.module_.decode_mean, source, self.n_features_in_, "Z", "The decoded data")
+        if library_size is not None:
+            if self.spec_.library_size is None:
+                raise ValueError(f"library_size applies to count likelihoods; this model's is {self.likelihood_!r}.")
+            library_size = check_positive(library_size, "library_size")
+        return self._run_batched(partial(self.module_.decode_mean, library_size=library_size), source,
+                                 self.n_features_in_, "Z", "The decoded data")
 
     def score_samples(self, X, n_importance_samples=1):
         """Per-sample lower bound on log p(x) in nats, in the original data scale.
@@ -527,12 +559,13 @@ default="orthogonal"
             raise ValueError(f"n_importance_samples must be a positive integer, got {n_importance_samples!r}.")
         self._check_fitted()
         X = check_rows(self, X)
+        check = self._count_check(integers=True)
         k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
         generator = torch.Generator().manual_seed(_SCORE_SEED)
         draws = torch.randn(k, self.n_components, generator=generator).to(self.device_)
         score = self.module_.mean_elbo if n_importance_samples == 1 else self.module_.importance_weighted_bound
         return run_batched(lambda batch: score(batch, draws)[:, None], X, 1, self.eval_batch_size, self.device_,
-                           "X")[:, 0]
+                           "X", check)[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO per sample in nats (higher is better), for model selection; ``y`` is ignored.
@@ -544,7 +577,9 @@ default="orthogonal"
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples=1, random_state=None):
-        """Generate data: draw latent codes from the prior N(0, I) and decode them.
+        """Generate data: draw latent codes from the prior N(0, I) and decode them; under
+        a count likelihood, draw counts from the decoded distribution at the mean total of
+        the training rows.
 
         Parameters
         ----------
@@ -554,14 +589,21 @@ default="orthogonal"
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_), dtype float32: the decoded codes.
+        X : ndarray of shape (n_samples, n_features_in_), dtype float32
+            The decoded codes; counts under a count likelihood.
         """
         self._check_fitted()
         if not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        generator = torch.Generator().manual_seed(draw_seed(random_state))
-        Z = torch.randn(n_samples, self.n_components, generator=generator).numpy()
-        return self.inverse_transform(Z)
+        seed = draw_seed(random_state)
+        Z = torch.randn(n_samples, self.n_components, generator=torch.Generator().manual_seed(seed)).numpy()
+        if self.spec_.library_size is None:
+            return self.inverse_transform(Z)
+        likelihood = self.module_.likelihood
+        params = self._run_batched(self.module_.decode, check_latent_rows(Z, self.n_components),
+                                   likelihood.n_params * self.n_features_in_, "Z", "The decoded data")
+        with torch.no_grad():
+            return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
@@ -572,6 +614,7 @@ default="orthogonal"
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags
 
     def __getstate__(self):
@@ -590,10 +633,3 @@ default="orthogonal"
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
             self._adopt_run(self.spec_, self._checkpoint, device)
-
-
-def _positive_integers(sizes):
-    try:
-        return len(sizes) > 0 and all(not isinstance(s, bool) and float(s).is_integer() and s >= 1 for s in sizes)
-    except (TypeError, ValueError, OverflowError):
-        return False

@@ -156,7 +156,7 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
     if method not in ("transform", "inverse_transform", "score_samples"):
         raise ValueError(f"method must be 'transform', 'inverse_transform' or 'score_samples', got {method!r}.")
     apply = getattr(estimator, method)
-    source = open_source(X)
+    source = open_source(X, layer=getattr(estimator, "layer", None))
     if source is None:  # in memory already: one call keeps scikit-learn's checks of X intact
         out = apply(X)
         write_array(path, out)

@@ -10,11 +10,12 @@ from .data import iterate_chunks
 __all__ = ["run_batched"]
 
 
-def run_batched(fn, source, n_out, batch_size, device, name):
+def run_batched(fn, source, n_out, batch_size, device, name, check=None):
     """Apply ``fn`` to float32 tensors of ``source``'s rows, ``batch_size`` rows at a time.
 
     Returns numpy, float64 for float64 input and float32 otherwise. Rows read from a file
-    or memmap are checked here, a batch at a time; every output must be finite.
+    or memmap are checked here, a batch at a time, and every batch by ``check(rows, name)``
+    when given (what the model needs of its input, e.g. counts).
     """
     dtype = np.float64 if source.dtype == np.float64 else np.float32
     out = np.empty((source.n_samples, n_out), dtype=dtype)
@@ -25,6 +26,8 @@ def run_batched(fn, source, n_out, batch_size, device, name):
                 check_finite_float(batch, name)
             else:
                 check_chunk(batch, name, rows, source.name)
+            if check is not None:
+                check(batch, name)
             out[rows] = fn(_as_tensor(batch, device)).cpu().numpy()
     return out
 

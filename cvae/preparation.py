@@ -7,17 +7,25 @@ trainer iterates over, with each row's data-space neighbours when the neighbour 
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import zip_longest
 
 import numpy as np
 import torch
 
-from ._validation import check_chunk, check_unit_interval, validate_input
+from ._validation import (
+    check_chunk,
+    check_counts,
+    check_sample_weight,
+    check_unit_interval,
+    source_of,
+    validate_input,
+)
 from .data import (
     STREAM_BUFFER_BYTES,
     BatchIterator,
     SourceChunks,
+    SparseRows,
     StreamingBatches,
     TensorChunks,
     fits_on_device,
@@ -27,19 +35,25 @@ from .data import (
     take_rows,
     train_validation_split,
 )
+from .nn.likelihoods import COUNT_LIKELIHOODS
 from .preprocessing import summarize
-from .sources import ArraySource, open_source
+from .sources import open_source
 
 __all__ = ["FitData", "Rows", "prepare", "training_batches", "validation_chunks"]
+
+# Rows of a sparse matrix summarized at a time (CSR blocks: their size is their stored values).
+_SPARSE_CHUNK_ROWS = 65536
 
 
 @dataclass(frozen=True)
 class Rows:
-    """Chosen rows (sorted indices) of a row source, and how errors name them."""
+    """Chosen rows (sorted indices) of a row source, how errors name them, and their sample
+    weights (float32, scaled to average 1 over the training rows; ``None`` when all are equal)."""
 
     source: object
     indices: np.ndarray
     name: str = "X"
+    weights: np.ndarray = None
 
     def __len__(self):
         return len(self.indices)
@@ -75,9 +89,9 @@ def training_source(estimator, X):
     Sets ``estimator.n_features_in_`` (and ``feature_names_in_`` for a table with column
     names), as scikit-learn's ``validate_data`` does.
     """
-    source = open_source(X)
+    source = open_source(X, layer=estimator.layer)
     if source is None:
-        return ArraySource(validate_input(estimator, X, reset=True), checked=True)
+        return source_of(validate_input(estimator, X, reset=True))
     if source.n_samples == 0 or source.n_features == 0:
         raise ValueError(f"X ({source.name}) holds {source.n_samples} sample(s) of {source.n_features} feature(s).")
     estimator.n_features_in_ = source.n_features
@@ -86,7 +100,7 @@ def training_source(estimator, X):
     return source
 
 
-def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdir=None):
+def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdir=None, sample_weight=None):
     """Open ``X`` (and ``X_valid``), split, check every row and summarize.
 
     Parameters
@@ -105,6 +119,10 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
         and whose likelihood the data must suit.
     logdir : cvae.training.LogDir, default=None
         Where that run is, for error messages.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weights of ``X``'s rows. Rows of weight zero are left out before the split, exactly
+        as if ``X`` did not hold them; the others weigh the training and validation terms
+        and the normalization statistics. ``X_valid``'s rows weigh one each.
 
     Returns
     -------
@@ -131,35 +149,45 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
             f"X has {source.n_features} features, but the run being continued ({where}) was trained on "
             f"{continued.n_features} features."
         )
+    weights = None if sample_weight is None else check_sample_weight(sample_weight, source.n_samples)
+    keep = np.arange(source.n_samples) if weights is None else np.flatnonzero(weights > 0)
+    if weights is not None and np.ptp(weights[keep]) == 0:
+        weights = None  # equal weights: the unweighted fit, bit for bit
     if X_valid is not None:
-        train = Rows(source, np.arange(source.n_samples))
+        train = Rows(source, keep)
         valid = _validation_source(estimator, X_valid, source)
         held_out = None
     else:
-        train_idx, valid_idx = _split(source.n_samples, estimator.validation_fraction, seed, saved_split)
+        train_idx, valid_idx = _split(source.n_samples, estimator.validation_fraction, seed, saved_split, keep)
         train, valid = Rows(source, train_idx), Rows(source, valid_idx)
         held_out = (valid_idx, source.n_samples)
-    summaries = summarize(_checked_chunks(train)), summarize(_checked_chunks(valid))
-    likelihood = _resolve_likelihood(estimator.likelihood if continued is None else continued.model.likelihood,
-                                     summaries, (train.name, valid.name))
+    if weights is not None:
+        scale = weights[train.indices].mean()
+        train = replace(train, weights=(weights[train.indices] / scale).astype(np.float32))
+        if X_valid is None:
+            valid = replace(valid, weights=(weights[valid.indices] / scale).astype(np.float32))
+    likelihood = estimator.likelihood if continued is None else continued.model.likelihood
+    log_counts = likelihood in COUNT_LIKELIHOODS
+    summaries = summarize(_checked_chunks(train), log_counts), summarize(_checked_chunks(valid), log_counts)
+    likelihood = _resolve_likelihood(likelihood, summaries, (train.name, valid.name))
     return FitData(train, valid, *summaries, likelihood, held_out)
 
 
 def _validation_source(estimator, X_valid, train_source):
-    valid = open_source(X_valid, "X_valid")
+    valid = open_source(X_valid, "X_valid", estimator.layer)
     if valid is None:
-        array = validate_input(estimator, X_valid, reset=False, name="X_valid")
-        valid = ArraySource(array, name="X_valid", checked=True)
+        valid = source_of(validate_input(estimator, X_valid, reset=False, name="X_valid"), "X_valid")
     elif valid.n_features != train_source.n_features:
         raise ValueError(f"X_valid has {valid.n_features} features, but X has {train_source.n_features} features.")
     return Rows(valid, np.arange(valid.n_samples), "X_valid")
 
 
-def _split(n_samples, validation_fraction, seed, saved):
-    """Sorted ``(train, validation)`` row indices: the saved split when it fits, else a seeded one."""
+def _split(n_samples, validation_fraction, seed, saved, keep):
+    """Sorted ``(train, validation)`` row indices among the rows ``keep``: the saved split
+    when it fits, else a seeded split of ``keep``, the same as of ``X[keep]``."""
     if saved is not None and saved[1] == n_samples:
-        valid_idx = np.sort(saved[0])
-        return np.setdiff1d(np.arange(n_samples), valid_idx, assume_unique=True), valid_idx
+        valid_idx = np.intersect1d(saved[0], keep)
+        return np.setdiff1d(keep, valid_idx, assume_unique=True), valid_idx
     if saved is not None:
         warnings.warn(
             f"The run being continued split {saved[1]} samples into training and validation, but X has "
@@ -167,19 +195,21 @@ def _split(n_samples, validation_fraction, seed, saved):
             UserWarning,
             stacklevel=4,
         )
-    train_idx, valid_idx = train_validation_split(n_samples, validation_fraction, seed)
-    return np.sort(train_idx), np.sort(valid_idx)
+    train_idx, valid_idx = train_validation_split(len(keep), validation_fraction, seed)
+    return np.sort(keep[train_idx]), np.sort(keep[valid_idx])
 
 
 def _checked_chunks(rows):
-    """``rows`` a buffer at a time, each checked by :func:`check_chunk`."""
+    """``rows`` a buffer at a time, each checked by :func:`check_chunk`: dense arrays, or CSR
+    blocks of a sparse source; paired with their weights when the rows have some."""
     source, indices = rows.source, rows.indices
     dtype = np.float64 if source.dtype == np.float64 else np.float32
-    chunk_rows = max(1, STREAM_BUFFER_BYTES // (dtype().itemsize * source.n_features))
+    sparse = getattr(source, "sparse", False)
+    chunk_rows = _SPARSE_CHUNK_ROWS if sparse else max(1, STREAM_BUFFER_BYTES // (dtype().itemsize * source.n_features))
     for part in iterate_chunks(len(indices), chunk_rows):
-        chunk = take_rows(source, indices[part], dtype)
+        chunk = source.block(indices[part]) if sparse else take_rows(source, indices[part], dtype)
         check_chunk(chunk, rows.name, slice(indices[part.start], indices[part.stop - 1] + 1), source.name)
-        yield chunk
+        yield chunk if rows.weights is None else (chunk, rows.weights[part])
 
 
 def _resolve_likelihood(likelihood, summaries, names):
@@ -201,6 +231,11 @@ def _resolve_likelihood(likelihood, summaries, names):
     if likelihood == "bernoulli":
         for summary, name in zip(summaries, names):
             check_unit_interval(summary.low, summary.high, name)
+    if likelihood in COUNT_LIKELIHOODS:
+        for summary, name in zip(summaries, names):
+            check_counts(summary.low, summary.integers, name, likelihood)
+        if summaries[0].high == 0:
+            raise ValueError(f"likelihood={likelihood!r}: every count in {names[0]} is zero; there is nothing to fit.")
     return likelihood
 
 
@@ -215,10 +250,11 @@ def training_batches(rows, batch_size, seed, device, distributed, normalize=None
     rank, world_size = distributed.rank, distributed.world_size
     local = local_batch_size(batch_size, rank, world_size)
     if not rows.source.in_memory:
-        return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES)
-    tensor, neighbors = _rows_and_neighbor_graph(rows, device, normalize, n_neighbors)
-    return BatchIterator(tensor, local, seed, rank, world_size, neighbors, device=device,
-                         neighbor_samples=neighbor_samples)
+        return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES,
+                                weights=rows.weights)
+    data, neighbors = _rows_and_neighbor_graph(rows, device, normalize, n_neighbors)
+    return BatchIterator(data, local, seed, rank, world_size, neighbors, device=device,
+                         neighbor_samples=neighbor_samples, weights=_weights_tensor(rows, data.device))
 
 
 def validation_chunks(rows, chunk_size, device, distributed, normalize=None, with_neighbors=False):
@@ -228,21 +264,33 @@ def validation_chunks(rows, chunk_size, device, distributed, normalize=None, wit
     ``with_neighbors`` pairs rows held in memory with their nearest neighbour among the
     validation rows, so that validation measures the objective being trained.
     """
-    rows = Rows(rows.source, rows.indices[distributed.rank::distributed.world_size], rows.name)
+    shard = slice(distributed.rank, None, distributed.world_size)
+    weights = None if rows.weights is None else rows.weights[shard]
+    rows = Rows(rows.source, rows.indices[shard], rows.name, weights)
     source = rows.source
     if not (source.in_memory or len(rows) * source.n_features * 4 <= STREAM_BUFFER_BYTES):
-        return SourceChunks(source, rows.indices, chunk_size, device)
-    tensor, neighbors = _rows_and_neighbor_graph(rows, device, normalize, 1 if with_neighbors else 0)
-    return TensorChunks(tensor, chunk_size, None if neighbors is None else neighbors[:, 0], device=device)
+        return SourceChunks(source, rows.indices, chunk_size, device, weights)
+    data, neighbors = _rows_and_neighbor_graph(rows, device, normalize, 1 if with_neighbors else 0)
+    return TensorChunks(data, chunk_size, None if neighbors is None else neighbors[:, 0], device=device,
+                        weights=_weights_tensor(rows, data.device))
 
 
 def _rows_and_neighbor_graph(rows, device, normalize, n_neighbors):
-    """The rows as a tensor on ``device`` if they fit there (else on the host), and with
-    ``n_neighbors`` their nearest neighbours' indices, beside them."""
-    array = rows.read()
-    tensor = torch.from_numpy(array)
-    if fits_on_device(tensor.nbytes, device):
-        tensor = tensor.to(device)
-    if n_neighbors == 0 or len(array) < 2:
-        return tensor, None
-    return tensor, torch.from_numpy(neighbor_graph(normalize(array), n_neighbors)).to(tensor.device)
+    """The rows as a tensor on ``device`` if they fit there (else on the host), or as
+    :class:`SparseRows` of a sparse source, and with ``n_neighbors`` their nearest
+    neighbours' indices, beside them."""
+    if getattr(rows.source, "sparse", False):
+        data = SparseRows(rows.source.matrix, rows.indices)
+        array = rows.source.block(rows.indices) if n_neighbors and len(rows) >= 2 else None
+    else:
+        array = rows.read()
+        data = torch.from_numpy(array)
+        if fits_on_device(data.nbytes, device):
+            data = data.to(device)
+    if n_neighbors == 0 or len(rows) < 2:
+        return data, None
+    return data, torch.from_numpy(neighbor_graph(normalize(array), n_neighbors)).to(data.device)
+
+
+def _weights_tensor(rows, device):
+    return None if rows.weights is None else torch.from_numpy(rows.weights).to(device)

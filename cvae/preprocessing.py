@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.preprocessing import StandardScaler
 
 __all__ = ["NORMALIZATIONS", "DataSummary", "normalization_statistics", "summarize"]
@@ -63,36 +64,56 @@ def scaler_statistics(scaler, method="global"):
 
 @dataclass
 class DataSummary:
-    """What one pass over the training rows learns: moments, range, count, and whether
-    every value is a whole number."""
+    """What one pass over the training rows learns: moments, range, count, whether every
+    value is a whole number, and the moments of ``log1p`` of the data when asked for
+    (the encoder's input under a count likelihood)."""
 
     scaler: StandardScaler
     low: float
     high: float
     n_samples: int
     integers: bool = False
+    log_scaler: StandardScaler = None
 
-    def normalization(self, method):
-        """``(loc, scale)`` as :func:`normalization_statistics` computes them."""
-        return scaler_statistics(self.scaler, method)
+    def normalization(self, method, log=False):
+        """``(loc, scale)`` as :func:`normalization_statistics` computes them, of the data
+        or (``log=True``) of ``log1p`` of the data."""
+        return scaler_statistics(self.log_scaler if log else self.scaler, method)
+
+    @property
+    def mean_total(self):
+        """Mean of the rows' totals (the mean library size of count data)."""
+        return float(np.sum(self.scaler.mean_))
 
 
-def summarize(chunks):
+def summarize(chunks, log_counts=False):
     """Summarize data given as an iterable of 2-D arrays, holding one chunk at a time.
 
     Means and variances are merged chunk by chunk with ``StandardScaler.partial_fit``
     (the pairwise update of Chan, Golub and LeVeque, accumulated in float64), so the result
-    matches a single in-memory pass to about 1e-7 relative.
+    matches a single in-memory pass to about 1e-7 relative. A chunk may be a ``scipy.sparse``
+    matrix (summarized without densifying) and may come as a pair ``(chunk, sample
+    weights)``, whose weighted moments are then computed. ``log_counts`` adds the moments
+    of ``log1p`` of non-negative data.
     """
-    scaler = StandardScaler()
+    scaler = log_scaler = None
     low, high, n_samples, integers = np.inf, -np.inf, 0, True
-    for chunk in chunks:
-        if len(chunk) == 0:
+    for item in chunks:
+        chunk, weights = item if isinstance(item, tuple) else (item, None)
+        if chunk.shape[0] == 0:
             continue
-        scaler.partial_fit(chunk)
-        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
-        integers = integers and bool(np.all(np.mod(chunk, 1) == 0))
-        n_samples += len(chunk)
+        if scaler is None:  # sparse data cannot be centred in place; the moments are the same
+            scaler, log_scaler = (StandardScaler(with_mean=not sp.issparse(chunk)) for _ in range(2))
+        scaler.partial_fit(chunk, sample_weight=weights)
+        values = chunk.data if sp.issparse(chunk) else chunk
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+        if sp.issparse(chunk) and chunk.nnz < chunk.shape[0] * chunk.shape[1]:
+            low, high = min(low, 0.0), max(high, 0.0)
+        integers = integers and bool(np.all(np.mod(values, 1) == 0))
+        if log_counts and low >= 0:
+            log_scaler.partial_fit(chunk.log1p() if sp.issparse(chunk) else np.log1p(chunk), sample_weight=weights)
+        n_samples += chunk.shape[0]
     if n_samples == 0:
         raise ValueError("Found no samples to fit on.")
-    return DataSummary(scaler, low, high, n_samples, integers)
+    return DataSummary(scaler, low, high, n_samples, integers, log_scaler if log_counts and low >= 0 else None)

@@ -1,4 +1,5 @@
-"""Row sources: the samples of an array, a .npy file or a directory of .npy files.
+"""Row sources: the samples of an array, a sparse matrix, a .npy file, a directory of .npy
+files, a sparse ``.npz`` file or an ``.h5ad`` file.
 
 A source reads any range of rows on demand, so data larger than memory can be scanned
 and batched a block at a time. Files are read with ordinary ``readinto`` calls rather
@@ -9,11 +10,13 @@ pages stay in the operating system's cache, which it can drop at will.
 
 import mmap
 import os
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ArraySource", "NpyDirectorySource", "RawFileSource", "open_source"]
+__all__ = ["ArraySource", "NpyDirectorySource", "RawFileSource", "SparseSource", "load_sparse_npz", "open_source"]
 
 _NUMERIC_KINDS = "biuf"
 
@@ -44,6 +47,41 @@ class ArraySource:
     def read(self, start, stop):
         """Rows ``start:stop`` as an array (a view where possible)."""
         return self.array[start:stop]
+
+
+class SparseSource:
+    """Rows of a ``scipy.sparse`` CSR matrix, densified only a block of rows at a time.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse CSR matrix or array of shape (n_samples, n_features)
+        Kept as it is (not copied).
+    name : str, default="X"
+    checked : bool, default=False
+        True when the stored values were validated as a whole (finite).
+    """
+
+    sparse = True
+    in_memory = True
+
+    def __init__(self, matrix, name="X", checked=False):
+        self.matrix = matrix
+        self.name = name
+        self.checked = checked
+        self.n_samples, self.n_features = matrix.shape
+        self.dtype = matrix.dtype
+
+    def read(self, start, stop):
+        """Rows ``start:stop`` as a dense array."""
+        return self.matrix[start:stop].toarray()
+
+    def take(self, indices, dtype=np.float32):
+        """Rows ``indices`` as a dense ``dtype`` array."""
+        return self.matrix[indices].toarray().astype(dtype, copy=False)
+
+    def block(self, indices):
+        """Rows ``indices`` as a CSR matrix (no dense copy)."""
+        return self.matrix[indices]
 
 
 class RawFileSource:
@@ -154,19 +192,65 @@ def npy_file_source(path, vector_is_sample=True):
     return RawFileSource(path, offset, dtype, shape)
 
 
-def open_source(X, name="X"):
-    """A row source for ``X`` when it is a path or a memory map; ``None`` for other inputs.
+def load_sparse_npz(path):
+    """The CSR matrix in a file written by ``scipy.sparse.save_npz``, its values checked.
+
+    Raises
+    ------
+    ValueError
+        Naming the file when it is damaged, holds dense arrays instead, or holds
+        non-numeric or non-finite values.
+    """
+    import scipy.sparse as sp
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = set(archive.files)
+        if not {"format", "shape", "data"} <= names:
+            raise _NotSparse(
+                f"{str(path)!r} holds no sparse matrix (its arrays: {', '.join(sorted(names)) or 'none'}). Pass "
+                "a file written by scipy.sparse.save_npz, or read dense arrays with cvae.files.read_array."
+            )
+        matrix = sp.load_npz(path)
+    except _NotSparse as exc:
+        raise ValueError(str(exc)) from None
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable sparse .npz file ({exc}).") from exc
+    if matrix.ndim != 2:
+        raise ValueError(f"{str(path)!r} holds a sparse array of shape {matrix.shape}; expected 2-D.")
+    _check_numeric(matrix.dtype, repr(str(path)))
+    matrix = matrix.tocsr()
+    if matrix.dtype.kind != "f" or matrix.dtype.itemsize < 4:
+        matrix = matrix.astype(np.float32)
+    if not np.isfinite(matrix.data).all():
+        what = "NaN" if np.isnan(matrix.data).any() else "infinity"
+        raise ValueError(f"{str(path)!r} contains {what}.")
+    return matrix
+
+
+class _NotSparse(Exception):
+    pass
+
+
+def open_source(X, name="X", layer=None):
+    """A row source for ``X`` when it is a path, a memory map or an AnnData; ``None`` for
+    other inputs.
 
     Parameters
     ----------
     X : object
-        A directory (every ``.npy`` file under it), a ``.npy`` file, a ``numpy.memmap`` or
+        A directory (every ``.npy`` file under it), a ``.npy`` file, a sparse ``.npz`` file
+        (``scipy.sparse.save_npz``, read into memory), an ``.h5ad`` file (read in backed
+        mode, a block of rows at a time), an ``anndata.AnnData``, a ``numpy.memmap`` or
         anything else (returns ``None``: the caller validates it as an in-memory array).
     name : str, default="X"
+    layer : str, default=None
+        For an AnnData or ``.h5ad`` file, the layer to read instead of its ``X``.
 
     Returns
     -------
-    source : ArraySource, RawFileSource, NpyDirectorySource or None
+    source : ArraySource, SparseSource, RawFileSource, NpyDirectorySource, AnnData source or None
     """
     if isinstance(X, (str, os.PathLike)):
         path = Path(X).expanduser()
@@ -174,12 +258,23 @@ def open_source(X, name="X"):
             return NpyDirectorySource(path)
         if not path.exists():
             raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
+        if path.suffix.lower() == ".npz":
+            return SparseSource(load_sparse_npz(path), name=repr(str(path)), checked=True)
+        if path.suffix.lower() == ".h5ad":
+            from .adata import h5ad_source
+
+            return h5ad_source(path, layer)
         if path.suffix != ".npy":
             raise ValueError(
-                f"{name}={str(path)!r}: paths must be a .npy file or a directory of .npy files. Read other "
-                "formats into memory with cvae.files.read_array."
+                f"{name}={str(path)!r}: paths must be a .npy file, a directory of .npy files, a sparse .npz file "
+                "or an .h5ad file. Read other formats into memory with cvae.files.read_array."
             )
         return npy_file_source(path, vector_is_sample=False)
+    anndata = sys.modules.get("anndata")  # an AnnData exists only where anndata was imported
+    if anndata is not None and isinstance(X, anndata.AnnData):
+        from .adata import anndata_source
+
+        return anndata_source(X, name, layer)
     if isinstance(X, np.memmap):
         return _memmap_source(X, name)
     return None

@@ -15,7 +15,7 @@ import torch
 
 from ._validation import isolated_rng
 from .nn import VAE
-from .nn.likelihoods import LIKELIHOODS
+from .nn.likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.vae import default_hidden_sizes
 from .preprocessing import NORMALIZATIONS
@@ -70,6 +70,9 @@ class RunSpec:
         The run's seed: its split, initialization and batch order.
     feature_names : tuple of str or None
         Column names of the training data, when it had string column names.
+    library_size : float or None
+        Under a count likelihood, the mean total of the training rows, at which the model
+        decodes by default; ``None`` otherwise.
     format_version : int
         :data:`FORMAT_VERSION` of the code that wrote it.
     """
@@ -80,6 +83,7 @@ class RunSpec:
     scale: np.ndarray
     seed: int
     feature_names: tuple = None
+    library_size: float = None
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self):
@@ -94,6 +98,9 @@ class RunSpec:
                f"{n} finite positive numbers")
         _check(self, "seed", lambda v: _int(v) and v >= 0)
         _check(self, "feature_names", lambda v: v is None or len(v) == n, f"None or {n} names")
+        counts = self.model.likelihood in COUNT_LIKELIHOODS
+        _check(self, "library_size", lambda v: (v is None) != counts and (v is None or _real(v) and v > 0),
+               "a positive number under a count likelihood, else None")
         _check(self, "format_version", lambda v: v == FORMAT_VERSION, f"{FORMAT_VERSION}")
 
     @property
@@ -110,6 +117,8 @@ class RunSpec:
             "scale": self.scale.tolist(),
             "seed": int(self.seed),
             "feature_names": None if self.feature_names is None else list(self.feature_names),
+            # written only where it applies, so that other runs' files read as before
+            **({} if self.library_size is None else {"library_size": float(self.library_size)}),
         }
 
     @classmethod
@@ -127,7 +136,7 @@ class RunSpec:
         if not isinstance(model, dict):
             raise ValueError("the run specification has no 'model' object")
         for fields, given, where in ((_MODEL_FIELDS, model, "model."), (_RUN_FIELDS, data, "")):
-            missing = sorted(fields - {"format_version"} - given.keys())
+            missing = sorted(fields - {"format_version", "library_size"} - given.keys())
             unknown = sorted(given.keys() - fields)
             if missing or unknown:
                 raise ValueError(
@@ -170,8 +179,10 @@ def new_spec(params, data, seed, feature_names=None):
     sizes = default_hidden_sizes(n_features, params["n_components"]) if sizes is None else [int(s) for s in sizes]
     model = ModelSpec(n_features, params["n_components"], sizes, likelihood, params["iaf_flow_length"],
                       float(params["dropout"]), params["activation"], params["initializer"])
-    loc, scale = data.summary.normalization(params["normalize"])
-    return RunSpec(model, params["normalize"], loc, scale, seed, feature_names)
+    counts = likelihood in COUNT_LIKELIHOODS
+    loc, scale = data.summary.normalization(params["normalize"], log=counts)
+    library_size = data.summary.mean_total if counts else None
+    return RunSpec(model, params["normalize"], loc, scale, seed, feature_names, library_size)
 
 
 def check_warm_start(params, spec):
@@ -198,11 +209,11 @@ def build_module(spec, state_dict=None):
     """The :class:`cvae.nn.VAE` that ``spec`` describes, with ``state_dict``'s weights if given."""
     loc, scale = torch.from_numpy(spec.loc.copy()), torch.from_numpy(spec.scale.copy())
     if state_dict is None:
-        return VAE(loc=loc, scale=scale, **asdict(spec.model))
+        return VAE(loc=loc, scale=scale, library_size=spec.library_size, **asdict(spec.model))
     # Constructing initializes weights from torch's global generator; they are overwritten
     # at once, so keep that draw from disturbing the caller's random state.
     with isolated_rng(torch.device("cpu")):
-        module = VAE(loc=loc, scale=scale, **asdict(spec.model))
+        module = VAE(loc=loc, scale=scale, library_size=spec.library_size, **asdict(spec.model))
     module.load_state_dict(state_dict)
     return module
 

@@ -42,7 +42,7 @@ BAD_FIT_INPUTS = [
     ("3-D", lambda X: X[:, :, None], ValueError, "Found array with dim 3"),
     ("strings", lambda X: X.astype(str).astype(object) + "x", ValueError, "could not convert string to float"),
     ("complex", lambda X: X + 1j, ValueError, "Complex data not supported"),
-    ("sparse", lambda X: sp.csr_matrix(X), TypeError, r"does not accept sparse matrices.*toarray\(\)"),
+    ("sparse NaN", lambda X: sp.csr_matrix(_with(X, (0, 0), np.nan)), ValueError, "Input X contains NaN"),
 ]
 
 
@@ -70,7 +70,7 @@ def test_bad_input_to_transform_and_score(fitted, name, make, error, match):
         (np.zeros(2), ValueError, "Expected 2D array, got 1D array"),
         (np.zeros((0, 2)), ValueError, r"0 sample\(s\)"),
         (np.array([["a", "b"]], dtype=object), ValueError, "could not convert string to float"),
-        (sp.csr_matrix(np.zeros((2, 2))), TypeError, "sparse"),
+        (sp.csr_matrix(np.array([[np.nan, 0.0]])), ValueError, "Input Z contains NaN"),
     ],
 )
 def test_bad_input_to_inverse_transform(fitted, Z, error, match):

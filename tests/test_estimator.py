@@ -259,7 +259,7 @@ def test_iaf_model_fits_and_scores(X, fast):
     "params, match",
     [
         ({"n_components": 0}, "'n_components' parameter"),
-        ({"likelihood": "poisson"}, "'likelihood' parameter"),
+        ({"likelihood": "multinomial"}, "'likelihood' parameter"),
         ({"neighbor_objective": "pacmap"}, "'neighbor_objective' parameter"),
         ({"initializer": "zeros"}, "'initializer' parameter"),
         ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
@@ -393,9 +393,9 @@ def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digit
     loss = getattr(cvae.nn.neighbors, loss_name)
     calls = []
 
-    def spy(embedding, neighbor_embedding):
+    def spy(embedding, neighbor_embedding, weights=None):
         calls.append(neighbor_embedding.shape)
-        return loss(embedding, neighbor_embedding)
+        return loss(embedding, neighbor_embedding, weights=weights)
 
     monkeypatch.setitem(cvae.nn.neighbors.NEIGHBOR_OBJECTIVES, objective, spy)
     X = digits[0][:500]

@@ -1,11 +1,26 @@
-"""Decoder likelihoods p(x | z), evaluated in the original data scale."""
+"""Decoder likelihoods p(x | z), evaluated in the original data scale.
+
+Continuous data: :class:`GaussianLikelihood`, :class:`BernoulliLikelihood`. Counts (scVI's
+model, Lopez et al. 2018): :class:`PoissonLikelihood`, :class:`NegativeBinomialLikelihood`
+and its zero-inflated form, whose rates are decoded proportions times the row's observed
+total, so that the latent code describes composition rather than depth.
+"""
 
 import math
 
 import torch
 from torch import nn
 
-__all__ = ["LIKELIHOODS", "BernoulliLikelihood", "GaussianLikelihood", "make_likelihood"]
+__all__ = [
+    "COUNT_LIKELIHOODS",
+    "LIKELIHOODS",
+    "BernoulliLikelihood",
+    "GaussianLikelihood",
+    "NegativeBinomialLikelihood",
+    "PoissonLikelihood",
+    "ZeroInflatedNegativeBinomialLikelihood",
+    "make_likelihood",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 DEFAULT_MIN_LOG_VAR = math.log(1e-3)
@@ -94,9 +109,134 @@ class BernoulliLikelihood(_NormalizedLikelihood):
         return torch.sigmoid(params)
 
 
-LIKELIHOODS = {"gaussian": GaussianLikelihood, "bernoulli": BernoulliLikelihood}
+# The smallest total a row's rates are scaled by: a row of zeros then has rates near zero
+# and probability one, with finite gradients.
+_MIN_TOTAL = 1e-8
+# Bound of the per-feature log-dispersion: soft-clipped, as the posterior's log-variance is.
+LOG_DISPERSION_BOUND = 12.0
 
 
-def make_likelihood(name, loc, scale):
-    """Build the likelihood called ``name`` with the given normalization statistics."""
+class PoissonLikelihood(_NormalizedLikelihood):
+    """Independent Poisson counts whose rates are the row's total times decoded proportions.
+
+    ``rate = l * softmax(decoder output)`` with ``l`` the row's observed total (its library
+    size), as in scVI: the decoder describes composition and the observed depth scales it,
+    so ``log p(x | z)`` is the likelihood of the counts given their total. The encoder sees
+    ``log1p(x)``, normalized by ``loc`` and ``scale`` (statistics of ``log1p`` of the
+    training counts).
+
+    Parameters
+    ----------
+    loc, scale : torch.Tensor of shape (n_features,)
+        Normalization statistics of ``log1p`` of the training counts.
+    library_size : float, default=1.0
+        Total at which :meth:`mean` decodes: the mean total of the training rows.
+    """
+
+    n_params = 1
+    counts = True
+
+    def __init__(self, loc, scale, library_size=1.0):
+        super().__init__(loc, scale)
+        self.register_buffer("library_size", torch.tensor(float(library_size)))
+
+    def standardize(self, x):
+        return (torch.log1p(x) - self.loc) / self.scale
+
+    def _log_rate(self, logits, x):
+        log_total = x.sum(dim=-1, keepdim=True).clamp_min(_MIN_TOTAL).log()
+        return log_total + torch.log_softmax(logits, dim=-1)
+
+    def _logits(self, params):
+        return params[..., : self.loc.shape[0]]
+
+    def log_prob(self, params, x):
+        """Per-sample ``log p(x | z, l)`` of shape ``(batch,)``, in nats."""
+        log_rate = self._log_rate(self._logits(params), x)
+        return (x * log_rate - log_rate.exp() - torch.lgamma(x + 1)).sum(dim=-1)
+
+    def _rates(self, params, library_size):
+        total = self.library_size if library_size is None else library_size
+        return total * torch.softmax(self._logits(params), dim=-1)
+
+    def mean(self, params, library_size=None):
+        """Expected counts at ``library_size`` (default: :attr:`library_size`)."""
+        return self._rates(params, library_size)
+
+    def draw(self, params, library_size, rng):
+        """Counts drawn from p(x | z) at ``library_size``, with numpy generator ``rng``."""
+        return rng.poisson(self._rates(params, library_size).cpu().double().numpy()).astype("float32")
+
+
+class NegativeBinomialLikelihood(PoissonLikelihood):
+    """Negative binomial counts: Poisson rates as in :class:`PoissonLikelihood`, with a
+    learned inverse dispersion ``theta`` per feature (variance ``mu + mu^2 / theta``)."""
+
+    def __init__(self, loc, scale, library_size=1.0):
+        super().__init__(loc, scale, library_size)
+        self.raw_log_theta = nn.Parameter(torch.zeros_like(loc))
+
+    @property
+    def log_theta(self):
+        """Per-feature log inverse dispersion, soft-clipped to +-``LOG_DISPERSION_BOUND``."""
+        return LOG_DISPERSION_BOUND * torch.tanh(self.raw_log_theta / LOG_DISPERSION_BOUND)
+
+    def _nb_log_prob(self, log_mu, x):
+        """Per-feature negative binomial log-probabilities at log-means ``log_mu``."""
+        log_theta = self.log_theta
+        theta = log_theta.exp()
+        log_theta_mu = torch.logaddexp(log_theta, log_mu)
+        return (torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+                + theta * (log_theta - log_theta_mu) + x * (log_mu - log_theta_mu))
+
+    def log_prob(self, params, x):
+        return self._nb_log_prob(self._log_rate(self._logits(params), x), x).sum(dim=-1)
+
+    def draw(self, params, library_size, rng):
+        mu = self._rates(params, library_size).cpu().double().numpy()
+        theta = self.log_theta.exp().detach().cpu().double().numpy()
+        return rng.poisson(rng.gamma(theta, mu / theta)).astype("float32")
+
+
+class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
+    """:class:`NegativeBinomialLikelihood` with a decoded probability, per sample and
+    feature, that a count is an extra zero (a dropout)."""
+
+    n_params = 2
+
+    def _dropout_logits(self, params):
+        return params[..., self.loc.shape[0] :]
+
+    def log_prob(self, params, x):
+        nb = self._nb_log_prob(self._log_rate(self._logits(params), x), x)
+        pi = self._dropout_logits(params)
+        log_keep = -nn.functional.softplus(pi)  # log(1 - sigmoid(pi))
+        log_drop = -nn.functional.softplus(-pi)  # log sigmoid(pi)
+        zero = torch.logaddexp(log_drop, log_keep + nb)
+        return torch.where(x == 0, zero, log_keep + nb).sum(dim=-1)
+
+    def mean(self, params, library_size=None):
+        return torch.sigmoid(-self._dropout_logits(params)) * self._rates(params, library_size)
+
+    def draw(self, params, library_size, rng):
+        counts = super().draw(params, library_size, rng)
+        dropped = rng.random(counts.shape) < torch.sigmoid(self._dropout_logits(params)).cpu().numpy()
+        return counts * ~dropped
+
+
+LIKELIHOODS = {
+    "gaussian": GaussianLikelihood,
+    "bernoulli": BernoulliLikelihood,
+    "poisson": PoissonLikelihood,
+    "negative_binomial": NegativeBinomialLikelihood,
+    "zinb": ZeroInflatedNegativeBinomialLikelihood,
+}
+COUNT_LIKELIHOODS = ("poisson", "negative_binomial", "zinb")
+
+
+def make_likelihood(name, loc, scale, library_size=None):
+    """Build the likelihood called ``name`` with the given normalization statistics (and,
+    for counts, the total at which it decodes)."""
+    if name in COUNT_LIKELIHOODS:
+        return LIKELIHOODS[name](loc, scale, 1.0 if library_size is None else library_size)
     return LIKELIHOODS[name](loc, scale)

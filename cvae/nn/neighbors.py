@@ -25,7 +25,7 @@ def _repulsion(squared_distance):
     return torch.log1p(ad) - torch.log(ad)
 
 
-def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0):
+def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weights=None):
     """UMAP's fuzzy cross-entropy between a batch and data-space neighbours of its rows.
 
     Each row is pulled towards each of its neighbours (``-log q``) and, once per
@@ -42,6 +42,8 @@ def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0):
     n_negative : int, default=5
     scale : float, default=1.0
         Distances are measured after multiplying the embedding by ``scale``.
+    weights : torch.Tensor of shape (batch,), default=None
+        Weight of each row's pairs.
 
     Returns
     -------
@@ -55,10 +57,10 @@ def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0):
     for _ in range(n_negative):
         others = embedding[torch.randperm(len(embedding), device=embedding.device)]
         loss = loss + _repulsion((embedding - others).square().sum(dim=1))
-    return loss.mean() * pairs_per_row
+    return _weighted_mean(loss, weights, pairs_per_row) * pairs_per_row
 
 
-def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0):
+def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=None):
     """InfoNCE with a Cauchy kernel: each row must pick its neighbour out of the batch.
 
     For a pair (row ``i``, neighbour ``j``) the loss is ``-log(q_ij / (q_ij + sum_k q_ik))``
@@ -77,6 +79,8 @@ def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0):
         Distances are measured after multiplying the embedding by ``scale``, which lets
         clusters part without spreading the posterior means far from the prior (the choice
         of 3 is measured in benchmarks/README.md).
+    weights : torch.Tensor of shape (batch,), default=None
+        Weight of each row's pairs.
 
     Returns
     -------
@@ -91,7 +95,17 @@ def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0):
     # A row is no negative of itself: its own column holds the pair instead.
     own_column = torch.arange(len(anchors), device=anchors.device) % n
     log_q = log_q.scatter(1, own_column[:, None], log_q_pair[:, None])
-    return torch.nn.functional.cross_entropy(log_q, own_column) * pairs_per_row
+    if weights is None:
+        return torch.nn.functional.cross_entropy(log_q, own_column) * pairs_per_row
+    per_pair = torch.nn.functional.cross_entropy(log_q, own_column, reduction="none")
+    return _weighted_mean(per_pair, weights, pairs_per_row) * pairs_per_row
+
+
+def _weighted_mean(per_pair, weights, pairs_per_row):
+    """Mean of per-pair terms, each times its row's weight (``weights`` repeated per block)."""
+    if weights is None:
+        return per_pair.mean()
+    return (per_pair * weights.repeat(pairs_per_row)).mean()
 
 
 # The estimator's ``neighbor_objective`` values and the losses they select.

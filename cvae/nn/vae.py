@@ -83,8 +83,8 @@ class VAE(nn.Module):
         Encoder widths; the decoder mirrors them.
     loc, scale : torch.Tensor of shape (n_features,)
         Feature normalization applied inside the model, so it takes and returns raw data.
-    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Decoder distribution.
+    likelihood : str, default="gaussian"
+        Decoder distribution, a key of :data:`cvae.nn.likelihoods.LIKELIHOODS`.
     n_flows : int, default=0
         Number of IAF steps on the posterior.
     dropout : float, default=0.0
@@ -93,6 +93,8 @@ class VAE(nn.Module):
         Hidden non-linearity.
     initializer : str, default="orthogonal"
         Weight initialization scheme (see :func:`initialize_weights`).
+    library_size : float, default=None
+        For a count likelihood, the total at which :meth:`decode_mean` decodes.
     """
 
     def __init__(
@@ -107,11 +109,12 @@ class VAE(nn.Module):
         dropout=0.0,
         activation="relu",
         initializer="orthogonal",
+        library_size=None,
     ):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
         self.n_latent = n_latent
-        self.likelihood = make_likelihood(likelihood, loc.float(), scale.float())
+        self.likelihood = make_likelihood(likelihood, loc.float(), scale.float(), library_size)
         self.encoder = MLP(n_features, hidden_sizes, dropout, activation)
         width = self.encoder.out_features
         context = min(width, 64) if n_flows else 0
@@ -155,11 +158,14 @@ class VAE(nn.Module):
         """Decoder distribution parameters for latent codes ``z`` (float32, as in :meth:`encode`)."""
         return self.decoder(z).float()
 
-    def decode_mean(self, z):
-        """Decoder mean in the original data scale."""
-        return self.likelihood.mean(self.decode(z))
+    def decode_mean(self, z, library_size=None):
+        """Decoder mean in the original data scale; for counts, at ``library_size``
+        (default: the likelihood's)."""
+        if library_size is None:
+            return self.likelihood.mean(self.decode(z))
+        return self.likelihood.mean(self.decode(z), library_size)
 
-    def forward(self, x, loss=LossSettings(), eps=None, neighbors=None):
+    def forward(self, x, loss=LossSettings(), eps=None, neighbors=None, weights=None):
         """One stochastic pass: sample z ~ q(z|x), decode, and return a :class:`VAEOutput`.
 
         ``loss`` (a :class:`LossSettings`) says how the loss weighs the KL term and what it
@@ -168,7 +174,9 @@ class VAE(nn.Module):
         ``neighbors`` (data-space nearest neighbours of the rows of ``x``: one block of
         ``len(x)`` rows per neighbour drawn for each row) adds ``loss.neighbor_weight``
         times the neighbour objective of the pairs (:mod:`cvae.nn.neighbors`), summed over
-        a row's pairs: each pair counts as much however many a row has.
+        a row's pairs: each pair counts as much however many a row has. ``weights`` (one
+        per row, shape ``(batch,)``) weigh each row's terms in the loss, which is then the
+        batch mean of the weighted terms.
         """
         if neighbors is None:
             mu, log_var, context = self.encode(x)
@@ -177,10 +185,10 @@ class VAE(nn.Module):
             n = len(x)
             mu, log_var, context = mu_both[:n], log_var_both[:n], context_both[:n]
         eps = torch.randn_like(mu) if eps is None else eps
-        out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits)
+        out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits, weights)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
-            term = NEIGHBOR_OBJECTIVES[loss.neighbor_objective](embedding[:n], embedding[n:])
+            term = NEIGHBOR_OBJECTIVES[loss.neighbor_objective](embedding[:n], embedding[n:], weights=weights)
             out.loss = out.loss + loss.neighbor_weight * term
         return out
 
@@ -224,7 +232,7 @@ class VAE(nn.Module):
         log_q = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1) - log_det
         return self.likelihood.log_prob(self.decode(z), x) + _standard_normal_log_prob(z) - log_q
 
-    def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0):
+    def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0, weights=None):
         z0 = mu + eps * torch.exp(0.5 * log_var)
         z, log_det = self._transform_posterior(z0, context)
         if self.flow is None:
@@ -237,10 +245,15 @@ class VAE(nn.Module):
             kl = log_q0 - log_det - _standard_normal_log_prob(z)
             kl_per_dim = None  # the flow mixes dimensions: only the total is known
         log_likelihood = self.likelihood.log_prob(self.decode(z), x)
-        if free_bits:
-            loss = beta * _free_bits_kl(kl, kl_per_dim, free_bits, mu.shape[1]) - log_likelihood.mean()
+        if weights is not None:
+            kl_w, ll_w = kl * weights, log_likelihood * weights
+            kl_per_dim = None if kl_per_dim is None else kl_per_dim * weights[:, None]
         else:
-            loss = (beta * kl - log_likelihood).mean()
+            kl_w, ll_w = kl, log_likelihood
+        if free_bits:
+            loss = beta * _free_bits_kl(kl_w, kl_per_dim, free_bits, mu.shape[1]) - ll_w.mean()
+        else:
+            loss = (beta * kl_w - ll_w).mean()
         return VAEOutput(loss=loss, log_likelihood=log_likelihood, kl=kl, z=z)
 
 

@@ -5,6 +5,8 @@ import json
 import warnings
 from numbers import Integral
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
@@ -94,8 +96,14 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         compile=params["compile"],
     )
 
+    counts = spec.library_size is not None
+
     def normalize(rows):
-        return (rows - spec.loc) / spec.scale
+        """Rows as the encoder sees them, for the neighbour graph; sparse rows stay sparse,
+        uncentred: centring moves no distance."""
+        if sp.issparse(rows):
+            return sp.csr_matrix((rows.log1p() if counts else rows).multiply(1 / spec.scale))
+        return ((np.log1p(rows) if counts else rows) - spec.loc) / spec.scale
 
     with_neighbors = params["neighbor_weight"] > 0
     batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, normalize,

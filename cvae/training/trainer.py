@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .._validation import isolated_rng
+from ..data import unpack_batch
 from ..nn.vae import LossSettings
 from .distributed import Distributed
 from .environment import ctrl_c_calls, flush_denormals_to_zero, threads_for_step, training_step_size
@@ -58,19 +59,19 @@ def _evaluate(model, chunks, loss, distributed, device):
     model.eval()
     totals = torch.zeros(4, device=device, dtype=torch.float64)
     for batch in chunks:
-        x, neighbors = _rows_and_neighbors(batch)
-        out = model(x, loss, neighbors=neighbors)
-        n = len(out.kl)
-        totals += torch.stack([out.loss * n, out.log_likelihood.sum(), out.kl.sum(), out.kl.new_tensor(n)]).double()
+        x, neighbors, weights = unpack_batch(batch)
+        out = model(x, loss, neighbors=neighbors, weights=weights)
+        if weights is None:
+            n = len(out.kl)
+            terms = [out.loss * n, out.log_likelihood.sum(), out.kl.sum(), out.kl.new_tensor(n)]
+        else:  # out.loss is the batch's mean of weighted terms
+            terms = [out.loss * len(out.kl), (weights * out.log_likelihood).sum(), (weights * out.kl).sum(),
+                     weights.sum()]
+        totals += torch.stack(terms).double()
     model.train(was_training)
     distributed.sum(totals)
     mean_loss, log_likelihood, kl = (totals[:3] / totals[3]).tolist()
     return {"loss": mean_loss, "log_likelihood": log_likelihood, "kl": kl}
-
-
-def _rows_and_neighbors(batch):
-    """``(rows, neighbours)`` of a batch that is a row tensor or such a pair."""
-    return batch if isinstance(batch, tuple) else (batch, None)
 
 
 def make_adam(params, lr):
@@ -187,10 +188,10 @@ class Trainer:
         return replace(self.loss, beta=self.loss.beta * ((self.step + 1) / warmup))
 
     def _train_step(self, batch):
-        x, neighbors = _rows_and_neighbors(batch)
+        x, neighbors, weights = unpack_batch(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
-            out = self._train_model(x, self._step_loss(), neighbors=neighbors)
+            out = self._train_model(x, self._step_loss(), neighbors=neighbors, weights=weights)
         loss = out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss
         if self._scaler is None:
             loss.backward()
