@@ -176,7 +176,7 @@ def check_sample_weight(sample_weight, n_samples):
     """``sample_weight`` as float64: one finite, non-negative number per row, not all zero."""
     weights = _check_sample_weight(sample_weight, np.empty((n_samples, 0)), dtype=np.float64,
                                    ensure_non_negative=True)
-    if not np.any(weights > 0):
+    if not np.any(weights > 0):  # scikit-learn before 1.7 lets all zeros through
         raise ValueError("sample_weight is zero for every row of X: there is nothing to fit.")
     return weights
 

@@ -54,7 +54,7 @@ class H5adSource:
         h5py = _import_h5py()
         try:
             with h5py.File(self.path, "r") as file:
-                element = _element(file, layer, self.name)
+                element = _element(file, layer, repr(str(path)))
                 encoding = element.attrs.get("encoding-type", "array")
                 if isinstance(encoding, bytes):
                     encoding = encoding.decode()

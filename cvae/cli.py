@@ -25,15 +25,16 @@ USER_ERRORS = (ValueError, TypeError, OSError, ImportError, RuntimeError)
 
 
 def _data(path, key=None, label_column=None):
-    """``(data, n_samples)``: a .npy file or directory as its path, to be streamed; other files read."""
+    """``(data, n_samples)``: a .npy or .h5ad file or a directory as its path, to be streamed; other
+    files read (a sparse .npz as a CSR matrix)."""
     from .files import read_array
     from .sources import open_source
 
-    streamable = Path(path).expanduser().is_dir() or Path(path).suffix == ".npy"
+    streamable = Path(path).expanduser().is_dir() or Path(path).suffix.lower() in (".npy", ".h5ad")
     if streamable and label_column is None:
         return path, open_source(path).n_samples
     X, _ = read_array(path, key=key, label_column=label_column)
-    return X, len(X)
+    return X, X.shape[0]
 
 
 # fit options that are estimator parameters of the same name (given ones only: the rest keep
@@ -43,7 +44,7 @@ _FIT_PARAMS = {
     "iaf_flow_length": "iaf_flow_length", "likelihood": "likelihood", "normalize": "normalize", "beta": "beta",
     "batch_size": "batch_size", "max_steps": "max_steps", "learning_rate_init": "learning_rate_init",
     "validation_fraction": "validation_fraction", "device": "device", "precision": "precision",
-    "seed": "random_state",
+    "seed": "random_state", "layer": "layer",
 }
 
 
@@ -232,7 +233,7 @@ def _add_command(commands, name, help, description, examples):
 
 
 def _add_input(parser, labels=True):
-    parser.add_argument("input", metavar="INPUT", help="a .npy, .npz or .csv file, or a directory of .npy files")
+    parser.add_argument("input", metavar="INPUT", help="a .npy, .npz (arrays or a sparse matrix), .csv or .h5ad file, or a directory of .npy files")
     parser.add_argument("--key", help="array to read from a .npz archive (default: its only array, or X)")
     if labels:
         parser.add_argument("--label-column", help="column (index, or name in a CSV header) that holds labels, "
@@ -261,6 +262,7 @@ def build_parser():
         ["cvae fit data.npy --logdir runs/mnist",
          "cvae fit mnist.npz --key X_train --logdir runs/mnist10 --n-components 10 --max-steps 5000",
          "cvae fit table.csv --label-column label --logdir runs/table --param dropout=0.1",
+         "cvae fit cells.h5ad --layer counts --likelihood negative_binomial --logdir runs/cells",
          "cvae fit data.npy --logdir runs/mnist --resume --max-steps 60000   # train further"],
     )
     _add_input(fit)
@@ -270,7 +272,9 @@ def build_parser():
     fit.add_argument("--hidden-layer-sizes", type=_sizes, default=None, metavar="N,N,...",
                      help="encoder widths, e.g. 512,256 (default: chosen from the data)")
     fit.add_argument("--iaf-flow-length", type=int, help="IAF steps on the posterior (default: 0)")
-    fit.add_argument("--likelihood", help="auto, gaussian or bernoulli (default: auto)")
+    fit.add_argument("--likelihood", help="auto, gaussian, bernoulli, or for counts poisson, negative_binomial or zinb "
+                     "(default: auto)")
+    fit.add_argument("--layer", help="for an .h5ad INPUT, the layer to read instead of X (e.g. counts)")
     fit.add_argument("--normalize", help="global, feature or none (default: global)")
     fit.add_argument("--beta", type=float, help="weight of the KL term (default: 1)")
     fit.add_argument("--batch-size", type=int, help="training batch size (default: 128)")

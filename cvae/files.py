@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import iterate_chunks
-from .sources import NpyDirectorySource, open_source
+from .sources import NpyDirectorySource, is_sparse_npz, load_sparse_npz, open_source
 from .training.io import atomic_open, atomic_write
 
 __all__ = ["read_array", "read_labels", "read_npy_directory", "transform_to_npy", "write_array"]
@@ -27,7 +27,8 @@ def read_array(path, *, key=None, label_column=None):
     Parameters
     ----------
     path : str or path-like
-        A ``.npy`` file, a ``.npz`` archive, a ``.csv`` file (comma-separated numbers, with
+        A ``.npy`` file, a ``.npz`` archive (of arrays, or a sparse matrix written by
+        ``scipy.sparse.save_npz``, returned as CSR), a ``.csv`` file (comma-separated numbers, with
         an optional header line of column names) or a directory searched recursively for
         ``.npy`` files (see :func:`read_npy_directory`).
     key : str, default=None
@@ -39,7 +40,7 @@ def read_array(path, *, key=None, label_column=None):
 
     Returns
     -------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray or scipy.sparse.csr_matrix of shape (n_samples, n_features)
     labels : ndarray of shape (n_samples,) or None
         The ``label_column``, when one was asked for.
     """
@@ -50,6 +51,10 @@ def read_array(path, *, key=None, label_column=None):
         raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
     elif path.suffix == ".npy":
         X, names = np.load(path, allow_pickle=False), None
+    elif path.suffix == ".npz" and key is None and is_sparse_npz(path):
+        if label_column is not None:
+            raise ValueError(f"{str(path)!r} holds a sparse matrix, which has no label column; give labels apart.")
+        return load_sparse_npz(path), None
     elif path.suffix == ".npz":
         X, names = _read_npz(path, key), None
     elif path.suffix == ".csv":

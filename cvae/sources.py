@@ -233,6 +233,16 @@ class _NotSparse(Exception):
     pass
 
 
+def is_sparse_npz(path):
+    """Whether ``path`` is a ``.npz`` archive as ``scipy.sparse.save_npz`` writes them; a
+    damaged archive is left to whoever reads it to report."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {"format", "shape", "data"} <= set(archive.files)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return False
+
+
 def open_source(X, name="X", layer=None):
     """A row source for ``X`` when it is a path, a memory map or an AnnData; ``None`` for
     other inputs.

@@ -1,0 +1,114 @@
+"""Sparse input: the same model as dense input, never densified as a whole."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cvae import CompressionVAE
+from cvae.preprocessing import summarize
+
+FIT = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=60, validation_interval=20, random_state=0,
+           learning_rate="constant")
+
+
+@pytest.fixture(scope="module")
+def dense_fit(digits):
+    X = digits[0][:600]
+    vae = CompressionVAE(**FIT).fit(X)
+    return X, vae
+
+
+@pytest.mark.parametrize("make", [sp.csr_matrix, sp.csc_matrix, sp.coo_matrix, sp.csr_array, sp.coo_array],
+                         ids=["csr", "csc", "coo", "csr_array", "coo_array"])
+def test_sparse_input_trains_the_dense_model_bit_for_bit(dense_fit, make):
+    X, dense = dense_fit
+    vae = CompressionVAE(**FIT).fit(make(X))
+    Z = dense.transform(X)
+    np.testing.assert_array_equal(vae.transform(make(X)), Z)
+    np.testing.assert_array_equal(vae.transform(X), Z)
+    np.testing.assert_array_equal(vae.score_samples(make(X[:50])), dense.score_samples(X[:50]))
+    np.testing.assert_array_equal(vae.inverse_transform(sp.csr_matrix(Z[:5])), dense.inverse_transform(Z[:5]))
+    np.testing.assert_array_equal(vae.mean_, dense.mean_)
+    assert vae.best_validation_loss_ == dense.best_validation_loss_
+
+
+def test_sparse_npz_file_is_read_and_gives_the_same_model(dense_fit, tmp_path):
+    X, dense = dense_fit
+    sp.save_npz(tmp_path / "X.npz", sp.csr_matrix(X))
+    vae = CompressionVAE(**FIT).fit(tmp_path / "X.npz")
+    np.testing.assert_array_equal(vae.transform(tmp_path / "X.npz"), dense.transform(X))
+
+
+def test_validation_data_may_be_sparse(dense_fit):
+    X, _ = dense_fit
+    a = CompressionVAE(**FIT).fit(X[:500], X_valid=X[500:])
+    b = CompressionVAE(**FIT).fit(sp.csr_matrix(X[:500]), X_valid=sp.csr_matrix(X[500:]))
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+
+
+def test_no_more_rows_than_a_batch_are_densified(digits, monkeypatch):
+    X = sp.csr_matrix(digits[0][:600])
+    shapes = []
+    for cls in (sp.csr_matrix, sp.csr_array):
+        original = cls.toarray
+
+        def spy(self, *args, _original=original, **kwargs):
+            shapes.append(self.shape[0])
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "toarray", spy)
+    vae = CompressionVAE(**dict(FIT, eval_batch_size=100)).fit(X)
+    vae.transform(X)
+    assert shapes and max(shapes) <= 100  # batches of 64, validation and transform chunks of 100
+
+
+def test_sparse_statistics_match_dense_ones(digits):
+    X = digits[0][:500].astype(np.float64)
+    weights = np.random.default_rng(0).random(len(X))
+    sparse = summarize([(sp.csr_matrix(X[:200]), weights[:200]), (sp.csr_matrix(X[200:]), weights[200:])],
+                       log_counts=True)
+    dense = summarize([(X, weights)], log_counts=True)
+    for method in ("global", "feature"):
+        for log in (False, True):
+            for a, b in zip(sparse.normalization(method, log), dense.normalization(method, log)):
+                np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert (sparse.low, sparse.high, sparse.integers) == (dense.low, dense.high, dense.integers) == (0, 16, True)
+
+
+def test_neighbor_option_on_sparse_input_finds_the_same_neighbours(digits):
+    from cvae.data import neighbor_graph
+
+    X = digits[0][:300].astype(np.float64) + np.random.default_rng(0).random((300, 64))  # no tied distances
+    np.testing.assert_array_equal(neighbor_graph(sp.csr_matrix(X), 5), neighbor_graph(X, 5))
+    vae = CompressionVAE(**dict(FIT, neighbor_weight=0.5, n_neighbors=5)).fit(sp.csr_matrix(digits[0][:600]))
+    assert np.isfinite(vae.best_validation_loss_)
+
+
+def test_broken_and_dense_npz_files_are_named(tmp_path):
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="broken.npz' is not a readable sparse .npz file"):
+        CompressionVAE().fit(tmp_path / "broken.npz")
+    np.savez(tmp_path / "dense.npz", X=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"dense.npz' holds no sparse matrix \(its arrays: X\).*read_array"):
+        CompressionVAE().fit(tmp_path / "dense.npz")
+    sp.save_npz(tmp_path / "nan.npz", sp.csr_matrix(np.array([[np.nan, 1.0], [0.0, 1.0]])))
+    with pytest.raises(ValueError, match="nan.npz' contains NaN"):
+        CompressionVAE().fit(tmp_path / "nan.npz")
+
+
+def test_cli_fits_and_transforms_a_sparse_npz_file(digits, tmp_path):
+    sp.save_npz(tmp_path / "X.npz", sp.csr_matrix(digits[0][:300]))
+    run = [sys.executable, "-m", "cvae"]
+    fit = subprocess.run(run + ["fit", str(tmp_path / "X.npz"), "--logdir", str(tmp_path / "run"), "--max-steps",
+                                "40", "--seed", "0", "--quiet", "--param", "validation_interval=20"],
+                         capture_output=True, text=True)
+    assert fit.returncode == 0, fit.stderr
+    assert "fitted 300 samples x 64 features" in fit.stdout
+    out = subprocess.run(run + ["transform", str(tmp_path / "run"), str(tmp_path / "X.npz"), "-o",
+                                str(tmp_path / "Z.npy")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    vae = CompressionVAE.load(tmp_path / "run")
+    np.testing.assert_array_equal(np.load(tmp_path / "Z.npy"), vae.transform(digits[0][:300]))
