@@ -233,7 +233,9 @@ def _add_command(commands, name, help, description, examples):
 
 
 def _add_input(parser, labels=True):
-    parser.add_argument("input", metavar="INPUT", help="a .npy, .npz (arrays or a sparse matrix), .csv or .h5ad file, or a directory of .npy files")
+    parser.add_argument("input", metavar="INPUT",
+                        help="a .npy, .npz (arrays or a sparse matrix), .csv or .h5ad file, or a directory of .npy "
+                        "files")
     parser.add_argument("--key", help="array to read from a .npz archive (default: its only array, or X)")
     if labels:
         parser.add_argument("--label-column", help="column (index, or name in a CSV header) that holds labels, "

@@ -159,6 +159,11 @@ def densify(block, device):
     matrix's arrays, so only the stored values cross the bus."""
     if device.type != "cuda":
         return torch.from_numpy(block.toarray().astype(np.float32, copy=False))
+    return densify_on(block, device)
+
+
+def densify_on(block, device):
+    """A CSR matrix sent to ``device`` as its three arrays and made dense there."""
     tensor = torch.sparse_csr_tensor(
         torch.from_numpy(block.indptr.astype(np.int64)),
         torch.from_numpy(block.indices.astype(np.int64)),

@@ -42,6 +42,7 @@ __all__ = ["CompressionVAE"]
 _SCORE_SEED = 0
 _SCORE_DRAWS = 8
 
+
 class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Dimensionality reduction with a variational autoencoder.
 
@@ -119,11 +120,12 @@ default="orthogonal"
         across the processes, so a step sees the same rows on any number of them.
     eval_batch_size : int, default=4096
         Rows per batch for validation and for the methods after fitting, 1 or more.
-    learning_rate : {"adaptive", "constant"}, default="adaptive"
+    learning_rate : {"adaptive", "constant", "cosine"}, default="adaptive"
         ``"adaptive"`` divides the rate by ``learning_rate_factor`` after ``patience``
         validations without improvement and stops once it falls below
         ``learning_rate_min``; ``"constant"`` keeps ``learning_rate_init`` for
-        ``max_steps``.
+        ``max_steps``; ``"cosine"`` warms up over the first 5% of ``max_steps``, then
+        decays along a half cosine to ``learning_rate_min`` at ``max_steps``.
     learning_rate_init : float, default=1e-3
         Initial Adam learning rate, above 0.
     max_steps : int, default=50000
@@ -240,7 +242,7 @@ default="orthogonal"
         "layer": [str, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "eval_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"adaptive", "constant"})],
+        "learning_rate": [StrOptions({"adaptive", "constant", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_steps": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],

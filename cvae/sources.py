@@ -170,7 +170,8 @@ def npy_file_source(path, vector_is_sample=True):
     """A :class:`RawFileSource` for a ``.npy`` file, from its header alone.
 
     A vector is one sample (as in a directory of per-sample files), or an error where
-    ``vector_is_sample`` is False (a file given as the data itself). Fortran-ordered arrays, which cannot be read a row at a time,
+    ``vector_is_sample`` is False (a file given as the data itself). Fortran-ordered arrays, which cannot be read a
+    row at a time,
     are loaded into memory; arrays of Python objects are refused without being unpickled.
     """
     path = Path(path)

@@ -220,3 +220,32 @@ def test_gpu_benchmark_runs_in_its_small_mode_on_the_cpu(tmp_path, capsys):
     assert all(rate > 0 for by_batch in document["training_samples_per_s"].values() for rate in by_batch.values())
     assert document["cpu_copy_device"] == "cpu" and document["cpu_copy_max_difference"] < 1e-4
     assert "transform rows/s" in capsys.readouterr().out
+
+
+def test_sparse_benchmark_measures_memory_throughput_and_recovery(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_sparse.py"))
+    out = tmp_path / "sparse.json"
+    module["main"](["--small", "--methods", "poisson", "gaussian", "--work", str(tmp_path / "work"),
+                    "--out", str(out)])
+    document = json.loads(out.read_text())
+    assert document["data"]["rows"] == 3000 and document["data"]["features"] == 300
+    methods = document["methods"]
+    assert set(methods) == {"poisson", "gaussian"}
+    for row in methods.values():
+        assert row["knn"] > 0.5 and row["steps"] == 150  # four clusters: chance is about 0.25
+        assert row["peak_rss_mb"] >= row["model_and_runtime_mb"] > 0
+    assert methods["poisson"]["transform_all_seconds"] > 0 and methods["gaussian"]["transform_all_seconds"] is None
+    assert set(document["throughput"]["rows_per_s"]) == {"sparse", "dense"}
+    assert "training rows/s" in capsys.readouterr().out
+
+
+def test_counts_auto_benchmark_fits_each_likelihood_on_each_kind_of_data(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_counts_auto.py"))
+    out = tmp_path / "auto.json"
+    module["main"](["--max-steps", "30", "--count-rows", "400", "--count-features", "50", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["data"], row["likelihood"]) for row in rows] == [
+        (data, likelihood) for data in ("digits (0-16)", "generated counts")
+        for likelihood in ("gaussian", "poisson", "negative_binomial")]
+    assert all(row["steps"] == 30 and 0.1 < row["knn"] for row in rows)
+    assert "10-NN" in capsys.readouterr().out

@@ -16,7 +16,6 @@ FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--
 COMMANDS = ["fit", "transform", "inverse-transform", "sample", "plot", "info", "demo"]
 
 
-
 @pytest.fixture
 def files(tmp_path, digits):
     X, y = digits
@@ -98,7 +97,8 @@ def test_transform_inverse_transform_and_sample_write_arrays(fitted, files, digi
     Z = np.load(files / "z.npy")
     np.testing.assert_array_equal(Z, vae.transform(X))
     assert main(["inverse-transform", str(fitted), str(files / "z.npy"), "-o", str(files / "x.csv")]) == 0
-    np.testing.assert_allclose(np.loadtxt(files / "x.csv", delimiter=",", skiprows=1), vae.inverse_transform(Z), rtol=1e-6,
+    np.testing.assert_allclose(np.loadtxt(files / "x.csv", delimiter=",", skiprows=1), vae.inverse_transform(Z),
+                               rtol=1e-6,
                                atol=1e-6)
     assert main(["transform", str(fitted), str(files / "table.csv"), "--label-column", "label", "-o",
                  str(files / "z.csv")]) == 0

@@ -185,8 +185,8 @@ def test_constant_learning_rate_trains_for_max_steps(X, fast):
 def test_best_validation_weights_are_restored(digits, fast):
     # 60 training rows overfit: the validation loss is lowest early and far higher at the end.
     X = digits[0]
-    vae = fit(X[:60], X_valid=X[1000:1300], **dict(fast, max_steps=400, learning_rate="constant",
-                                                      learning_rate_init=1e-2))
+    vae = fit(X[:60], X_valid=X[1000:1300],
+              **dict(fast, max_steps=400, learning_rate="constant", learning_rate_init=1e-2))
     assert vae.history_[-1]["validation_loss"] > vae.best_validation_loss_ + 10
     assert vae.best_validation_loss_ == min(row["validation_loss"] for row in vae.history_)
     chunks = TensorChunks(torch.from_numpy(X[1000:1300].astype(np.float32)), 4096)
@@ -195,8 +195,8 @@ def test_best_validation_weights_are_restored(digits, fast):
 
 def test_early_stopping_ends_an_overfitting_fit_with_the_best_weights(digits, fast):
     X = digits[0]
-    vae = fit(X[:60], X_valid=X[1000:1300], **dict(fast, max_steps=4000, learning_rate="constant",
-                                                      learning_rate_init=1e-2, n_iter_no_change=3))
+    vae = fit(X[:60], X_valid=X[1000:1300],
+              **dict(fast, max_steps=4000, learning_rate="constant", learning_rate_init=1e-2, n_iter_no_change=3))
     losses = [row["validation_loss"] for row in vae.history_]
     best = losses.index(min(losses))
     assert vae.stop_reason_ == "no_improvement" and len(losses) == best + 1 + 3  # three stale validations

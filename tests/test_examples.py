@@ -19,7 +19,6 @@ def run_example(name, argv):
         return module["main"](argv)
 
 
-
 def test_quickstart(tmp_path, capsys):
     vae = run_example("quickstart", ["--max-steps", "100", "--logdir", str(tmp_path / "run")])
     assert vae.n_steps_ == 100

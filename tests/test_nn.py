@@ -321,7 +321,8 @@ def test_free_bits_hold_each_dimensions_kl_at_the_floor():
         torch.testing.assert_close(out.kl, plain.kl)  # the reported KL stays exact
     # Above every dimension's KL, the KL term is constant: only the reconstruction trains.
     grads = [torch.autograd.grad(loss, model.posterior.weight)[0]
-             for loss in (model(x, LossSettings(free_bits=100.0), eps=eps).loss, -model(x, eps=eps).log_likelihood.mean())]
+             for loss in (model(x, LossSettings(free_bits=100.0), eps=eps).loss,
+                          -model(x, eps=eps).log_likelihood.mean())]
     torch.testing.assert_close(grads[0], grads[1])
     assert grads[0].abs().sum() > 0
 

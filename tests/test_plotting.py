@@ -17,7 +17,6 @@ from cvae.plotting import (
 pytest.importorskip("matplotlib")
 
 
-
 @pytest.fixture(scope="module")
 def model(digits):
     X, _ = digits

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from cvae import CompressionVAE
 from cvae.preprocessing import summarize
@@ -112,3 +113,12 @@ def test_cli_fits_and_transforms_a_sparse_npz_file(digits, tmp_path):
     assert out.returncode == 0, out.stderr
     vae = CompressionVAE.load(tmp_path / "run")
     np.testing.assert_array_equal(np.load(tmp_path / "Z.npy"), vae.transform(digits[0][:300]))
+
+
+def test_rows_are_made_dense_from_the_csr_arrays_where_the_model_runs():
+    from cvae.data import densify_on
+
+    block = sp.random(7, 11, density=0.3, format="csr", random_state=0, dtype=np.float64)
+    dense = densify_on(block, torch.device("cpu"))  # the path a CUDA device takes
+    assert dense.dtype == torch.float32
+    np.testing.assert_array_equal(dense.numpy(), block.toarray().astype(np.float32))

@@ -197,3 +197,34 @@ def test_early_stopping_counts_validations_without_a_new_best(parts):
     again = EarlyStopping(patience=2)
     again.load_state_dict(early.state_dict())
     assert (again.best, again.stale) == (9.0, 2)
+
+
+def test_cosine_decay_warms_up_then_follows_the_half_cosine(parts):
+    from cvae.training.callbacks import CosineDecay
+
+    rates = []
+
+    class Rates(Callback):
+        def on_step_end(self, trainer):
+            rates.append(trainer.learning_rate)
+
+    trainer = make_trainer(parts, max_steps=20)
+    schedule = CosineDecay(trainer.optimizer, 1e-2, total_steps=20, warmup_steps=4, min_lr=1e-4)
+    trainer.callbacks = [schedule, Rates()]
+    assert trainer.run() == "max_steps"
+    # the rate after step k is that of step k + 1
+    assert rates[:3] == pytest.approx([2 * 1e-2 / 4, 3 * 1e-2 / 4, 1e-2])
+    middle = 4 + (20 - 4) // 2  # halfway through the decay: the mean of peak and floor
+    assert schedule.rate(middle) == pytest.approx((1e-2 + 1e-4) / 2)
+    assert schedule.rate(20) == pytest.approx(1e-4) and min(rates) == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(rates[3:], rates[4:]))  # never rises after the warm-up
+
+
+def test_cosine_learning_rate_reaches_its_floor_at_max_steps(digits):
+    from cvae import CompressionVAE
+
+    vae = CompressionVAE(learning_rate="cosine", learning_rate_init=2e-3, learning_rate_min=1e-5, max_steps=100,
+                         validation_interval=25, hidden_layer_sizes=(16,), random_state=0).fit(digits[0][:300])
+    rates = [row["learning_rate"] for row in vae.history_]
+    assert vae.stop_reason_ == "max_steps" and rates[0] < 2e-3 and rates[-1] == pytest.approx(1e-5)
+    assert rates == sorted(rates, reverse=True)

@@ -15,6 +15,7 @@ import torch
 __all__ = [
     "Callback",
     "Checkpoint",
+    "CosineDecay",
     "EarlyStopping",
     "LearningRatePlateau",
     "NonFiniteRollback",
@@ -78,6 +79,37 @@ class LearningRatePlateau(Callback):
 
     def load_state_dict(self, state):
         self.scheduler.load_state_dict(state)
+
+
+class CosineDecay(Callback):
+    """Raise the learning rate linearly from near 0 to ``peak_lr`` over ``warmup_steps``,
+    then lower it along a half cosine to ``min_lr`` at ``total_steps`` (Loshchilov and
+    Hutter, 2017, without restarts). The rate is a function of the step alone, so a
+    resumed run continues it exactly; it needs no state of its own."""
+
+    def __init__(self, optimizer, peak_lr, total_steps, warmup_steps=0, min_lr=0.0):
+        self.optimizer = optimizer
+        self.peak_lr = peak_lr
+        self.total_steps = max(1, total_steps)
+        self.warmup_steps = min(warmup_steps, self.total_steps)
+        self.min_lr = min_lr
+
+    def rate(self, step):
+        """The learning rate of step ``step + 1`` (the step after ``step`` steps)."""
+        if step < self.warmup_steps:
+            return self.peak_lr * (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.min_lr + 0.5 * (self.peak_lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+    def _set(self, trainer):
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.rate(trainer.step)
+
+    def on_train_begin(self, trainer):
+        self._set(trainer)
+
+    def on_step_end(self, trainer):
+        self._set(trainer)
 
 
 class EarlyStopping(Callback):

@@ -15,11 +15,22 @@ from ..data import local_batch_size
 from ..nn.vae import LossSettings
 from ..preparation import training_batches, validation_chunks
 from ..spec import build_module
-from .callbacks import Checkpoint, EarlyStopping, LearningRatePlateau, NonFiniteRollback, Progress, TensorBoardScalars
+from .callbacks import (
+    Checkpoint,
+    CosineDecay,
+    EarlyStopping,
+    LearningRatePlateau,
+    NonFiniteRollback,
+    Progress,
+    TensorBoardScalars,
+)
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
 __all__ = ["json_params", "run_training", "warn_on_stop"]
+
+# learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
+COSINE_WARMUP_DIVISOR = 20
 
 
 def run_training(params, spec, data, device, distributed, logdir=None, resume=None):
@@ -75,6 +86,11 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
     if params["learning_rate"] == "adaptive":
         callbacks.append(LearningRatePlateau(optimizer, params["learning_rate_factor"], params["patience"],
                                              params["tol"], params["learning_rate_min"]))
+    elif params["learning_rate"] == "cosine":
+        max_steps = params["max_steps"]
+        warmup = max_steps // COSINE_WARMUP_DIVISOR
+        callbacks.append(CosineDecay(optimizer, params["learning_rate_init"], max_steps, warmup,
+                                     params["learning_rate_min"]))
     if params["n_iter_no_change"] is not None:
         callbacks.append(EarlyStopping(params["n_iter_no_change"], params["tol"]))
     if params["verbose"] and distributed.is_main:
