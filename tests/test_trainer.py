@@ -214,9 +214,11 @@ def test_cosine_decay_warms_up_then_follows_the_half_cosine(parts):
     assert trainer.run() == "max_steps"
     # the rate after step k is that of step k + 1
     assert rates[:3] == pytest.approx([2 * 1e-2 / 4, 3 * 1e-2 / 4, 1e-2])
-    middle = 4 + (20 - 4) // 2  # halfway through the decay: the mean of peak and floor
-    assert schedule.rate(middle) == pytest.approx((1e-2 + 1e-4) / 2)
-    assert schedule.rate(20) == pytest.approx(1e-4) and min(rates) == pytest.approx(1e-4)
+    # the decay runs from the peak at step 5 to the floor at step 20, the last one taken
+    assert schedule.rate(4) == pytest.approx(1e-2) and schedule.rate(19) == pytest.approx(1e-4)
+    third = 1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * 5 / 15))
+    assert schedule.rate(9) == pytest.approx(third)
+    assert rates[-2] == pytest.approx(1e-4) and min(rates) == pytest.approx(1e-4)
     assert all(a >= b for a, b in zip(rates[3:], rates[4:]))  # never rises after the warm-up
 
 

@@ -98,7 +98,8 @@ class CosineDecay(Callback):
         """The learning rate of step ``step + 1`` (the step after ``step`` steps)."""
         if step < self.warmup_steps:
             return self.peak_lr * (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        # the last step (``step == total_steps - 1``) is taken at ``min_lr``
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - 1 - self.warmup_steps))
         return self.min_lr + 0.5 * (self.peak_lr - self.min_lr) * (1 + math.cos(math.pi * progress))
 
     def _set(self, trainer):
