@@ -4,7 +4,8 @@ Whole numbers are counts in some data (reads per gene, words per document) and n
 (8-bit pixels, digits' 0-16 intensities). This fits each likelihood on data of both kinds,
 side by side, and scores the 2-D embedding of held-out rows: 10-NN accuracy (classifier on
 the train embedding) and trustworthiness(10). Data: scikit-learn's digits (75/25 split),
-generated counts (:func:`cvae.datasets.make_counts`, 5,000 x 2,000, 8 clusters) and, with
+generated counts (:func:`cvae.datasets.make_counts`, 5,000 x 500, 8 clusters, ``--separation``
+0.5) and, with
 ``--data``, 20,000 MNIST training images as uint8 whole numbers (test: 5,000 test images).
 
 Usage::
@@ -38,7 +39,8 @@ LIKELIHOODS = ("gaussian", "poisson", "negative_binomial")
 def datasets(args):
     X, y = load_digits(return_X_y=True)
     yield "digits (0-16)", train_test_split(X, y, test_size=0.25, random_state=0)
-    counts, labels, _ = make_counts(args.count_rows, args.count_features, n_clusters=8, random_state=0)
+    counts, labels, _ = make_counts(args.count_rows, args.count_features, n_clusters=8, separation=args.separation,
+                                    random_state=0)
     yield "generated counts", train_test_split(counts, labels, test_size=0.25, random_state=0)
     if args.data:
         with np.load(args.data) as mnist:
@@ -51,8 +53,9 @@ def main(argv=None):
     parser.add_argument("--data", help="mnist.npz (X_train, y_train, X_test, y_test)")
     parser.add_argument("--mnist-rows", type=int, default=20000)
     parser.add_argument("--count-rows", type=int, default=5000)
-    parser.add_argument("--count-features", type=int, default=2000)
-    parser.add_argument("--max-steps", type=int, default=6000)
+    parser.add_argument("--count-features", type=int, default=500)
+    parser.add_argument("--separation", type=float, default=0.5, help="of the generated clusters")
+    parser.add_argument("--max-steps", type=int, default=4000)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     rows = []

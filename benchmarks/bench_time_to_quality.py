@@ -16,7 +16,15 @@ Usage::
 
 ``--methods`` picks rows: ``pca``, ``umap``, ``vae`` (defaults), ``vae-early`` (defaults
 with ``n_iter_no_change=--patience``), ``neighbours`` (``neighbor_weight=0.4,
-neighbor_objective="tsne"``) and ``neighbours-early``.
+neighbor_objective="tsne"``) and ``neighbours-early``. ``--setting NAME JSON`` adds a VAE
+row of its own parameters, for example a schedule to compare with the defaults::
+
+    python benchmarks/bench_time_to_quality.py --data ../shared/datasets/mnist.npz --datasets mnist \
+        --methods vae --stage-steps 1000000 \
+        --setting cosine '{"learning_rate": "cosine", "batch_size": 512, "max_steps": 4000}'
+
+A ``"cosine"`` schedule is a function of ``max_steps``, so its rows need one stage: give
+``--stage-steps`` at least its ``max_steps``.
 """
 
 import argparse
@@ -123,18 +131,27 @@ def main(argv=None):
     parser.add_argument("--stage-steps", type=int, default=2500, help="steps between two scorings of a VAE")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on VAE steps (default: the estimator's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist"], help="which of the loaded datasets")
+    parser.add_argument("--setting", nargs=2, action="append", default=[], metavar=("NAME", "JSON"),
+                        help="a VAE row with these parameters (repeatable); add NAME to --methods' rows")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     try:
         import umap  # noqa: F401
     except ImportError:
         args.methods = [m for m in args.methods if m != "umap"]
+    settings = dict(VAE_SETTINGS)
+    for name, parameters in args.setting:
+        settings[name] = json.loads(parameters)
+        args.methods.append(name)
     results = {}
     for name, (X_train, X_test, y_train, y_test) in bench_neighbors.load_datasets(args.data).items():
+        if name not in args.datasets:
+            continue
         results[name] = {}
         for method in args.methods:
-            if method in VAE_SETTINGS:
-                row = fit_vae(VAE_SETTINGS[method], X_train, X_test, y_train, y_test, args)
+            if method in settings:
+                row = fit_vae(settings[method], X_train, X_test, y_train, y_test, args)
             else:
                 row = fit_other(method, X_train, X_test, y_train, y_test, args)
             results[name][method] = row

@@ -46,3 +46,7 @@ def main(argv=None):
     print(f"expected counts per 10,000 of the first cell's 3 most expressed genes: "
           f"{np.sort(expected[0])[::-1][:3].round(1)}")
     return vae, ari
+
+
+if __name__ == "__main__":
+    main()

@@ -46,3 +46,7 @@ def main(argv=None):
     print(f"{X.shape[0]} documents x {X.shape[1]} terms ({100 * X.nnz / np.prod(X.shape):.1f}% non-zero): "
           f"10-NN topic accuracy of unseen documents in 2-D {accuracy:.2f}")
     return vae, accuracy
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ def test_mnist_embedding_from_an_npz_path(tmp_path, digits, capsys, png_size):
     np.savez(tmp_path / "small.npz", X_train=images[:1400], y_train=y[:1400], X_test=images[1400:], y_test=y[1400:])
     vae, knn = run_example("mnist_embedding", ["--data", str(tmp_path / "small.npz"), "--max-steps", "300",
                                                "--out-dir", str(tmp_path)])
-    assert vae.likelihood_ == "bernoulli" and 0.0 <= knn <= 1.0
+    assert vae.likelihood_ == "bernoulli" and knn > 0.4  # chance: 0.1
     assert png_size(tmp_path / "mnist_embedding.png") == (700, 600)
     assert png_size(tmp_path / "mnist_latent_grid.png") == (800, 800)
     assert "10-NN accuracy of the unseen test digits" in capsys.readouterr().out
@@ -43,7 +43,7 @@ def test_grid_search_in_a_pipeline(capsys):
     search, accuracy = run_example("grid_search", ["--max-steps", "40"])
     assert len(search.cv_results_["params"]) == 4 and np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_score_ == max(search.cv_results_["mean_test_score"])
-    assert 0.0 <= accuracy <= 1.0
+    assert accuracy > 0.3  # chance: 0.1
 
 
 def test_generate_and_interpolate(tmp_path, png_size):
@@ -73,6 +73,19 @@ def test_latent_usage(capsys):
     plain, floored = rows["plain"], rows["free bits 0.5"]
     for row in rows.values():
         assert row["iwae_100"] >= row["elbo"] - 0.5  # a tighter bound, up to sampling noise
-        assert 0 <= row["active_units"] <= 16
+        assert 1 <= row["active_units"] <= 16
     assert floored["active_units"] >= plain["active_units"]
     assert "active units" in capsys.readouterr().out
+
+
+def test_single_cell_counts(capsys):
+    vae, ari = run_example("single_cell_counts", ["--cells", "800", "--genes", "300", "--max-steps", "300"])
+    assert vae.likelihood_ == "negative_binomial" and vae.n_features_in_ == 300
+    assert ari > 0.4  # 8 generated cell types; chance: 0
+    assert "expected counts per 10,000" in capsys.readouterr().out
+
+
+def test_sparse_text():
+    vae, accuracy = run_example("sparse_text", ["--documents", "800", "--max-steps", "300"])
+    assert vae.likelihood_ == "gaussian"
+    assert accuracy > 0.8  # 5 topics; chance: 0.2
