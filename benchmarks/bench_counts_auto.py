@@ -4,9 +4,9 @@ Whole numbers are counts in some data (reads per gene, words per document) and n
 (8-bit pixels, digits' 0-16 intensities). This fits each likelihood on data of both kinds,
 side by side, and scores the 2-D embedding of held-out rows: 10-NN accuracy (classifier on
 the train embedding) and trustworthiness(10). Data: scikit-learn's digits (75/25 split),
-generated counts (:func:`cvae.datasets.make_counts`, 5,000 x 500, 8 clusters, ``--separation``
-0.5) and, with
-``--data``, 20,000 MNIST training images as uint8 whole numbers (test: 5,000 test images).
+generated counts (:func:`cvae.datasets.make_counts`, 5,000 x 500, 8 clusters, separation
+0.5) and, with ``--data``, 20,000 MNIST training images as uint8 whole numbers (test: 5,000
+test images).
 
 Usage::
 
