@@ -3,10 +3,12 @@
 For each dataset (scikit-learn's digits, 75/25 split; MNIST with ``--data``) and method, a
 2-D embedding is fitted and scored on the test rows: 10-NN accuracy (classifier fitted on
 the train embedding), trustworthiness(10) on up to 5,000 test rows, reconstruction MSE in
-[0, 1] scale where the method decodes, and fit seconds. The VAE rows are fitted in stages of
-``--stage-steps`` steps with ``warm_start`` (which continues a run exactly), and scored after
-each stage: the JSON holds the curve of quality against fit seconds (scoring time excluded),
-and a row ends when the fit stops by its own rule. UMAP joins when ``umap-learn`` is
+[0, 1] scale where the method decodes, and fit seconds. VAE rows with the ``"adaptive"``
+schedule are fitted in stages of ``--stage-steps`` steps with ``warm_start`` (which
+continues a run exactly) and scored after each stage: the JSON holds the curve of quality
+against fit seconds (scoring time excluded), and a row ends when the fit stops by its own
+rule. A ``"cosine"`` or ``"constant"`` schedule is a function of ``max_steps``, so those
+rows (the defaults among them) are fitted once. UMAP joins when ``umap-learn`` is
 installed (``pip install 'cvae[bench]'``).
 
 Usage::
@@ -15,16 +17,14 @@ Usage::
         --out benchmarks/results/time_to_quality.json
 
 ``--methods`` picks rows: ``pca``, ``umap``, ``vae`` (defaults), ``vae-early`` (defaults
-with ``n_iter_no_change=--patience``), ``neighbours`` (``neighbor_weight=0.4,
-neighbor_objective="tsne"``) and ``neighbours-early``. ``--setting NAME JSON`` adds a VAE
-row of its own parameters, for example a schedule to compare with the defaults::
+with ``n_iter_no_change=--patience``), ``plateau`` (the defaults before issue #10: the
+``"adaptive"`` schedule at batch 128), ``neighbours`` (``neighbor_weight=0.4,
+neighbor_objective="tsne"``), ``neighbours-early`` and ``neighbours-plateau``. ``--setting
+NAME JSON`` adds a VAE row of its own parameters, for example a budget to compare with
+the defaults::
 
     python benchmarks/bench_time_to_quality.py --data ../shared/datasets/mnist.npz --datasets mnist \
-        --methods vae --stage-steps 1000000 \
-        --setting cosine '{"learning_rate": "cosine", "batch_size": 512, "max_steps": 4000}'
-
-A ``"cosine"`` schedule is a function of ``max_steps``, so its rows need one stage: give
-``--stage-steps`` at least its ``max_steps``.
+        --methods vae --setting short '{"max_steps": 4000}'
 """
 
 import argparse
@@ -45,12 +45,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_neighbors  # noqa: E402
 
 from cvae import CompressionVAE  # noqa: E402
+from cvae.training.run import step_budget  # noqa: E402
 
+# The defaults before issue #10: a plateau schedule at batch 128 (the rate divided by 5
+# after 5 validations without improvement, until it falls below 1e-5).
+PLATEAU = {"batch_size": 128, "learning_rate": "adaptive", "learning_rate_init": 1e-3}
+NEIGHBOURS = {"neighbor_weight": 0.4, "neighbor_objective": "tsne"}
 VAE_SETTINGS = {
     "vae": {},
     "vae-early": {"early": True},
-    "neighbours": {"neighbor_weight": 0.4, "neighbor_objective": "tsne"},
-    "neighbours-early": {"neighbor_weight": 0.4, "neighbor_objective": "tsne", "early": True},
+    "plateau": PLATEAU,
+    "neighbours": NEIGHBOURS,
+    "neighbours-early": {**NEIGHBOURS, "early": True},
+    "neighbours-plateau": {**NEIGHBOURS, **PLATEAU},
 }
 
 
@@ -85,15 +92,23 @@ def score(Z_train, Z_test, X_test, y_train, y_test, X_hat=None):
 
 
 def fit_vae(setting, X_train, X_test, y_train, y_test, args):
-    """A VAE fitted in stages, scored after each; returns the last row and the curve."""
+    """A VAE fitted in stages, scored after each; returns the last row and the curve.
+
+    Only the ``"adaptive"`` schedule is fitted in stages: the others are functions of
+    ``max_steps``, so stopping at a stage would change their course; they are fitted once.
+    """
     params = {k: v for k, v in setting.items() if k != "early"}
     if setting.get("early"):
         params["n_iter_no_change"] = args.patience
     vae = CompressionVAE(n_components=2, random_state=args.seed, **params)
-    curve, seconds, limit = [], 0.0, args.max_steps or vae.max_steps
+    if args.max_steps:
+        vae.set_params(max_steps=args.max_steps)
+    staged = vae.learning_rate == "adaptive"
+    curve, seconds, limit = [], 0.0, step_budget(vae.get_params(), len(X_train))
     while True:
-        vae.set_params(max_steps=min(vae.n_steps_ + args.stage_steps if curve else args.stage_steps, limit),
-                       warm_start=bool(curve))
+        if staged:
+            vae.set_params(max_steps=min(vae.n_steps_ + args.stage_steps if curve else args.stage_steps, limit),
+                           warm_start=bool(curve))
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -102,7 +117,7 @@ def fit_vae(setting, X_train, X_test, y_train, y_test, args):
         Z_test = vae.transform(X_test)
         row = score(vae.transform(X_train), Z_test, X_test, y_train, y_test, vae.inverse_transform(Z_test))
         curve.append({"seconds": seconds, "steps": vae.n_steps_, **row})
-        if vae.stop_reason_ != "max_steps" or vae.n_steps_ >= limit:
+        if not staged or vae.stop_reason_ != "max_steps" or vae.n_steps_ >= limit:
             break
     return {**curve[-1], "fit_seconds": seconds, "stop_reason": vae.stop_reason_, "curve": curve}
 

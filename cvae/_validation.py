@@ -195,10 +195,12 @@ def check_params(estimator):
     if estimator.logdir is not None and not str(estimator.logdir).strip():
         raise ValueError("logdir='' names no directory; give a path, or None to write nothing.")
     rate, minimum = estimator.learning_rate_init, estimator.learning_rate_min
-    if estimator.learning_rate == "adaptive" and rate < minimum:
+    if estimator.learning_rate != "constant" and rate < minimum:
+        consequence = {"adaptive": "the adaptive schedule would stop at the first validation",
+                       "cosine": "the cosine schedule would raise the rate to its floor"}[estimator.learning_rate]
         raise ValueError(
-            f"learning_rate_init={rate} is below learning_rate_min={minimum}: the adaptive schedule would stop at "
-            "the first validation. Raise learning_rate_init or lower learning_rate_min."
+            f"learning_rate_init={rate} is below learning_rate_min={minimum}: {consequence}. Raise "
+            "learning_rate_init or lower learning_rate_min."
         )
 
 

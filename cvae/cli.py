@@ -279,9 +279,10 @@ def build_parser():
     fit.add_argument("--layer", help="for an .h5ad INPUT, the layer to read instead of X (e.g. counts)")
     fit.add_argument("--normalize", help="global, feature or none (default: global)")
     fit.add_argument("--beta", type=float, help="weight of the KL term (default: 1)")
-    fit.add_argument("--batch-size", type=int, help="training batch size (default: 128)")
-    fit.add_argument("--max-steps", type=int, help="step budget (default: 50000)")
-    fit.add_argument("--learning-rate-init", type=float, help="initial learning rate (default: 1e-3)")
+    fit.add_argument("--batch-size", type=int, help="training batch size (default: 512)")
+    fit.add_argument("--max-steps", type=int, help="step budget (default: auto, 120 passes over "
+                     "the rows within 4000-50000 steps)")
+    fit.add_argument("--learning-rate-init", type=float, help="initial (peak) learning rate (default: 3e-3)")
     fit.add_argument("--validation-fraction", type=float, help="held-out fraction (default: 0.1)")
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")
     fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir, with its saved "

@@ -30,7 +30,7 @@ from .preprocessing import NORMALIZATIONS
 from .spec import build_module, check_warm_start, new_spec
 from .training import LogDir
 from .training.distributed import Distributed
-from .training.run import run_training, warn_on_stop
+from .training.run import run_training, step_budget, warn_on_stop
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
@@ -115,21 +115,25 @@ default="orthogonal"
     layer : str, default=None
         For AnnData input (in memory or an ``.h5ad`` file), the key of ``layers`` to read
         instead of ``X``, e.g. raw counts; other inputs ignore it.
-    batch_size : int, default=128
+    batch_size : int, default=512
         Training mini-batch size, 1 or more. Under ``torchrun`` these rows are split
         across the processes, so a step sees the same rows on any number of them.
     eval_batch_size : int, default=4096
         Rows per batch for validation and for the methods after fitting, 1 or more.
-    learning_rate : {"adaptive", "constant", "cosine"}, default="adaptive"
+    learning_rate : {"cosine", "adaptive", "constant"}, default="cosine"
         ``"adaptive"`` divides the rate by ``learning_rate_factor`` after ``patience``
         validations without improvement and stops once it falls below
         ``learning_rate_min``; ``"constant"`` keeps ``learning_rate_init`` for
         ``max_steps``; ``"cosine"`` warms up over the first 5% of ``max_steps``, then
-        decays along a half cosine to ``learning_rate_min`` at ``max_steps``.
-    learning_rate_init : float, default=1e-3
-        Initial Adam learning rate, above 0.
-    max_steps : int, default=50000
-        Budget of optimization steps over all warm-started fits of one run.
+        decays along a half cosine to ``learning_rate_min`` at ``max_steps``. How the
+        default schedule was chosen: benchmarks/README.md, "Time to quality".
+    learning_rate_init : float, default=3e-3
+        Initial (for ``"cosine"``, peak) Adam learning rate, above 0.
+    max_steps : int or "auto", default="auto"
+        Budget of optimization steps over all warm-started fits of one run, 1 or more.
+        ``"auto"`` scales it with the data: 120 passes over the training rows at
+        ``batch_size``, at least 4,000 and at most 50,000 steps; with
+        ``learning_rate="adaptive"``, whose plateau rule ends the fit, 50,000.
     validation_fraction : float, default=0.1
         Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given,
         in (0, 1).
@@ -244,7 +248,7 @@ default="orthogonal"
         "eval_batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"adaptive", "constant", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "max_steps": [Interval(Integral, 1, None, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "validation_interval": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 0, None, closed="left")],
@@ -282,11 +286,11 @@ default="orthogonal"
         initializer="orthogonal",
         normalize="global",
         layer=None,
-        batch_size=128,
+        batch_size=512,
         eval_batch_size=4096,
-        learning_rate="adaptive",
-        learning_rate_init=1e-3,
-        max_steps=50000,
+        learning_rate="cosine",
+        learning_rate_init=3e-3,
+        max_steps="auto",
         validation_fraction=0.1,
         validation_interval=500,
         patience=5,
@@ -380,6 +384,7 @@ numpy.memmap or anndata.AnnData
             spec, resume, saved_split = self._previous_run(logdir, params)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
             data = prepare(self, X, X_valid, seed, saved_split, spec, logdir, sample_weight)
+            params["max_steps"] = step_budget(params, len(data.train))
             if spec is None:
                 spec = new_spec(params, data, seed, getattr(self, "feature_names_in_", None))
             state, tensorboard = run_training(params, spec, data, device, distributed, logdir, resume)

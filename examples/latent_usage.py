@@ -10,10 +10,9 @@ samples (in expectation each is at least as tight as the one before; when the po
 fits well they agree to within their sampling noise), and how many latent dimensions
 the encoder uses (:func:`cvae.metrics.active_units`). A 16-D latent space is more than
 these images need: most dimensions collapse onto the prior (3 of 16 stay active at 3,000
-steps; 5 with the KL warm-up, which also ends with a slightly better ELBO, -24.64 against
--24.89 nats), while with ``free_bits=0.5`` all 16 stay active, at the price of a lower
-ELBO (-27.17).
-Takes under a minute on a 2-core CPU.
+steps; 6 with the KL warm-up, at a slightly lower ELBO, -24.59 against -23.90 nats), while
+with ``free_bits=0.5`` all 16 stay active, at the price of a lower ELBO (-26.81).
+Takes under half a minute on a 2-core CPU.
 """
 
 import argparse

@@ -10,7 +10,8 @@ rows (uint8 or float). To make one with internet access::
     np.savez("mnist.npz", X_train=X[:60000], y_train=y[:60000], X_test=X[60000:], y_test=y[60000:])
 
 With the default 5,000 steps this takes about a minute on a 2-core CPU; the estimator's
-own default budget (up to 50,000 steps) gives a sharper embedding (benchmarks/README.md).
+own default budget (``max_steps="auto"``: 120 passes, about 12,700 steps here) gives a
+sharper embedding (benchmarks/README.md).
 """
 
 import argparse

@@ -162,7 +162,8 @@ def test_fit_into_a_used_logdir_suggests_resume(fitted, files, capsys):
 
 
 def test_warnings_are_one_line_each(files, capsys):
-    main(["fit", str(files / "X.npy"), "--logdir", str(files / "run"), "--max-steps", "5", "--quiet"])
+    main(["fit", str(files / "X.npy"), "--logdir", str(files / "run"), "--max-steps", "5", "--quiet",
+          "--param", "learning_rate=adaptive"])
     err = capsys.readouterr().err
     assert err.startswith("cvae fit: warning: Reached max_steps=5") and err.count("\n") == 1
 

@@ -78,6 +78,8 @@ def test_refitting_into_a_used_logdir_needs_warm_start(X, params):
 
 
 def test_warm_start_from_logdir_continues_and_matches_uninterrupted_run(X, params, fast):
+    # a schedule that is not a function of max_steps, so that the budget can be raised
+    fast, params = dict(fast, learning_rate="adaptive"), dict(params, learning_rate="adaptive")
     whole = quiet_fit(CompressionVAE(**dict(fast, max_steps=100)), X)
     quiet_fit(CompressionVAE(**dict(params, max_steps=40)), X)
     resumed = quiet_fit(CompressionVAE(**dict(params, max_steps=100, warm_start=True)), X)

@@ -107,9 +107,10 @@ def test_a_fit_that_never_validates_finitely_warns(X, fast):
     assert vae.stop_reason_ == "diverged" and vae.best_validation_loss_ == float("inf")
 
 
-def test_learning_rate_below_its_minimum_is_refused(X, fast):
-    with pytest.raises(ValueError, match="learning_rate_init=1e-06 is below learning_rate_min=1e-05"):
-        CompressionVAE(**dict(fast, learning_rate_init=1e-6)).fit(X)
+@pytest.mark.parametrize("schedule, consequence", [("adaptive", "would stop"), ("cosine", "would raise")])
+def test_learning_rate_below_its_minimum_is_refused(X, fast, schedule, consequence):
+    with pytest.raises(ValueError, match=f"learning_rate_init=1e-06 is below learning_rate_min=1e-05: .*{consequence}"):
+        CompressionVAE(**dict(fast, learning_rate=schedule, learning_rate_init=1e-6)).fit(X)
 
 
 def test_data_whose_scale_underflows_float32_is_refused_and_large_data_trains(X, fast):

@@ -230,3 +230,31 @@ def test_cosine_learning_rate_reaches_its_floor_at_max_steps(digits):
     rates = [row["learning_rate"] for row in vae.history_]
     assert vae.stop_reason_ == "max_steps" and rates[0] < 2e-3 and rates[-1] == pytest.approx(1e-5)
     assert rates == sorted(rates, reverse=True)
+
+
+@pytest.mark.parametrize("n_rows, batch_size, learning_rate, expected", [
+    (1212, 512, "cosine", 4000),  # digits: 120 passes are 285 steps, below the floor
+    (54000, 512, "cosine", 12657),  # MNIST: ceil(120 * 54000 / 512)
+    (54000, 128, "constant", 50000),  # 50,625 steps, above the ceiling
+    (54000, 512, "adaptive", 50000),  # the plateau rule ends the fit
+])
+def test_auto_step_budget_scales_with_the_training_rows(n_rows, batch_size, learning_rate, expected):
+    from cvae.training.run import step_budget
+
+    params = {"max_steps": "auto", "batch_size": batch_size, "learning_rate": learning_rate}
+    assert step_budget(params, n_rows) == expected
+    assert step_budget(dict(params, max_steps=7), n_rows) == 7
+
+
+def test_a_fit_schedules_its_cosine_over_the_auto_budget(digits):
+    from cvae import CompressionVAE
+    from cvae.training.callbacks import CosineDecay
+
+    vae = CompressionVAE(hidden_layer_sizes=(16,), batch_size=64, validation_interval=5, n_iter_no_change=1,
+                         random_state=0).fit(digits[0][:300])
+    assert vae.get_params()["max_steps"] == "auto" and vae.stop_reason_ == "no_improvement"
+    # 270 training rows: 120 passes at batch 64 are 507 steps, so the floor of 4,000 holds
+    first = vae.history_[0]
+    assert first["step"] == 5
+    assert first["learning_rate"] == pytest.approx(CosineDecay(None, 3e-3, 4000, 200, 1e-5).rate(4))
+    assert first["learning_rate"] != pytest.approx(CosineDecay(None, 3e-3, 507, 25, 1e-5).rate(4))

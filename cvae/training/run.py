@@ -27,10 +27,25 @@ from .callbacks import (
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
-__all__ = ["json_params", "run_training", "warn_on_stop"]
+__all__ = ["json_params", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
+# max_steps="auto": passes over the training rows, and the bounds on the steps they make
+# (chosen on MNIST and digits: benchmarks/README.md, "Time to quality").
+AUTO_EPOCHS = 120
+AUTO_MIN_STEPS = 4000
+AUTO_MAX_STEPS = 50000
+
+
+def step_budget(params, n_rows):
+    """``max_steps`` as a number of steps: ``"auto"`` resolved for ``n_rows`` training rows."""
+    if params["max_steps"] != "auto":
+        return params["max_steps"]
+    if params["learning_rate"] == "adaptive":
+        return AUTO_MAX_STEPS
+    steps = -(-AUTO_EPOCHS * n_rows // params["batch_size"])
+    return int(min(AUTO_MAX_STEPS, max(AUTO_MIN_STEPS, steps)))
 
 
 def run_training(params, spec, data, device, distributed, logdir=None, resume=None):
