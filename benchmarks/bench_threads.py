@@ -1,7 +1,7 @@
 """A fit beside other CPU-bound processes: does it slow by its share of the cores, or collapse?
 
-Fits the demo's model on scikit-learn's digits (75% of the rows, ``--steps`` steps at a
-constant learning rate) beside 0, 1 and 2 pure-Python busy loops, with the package's thread
+Fits the demo's model on scikit-learn's digits (75% of the rows, the defaults, or
+``--steps`` steps) beside 0, 1 and 2 pure-Python busy loops, with the package's thread
 rule (small steps on one thread, ``cvae.training.environment.threads_for_step``) and
 without it (the threshold set to 0, so the fit uses all of torch's threads), and prints
 seconds and the slowdown against the same setting alone.
@@ -34,17 +34,17 @@ def busy():
         pass
 
 
-def fit_seconds(X, steps):
+def fit_seconds(X, steps=None):
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        CompressionVAE(random_state=0, max_steps=steps, learning_rate="constant").fit(X)
+        CompressionVAE(random_state=0, **({} if steps is None else {"max_steps": steps})).fit(X)
     return time.perf_counter() - started
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=None, help="step budget (default: the estimator's)")
     parser.add_argument("--others", type=int, nargs="+", default=[0, 1, 2], help="busy processes beside the fit")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)

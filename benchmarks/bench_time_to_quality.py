@@ -48,7 +48,8 @@ from cvae import CompressionVAE  # noqa: E402
 from cvae.training.run import step_budget  # noqa: E402
 
 # The defaults before issue #10: a plateau schedule at batch 128 (the rate divided by 5
-# after 5 validations without improvement, until it falls below 1e-5).
+# after 5 validations without improvement, until it falls below 1e-5), and with the
+# neighbour option 3 neighbours drawn per row and step.
 PLATEAU = {"batch_size": 128, "learning_rate": "adaptive", "learning_rate_init": 1e-3}
 NEIGHBOURS = {"neighbor_weight": 0.4, "neighbor_objective": "tsne"}
 VAE_SETTINGS = {
@@ -57,7 +58,7 @@ VAE_SETTINGS = {
     "plateau": PLATEAU,
     "neighbours": NEIGHBOURS,
     "neighbours-early": {**NEIGHBOURS, "early": True},
-    "neighbours-plateau": {**NEIGHBOURS, **PLATEAU},
+    "neighbours-plateau": {**NEIGHBOURS, **PLATEAU, "neighbor_samples": 3},
 }
 
 

@@ -91,9 +91,9 @@ default="auto"
         includes the term, so model selection follows the objective being trained.
     n_neighbors : int, default=15
         Neighbours per row for ``neighbor_weight``, 1 or more.
-    neighbor_samples : int, default=3
+    neighbor_samples : int, default=1
         Neighbours drawn for each row of a training batch, 1 or more; each is encoded
-        once more per step.
+        once more per step, so a step costs more but sees more neighbour pairs.
     neighbor_objective : {"umap", "tsne"}, default="umap"
         The neighbour term: ``"umap"``, UMAP's fuzzy cross-entropy with negative sampling
         (:func:`cvae.nn.neighbors.neighbor_loss`); ``"tsne"``, InfoNCE under a Cauchy
@@ -279,7 +279,7 @@ default="orthogonal"
         free_bits=0.0,
         neighbor_weight=0.0,
         n_neighbors=15,
-        neighbor_samples=3,
+        neighbor_samples=1,
         neighbor_objective="umap",
         activation="relu",
         dropout=0.0,

@@ -73,16 +73,16 @@ def test_neighbors_benchmark_writes_its_table_and_json(tmp_path, capsys):
     module["main"](["--max-steps-digits", "30", "--methods", "pca", "vae", "iaf", "neighbours", "neighbours-tsne",
                     "--n-neighbors", "5", "--out", str(out)])
     rows = json.loads(out.read_text())["results"]["digits"]
-    assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5, x3)",
-                          "VAE + tsne neighbours (0.4, k=5, x3)"]
+    assert list(rows) == ["PCA", "VAE", "VAE + IAF-2", "VAE + neighbours (0.4, k=5, x1)",
+                          "VAE + tsne neighbours (0.4, k=5, x1)"]
     for row in rows.values():
         trusts = [row[key] for key in ("trustworthiness", "train_trustworthiness", "placed_trustworthiness")]
         # chance: 10-NN 0.1 on ten classes, trustworthiness about 0.5 for a random map
         assert row["knn"] > 0.15 and all(trust > 0.55 for trust in trusts)
     # even at 30 steps the neighbour term shows (about 0.5 against 0.2)
     plain = rows["VAE"]["knn"]
-    assert rows["VAE + neighbours (0.4, k=5, x3)"]["knn"] > plain + 0.1
-    assert rows["VAE + tsne neighbours (0.4, k=5, x3)"]["knn"] > plain + 0.1
+    assert rows["VAE + neighbours (0.4, k=5, x1)"]["knn"] > plain + 0.1
+    assert rows["VAE + tsne neighbours (0.4, k=5, x1)"]["knn"] > plain + 0.1
     assert "test_elbo" in rows["VAE"] and "mse" in rows["PCA"]
     assert "trust" in capsys.readouterr().out
 
@@ -131,8 +131,8 @@ def test_positive_pairs_count_what_each_method_pulls_together():
 
     positive_pairs = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbors.py"))["positive_pairs"]
     X = np.random.default_rng(0).random((200, 5)).astype(np.float32)
-    option = CompressionVAE(neighbor_weight=0.4, max_steps=7, batch_size=16, validation_interval=5,
-                            learning_rate="constant").fit(X)
+    option = CompressionVAE(neighbor_weight=0.4, neighbor_samples=3, max_steps=7, batch_size=16,
+                            validation_interval=5, learning_rate="constant").fit(X)
     assert positive_pairs(option, len(X)) == option.n_steps_ * 16 * option.neighbor_samples == 7 * 16 * 3
     assert positive_pairs(CompressionVAE(max_steps=3, learning_rate="constant").fit(X), len(X)) is None
     graph = csr_matrix(np.array([[0, 1.0, 0.5], [1.0, 0, 0.25], [0.5, 0.25, 0]]))

@@ -402,7 +402,7 @@ def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digit
 
     monkeypatch.setitem(cvae.nn.neighbors.NEIGHBOR_OBJECTIVES, objective, spy)
     X = digits[0][:500]
-    vae = fit(X, **dict(fast, neighbor_weight=0.5, n_neighbors=5, neighbor_objective=objective))
+    vae = fit(X, **dict(fast, neighbor_weight=0.5, n_neighbors=5, neighbor_samples=3, neighbor_objective=objective))
     assert vae.n_steps_ == 60 and len(calls) == 60 + len(vae.history_)  # each step, and each validation
     # a training step pairs each of its 64 rows with neighbor_samples=3 neighbours
     assert {shape[1] for shape in calls} == {2} and max(shape[0] for shape in calls) == 3 * 64
