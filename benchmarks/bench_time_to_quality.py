@@ -159,7 +159,8 @@ def main(argv=None):
     settings = dict(VAE_SETTINGS)
     for name, parameters in args.setting:
         settings[name] = json.loads(parameters)
-        args.methods.append(name)
+        if name not in args.methods:
+            args.methods.append(name)
     results = {}
     for name, (X_train, X_test, y_train, y_test) in bench_neighbors.load_datasets(args.data).items():
         if name not in args.datasets:

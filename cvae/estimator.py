@@ -90,7 +90,9 @@ default="auto"
         weight suits data of any width. Needs the training data in memory; validation
         includes the term, so model selection follows the objective being trained.
     n_neighbors : int, default=15
-        Neighbours per row for ``neighbor_weight``, 1 or more.
+        Neighbours per row for ``neighbor_weight``, 1 or more. They are found once per fit
+        in the normalized training rows; above 10,000 rows of more than 100 features, among
+        the rows' first 50 principal components (:func:`cvae.data.neighbor_graph`).
     neighbor_samples : int, default=1
         Neighbours drawn for each row of a training batch, 1 or more; each is encoded
         once more per step, so a step costs more but sees more neighbour pairs.
@@ -132,7 +134,8 @@ default="orthogonal"
     max_steps : int or "auto", default="auto"
         Budget of optimization steps over all warm-started fits of one run, 1 or more.
         ``"auto"`` scales it with the data: 120 passes over the training rows at
-        ``batch_size``, at least 4,000 and at most 50,000 steps; with
+        ``batch_size``, at least 4,000 and at most 50,000 steps (with
+        ``neighbor_weight > 0``, 40 passes and at least 2,000 steps); with
         ``learning_rate="adaptive"``, whose plateau rule ends the fit, 50,000.
     validation_fraction : float, default=0.1
         Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given,

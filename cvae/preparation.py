@@ -289,7 +289,7 @@ def _rows_and_neighbor_graph(rows, device, normalize, n_neighbors):
             data = data.to(device)
     if n_neighbors == 0 or len(rows) < 2:
         return data, None
-    return data, torch.from_numpy(neighbor_graph(normalize(array), n_neighbors)).to(data.device)
+    return data, torch.from_numpy(neighbor_graph(normalize(array), n_neighbors, device=data.device)).to(data.device)
 
 
 def _weights_tensor(rows, device):

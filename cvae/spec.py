@@ -176,7 +176,10 @@ def new_spec(params, data, seed, feature_names=None):
     :class:`cvae.preparation.FitData` (features, statistics, resolved likelihood)."""
     n_features, likelihood = data.n_features, data.likelihood
     sizes = params["hidden_layer_sizes"]
-    sizes = default_hidden_sizes(n_features, params["n_components"]) if sizes is None else [int(s) for s in sizes]
+    if sizes is None:
+        sizes = default_hidden_sizes(n_features, params["n_components"], neighbors=params["neighbor_weight"] > 0)
+    else:
+        sizes = [int(s) for s in sizes]
     model = ModelSpec(n_features, params["n_components"], sizes, likelihood, params["iaf_flow_length"],
                       float(params["dropout"]), params["activation"], params["initializer"])
     counts = likelihood in COUNT_LIKELIHOODS

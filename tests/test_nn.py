@@ -258,13 +258,14 @@ def test_default_initializer_keeps_pytorch_weights():
 
 
 @pytest.mark.parametrize(
-    "n_features, n_components, expected",
-    [(784, 2, [512, 256, 128]), (784, 10, [512, 256, 128]), (64, 2, [64, 32, 16]), (127, 2, [64, 32, 16]),
-     (128, 2, [128, 64, 32]), (3, 2, [64, 32, 16]), (10**6, 2, [1024, 512, 256]), (100, 100, [512, 512, 512]),
-     (784, 50, [512, 256, 256])],
+    "n_features, n_components, neighbors, expected",
+    [(784, 2, False, [512, 256, 128]), (784, 10, False, [512, 256, 128]), (64, 2, False, [128, 64, 32]),
+     (255, 2, False, [128, 64, 32]), (256, 2, False, [256, 128, 64]), (3, 2, False, [128, 64, 32]),
+     (10**6, 2, False, [1024, 512, 256]), (100, 100, False, [512, 512, 512]), (784, 50, False, [512, 256, 256]),
+     (64, 2, True, [256, 128, 64]), (784, 2, True, [512, 256, 128])],
 )
-def test_default_hidden_sizes_rule(n_features, n_components, expected):
-    assert default_hidden_sizes(n_features, n_components) == expected
+def test_default_hidden_sizes_rule(n_features, n_components, neighbors, expected):
+    assert default_hidden_sizes(n_features, n_components, neighbors) == expected
 
 
 def _log_marginal_by_quadrature(model, x, half_width=10.0, n_points=20001):

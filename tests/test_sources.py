@@ -218,9 +218,32 @@ def test_neighbor_graph_lists_the_nearest_other_rows():
     graph = neighbor_graph(X, 4)
     distances = np.linalg.norm(X[:, None] - X[None], axis=2)
     np.fill_diagonal(distances, np.inf)
-    np.testing.assert_array_equal(np.sort(graph, axis=1), np.sort(np.argsort(distances, axis=1)[:, :4], axis=1))
+    # Rows 7 and 8 tie as anyone's neighbour, so the distances are compared, not the indices.
+    listed = np.sort(np.take_along_axis(distances, graph, axis=1), axis=1)
+    np.testing.assert_allclose(listed, np.sort(distances, axis=1)[:, :4])
+    assert all(len(set(row)) == 4 and i not in row for i, row in enumerate(graph))
     assert graph[7, 0] == 8 and graph[8, 0] == 7
     assert neighbor_graph(X[:3], 15).shape == (3, 2)  # fewer rows than neighbours: all others
+
+
+def test_a_large_wide_neighbor_graph_is_searched_among_principal_components(monkeypatch):
+    from cvae import data
+
+    rng = np.random.default_rng(0)
+    latent = np.repeat(rng.normal(scale=5, size=(4, 8)), 60, axis=0) + rng.normal(size=(240, 8))
+    X = (latent @ rng.normal(size=(8, 40)) + rng.normal(scale=0.05, size=(240, 40))).astype(np.float32)
+    exact = data.neighbor_graph(X, 5)
+    projections = []
+    project = data._principal_components
+    monkeypatch.setattr(data, "_principal_components", lambda *a: projections.append(a[1]) or project(*a))
+    assert data.neighbor_graph(X, 5) is not None and projections == []  # 240 rows: exact
+    monkeypatch.setattr(data, "EXACT_NEIGHBOR_ROWS", 100)
+    monkeypatch.setattr(data, "NEIGHBOR_COMPONENTS", 8)
+    projected = data.neighbor_graph(X, 5)
+    assert projections == [8] and projected.shape == (240, 5)
+    # The rows lie near an 8-dimensional subspace: its 8 components keep most neighbours.
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, projected)])
+    assert overlap > 0.8
 
 
 def test_batches_with_neighbors_pair_each_row_with_one_of_its_neighbors():

@@ -232,16 +232,19 @@ def test_cosine_learning_rate_reaches_its_floor_at_max_steps(digits):
     assert rates == sorted(rates, reverse=True)
 
 
-@pytest.mark.parametrize("n_rows, batch_size, learning_rate, expected", [
-    (1212, 512, "cosine", 4000),  # digits: 120 passes are 285 steps, below the floor
-    (54000, 512, "cosine", 12657),  # MNIST: ceil(120 * 54000 / 512)
-    (54000, 128, "constant", 50000),  # 50,625 steps, above the ceiling
-    (54000, 512, "adaptive", 50000),  # the plateau rule ends the fit
+@pytest.mark.parametrize("n_rows, batch_size, learning_rate, neighbor_weight, expected", [
+    (1212, 512, "cosine", 0.0, 4000),  # digits: 120 passes are 285 steps, below the floor
+    (54000, 512, "cosine", 0.0, 12657),  # MNIST: ceil(120 * 54000 / 512)
+    (54000, 512, "cosine", 0.4, 4219),  # with the neighbour term, 40 passes
+    (1212, 512, "cosine", 0.4, 2000),  # and a floor of 2,000 steps
+    (54000, 128, "constant", 0.0, 50000),  # 50,625 steps, above the ceiling
+    (54000, 512, "adaptive", 0.4, 50000),  # the plateau rule ends the fit
 ])
-def test_auto_step_budget_scales_with_the_training_rows(n_rows, batch_size, learning_rate, expected):
+def test_auto_step_budget_scales_with_the_training_rows(n_rows, batch_size, learning_rate, neighbor_weight, expected):
     from cvae.training.run import step_budget
 
-    params = {"max_steps": "auto", "batch_size": batch_size, "learning_rate": learning_rate}
+    params = {"max_steps": "auto", "batch_size": batch_size, "learning_rate": learning_rate,
+              "neighbor_weight": neighbor_weight}
     assert step_budget(params, n_rows) == expected
     assert step_budget(dict(params, max_steps=7), n_rows) == 7
 

@@ -268,17 +268,27 @@ def _free_bits_kl(kl, kl_per_dim, free_bits, n_latent):
     return torch.clamp(kl_per_dim.mean(dim=0), min=free_bits).sum()
 
 
-def default_hidden_sizes(n_features, n_components):
+# Bounds on the first hidden layer's default width (see default_hidden_sizes), measured on
+# digits: benchmarks/README.md, "Time to quality".
+MIN_WIDTH = 128
+NEIGHBOR_MIN_WIDTH = 256
+MAX_WIDTH = 1024
+
+
+def default_hidden_sizes(n_features, n_components, neighbors=False):
     """Encoder widths used when the user gives none.
 
     Three layers that halve. The first is the power of two at or below ``n_features``,
-    clipped to [64, 1024] so tiny inputs still get a usable network and huge inputs a
-    bounded cost. Each next layer is half the previous one, but at least the power of two
-    at or above ``4 * n_components`` so a wide latent space is not starved. Powers of two
-    keep matrix products on their fastest kernels: ``[512, 256, 128]`` for MNIST's 784
-    features, ``[64, 32, 16]`` for the 64-pixel digits. docs/design.md gives the reasons.
+    clipped to [128, 1024] so small inputs still get a usable network and huge inputs a
+    bounded cost; with ``neighbors`` (the neighbour term is on), to [256, 1024], as an
+    encoder that must also keep data-space neighbours together needs the width on small
+    inputs. Each next layer is half the previous one, but at least the power of two at or
+    above ``4 * n_components`` so a wide latent space is not starved. Powers of two keep
+    matrix products on their fastest kernels: ``[512, 256, 128]`` for MNIST's 784
+    features, ``[128, 64, 32]`` for the 64-pixel digits (``[256, 128, 64]`` with the
+    neighbour term). docs/design.md gives the reasons.
     """
     first = 1 << (max(n_features, 1).bit_length() - 1)
-    first = min(max(first, 64), 1024)
+    first = min(max(first, NEIGHBOR_MIN_WIDTH if neighbors else MIN_WIDTH), MAX_WIDTH)
     floor = 1 << max(4 * n_components - 1, 1).bit_length()
     return [max(first >> k, floor) for k in range(3)]
