@@ -281,7 +281,7 @@ def build_parser():
     fit.add_argument("--beta", type=float, help="weight of the KL term (default: 1)")
     fit.add_argument("--batch-size", type=int, help="training batch size (default: 512)")
     fit.add_argument("--max-steps", type=int, help="step budget (default: auto, 120 passes over "
-                     "the rows within 4000-50000 steps)")
+                     "the rows within 3000-50000 steps)")
     fit.add_argument("--learning-rate-init", type=float, help="initial (peak) learning rate (default: 3e-3)")
     fit.add_argument("--validation-fraction", type=float, help="held-out fraction (default: 0.1)")
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")

@@ -134,7 +134,7 @@ default="orthogonal"
     max_steps : int or "auto", default="auto"
         Budget of optimization steps over all warm-started fits of one run, 1 or more.
         ``"auto"`` scales it with the data: 120 passes over the training rows at
-        ``batch_size``, at least 4,000 and at most 50,000 steps (with
+        ``batch_size``, at least 3,000 and at most 50,000 steps (with
         ``neighbor_weight > 0``, 40 passes and at least 2,000 steps); with
         ``learning_rate="adaptive"``, whose plateau rule ends the fit, 50,000.
     validation_fraction : float, default=0.1

@@ -251,3 +251,19 @@ def test_counts_auto_benchmark_fits_each_likelihood_on_each_kind_of_data(tmp_pat
         for likelihood in ("gaussian", "poisson", "negative_binomial")]
     assert all(row["steps"] == 30 and 0.1 < row["knn"] for row in rows)
     assert "10-NN" in capsys.readouterr().out
+
+
+def test_neighbor_graph_benchmark_compares_with_the_exact_search(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    data = tmp_path / "small.npz"
+    np.savez(data, X_train=(X * 255 / 16).astype(np.uint8), y_train=y)
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_neighbor_graph.py"))
+    out = tmp_path / "graph.json"
+    module["main"](["--data", str(data), "--rows", "500", "--n-neighbors", "5", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    # 500 rows are searched exactly, so both searches find scikit-learn's neighbours.
+    assert rows["cvae (50 principal components)"]["recall"] > 0.95
+    assert rows["cvae blockwise, all features"]["recall"] > 0.95
+    assert "recall" in capsys.readouterr().out

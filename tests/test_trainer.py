@@ -233,7 +233,7 @@ def test_cosine_learning_rate_reaches_its_floor_at_max_steps(digits):
 
 
 @pytest.mark.parametrize("n_rows, batch_size, learning_rate, neighbor_weight, expected", [
-    (1212, 512, "cosine", 0.0, 4000),  # digits: 120 passes are 285 steps, below the floor
+    (1212, 512, "cosine", 0.0, 3000),  # digits: 120 passes are 285 steps, below the floor
     (54000, 512, "cosine", 0.0, 12657),  # MNIST: ceil(120 * 54000 / 512)
     (54000, 512, "cosine", 0.4, 4219),  # with the neighbour term, 40 passes
     (1212, 512, "cosine", 0.4, 2000),  # and a floor of 2,000 steps
@@ -256,8 +256,8 @@ def test_a_fit_schedules_its_cosine_over_the_auto_budget(digits):
     vae = CompressionVAE(hidden_layer_sizes=(16,), batch_size=64, validation_interval=5, n_iter_no_change=1,
                          random_state=0).fit(digits[0][:300])
     assert vae.get_params()["max_steps"] == "auto" and vae.stop_reason_ == "no_improvement"
-    # 270 training rows: 120 passes at batch 64 are 507 steps, so the floor of 4,000 holds
+    # 270 training rows: 120 passes at batch 64 are 507 steps, so the floor of 3,000 holds
     first = vae.history_[0]
     assert first["step"] == 5
-    assert first["learning_rate"] == pytest.approx(CosineDecay(None, 3e-3, 4000, 200, 1e-5).rate(4))
+    assert first["learning_rate"] == pytest.approx(CosineDecay(None, 3e-3, 3000, 150, 1e-5).rate(4))
     assert first["learning_rate"] != pytest.approx(CosineDecay(None, 3e-3, 507, 25, 1e-5).rate(4))
