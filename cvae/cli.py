@@ -288,7 +288,7 @@ def build_parser():
     fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir, with its saved "
                      "parameters except those given")
     fit.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
-    fit.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+    fit.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"),
                      help="arithmetic of the training steps; 16 bits = mixed precision (default: float32)")
     fit.add_argument("--seed", type=int, default=None, help="random_state, for a reproducible fit")
     fit.add_argument("--param", type=_key_value, action="append", default=[], metavar="NAME=VALUE",

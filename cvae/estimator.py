@@ -169,10 +169,14 @@ default="orthogonal"
         architecture parameters must then be those of the run (or ``None``/``"auto"``).
     device : str or torch.device, default="auto"
         ``"auto"`` picks CUDA, then Apple MPS, then CPU.
-    precision : {"float32", "bfloat16", "float16"}, default="float32"
+    precision : {"float32", "bfloat16", "float16", "auto"}, default="float32"
         Arithmetic of the training steps: 16 bits are mixed precision (matrix products
         under ``torch.autocast``, all else float32), for hardware that multiplies them
         natively (AMX or AVX-512 BF16 CPUs, CUDA GPUs; ``"float16"`` before Ampere).
+        ``"auto"`` picks ``"bfloat16"`` where the device multiplies it natively and a
+        step is large enough to gain (MNIST's default model, not digits'), else
+        ``"float32"`` (:func:`cvae.training.environment.resolve_precision`); what it
+        gains and costs is measured in benchmarks/README.md, "bfloat16".
     compile : bool, default=False
         Train through ``torch.compile`` (slower first step; a C++ compiler on the CPU). Its
         own noise generator makes the fit differ from the eager one, reproducibly.
@@ -264,7 +268,7 @@ default="orthogonal"
         "tensorboard": ["boolean"],
         "warm_start": ["boolean"],
         "device": [str, torch.device],
-        "precision": [StrOptions(set(PRECISIONS))],
+        "precision": [StrOptions(set(PRECISIONS) | {"auto"})],
         "compile": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],

@@ -6,6 +6,7 @@ import sys
 import textwrap
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +134,44 @@ def test_the_loop_of_a_small_model_runs_on_one_thread(digits):
         after = torch.get_num_threads()
         torch.set_num_threads(before)
     assert seen == [1] * 5 and after == 2
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
+    from cvae.training.environment import native_bfloat16
+
+    cpu = torch.device("cpu")
+    for flags, expected in [("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
+                            ("fpu avx512f avx512bw", False)]:
+        (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags : {flags}\n")
+        assert native_bfloat16(cpu, tmp_path / "cpuinfo") is expected
+    assert native_bfloat16(cpu, tmp_path / "missing") is False
+    assert native_bfloat16(torch.device("meta")) is False
+
+
+def test_auto_precision_picks_bfloat16_only_for_large_steps_on_native_hardware(monkeypatch):
+    from cvae.training import environment
+    from cvae.training.environment import AUTO_BFLOAT16_MACS, resolve_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(environment, "native_bfloat16", lambda device: True)
+    assert resolve_precision("auto", cpu, AUTO_BFLOAT16_MACS) == "bfloat16"
+    assert resolve_precision("auto", cpu, AUTO_BFLOAT16_MACS - 1) == "float32"  # small steps: overheads
+    assert resolve_precision("float16", cpu, 1) == "float16"  # explicit choices stand
+    monkeypatch.setattr(environment, "native_bfloat16", lambda device: False)
+    assert resolve_precision("auto", cpu, 10 * AUTO_BFLOAT16_MACS) == "float32"
+
+
+def test_a_fit_with_auto_precision_trains_in_what_it_resolves_to(digits, monkeypatch):
+    from cvae import CompressionVAE
+    from cvae.training import environment, trainer
+
+    monkeypatch.setattr(environment, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(environment, "AUTO_BFLOAT16_MACS", 0)  # digits' small model counts as large
+    resolved = []
+    original = trainer.resolve_precision
+    monkeypatch.setattr(trainer, "resolve_precision", lambda *a: resolved.append(original(*a)) or resolved[-1])
+    kwargs = dict(hidden_layer_sizes=(16,), max_steps=20, validation_interval=10, random_state=0)
+    auto = CompressionVAE(precision="auto", **kwargs).fit(digits[0][:300])
+    bf16 = CompressionVAE(precision="bfloat16", **kwargs).fit(digits[0][:300])
+    assert resolved == ["bfloat16", "bfloat16"]
+    np.testing.assert_array_equal(auto.transform(digits[0][:5]), bf16.transform(digits[0][:5]))

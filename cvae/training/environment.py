@@ -1,4 +1,4 @@
-"""What the training loop changes in its calling thread while it runs: denormals and Ctrl-C.
+"""What the training loop takes from the machine: threads, denormals, Ctrl-C, precision.
 
 Adam's second-moment estimates of parameters whose gradients fade (saturated Bernoulli
 outputs such as MNIST's always-black border pixels, dead ReLU units) sink into the denormal
@@ -15,15 +15,28 @@ steps take far longer (benchmarks/README.md, "How the defaults were chosen").
 import contextlib
 import signal
 import threading
+from pathlib import Path
 
 import torch
 
-__all__ = ["ctrl_c_calls", "flush_denormals_to_zero", "threads_for_step", "training_step_size"]
+__all__ = [
+    "ctrl_c_calls",
+    "flush_denormals_to_zero",
+    "native_bfloat16",
+    "resolve_precision",
+    "threads_for_step",
+    "training_step_size",
+]
 
 # Below this many multiply-adds per training step (forward, about a third of the step's
 # arithmetic), a second CPU thread does not speed a step up, and it makes the step wait for a
 # sibling that another busy process may keep from running (benchmarks/README.md, "Threads").
 SMALL_STEP_MACS = 50e6
+
+# precision="auto" trains in bfloat16 from this many multiply-adds per step: MNIST's default
+# model (about 580M at batch 512) takes half the time, the digits neighbour model (about 60M)
+# gains nothing measurable (benchmarks/README.md, "bfloat16").
+AUTO_BFLOAT16_MACS = 200e6
 
 _DENORMAL = 1e-40  # below float32's smallest normal number, 1.18e-38
 
@@ -94,3 +107,28 @@ def threads_for_step(macs, device):
     finally:
         if small:
             torch.set_num_threads(previous)
+
+
+def native_bfloat16(device, cpuinfo="/proc/cpuinfo"):
+    """Whether ``device`` multiplies bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    whose flags (read from ``cpuinfo``; none where it cannot be read) include AVX-512 BF16
+    or AMX. Elsewhere bfloat16 products are emulated and no faster than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision, device, macs):
+    """``precision="auto"`` made concrete for a training step of ``macs`` multiply-adds on
+    ``device``: ``"bfloat16"`` where the device multiplies it natively and the step has at
+    least ``AUTO_BFLOAT16_MACS`` (smaller steps are bound by overheads, which casts only add),
+    else ``"float32"``. Other values are returned unchanged."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if macs >= AUTO_BFLOAT16_MACS and native_bfloat16(device) else "float32"

@@ -13,7 +13,7 @@ from .._validation import isolated_rng
 from ..data import unpack_batch
 from ..nn.vae import LossSettings
 from .distributed import Distributed
-from .environment import ctrl_c_calls, flush_denormals_to_zero, threads_for_step, training_step_size
+from .environment import ctrl_c_calls, flush_denormals_to_zero, resolve_precision, threads_for_step, training_step_size
 
 __all__ = ["Trainer", "TrainerConfig", "evaluate", "make_adam"]
 
@@ -158,9 +158,11 @@ class Trainer:
             # Only the training pass: validation and inference keep the eager module.
             # dynamic=True: one compilation serves every batch size, an epoch's last included.
             self._train_model = torch.compile(self._train_model, dynamic=True)
-        self._autocast_dtype = PRECISIONS[config.precision]
+        self.precision = resolve_precision(config.precision, self.device,
+                                           training_step_size(model, batches.batch_size))
+        self._autocast_dtype = PRECISIONS[self.precision]
         # float16's narrow range needs loss scaling; bfloat16 has float32's exponent range.
-        self._scaler = torch.amp.GradScaler(self.device.type) if config.precision == "float16" else None
+        self._scaler = torch.amp.GradScaler(self.device.type) if self.precision == "float16" else None
         self.step = 0
         self.elapsed = 0.0
         self.best_loss = math.inf
