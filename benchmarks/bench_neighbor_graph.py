@@ -3,7 +3,7 @@
 Finds each training row's 15 nearest other rows in MNIST's first 54,000 training rows
 scaled to [0, 1] (what a fit with the default 10% validation split searches) three ways:
 scikit-learn's exact ``NearestNeighbors`` (how the package searched before issue #10),
-:func:`cvae.data.neighbor_graph` as a fit calls it (among 50 principal components at this
+:func:`cvae.neighbor_search.neighbor_graph` as a fit calls it (among 50 principal components at this
 size), and the same blockwise search on all 784 features. Prints seconds and the share of
 each row's exact neighbours found (recall), and writes them as JSON.
 
@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.neighbors import NearestNeighbors
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_time_to_quality import machine, write_json  # noqa: E402
-from cvae import data  # noqa: E402
+from cvae import neighbor_search  # noqa: E402
 
 
 def recall(graph, exact):
@@ -47,11 +48,11 @@ def main(argv=None):
     rows = {"scikit-learn exact": {"seconds": time.perf_counter() - started, "recall": 1.0}}
 
     started = time.perf_counter()
-    graph = data.neighbor_graph(X, k)
+    graph = neighbor_search.neighbor_graph(X, k)
     rows["cvae (50 principal components)"] = {"seconds": time.perf_counter() - started, "recall": recall(graph, exact)}
 
     started = time.perf_counter()
-    graph = data._nearest_rows(X, k + 1, data.torch.device("cpu"))[:, 1:]
+    graph = neighbor_search._nearest_rows(X, k + 1, torch.device("cpu"))[:, 1:]
     rows["cvae blockwise, all features"] = {"seconds": time.perf_counter() - started, "recall": recall(graph, exact)}
 
     for name, row in rows.items():

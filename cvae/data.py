@@ -21,7 +21,6 @@ __all__ = [
     "fits_on_device",
     "iterate_chunks",
     "local_batch_size",
-    "neighbor_graph",
     "shard_permutation",
     "take_rows",
     "train_validation_split",
@@ -34,10 +33,6 @@ BLOCKS_PER_BUFFER = 16
 # Rows this close together are read in one call and the rows between them dropped: a read
 # of 64 extra rows costs about what a separate read call does.
 _MAX_GAP = 64
-# Above this many rows, neighbour graphs of wide data are searched among this many principal
-# components (see neighbor_graph).
-EXACT_NEIGHBOR_ROWS = 10_000
-NEIGHBOR_COMPONENTS = 50
 
 
 def train_validation_split(n_samples, validation_fraction, seed):
@@ -74,65 +69,6 @@ def shard_permutation(n, seed, epoch, rank=0, world_size=1):
     if total > n:
         perm = perm.repeat(math.ceil(total / n))[:total]
     return perm[rank::world_size]
-
-
-def neighbor_graph(X, n_neighbors, device=None):
-    """Indices of each row's ``n_neighbors`` nearest other rows (Euclidean), as int64.
-
-    Computed once per fit, by blocks of rows on ``device`` (the CPU by default). Above
-    ``EXACT_NEIGHBOR_ROWS`` rows of more than ``2 * NEIGHBOR_COMPONENTS`` features, the
-    search runs among the rows' first ``NEIGHBOR_COMPONENTS`` principal components (a
-    truncated SVD for a sparse ``X``), as t-SNE implementations do: an exact search costs
-    rows squared times features, and the projection keeps most of each row's neighbours
-    (benchmarks/README.md, "Neighbour graph"). Below that the search is exact. With fewer
-    rows than ``n_neighbors + 1``, all other rows are listed.
-    """
-    n = X.shape[0]
-    n_neighbors = min(n_neighbors, n - 1)
-    if n > EXACT_NEIGHBOR_ROWS and X.shape[1] > 2 * NEIGHBOR_COMPONENTS:
-        X = _principal_components(X, NEIGHBOR_COMPONENTS)
-    graph = _nearest_rows(X, n_neighbors + 1, torch.device("cpu") if device is None else device)
-    # A row is its own nearest neighbour, except among duplicates: drop one copy of itself.
-    own = graph == np.arange(n)[:, None]
-    own[~own.any(axis=1), -1] = True
-    return graph[~own].reshape(n, n_neighbors).astype(np.int64)
-
-
-def _principal_components(X, n_components):
-    from scipy import sparse
-    from sklearn.decomposition import PCA, TruncatedSVD
-
-    reducer = TruncatedSVD if sparse.issparse(X) else PCA
-    return reducer(n_components, random_state=0).fit_transform(X).astype(np.float32)
-
-
-def _nearest_rows(X, k, device):
-    """Indices of each row's ``k`` nearest rows, itself included, nearest first."""
-    from scipy import sparse
-
-    n = X.shape[0]
-    is_sparse = sparse.issparse(X)
-    if is_sparse:
-        X = X.tocsr()
-        squared_norms = torch.from_numpy(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-    else:
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float32
-        rows = torch.from_numpy(np.ascontiguousarray(X, dtype=dtype)).to(device)
-        squared_norms = rows.square().sum(dim=1)
-    squared_norms = squared_norms.to(device)
-    # Rows per block: about 2**25 distances at a time. A row's own squared norm is the same
-    # for all its candidates, so ranking by |x_j|^2 - 2 x_i.x_j ranks the distances.
-    block = max(1, 2**25 // n)
-    graph = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        if is_sparse:
-            products = torch.from_numpy((X[start:stop] @ X.T).toarray()).to(device)
-            distances = squared_norms[None, :] - 2 * products
-        else:
-            distances = torch.addmm(squared_norms[None, :], rows[start:stop], rows.T, alpha=-2)
-        graph[start:stop] = distances.topk(k, dim=1, largest=False).indices.cpu().numpy()
-    return graph
 
 
 def local_batch_size(batch_size, rank, world_size):
@@ -253,7 +189,7 @@ class BatchIterator:
     rank, world_size : int, default=0, 1
         This process's shard of each epoch in a distributed run.
     neighbors : torch.Tensor of shape (n_samples, n_neighbors), default=None
-        Row indices of each row's nearest neighbours (see :func:`neighbor_graph`), where
+        Row indices of each row's nearest neighbours (see :func:`cvae.neighbor_search.neighbor_graph`), where
         ``data`` lives. When given, each batch is a pair ``(rows, neighbours)``: with every
         row, ``neighbor_samples`` of its neighbours drawn at random (with replacement), as
         ``neighbor_samples`` blocks of ``len(rows)`` rows.

@@ -92,7 +92,7 @@ default="auto"
     n_neighbors : int, default=15
         Neighbours per row for ``neighbor_weight``, 1 or more. They are found once per fit
         in the normalized training rows; above 10,000 rows of more than 100 features, among
-        the rows' first 50 principal components (:func:`cvae.data.neighbor_graph`).
+        the rows' first 50 principal components (:func:`cvae.neighbor_search.neighbor_graph`).
     neighbor_samples : int, default=1
         Neighbours drawn for each row of a training batch, 1 or more; each is encoded
         once more per step, so a step costs more but sees more neighbour pairs.

@@ -31,10 +31,10 @@ from .data import (
     fits_on_device,
     iterate_chunks,
     local_batch_size,
-    neighbor_graph,
     take_rows,
     train_validation_split,
 )
+from .neighbor_search import neighbor_graph
 from .nn.likelihoods import COUNT_LIKELIHOODS
 from .preprocessing import summarize
 from .sources import open_source

@@ -211,7 +211,7 @@ def test_streaming_statistics_match_the_in_memory_ones():
 
 
 def test_neighbor_graph_lists_the_nearest_other_rows():
-    from cvae.data import neighbor_graph
+    from cvae.neighbor_search import neighbor_graph
 
     X = np.random.default_rng(0).normal(size=(60, 3))
     X[7] = X[8]  # duplicates: each is the other's nearest neighbour, never itself
@@ -227,19 +227,19 @@ def test_neighbor_graph_lists_the_nearest_other_rows():
 
 
 def test_a_large_wide_neighbor_graph_is_searched_among_principal_components(monkeypatch):
-    from cvae import data
+    from cvae import neighbor_search
 
     rng = np.random.default_rng(0)
     latent = np.repeat(rng.normal(scale=5, size=(4, 8)), 60, axis=0) + rng.normal(size=(240, 8))
     X = (latent @ rng.normal(size=(8, 40)) + rng.normal(scale=0.05, size=(240, 40))).astype(np.float32)
-    exact = data.neighbor_graph(X, 5)
+    exact = neighbor_search.neighbor_graph(X, 5)
     projections = []
-    project = data._principal_components
-    monkeypatch.setattr(data, "_principal_components", lambda *a: projections.append(a[1]) or project(*a))
-    assert data.neighbor_graph(X, 5) is not None and projections == []  # 240 rows: exact
-    monkeypatch.setattr(data, "EXACT_NEIGHBOR_ROWS", 100)
-    monkeypatch.setattr(data, "NEIGHBOR_COMPONENTS", 8)
-    projected = data.neighbor_graph(X, 5)
+    project = neighbor_search._principal_components
+    monkeypatch.setattr(neighbor_search, "_principal_components", lambda *a: projections.append(a[1]) or project(*a))
+    assert neighbor_search.neighbor_graph(X, 5) is not None and projections == []  # 240 rows: exact
+    monkeypatch.setattr(neighbor_search, "EXACT_NEIGHBOR_ROWS", 100)
+    monkeypatch.setattr(neighbor_search, "NEIGHBOR_COMPONENTS", 8)
+    projected = neighbor_search.neighbor_graph(X, 5)
     assert projections == [8] and projected.shape == (240, 5)
     # The rows lie near an 8-dimensional subspace: its 8 components keep most neighbours.
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, projected)])

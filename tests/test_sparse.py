@@ -80,7 +80,7 @@ def test_sparse_statistics_match_dense_ones(digits):
 
 
 def test_neighbor_option_on_sparse_input_finds_the_same_neighbours(digits):
-    from cvae.data import neighbor_graph
+    from cvae.neighbor_search import neighbor_graph
 
     X = digits[0][:300].astype(np.float64) + np.random.default_rng(0).random((300, 64))  # no tied distances
     np.testing.assert_array_equal(neighbor_graph(sp.csr_matrix(X), 5), neighbor_graph(X, 5))

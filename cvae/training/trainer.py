@@ -158,8 +158,8 @@ class Trainer:
             # Only the training pass: validation and inference keep the eager module.
             # dynamic=True: one compilation serves every batch size, an epoch's last included.
             self._train_model = torch.compile(self._train_model, dynamic=True)
-        self.precision = resolve_precision(config.precision, self.device,
-                                           training_step_size(model, batches.batch_size))
+        self._step_size = training_step_size(model, batches.batch_size)
+        self.precision = resolve_precision(config.precision, self.device, self._step_size)
         self._autocast_dtype = PRECISIONS[self.precision]
         # float16's narrow range needs loss scaling; bfloat16 has float32's exponent range.
         self._scaler = torch.amp.GradScaler(self.device.type) if self.precision == "float16" else None
@@ -247,8 +247,7 @@ class Trainer:
         """
         self._stop_requested = False
         self.stop_reason = None
-        step_size = training_step_size(self.model, self.batches.batch_size)
-        with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop), threads_for_step(step_size, self.device):
+        with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop), threads_for_step(self._step_size, self.device):
             return self._loop()
 
     def _loop(self):
