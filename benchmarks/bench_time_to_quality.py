@@ -3,7 +3,8 @@
 For each dataset (scikit-learn's digits, 75/25 split; MNIST with ``--data``) and method, a
 2-D embedding is fitted and scored on the test rows: 10-NN accuracy (classifier fitted on
 the train embedding), trustworthiness(10) on up to 5,000 test rows, reconstruction MSE in
-[0, 1] scale where the method decodes, and fit seconds. VAE rows with the ``"adaptive"``
+[0, 1] scale where the method decodes, and fit seconds; with ``--train-trust``, also
+trustworthiness(10) on the first 5,000 training rows. VAE rows with the ``"adaptive"``
 schedule are fitted in stages of ``--stage-steps`` steps with ``warm_start`` (which
 continues a run exactly) and scored after each stage: the JSON holds the curve of quality
 against fit seconds (scoring time excluded), and a row ends when the fit stops by its own
@@ -84,12 +85,17 @@ def write_json(path, document):
         Path(path).write_text(json.dumps(document, indent=1))
 
 
-def score(Z_train, Z_test, X_test, y_train, y_test, X_hat=None):
+def score(Z_train, Z_test, X_test, y_train, y_test, X_hat=None, X_train=None):
+    """Test 10-NN accuracy, test trustworthiness(10) and MSE; with ``X_train``, also the
+    trustworthiness of the first training rows' embedding."""
     knn = KNeighborsClassifier(10).fit(Z_train, y_train).score(Z_test, y_test)
     rows = slice(0, bench_neighbors.TRUST_ROWS)
     trust = trustworthiness(X_test[rows], Z_test[rows], n_neighbors=10)
     mse = None if X_hat is None else float(np.mean((X_hat - X_test) ** 2))
-    return {"knn": float(knn), "trustworthiness": float(trust), "mse": mse}
+    row = {"knn": float(knn), "trustworthiness": float(trust), "mse": mse}
+    if X_train is not None:
+        row["train_trustworthiness"] = float(trustworthiness(X_train[rows], Z_train[rows], n_neighbors=10))
+    return row
 
 
 def fit_vae(setting, X_train, X_test, y_train, y_test, args):
@@ -116,7 +122,8 @@ def fit_vae(setting, X_train, X_test, y_train, y_test, args):
             vae.fit(X_train)
         seconds += time.perf_counter() - started
         Z_test = vae.transform(X_test)
-        row = score(vae.transform(X_train), Z_test, X_test, y_train, y_test, vae.inverse_transform(Z_test))
+        row = score(vae.transform(X_train), Z_test, X_test, y_train, y_test, vae.inverse_transform(Z_test),
+                    X_train if args.train_trust else None)
         curve.append({"seconds": seconds, "steps": vae.n_steps_, **row})
         if not staged or vae.stop_reason_ != "max_steps" or vae.n_steps_ >= limit:
             break
@@ -135,7 +142,8 @@ def fit_other(method, X_train, X_test, y_train, y_test, args):
     seconds = time.perf_counter() - started
     Z_test = model.transform(X_test)
     X_hat = model.inverse_transform(Z_test) if method == "pca" else None
-    return {**score(Z_train, Z_test, X_test, y_train, y_test, X_hat), "fit_seconds": seconds}
+    row = score(Z_train, Z_test, X_test, y_train, y_test, X_hat, X_train if args.train_trust else None)
+    return {**row, "fit_seconds": seconds}
 
 
 def main(argv=None):
@@ -150,6 +158,8 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=["digits", "mnist"], help="which of the loaded datasets")
     parser.add_argument("--setting", nargs=2, action="append", default=[], metavar=("NAME", "JSON"),
                         help="a VAE row with these parameters (repeatable); add NAME to --methods' rows")
+    parser.add_argument("--train-trust", action="store_true",
+                        help="also score trustworthiness(10) on the first training rows")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     try:
@@ -174,7 +184,8 @@ def main(argv=None):
             results[name][method] = row
             print(f"{name:7s} {method:17s} 10-NN {row['knn']:.3f}  trust {row['trustworthiness']:.3f}  "
                   f"MSE {row['mse'] if row['mse'] is None else round(row['mse'], 4)}  fit {row['fit_seconds']:7.1f} s"
-                  + (f"  {row['steps']} steps ({row['stop_reason']})" if "steps" in row else ""), flush=True)
+                  + (f"  {row['steps']} steps ({row['stop_reason']})" if "steps" in row else "")
+                  + (f"  train trust {row['train_trustworthiness']:.3f}" if args.train_trust else ""), flush=True)
     document = {"machine": machine(), "args": vars(args), "results": results}
     write_json(args.out, document)
     return document

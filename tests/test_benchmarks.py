@@ -267,3 +267,22 @@ def test_neighbor_graph_benchmark_compares_with_the_exact_search(tmp_path, capsy
     assert rows["cvae (50 principal components)"]["recall"] > 0.95
     assert rows["cvae blockwise, all features"]["recall"] > 0.95
     assert "recall" in capsys.readouterr().out
+
+
+def test_trust_probe_runs_the_benchmark_with_each_change_and_records_it(tmp_path):
+    # A subprocess: the probes change the package for the process that runs them.
+    import subprocess
+    import sys
+
+    out = tmp_path / "probe.json"
+    setting = '{"neighbor_weight": 0.4, "neighbor_objective": "tsne", "max_steps": 30}'
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_trust.py"), "--scale", "5", "--exact-graph",
+                    "--interpolate", "0.5", "--methods", "pca", "--setting", "probed", setting, "--train-trust",
+                    "--out", str(out)], check=True, capture_output=True)
+    document = json.loads(out.read_text())
+    assert document["probe"] == {"scale": 5.0, "exact_graph": True, "interpolate": 0.5}
+    rows = document["results"]["digits"]
+    assert rows["probed"]["steps"] == 30
+    # PCA keeps most of digits' neighbourhoods on the training rows as on the test rows
+    assert abs(rows["pca"]["train_trustworthiness"] - rows["pca"]["trustworthiness"]) < 0.05
+    assert rows["pca"]["train_trustworthiness"] > 0.75
