@@ -180,9 +180,18 @@ default="orthogonal"
     compile : bool, default=False
         Train through ``torch.compile`` (slower first step; a C++ compiler on the CPU). Its
         own noise generator makes the fit differ from the eager one, reproducibly.
+    n_jobs : int >= 1 or None, default=None
+        CPU threads the training steps run on. ``None`` chooses: one thread for small
+        models (digits-sized), else torch's thread count lowered to the CPUs that other
+        running processes leave free when the fit starts, so that a fit beside other work
+        slows by its share of the cores rather than many times more
+        (:func:`cvae.training.environment.threads_for_step`; measured in
+        benchmarks/README.md, "Threads"). Other devices ignore it.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the initialization and every random draw of training. On the
-        CPU, the same seed gives the same model bit for bit.
+        CPU, the same seed and the same number of threads give the same model bit for bit;
+        with ``n_jobs=None`` a large model's thread count follows the machine's load, so
+        set ``n_jobs`` to get the same model on a busy machine.
     verbose : bool, default=False
         A progress bar in a terminal or notebook (the ``progress`` extra), else one log
         line per validation (INFO, logger ``cvae.training.trainer``).
@@ -270,6 +279,7 @@ default="orthogonal"
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS) | {"auto"})],
         "compile": ["boolean"],
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -312,6 +322,7 @@ default="orthogonal"
         device="auto",
         precision="float32",
         compile=False,
+        n_jobs=None,
         random_state=None,
         verbose=False,
     ):
@@ -350,6 +361,7 @@ default="orthogonal"
         self.device = device
         self.precision = precision
         self.compile = compile
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 

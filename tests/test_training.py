@@ -1,5 +1,6 @@
 """What the training loop changes in its calling thread: denormal flushing and Ctrl-C."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -89,21 +90,55 @@ def test_ctrl_c_is_not_touched_outside_the_main_thread(ctrl_c_raises):
     assert seen == [signal.default_int_handler]
 
 
-def test_small_steps_train_on_one_thread_and_the_count_is_restored():
+def _loadavg(tmp_path, running):
+    path = tmp_path / f"loadavg_{running}"
+    path.write_text(f"0.50 0.40 0.30 {running}/321 4567\n")
+    return path
+
+
+def test_small_steps_train_on_one_thread_and_the_count_is_restored(tmp_path):
     from cvae.training.environment import SMALL_STEP_MACS, threads_for_step
 
+    idle = _loadavg(tmp_path, 1)  # only the reading thread runs
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with threads_for_step(SMALL_STEP_MACS / 10, torch.device("cpu")):
-            assert torch.get_num_threads() == 1
+        with threads_for_step(SMALL_STEP_MACS / 10, torch.device("cpu"), loadavg=idle) as threads:
+            assert torch.get_num_threads() == 1 and threads == 1
         assert torch.get_num_threads() == 2
-        with threads_for_step(SMALL_STEP_MACS * 10, torch.device("cpu")):
-            assert torch.get_num_threads() == 2  # large steps keep the caller's threads
-        with threads_for_step(SMALL_STEP_MACS / 10, torch.device("cuda")):
-            assert torch.get_num_threads() == 2  # nothing changes for other devices
+        with threads_for_step(SMALL_STEP_MACS * 10, torch.device("cpu"), loadavg=idle) as threads:
+            assert torch.get_num_threads() == 2 and threads == 2  # large steps keep the caller's threads
+        with threads_for_step(SMALL_STEP_MACS / 10, torch.device("cuda")) as threads:
+            assert torch.get_num_threads() == 2 and threads is None  # nothing changes for other devices
         with pytest.raises(ValueError), threads_for_step(1, torch.device("cpu")):
             raise ValueError
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_large_steps_train_on_the_cpus_other_work_leaves_free(tmp_path):
+    from cvae.training.environment import SMALL_STEP_MACS, free_cpus, threads_for_step
+
+    cpus = len(os.sched_getaffinity(0))
+    assert free_cpus(_loadavg(tmp_path, 1)) == cpus
+    assert free_cpus(_loadavg(tmp_path, cpus + 5)) == 1  # never fewer than one
+    if cpus >= 2:
+        assert free_cpus(_loadavg(tmp_path, 2)) == cpus - 1  # one other thread runs
+    assert free_cpus(tmp_path / "missing") is None  # not Linux: unknown
+    (tmp_path / "garbled").write_text("not a loadavg")
+    assert free_cpus(tmp_path / "garbled") is None
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        busy = _loadavg(tmp_path, cpus + 1)  # as many other running threads as CPUs
+        with threads_for_step(SMALL_STEP_MACS * 10, torch.device("cpu"), loadavg=busy) as threads:
+            assert torch.get_num_threads() == 1 and threads == 1
+        with threads_for_step(SMALL_STEP_MACS * 10, torch.device("cpu"), loadavg=tmp_path / "missing"):
+            assert torch.get_num_threads() == 2  # unknown load: the caller's threads
+        # n_jobs fixes the count whatever the step and the load
+        with threads_for_step(SMALL_STEP_MACS / 10, torch.device("cpu"), n_jobs=3, loadavg=busy) as threads:
+            assert torch.get_num_threads() == 3 and threads == 3
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -175,3 +210,24 @@ def test_a_fit_with_auto_precision_trains_in_what_it_resolves_to(digits, monkeyp
     bf16 = CompressionVAE(precision="bfloat16", **kwargs).fit(digits[0][:300])
     assert resolved == ["bfloat16", "bfloat16"]
     np.testing.assert_array_equal(auto.transform(digits[0][:5]), bf16.transform(digits[0][:5]))
+
+
+def test_n_jobs_sets_the_threads_of_the_training_loop(monkeypatch):
+    import cvae.training.trainer as trainer_module
+    from cvae import CompressionVAE
+
+    seen = []
+    choose = trainer_module.threads_for_step
+
+    def record(macs, device, n_jobs=None):
+        seen.append(n_jobs)
+        return choose(macs, device, n_jobs)
+
+    monkeypatch.setattr(trainer_module, "threads_for_step", record)
+    X = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32)
+    before = torch.get_num_threads()
+    for n_jobs in (3, None):
+        CompressionVAE(n_jobs=n_jobs, max_steps=5, device="cpu", random_state=0).fit(X)
+    assert seen == [3, None] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n_jobs"):
+        CompressionVAE(n_jobs=0).fit(X)

@@ -13,8 +13,10 @@ steps take far longer (benchmarks/README.md, "How the defaults were chosen").
 """
 
 import contextlib
+import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ import torch
 __all__ = [
     "ctrl_c_calls",
     "flush_denormals_to_zero",
+    "free_cpus",
     "native_bfloat16",
     "resolve_precision",
     "threads_for_step",
@@ -94,18 +97,56 @@ def training_step_size(model, batch_size):
     return batch_size * weights
 
 
-@contextlib.contextmanager
-def threads_for_step(macs, device):
-    """For the duration, one CPU thread when a step of ``macs`` multiply-adds is small;
-    the caller's thread count otherwise, and on other devices."""
-    previous = torch.get_num_threads()
-    small = device.type == "cpu" and macs < SMALL_STEP_MACS and previous > 1
-    if small:
-        torch.set_num_threads(1)
+def free_cpus(loadavg="/proc/loadavg", samples=3, interval=0.005):
+    """CPUs this process may run on that no other runnable thread holds, at least 1; None
+    where the kernel does not say (no Linux ``/proc/loadavg``).
+
+    The kernel's count of runnable threads is read ``samples`` times, ``interval`` seconds
+    apart, and the least is kept, so that a thread that runs for an instant is not counted;
+    the reading thread is one of them.
+    """
     try:
-        yield
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    running = []
+    for sample in range(samples):
+        try:
+            running.append(int(Path(loadavg).read_text().split()[3].split("/")[0]))
+        except (OSError, IndexError, ValueError):
+            return None
+        if sample + 1 < samples:
+            time.sleep(interval)
+    return max(1, cpus - (min(running) - 1))
+
+
+@contextlib.contextmanager
+def threads_for_step(macs, device, n_jobs=None, loadavg="/proc/loadavg"):
+    """For the duration, the CPU threads a step of ``macs`` multiply-adds trains on; yields
+    their number (None on other devices).
+
+    ``n_jobs`` threads when it is given. Otherwise one thread when the step is small, and
+    else the caller's thread count, lowered to the CPUs that other running threads leave
+    free (:func:`free_cpus`): threads beyond those wait at every step for siblings that
+    are not running (benchmarks/README.md, "Threads").
+    """
+    if device.type != "cpu":
+        yield None
+        return
+    previous = torch.get_num_threads()
+    if n_jobs is not None:
+        threads = n_jobs
+    elif previous == 1 or macs < SMALL_STEP_MACS:
+        threads = 1
+    else:
+        free = free_cpus(loadavg)
+        threads = previous if free is None else min(previous, free)
+    if threads != previous:
+        torch.set_num_threads(threads)
+    try:
+        yield threads
     finally:
-        if small:
+        if threads != previous:
             torch.set_num_threads(previous)
 
 

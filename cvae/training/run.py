@@ -133,6 +133,7 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         kl_warmup_steps=params["kl_warmup_steps"],
         precision=params["precision"],
         compile=params["compile"],
+        n_jobs=params["n_jobs"],
     )
 
     counts = spec.library_size is not None

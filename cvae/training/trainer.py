@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
@@ -30,6 +31,7 @@ class TrainerConfig:
     kl_warmup_steps: int = 0
     precision: str = "float32"
     compile: bool = False
+    n_jobs: Optional[int] = None
 
 
 # Validation draws its posterior samples from this fixed seed: successive validations then
@@ -247,7 +249,9 @@ class Trainer:
         """
         self._stop_requested = False
         self.stop_reason = None
-        with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop), threads_for_step(self._step_size, self.device):
+        with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop), threads_for_step(
+            self._step_size, self.device, self.config.n_jobs
+        ):
             return self._loop()
 
     def _loop(self):
