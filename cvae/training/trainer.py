@@ -240,8 +240,10 @@ class Trainer:
     def run(self):
         """Train until a stop; return the stop reason.
 
-        The loop flushes denormals to zero, runs on one CPU thread when a step is small, and
-        Ctrl-C stops it cleanly after the current step (see :mod:`cvae.training.environment`).
+        The loop flushes denormals to zero, runs on the CPU threads that
+        :func:`~cvae.training.environment.threads_for_step` chooses (``config.n_jobs``, or
+        by the step's size and the free CPUs), and Ctrl-C stops it cleanly after the current
+        step (see :mod:`cvae.training.environment`).
 
         Returns
         -------
