@@ -6,12 +6,14 @@ training rows (``--steps``, default 600), beside 0, 1 and 2 pure-Python busy loo
 the package's thread rule (``n_jobs=None``: small steps on one thread, larger ones on the
 CPUs that other running threads leave free, ``cvae.training.environment.threads_for_step``)
 and with all of torch's threads (``n_jobs=torch.get_num_threads()``), and prints seconds and
-the slowdown against the same setting alone.
+the slowdown against the same setting alone. With ``--concurrent N`` it then also starts N
+fits at once in N processes, as ``GridSearchCV(n_jobs=N)`` does, with each setting in turn
+(``--rounds`` times), and reports each round's wall seconds.
 
 Usage::
 
     python benchmarks/bench_threads.py --out benchmarks/results/threads.json
-    python benchmarks/bench_threads.py --data ../shared/datasets/mnist.npz \
+    python benchmarks/bench_threads.py --data ../shared/datasets/mnist.npz --concurrent 2 \\
         --out benchmarks/results/threads_mnist.json
 """
 
@@ -48,11 +50,32 @@ def fit_seconds(X, steps=None, n_jobs=None):
     return time.perf_counter() - started
 
 
+def _fit_in_process(X, steps, n_jobs, results):
+    results.put(fit_seconds(X, steps, n_jobs))
+
+
+def concurrent_seconds(X, steps, n_jobs, n_fits):
+    """Wall seconds of ``n_fits`` fits started at once, each in its own process, and each
+    fit's own seconds."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    fits = [context.Process(target=_fit_in_process, args=(X, steps, n_jobs, results)) for _ in range(n_fits)]
+    started = time.perf_counter()
+    for fit in fits:
+        fit.start()
+    seconds = [results.get() for _ in fits]
+    for fit in fits:
+        fit.join()
+    return time.perf_counter() - started, seconds
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="mnist.npz: time MNIST's default model instead of digits'")
     parser.add_argument("--steps", type=int, default=None, help="step budget (default: the estimator's; 600 on MNIST)")
     parser.add_argument("--others", type=int, nargs="+", default=[0, 1, 2], help="busy processes beside the fit")
+    parser.add_argument("--concurrent", type=int, default=0, help="also time this many fits started at once")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --concurrent fits per setting")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.data:
@@ -82,7 +105,15 @@ def main(argv=None):
         print(f"{others} other(s): rule {row['rule']:6.2f} s ({row['rule'] / alone['rule']:.1f}x)   "
               f"all {all_threads} threads {row['all_threads']:6.2f} s "
               f"({row['all_threads'] / alone['all_threads']:.1f}x)", flush=True)
-    document = {"machine": machine(), "data": "mnist" if args.data else "digits", "steps": args.steps, "rows": rows}
+    concurrent = []
+    for _ in range(args.rounds if args.concurrent else 0):
+        for label, n_jobs in (("rule", None), ("all_threads", all_threads)):
+            wall, seconds = concurrent_seconds(X, args.steps, n_jobs, args.concurrent)
+            concurrent.append({"setting": label, "wall_seconds": wall, "fit_seconds": seconds})
+            print(f"{args.concurrent} fits at once, {label}: {wall:6.2f} s (one alone {rows[0][label]:.2f} s)",
+                  flush=True)
+    document = {"machine": machine(), "data": "mnist" if args.data else "digits", "steps": args.steps, "rows": rows,
+                "concurrent_fits": args.concurrent, "concurrent": concurrent}
     write_json(args.out, document)
     return document
 

@@ -207,9 +207,19 @@ def test_threads_benchmark_times_the_rule_and_all_threads(tmp_path, capsys):
     assert "other(s)" in capsys.readouterr().out
     data = tmp_path / "mnist.npz"
     np.savez(data, X_train=np.random.default_rng(0).integers(0, 256, (300, 784), dtype=np.uint8))
-    module["main"](["--data", str(data), "--steps", "10", "--others", "0", "--out", str(out)])
+    # a subprocess: the concurrent fits are spawned, and need the script importable by its path
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_threads.py"), "--data", str(data), "--steps",
+                    "10", "--others", "0", "--concurrent", "2", "--rounds", "1", "--out", str(out)],
+                   check=True, capture_output=True)
     document = json.loads(out.read_text())
     assert document["data"] == "mnist" and document["steps"] == 10
+    # one round of each setting, two fits at once
+    assert [row["setting"] for row in document["concurrent"]] == ["rule", "all_threads"]
+    assert all(len(row["fit_seconds"]) == 2 and row["wall_seconds"] >= max(row["fit_seconds"])
+               for row in document["concurrent"])
 
 
 def test_gpu_benchmark_runs_in_its_small_mode_on_the_cpu(tmp_path, capsys):
