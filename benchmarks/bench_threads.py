@@ -85,6 +85,7 @@ def main(argv=None):
         X, y = load_digits(return_X_y=True)
         X = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)[0]
     all_threads = torch.get_num_threads()
+    settings = (("rule", None), ("all_threads", all_threads))  # label and n_jobs
     fit_seconds(X, 50)  # warm-up: the first Adam imports torch._dynamo
     rows = []
     for others in args.others:
@@ -94,7 +95,7 @@ def main(argv=None):
         try:
             time.sleep(0.5)
             row = {"other_processes": others}
-            for label, n_jobs in (("rule", None), ("all_threads", all_threads)):
+            for label, n_jobs in settings:
                 row[label] = fit_seconds(X, args.steps, n_jobs)
             rows.append(row)
         finally:
@@ -107,7 +108,7 @@ def main(argv=None):
               f"({row['all_threads'] / alone['all_threads']:.1f}x)", flush=True)
     concurrent = []
     for _ in range(args.rounds if args.concurrent else 0):
-        for label, n_jobs in (("rule", None), ("all_threads", all_threads)):
+        for label, n_jobs in settings:
             wall, seconds = concurrent_seconds(X, args.steps, n_jobs, args.concurrent)
             concurrent.append({"setting": label, "wall_seconds": wall, "fit_seconds": seconds})
             print(f"{args.concurrent} fits at once, {label}: {wall:6.2f} s (one alone {rows[0][label]:.2f} s)",
