@@ -62,7 +62,8 @@ def main(argv=None):
     for name, (X_train, X_test, y_train, y_test) in datasets(args):
         dense_test = X_test.toarray() if hasattr(X_test, "toarray") else X_test
         for likelihood in LIKELIHOODS:
-            vae = CompressionVAE(likelihood=likelihood, max_steps=args.max_steps, n_iter_no_change=5, random_state=0)
+            vae = CompressionVAE(likelihood=likelihood, max_steps=args.max_steps, n_iter_no_change=5, neighbor_weight=0,
+                                 random_state=0)
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -31,7 +31,7 @@ from bench_time_to_quality import machine, score, write_json  # noqa: E402
 
 from cvae import CompressionVAE  # noqa: E402
 
-SETTINGS = {"plain": {}, "neighbours": {"neighbor_weight": 0.4, "neighbor_objective": "tsne"}}
+SETTINGS = {"plain": {"neighbor_weight": 0}, "neighbours": {"neighbor_weight": 0.4, "neighbor_objective": "tsne"}}
 
 
 def fit(setting, X_train, device, **params):

@@ -89,6 +89,7 @@ def make_model(flows, args):
         hidden_layer_sizes=(200, 200),
         activation="tanh",
         likelihood="bernoulli",
+        neighbor_weight=0,
         iaf_flow_length=flows,
         batch_size=args.batch_size,
         max_steps=args.max_steps,

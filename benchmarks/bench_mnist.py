@@ -101,7 +101,7 @@ def iaf_comparison(args, X_train, X_test, vae_kwargs):
 
 def run(args):
     X_train, y_train, X_test, y_test = load_mnist(args.data, args.n_train)
-    vae_kwargs = {"random_state": args.seed}
+    vae_kwargs = {"random_state": args.seed, "neighbor_weight": 0}  # the plain VAE's likelihood
     if args.max_steps:
         vae_kwargs["max_steps"] = args.max_steps
     if args.only_iaf:

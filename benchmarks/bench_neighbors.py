@@ -12,7 +12,7 @@ reconstruction MSE of ``inverse_transform(transform(X))`` in [0, 1] scale, test 
 seconds, transform samples/s and the neighbour pairs each layout was fitted with. The VAEs
 train with the estimator's defaults (50,000 steps at most, adaptive learning rate) unless
 ``--max-steps`` says otherwise. UMAP joins the table when ``umap-learn`` is installed (an
-optional benchmark dependency, ``pip install cvae[bench]``), and ``--umap-epochs`` adds
+optional benchmark dependency, ``pip install umap-learn``), and ``--umap-epochs`` adds
 UMAP rows fitted with fewer epochs. With ``--likelihood`` the table of
 ``bench_likelihood.py`` (test log-likelihood on binarized MNIST) is printed too.
 
@@ -74,8 +74,9 @@ def methods(args, dataset):
         common["max_steps"] = steps
     found = {
         "pca": [("PCA", lambda: PCA(n_components=2, random_state=0))],
-        "vae": [("VAE", lambda: CompressionVAE(**common))],
-        "iaf": [(f"VAE + IAF-{args.iaf_length}", lambda: CompressionVAE(**common, iaf_flow_length=args.iaf_length))],
+        "vae": [("VAE", lambda: CompressionVAE(**common, neighbor_weight=0))],
+        "iaf": [(f"VAE + IAF-{args.iaf_length}",
+                 lambda: CompressionVAE(**common, neighbor_weight=0, iaf_flow_length=args.iaf_length))],
     }
     for objective in ("umap", "tsne"):
         found["neighbours" if objective == "umap" else f"neighbours-{objective}"] = [
@@ -108,7 +109,7 @@ def positive_pairs(model, n_samples):
     500). ``None`` for methods without such pairs.
     """
     if isinstance(model, CompressionVAE):
-        return model.n_steps_ * model.batch_size * model.neighbor_samples if model.neighbor_weight > 0 else None
+        return model.n_steps_ * model.batch_size * model.neighbor_samples if model.neighbor_weight_ > 0 else None
     graph = getattr(model, "graph_", None)
     if graph is None:
         return None

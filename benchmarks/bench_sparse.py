@@ -62,7 +62,8 @@ def _csr_mb(X):
 def _vae_params(args):
     return dict(n_components=2, hidden_layer_sizes=tuple(args.hidden), batch_size=args.batch_size,
                 eval_batch_size=args.batch_size, max_steps=args.steps, validation_interval=args.validation_interval,
-                validation_fraction=args.validation_fraction, learning_rate="constant", random_state=0)
+                validation_fraction=args.validation_fraction, learning_rate="constant", neighbor_weight=0,
+                random_state=0)
 
 
 def child_vae(method, work, args):

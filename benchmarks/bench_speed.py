@@ -156,7 +156,7 @@ def estimator_training_rate(X, batch_size, n_steps, iaf, device, precision="floa
     vae = CompressionVAE(
         n_components=N_LATENT, hidden_layer_sizes=HIDDEN, iaf_flow_length=iaf, batch_size=batch_size,
         max_steps=3 * interval, validation_interval=interval, learning_rate="constant", device=device,
-        precision=precision, compile=compile, random_state=0,
+        precision=precision, compile=compile, neighbor_weight=0, random_state=0,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():

@@ -10,7 +10,7 @@ continues a run exactly) and scored after each stage: the JSON holds the curve o
 against fit seconds (scoring time excluded), and a row ends when the fit stops by its own
 rule. A ``"cosine"`` or ``"constant"`` schedule is a function of ``max_steps``, so those
 rows (the defaults among them) are fitted once. UMAP joins when ``umap-learn`` is
-installed (``pip install 'cvae[bench]'``).
+installed (``pip install umap-learn``).
 
 Usage::
 
@@ -37,8 +37,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.decomposition import PCA
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.manifold import trustworthiness
+from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -46,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_neighbors  # noqa: E402
 
 from cvae import CompressionVAE  # noqa: E402
+from cvae.datasets import make_counts, make_documents  # noqa: E402
 from cvae.training.run import step_budget  # noqa: E402
 
 # The defaults before issue #10: a plateau schedule at batch 128 (the rate divided by 5
@@ -55,12 +59,64 @@ PLATEAU = {"batch_size": 128, "learning_rate": "adaptive", "learning_rate_init":
 NEIGHBOURS = {"neighbor_weight": 0.4, "neighbor_objective": "tsne"}
 VAE_SETTINGS = {
     "vae": {},
+    "plain": {"neighbor_weight": 0},
     "vae-early": {"early": True},
     "plateau": PLATEAU,
     "neighbours": NEIGHBOURS,
     "neighbours-early": {**NEIGHBOURS, "early": True},
     "neighbours-plateau": {**NEIGHBOURS, **PLATEAU, "neighbor_samples": 3},
 }
+
+
+# Datasets by name: digits and MNIST subsets (the first rows of MNIST's training and test
+# sets), generated single-cell-like counts and generated TF-IDF text.
+DATASETS = ("digits", "mnist-5k", "mnist-20k", "mnist", "counts", "text")
+MNIST_ROWS = {"mnist-5k": (5000, 2000), "mnist-20k": (20000, 5000), "mnist": (60000, 10000)}
+
+
+def load_dataset(name, path, seed=0, generated_rows=6000):
+    """``(X_train, X_test, y_train, y_test)`` of a dataset of ``DATASETS``; MNIST from ``path``;
+    ``generated_rows`` rows of counts or text, a third of them test rows."""
+    if name == "digits":
+        return bench_neighbors.load_datasets(None)["digits"]
+    if name in MNIST_ROWS:
+        X_train, X_test, y_train, y_test = bench_neighbors.load_datasets(path)["mnist"]
+        n_train, n_test = MNIST_ROWS[name]
+        return X_train[:n_train], X_test[:n_test], y_train[:n_train], y_test[:n_test]
+    if name == "counts":
+        X, labels, _ = make_counts(generated_rows, 500, random_state=seed)
+    else:
+        documents, labels = make_documents(generated_rows, random_state=seed)
+        X = TfidfVectorizer(dtype=np.float32).fit_transform(documents)
+    return train_test_split(sp.csr_matrix(X, dtype=np.float32), labels, test_size=1 / 3, random_state=seed)
+
+
+def dense(X):
+    return X.toarray() if sp.issparse(X) else X
+
+
+_UMAP_COLD = """
+import sys, time
+import numpy as np, scipy.sparse as sp
+started = time.perf_counter()
+import umap
+X = sp.load_npz(sys.argv[1]) if sys.argv[1].endswith(".npz") else np.load(sys.argv[1])
+umap.UMAP(random_state=int(sys.argv[2])).fit(X)
+print(time.perf_counter() - started)
+"""
+
+
+def umap_cold_seconds(X_train, seed):
+    """Seconds of UMAP's import and first fit in a fresh process, numba's compilation included."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / ("X.npz" if sp.issparse(X_train) else "X.npy"))
+        sp.save_npz(path, X_train) if sp.issparse(X_train) else np.save(path, X_train)
+        out = subprocess.run([sys.executable, "-c", _UMAP_COLD, path, str(seed)], capture_output=True, text=True,
+                             check=True)
+    return float(out.stdout.split()[-1])
 
 
 def machine():
@@ -90,11 +146,11 @@ def score(Z_train, Z_test, X_test, y_train, y_test, X_hat=None, X_train=None):
     trustworthiness of the first training rows' embedding."""
     knn = KNeighborsClassifier(10).fit(Z_train, y_train).score(Z_test, y_test)
     rows = slice(0, bench_neighbors.TRUST_ROWS)
-    trust = trustworthiness(X_test[rows], Z_test[rows], n_neighbors=10)
-    mse = None if X_hat is None else float(np.mean((X_hat - X_test) ** 2))
+    trust = trustworthiness(dense(X_test[rows]), Z_test[rows], n_neighbors=10)
+    mse = None if X_hat is None else float(np.mean((X_hat - dense(X_test)) ** 2))
     row = {"knn": float(knn), "trustworthiness": float(trust), "mse": mse}
     if X_train is not None:
-        row["train_trustworthiness"] = float(trustworthiness(X_train[rows], Z_train[rows], n_neighbors=10))
+        row["train_trustworthiness"] = float(trustworthiness(dense(X_train[rows]), Z_train[rows], n_neighbors=10))
     return row
 
 
@@ -111,7 +167,9 @@ def fit_vae(setting, X_train, X_test, y_train, y_test, args):
     if args.max_steps:
         vae.set_params(max_steps=args.max_steps)
     staged = vae.learning_rate == "adaptive"
-    curve, seconds, limit = [], 0.0, step_budget(vae.get_params(), len(X_train))
+    weight = params.get("neighbor_weight", "auto")
+    limit = step_budget(dict(vae.get_params(), neighbor_weight=0.4 if weight == "auto" else weight), X_train.shape[0])
+    curve, seconds = [], 0.0
     while True:
         if staged:
             vae.set_params(max_steps=min(vae.n_steps_ + args.stage_steps if curve else args.stage_steps, limit),
@@ -124,6 +182,11 @@ def fit_vae(setting, X_train, X_test, y_train, y_test, args):
         Z_test = vae.transform(X_test)
         row = score(vae.transform(X_train), Z_test, X_test, y_train, y_test, vae.inverse_transform(Z_test),
                     X_train if args.train_trust else None)
+        if vae.placement != "encoder" and vae.neighbor_weight_ > 0:  # also the encoder's own map
+            encoder = score(vae.transform(X_train), vae.set_params(placement="encoder").transform(X_test), X_test,
+                            y_train, y_test)
+            vae.set_params(placement=params.get("placement", "auto"))
+            row["encoder"] = {"knn": encoder["knn"], "trustworthiness": encoder["trustworthiness"]}
         curve.append({"seconds": seconds, "steps": vae.n_steps_, **row})
         if not staged or vae.stop_reason_ != "max_steps" or vae.n_steps_ >= limit:
             break
@@ -137,12 +200,17 @@ def fit_other(method, X_train, X_test, y_train, y_test, args):
         import umap
 
         model = umap.UMAP(random_state=args.seed)
+        if not getattr(fit_other, "warm", False):  # numba compiles UMAP's code in the first fit of a process
+            umap.UMAP(n_epochs=10, random_state=0).fit(np.random.default_rng(0).random((300, 8), dtype=np.float32))
+            fit_other.warm = True
     started = time.perf_counter()
     Z_train = model.fit_transform(X_train)
     seconds = time.perf_counter() - started
     Z_test = model.transform(X_test)
     X_hat = model.inverse_transform(Z_test) if method == "pca" else None
     row = score(Z_train, Z_test, X_test, y_train, y_test, X_hat, X_train if args.train_trust else None)
+    if method == "umap" and args.umap_cold:
+        row["cold_seconds"] = umap_cold_seconds(X_train, args.seed)
     return {**row, "fit_seconds": seconds}
 
 
@@ -155,7 +223,11 @@ def main(argv=None):
     parser.add_argument("--stage-steps", type=int, default=2500, help="steps between two scorings of a VAE")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on VAE steps (default: the estimator's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist"], help="which of the loaded datasets")
+    parser.add_argument("--datasets", nargs="+", default=None, choices=DATASETS,
+                        help="default: digits, and MNIST with --data")
+    parser.add_argument("--generated-rows", type=int, default=6000, help="rows of the counts and text datasets")
+    parser.add_argument("--umap-cold", action="store_true",
+                        help="also time UMAP's import and first fit in a fresh process")
     parser.add_argument("--setting", nargs=2, action="append", default=[], metavar=("NAME", "JSON"),
                         help="a VAE row with these parameters (repeatable); add NAME to --methods' rows")
     parser.add_argument("--train-trust", action="store_true",
@@ -172,9 +244,10 @@ def main(argv=None):
         if name not in args.methods:
             args.methods.append(name)
     results = {}
-    for name, (X_train, X_test, y_train, y_test) in bench_neighbors.load_datasets(args.data).items():
-        if name not in args.datasets:
-            continue
+    if args.datasets is None:
+        args.datasets = ["digits", "mnist"] if args.data else ["digits"]
+    for name in args.datasets:
+        X_train, X_test, y_train, y_test = load_dataset(name, args.data, args.seed, args.generated_rows)
         results[name] = {}
         for method in args.methods:
             if method in settings:
@@ -182,10 +255,13 @@ def main(argv=None):
             else:
                 row = fit_other(method, X_train, X_test, y_train, y_test, args)
             results[name][method] = row
-            print(f"{name:7s} {method:17s} 10-NN {row['knn']:.3f}  trust {row['trustworthiness']:.3f}  "
+            print(f"{name:9s} {method:17s} 10-NN {row['knn']:.3f}  trust {row['trustworthiness']:.3f}  "
                   f"MSE {row['mse'] if row['mse'] is None else round(row['mse'], 4)}  fit {row['fit_seconds']:7.1f} s"
                   + (f"  {row['steps']} steps ({row['stop_reason']})" if "steps" in row else "")
-                  + (f"  train trust {row['train_trustworthiness']:.3f}" if args.train_trust else ""), flush=True)
+                  + (f"  train trust {row['train_trustworthiness']:.3f}" if args.train_trust else "")
+                  + (f"  encoder {row['encoder']['knn']:.3f} / {row['encoder']['trustworthiness']:.3f}"
+                     if "encoder" in row else "")
+                  + (f"  fresh process {row['cold_seconds']:.1f} s" if "cold_seconds" in row else ""), flush=True)
     document = {"machine": machine(), "args": vars(args), "results": results}
     write_json(args.out, document)
     return document

@@ -7,7 +7,7 @@ import numpy as np
 
 __all__ = ["H5adSource", "anndata_source", "h5ad_source"]
 
-_EXTRA = "pip install 'cvae[anndata]'"
+_EXTRA = "pip install anndata"
 
 
 def _import_h5py():

@@ -382,8 +382,13 @@ def main(argv=None):
     if not getattr(args, "quiet", True):
         # Progress as log lines when standard error is not a terminal (see the trainer).
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("default")
+
+        def show(message, *_, **__):  # at once: a warning about the data comes before the fit it concerns
+            print(f"cvae {args.command}: warning: {message}", file=sys.stderr, flush=True)
+
+        warnings.showwarning = show
         try:
             return args.run(args)
         except BrokenPipeError:  # e.g. `cvae info --json | head`
@@ -392,9 +397,6 @@ def main(argv=None):
         except USER_ERRORS as exc:
             print(f"cvae {args.command}: error: {exc}", file=sys.stderr)
             return 2
-        finally:
-            for warning in caught:
-                print(f"cvae {args.command}: warning: {warning.message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ class CompressionVAE:
                 hidden_layer_sizes=None if cells_encoder is None else tuple(cells_encoder),
                 iaf_flow_length=iaf_flow_length,
                 likelihood="gaussian",
+                neighbor_weight=0.0,  # the original's plain VAE
+                precision="float32",
                 initializer=initializer,
                 normalize="feature" if feature_normalization else "none",
                 batch_size=batch_size,

@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["make_counts"]
+__all__ = ["make_counts", "make_documents"]
 
 
 def make_counts(n_samples=2000, n_features=500, *, n_clusters=8, n_expressed=None, separation=1.0,
@@ -59,3 +59,26 @@ def make_counts(n_samples=2000, n_features=500, *, n_clusters=8, n_expressed=Non
     X = sp.vstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
     X.sort_indices()
     return X, labels, library
+
+
+def make_documents(n_documents, n_topics=5, random_state=0):
+    """Short documents, each drawing a third of its words from one of ``n_topics`` topics'
+    vocabularies (60 words each) and the rest from a shared one (300 words).
+
+    Returns
+    -------
+    documents : list of str
+    topic : ndarray of shape (n_documents,)
+        Each document's topic.
+    """
+    rng = np.random.default_rng(random_state)
+    shared = [f"common{i}" for i in range(300)]
+    topics = [[f"topic{t}word{i}" for i in range(60)] for t in range(n_topics)]
+    topic = rng.integers(n_topics, size=n_documents)
+    documents = []
+    for t in topic:
+        n_words = rng.integers(30, 120)
+        own = rng.choice(topics[t], size=n_words // 3)
+        common = rng.choice(shared, size=n_words - len(own))
+        documents.append(" ".join(rng.permutation(np.concatenate([own, common]))))
+    return documents, topic

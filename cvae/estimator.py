@@ -25,12 +25,13 @@ from .inference import run_batched
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
+from .placement import PLACEMENTS, NeighborReference
 from .preparation import prepare
 from .preprocessing import NORMALIZATIONS
 from .spec import build_module, check_warm_start, new_spec
 from .training import LogDir
 from .training.distributed import Distributed
-from .training.run import run_training, step_budget, warn_on_stop
+from .training.run import neighbor_weight_for, run_training, step_budget, warn_on_stop
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
@@ -41,6 +42,10 @@ __all__ = ["CompressionVAE"]
 # noise of a single draw.
 _SCORE_SEED = 0
 _SCORE_DRAWS = 8
+
+
+def _place(reference, standardize, n_neighbors, rows):
+    return reference.place(standardize(rows), n_neighbors)
 
 
 class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -75,7 +80,7 @@ default="auto"
         (:mod:`cvae.nn.likelihoods`); the encoder sees ``log1p`` of the counts, normalized.
         ``"auto"`` picks ``"bernoulli"`` when every training and validation value lies in
         [0, 1], else ``"gaussian"``, never a count likelihood (whole numbers are not always
-        counts: docs/counts.md); the choice is stored in ``likelihood_``.
+        counts: docs/data.md); the choice is stored in ``likelihood_``.
     beta : float, default=1.0
         Weight of the KL term (beta-VAE), 0 or more; 1 gives the true ELBO.
     kl_warmup_steps : int, default=0
@@ -84,24 +89,43 @@ default="auto"
         Nats of KL per latent dimension that training does not penalize (Kingma et al.,
         2016), so that no dimension gains by collapsing onto the prior; with IAF, the
         total is held at ``free_bits * n_components``. Reported losses stay the true ELBO.
-    neighbor_weight : float, default=0.0
+    neighbor_weight : float or "auto", default="auto"
         Weight, 0 (off) or more, of a term that keeps each training row's ``n_neighbors``
         nearest neighbours close in the embedding, times ``n_features_in_`` so that one
-        weight suits data of any width. Needs the training data in memory; validation
-        includes the term, so model selection follows the objective being trained.
+        weight suits data of any width. ``"auto"`` is 0.4 for training data in memory and 0
+        for data streamed from files, where no neighbour graph is built yet; the value used
+        is ``neighbor_weight_``. The term needs the training data in memory, and validation
+        includes it. It trades likelihood for neighbourhoods: the ELBO, ``score_samples``
+        and reconstructions of a model with it are those of a VAE pulled away from its
+        best fit; for likelihood figures set ``neighbor_weight=0``, the plain VAE
+        (measured in benchmarks/README.md, "Time to quality").
     n_neighbors : int, default=15
-        Neighbours per row for ``neighbor_weight``, 1 or more. They are found once per fit
-        in the normalized training rows; above 10,000 rows of more than 100 features, among
-        the rows' first 50 principal components (:func:`cvae.neighbor_search.neighbor_graph`).
+        Neighbours per row for ``neighbor_weight`` and for ``placement``, 1 or more. The
+        graph is found once per fit in the normalized training rows; above 10,000 rows of
+        more than 100 features, among the rows' first 50 principal components
+        (:func:`cvae.neighbor_search.neighbor_graph`).
     neighbor_samples : int, default=1
         Neighbours drawn for each row of a training batch, 1 or more; each is encoded
         once more per step, so a step costs more but sees more neighbour pairs.
-    neighbor_objective : {"umap", "tsne"}, default="umap"
-        The neighbour term: ``"umap"``, UMAP's fuzzy cross-entropy with negative sampling
-        (:func:`cvae.nn.neighbors.neighbor_loss`); ``"tsne"``, InfoNCE under a Cauchy
-        kernel, close to t-SNE's normalized objective
-        (:func:`cvae.nn.neighbors.contrastive_neighbor_loss`), which spreads the embedding
-        further from the prior, so the ELBO is lower.
+    neighbor_objective : {"tsne", "umap"}, default="tsne"
+        The neighbour term: ``"tsne"``, InfoNCE under a Cauchy kernel, close to t-SNE's
+        normalized objective (:func:`cvae.nn.neighbors.contrastive_neighbor_loss`);
+        ``"umap"``, UMAP's fuzzy cross-entropy with negative sampling
+        (:func:`cvae.nn.neighbors.neighbor_loss`), whose neighbourhoods measured worse.
+    placement : {"auto", "encoder", "neighbors"}, default="auto"
+        How :meth:`transform` embeds rows. ``"encoder"``: the encoder's posterior mean, a
+        function of the row alone. ``"neighbors"``: the fit keeps its training rows (in
+        the normalized space, projected onto 50 principal components when wider than 100
+        features: the model grows by that array) and places a row at the median
+        embedding of its ``n_neighbors`` nearest training rows, refined for 30 steps
+        against the fixed training embedding (:class:`cvae.placement.NeighborReference`),
+        as UMAP and openTSNE place unseen rows; a training row keeps its own embedding.
+        Unseen rows then keep their neighbourhoods as well as the training rows do, at
+        tens of thousands of rows per second instead of the encoder's hundred thousands.
+        ``"auto"`` is ``"neighbors"`` with the neighbour term, else ``"encoder"``; it may
+        be changed after fitting, between ``"encoder"`` and what the fit kept.
+        :meth:`inverse_transform`, :meth:`score_samples` and :meth:`sample` use the
+        encoder and decoder whatever the placement.
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
@@ -133,10 +157,11 @@ default="orthogonal"
         Initial (for ``"cosine"``, peak) Adam learning rate, above 0.
     max_steps : int or "auto", default="auto"
         Budget of optimization steps over all warm-started fits of one run, 1 or more.
-        ``"auto"`` scales it with the data: 120 passes over the training rows at
-        ``batch_size``, at least 3,000 and at most 50,000 steps (with
-        ``neighbor_weight > 0``, 40 passes and at least 2,000 steps); with
-        ``learning_rate="adaptive"``, whose plateau rule ends the fit, 50,000.
+        ``"auto"`` counts passes over the training rows at ``batch_size``: 40 with the
+        neighbour term and 120 without, times ``sqrt(10,000 / rows)`` below 10,000 rows
+        (more passes over small data, whose passes are few steps), at most 50,000 steps
+        (:func:`cvae.training.run.step_budget`); with ``learning_rate="adaptive"``, whose
+        plateau rule ends the fit, 50,000. The resolved budget is ``max_steps_``.
     validation_fraction : float, default=0.1
         Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given,
         in (0, 1).
@@ -169,14 +194,15 @@ default="orthogonal"
         architecture parameters must then be those of the run (or ``None``/``"auto"``).
     device : str or torch.device, default="auto"
         ``"auto"`` picks CUDA, then Apple MPS, then CPU.
-    precision : {"float32", "bfloat16", "float16", "auto"}, default="float32"
+    precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
         Arithmetic of the training steps: 16 bits are mixed precision (matrix products
         under ``torch.autocast``, all else float32), for hardware that multiplies them
         natively (AMX or AVX-512 BF16 CPUs, CUDA GPUs; ``"float16"`` before Ampere).
         ``"auto"`` picks ``"bfloat16"`` where the device multiplies it natively and a
         step is large enough to gain (MNIST's default model, not digits'), else
-        ``"float32"`` (:func:`cvae.training.environment.resolve_precision`); what it
-        gains and costs is measured in benchmarks/README.md, "bfloat16".
+        ``"float32"`` (:func:`cvae.training.environment.resolve_precision`), so the same
+        seed can give another model on another machine; what it gains and costs is
+        measured in benchmarks/README.md, "bfloat16".
     compile : bool, default=False
         Train through ``torch.compile`` (slower first step; a C++ compiler on the CPU). Its
         own noise generator makes the fit differ from the eager one, reproducibly.
@@ -208,6 +234,10 @@ default="orthogonal"
         Encoder widths used.
     likelihood_ : str
         Decoder likelihood used (``likelihood="auto"`` resolved).
+    neighbor_weight_ : float
+        Weight of the neighbour term used (``neighbor_weight="auto"`` resolved).
+    max_steps_ : int
+        Step budget of the last fit (``max_steps="auto"`` resolved).
     device_ : torch.device
         Device the model lives on.
     module_ : cvae.nn.VAE
@@ -251,10 +281,11 @@ default="orthogonal"
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup_steps": [Interval(Integral, 0, None, closed="left")],
         "free_bits": [Interval(Real, 0, None, closed="left")],
-        "neighbor_weight": [Interval(Real, 0, None, closed="left")],
+        "neighbor_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "neighbor_samples": [Interval(Integral, 1, None, closed="left")],
         "neighbor_objective": [StrOptions(set(NEIGHBOR_OBJECTIVES))],
+        "placement": [StrOptions(set(PLACEMENTS))],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],
@@ -294,10 +325,11 @@ default="orthogonal"
         beta=1.0,
         kl_warmup_steps=0,
         free_bits=0.0,
-        neighbor_weight=0.0,
+        neighbor_weight="auto",
         n_neighbors=15,
         neighbor_samples=1,
-        neighbor_objective="umap",
+        neighbor_objective="tsne",
+        placement="auto",
         activation="relu",
         dropout=0.0,
         initializer="orthogonal",
@@ -320,7 +352,7 @@ default="orthogonal"
         tensorboard=False,
         warm_start=False,
         device="auto",
-        precision="float32",
+        precision="auto",
         compile=False,
         n_jobs=None,
         random_state=None,
@@ -337,6 +369,7 @@ default="orthogonal"
         self.n_neighbors = n_neighbors
         self.neighbor_samples = neighbor_samples
         self.neighbor_objective = neighbor_objective
+        self.placement = placement
         self.activation = activation
         self.dropout = dropout
         self.initializer = initializer
@@ -403,15 +436,16 @@ numpy.memmap or anndata.AnnData
             spec, resume, saved_split = self._previous_run(logdir, params)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
             data = prepare(self, X, X_valid, seed, saved_split, spec, logdir, sample_weight)
-            params["max_steps"] = step_budget(params, len(data.train))
+            resolved = {"neighbor_weight": neighbor_weight_for(params, data.train.source)}
+            resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
             if spec is None:
-                spec = new_spec(params, data, seed, getattr(self, "feature_names_in_", None))
-            state, tensorboard = run_training(params, spec, data, device, distributed, logdir, resume)
+                spec = new_spec({**params, **resolved}, data, seed, getattr(self, "feature_names_in_", None))
+            state, tensorboard = run_training(params, resolved, spec, data, device, distributed, logdir, resume)
         self._adopt_run(spec, state, device)
         if tensorboard is not None:
             write_figures(tensorboard, self, data.valid)
         if distributed.is_main:
-            warn_on_stop(params, state)
+            warn_on_stop({**params, **resolved}, state)
         return self
 
     def _check_params(self):
@@ -451,6 +485,17 @@ numpy.memmap or anndata.AnnData
         self.n_steps_ = state["step"]
         self.best_validation_loss_ = state["best_loss"]
         self.stop_reason_ = state["stop_reason"]
+        # What "auto" resolved to is saved at the end of a fit: a checkpoint written during a
+        # fit, or by a version before these parameters, knows only the parameters.
+        resolved = state.get("resolved", {})
+        weight = resolved.get("neighbor_weight", self.neighbor_weight)
+        budget = resolved.get("max_steps", self.max_steps)
+        self.neighbor_weight_ = None if weight == "auto" else float(weight)
+        self.max_steps_ = None if budget == "auto" else int(budget)
+        self._reference = None
+        if state.get("reference") is not None:
+            where = "the checkpoint" if self.logdir is None else f"the checkpoint in {str(self.logdir)!r}"
+            self._reference = NeighborReference.from_state(state["reference"], spec.model.n_latent, where).to(device)
         self.n_features_in_ = spec.n_features
         if spec.feature_names is not None:
             self.feature_names_in_ = np.asarray(spec.feature_names, dtype=object)
@@ -533,8 +578,28 @@ or anndata.AnnData
             float64 for float64 input, float32 otherwise.
         """
         self._check_fitted()
-        return self._run_batched(self.module_.embed, check_rows(self, X), self.n_components, "X", "The embedding",
+        reference = self._placement_reference()
+        if reference is None:
+            embed = self.module_.embed
+        else:
+            embed = partial(_place, reference, self.module_.likelihood.standardize, self.n_neighbors)
+        return self._run_batched(embed, check_rows(self, X), self.spec_.model.n_latent, "X", "The embedding",
                                  self._count_check(integers=False))
+
+    def _placement_reference(self):
+        """The training rows that place unseen rows (``placement``), or ``None`` for the encoder."""
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {', '.join(map(repr, PLACEMENTS))}, got {self.placement!r}.")
+        n = self.n_neighbors
+        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
+            raise ValueError(f"n_neighbors must be a positive integer, got {n!r}.")
+        if self.placement == "neighbors" and self._reference is None:
+            raise ValueError(
+                "placement='neighbors' needs the training rows, which this model did not keep: it was fitted with "
+                "placement='encoder', or with placement='auto' and neighbor_weight=0, or its run was stopped "
+                "before its end. Set placement='encoder' or 'auto', or fit with placement='neighbors'."
+            )
+        return None if self.placement == "encoder" else self._reference
 
     def inverse_transform(self, Z, library_size=None):
         """Decode latent codes to the decoder mean, in the original feature scale.

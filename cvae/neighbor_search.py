@@ -7,12 +7,14 @@ the same search among the rows' first principal components.
 import numpy as np
 import torch
 
-__all__ = ["EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "neighbor_graph"]
+__all__ = ["EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "nearest_rows", "neighbor_graph"]
 
 # Above this many rows, neighbour graphs of wide data are searched among this many principal
 # components (see neighbor_graph).
 EXACT_NEIGHBOR_ROWS = 10_000
 NEIGHBOR_COMPONENTS = 50
+# A sparse matrix whose dense float32 form takes at most this many bytes is searched dense.
+_DENSE_SEARCH_BYTES = 2**28
 
 
 def neighbor_graph(X, n_neighbors, device=None):
@@ -23,14 +25,17 @@ def neighbor_graph(X, n_neighbors, device=None):
     search runs among the rows' first ``NEIGHBOR_COMPONENTS`` principal components (a
     truncated SVD for a sparse ``X``), as t-SNE implementations do: an exact search costs
     rows squared times features, and the projection keeps most of each row's neighbours
-    (benchmarks/README.md, "Neighbour graph"). Below that the search is exact. With fewer
-    rows than ``n_neighbors + 1``, all other rows are listed.
+    (benchmarks/README.md, "Neighbour graph"). Below that the search is exact. A sparse ``X``
+    whose dense form takes at most 256 MB is searched dense, with the dense search's
+    arithmetic. With fewer rows than ``n_neighbors + 1``, all other rows are listed.
     """
     n = X.shape[0]
     n_neighbors = min(n_neighbors, n - 1)
+    if hasattr(X, "toarray") and n * X.shape[1] * 4 <= _DENSE_SEARCH_BYTES:
+        X = X.toarray()  # the dense search's arithmetic, so that sparse input trains the dense model
     if n > EXACT_NEIGHBOR_ROWS and X.shape[1] > 2 * NEIGHBOR_COMPONENTS:
         X = _principal_components(X, NEIGHBOR_COMPONENTS)
-    graph = _nearest_rows(X, n_neighbors + 1, torch.device("cpu") if device is None else device)
+    graph = _self_nearest_rows(X, n_neighbors + 1, torch.device("cpu") if device is None else device)
     # A row is its own nearest neighbour, except among duplicates: drop one copy of itself.
     own = graph == np.arange(n)[:, None]
     own[~own.any(axis=1), -1] = True
@@ -45,7 +50,23 @@ def _principal_components(X, n_components):
     return reducer(n_components, random_state=0).fit_transform(X).astype(np.float32)
 
 
-def _nearest_rows(X, k, device):
+def nearest_rows(queries, reference, k):
+    """Squared distances and indices of each query row's ``k`` nearest reference rows,
+    nearest first: tensors of shape ``(n_queries, k)`` on the tensors' device."""
+    k = min(k, len(reference))
+    reference_norms = reference.square().sum(dim=1)
+    block = max(1, 2**25 // max(len(reference), 1))
+    distances, indices = [], []
+    for start in range(0, len(queries), block):
+        rows = queries[start : start + block]
+        squared = torch.addmm(reference_norms[None, :], rows, reference.T, alpha=-2)
+        found = squared.topk(k, dim=1, largest=False)
+        distances.append((found.values + rows.square().sum(dim=1, keepdim=True)).clamp_min(0))
+        indices.append(found.indices)
+    return torch.cat(distances), torch.cat(indices)
+
+
+def _self_nearest_rows(X, k, device):
     """Indices of each row's ``k`` nearest rows, itself included, nearest first."""
     from scipy import sparse
 

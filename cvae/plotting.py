@@ -19,7 +19,9 @@ def _new_figure(figsize):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("Plotting needs matplotlib: pip install 'cvae[plot]'.") from exc
+        raise ImportError(
+            "Plotting needs matplotlib: pip install matplotlib (in a clone: pip install -e '.[plot]')."
+        ) from exc
     return Figure(figsize=figsize, dpi=DPI, layout="constrained")
 
 

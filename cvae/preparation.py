@@ -129,10 +129,15 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
     FitData
     """
     source = training_source(estimator, X)
-    if estimator.neighbor_weight > 0 and not source.in_memory:
+    if estimator.neighbor_weight != "auto" and estimator.neighbor_weight > 0 and not source.in_memory:
         raise ValueError(
             f"neighbor_weight={estimator.neighbor_weight} needs the training data in memory to find each row's "
             f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
+        )
+    if estimator.placement == "neighbors" and not source.in_memory:
+        raise ValueError(
+            f"placement='neighbors' keeps the training rows, but X is read from {source.name}. Load it into an "
+            "array, or set placement='encoder'."
         )
     names = getattr(estimator, "feature_names_in_", None)
     if continued is not None and names is not None and continued.feature_names is not None:

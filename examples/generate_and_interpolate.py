@@ -42,7 +42,7 @@ def main(argv=None):
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        print("matplotlib is not installed: pip install 'cvae[plot]' to draw the images")
+        print("matplotlib is not installed: pip install matplotlib to draw the images")
         return generated, path
     fig = Figure(figsize=(8, 2.4), layout="constrained")
     axes = fig.subplots(2, 8)

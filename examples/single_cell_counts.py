@@ -27,7 +27,7 @@ def main(argv=None):
     counts, cell_type, _ = make_counts(args.cells, args.genes, n_clusters=8, random_state=0)
     try:
         import anndata
-    except ImportError:  # pip install 'cvae[anndata]'
+    except ImportError:  # pip install anndata
         anndata = None
     if anndata is not None:
         data = anndata.AnnData(X=counts.log1p(), layers={"counts": counts})  # X: log1p, as scanpy keeps it

@@ -15,20 +15,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 from cvae import CompressionVAE
-
-
-def make_documents(n_documents, n_topics=5, random_state=0):
-    rng = np.random.default_rng(random_state)
-    shared = [f"common{i}" for i in range(300)]
-    topics = [[f"topic{t}word{i}" for i in range(60)] for t in range(n_topics)]
-    topic = rng.integers(n_topics, size=n_documents)
-    documents = []
-    for t in topic:
-        n_words = rng.integers(30, 120)
-        own = rng.choice(topics[t], size=n_words // 3)
-        common = rng.choice(shared, size=n_words - len(own))
-        documents.append(" ".join(rng.permutation(np.concatenate([own, common]))))
-    return documents, topic
+from cvae.datasets import make_documents
 
 
 def main(argv=None):

@@ -100,8 +100,9 @@ def test_overflowing_outputs_are_a_clear_error(fitted):
         vae.module_.posterior.weight.fill_(3e38)
     with pytest.raises(ValueError, match="The decoded data overflowed float32 for some rows: Z lies too far"):
         vae.inverse_transform(np.array([[1e3, 1e3], [-1e3, -1e3], [1e3, -1e3], [-1e3, 1e3]]))
-    with pytest.raises(ValueError, match="The embedding overflowed float32 for some rows: X lies too far"):
-        vae.transform(X * 1e30)
+    for placement in ("neighbors", "encoder"):
+        with pytest.raises(ValueError, match="The embedding overflowed float32 for some rows: X lies too far"):
+            vae.set_params(placement=placement).transform(X * 1e30)
 
 
 def test_object_array_of_numbers_is_converted(fitted):

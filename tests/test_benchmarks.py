@@ -134,7 +134,8 @@ def test_positive_pairs_count_what_each_method_pulls_together():
     option = CompressionVAE(neighbor_weight=0.4, neighbor_samples=3, max_steps=7, batch_size=16,
                             validation_interval=5, learning_rate="constant").fit(X)
     assert positive_pairs(option, len(X)) == option.n_steps_ * 16 * option.neighbor_samples == 7 * 16 * 3
-    assert positive_pairs(CompressionVAE(max_steps=3, learning_rate="constant").fit(X), len(X)) is None
+    plain = CompressionVAE(max_steps=3, learning_rate="constant", neighbor_weight=0).fit(X)
+    assert positive_pairs(plain, len(X)) is None
     graph = csr_matrix(np.array([[0, 1.0, 0.5], [1.0, 0, 0.25], [0.5, 0.25, 0]]))
     # umap-learn's default for small data: 500 epochs; weights relative to the largest
     assert positive_pairs(SimpleNamespace(graph_=graph, n_epochs=None), 3) == 500 * 3.5
@@ -194,7 +195,20 @@ def test_time_to_quality_scores_each_stage_of_a_fit(tmp_path, capsys):
     assert [point["steps"] for point in rows["vae"]["curve"]] == [60]
     assert rows["plateau"]["knn"] > 0.15 and rows["pca"]["knn"] > 0.5 and rows["pca"]["mse"] > 0
     assert rows["vae-early"]["steps"] <= 60
+    # the defaults place test rows by their nearest training rows; the encoder's own map is scored beside
+    assert {"knn", "trustworthiness"} == rows["vae"]["encoder"].keys() and rows["vae"]["knn"] > 0.5
     assert "10-NN" in capsys.readouterr().out
+
+
+def test_time_to_quality_runs_on_generated_counts_and_text(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_time_to_quality.py"))
+    out = tmp_path / "ttq.json"
+    module["main"](["--datasets", "counts", "text", "--methods", "pca", "vae", "--max-steps", "20",
+                    "--generated-rows", "600", "--out", str(out)])
+    results = json.loads(out.read_text())["results"]
+    assert results.keys() == {"counts", "text"}
+    for rows in results.values():
+        assert rows.keys() == {"pca", "vae"} and rows["vae"]["steps"] == 20 and rows["pca"]["knn"] > 0.3
 
 
 def test_threads_benchmark_times_the_rule_and_all_threads(tmp_path, capsys):

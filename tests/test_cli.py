@@ -173,8 +173,9 @@ def test_fit_logs_progress_lines_when_not_a_terminal(files, caplog):
         main(["fit", str(files / "X.npy"), "--logdir", str(files / "run"), "--max-steps", "40",
               "--param", "validation_interval=20"])
     lines = [r.getMessage() for r in caplog.records if r.name == "cvae.training.trainer"]
-    assert [line.split()[1] for line in lines] == ["20/40", "40/40"]
-    assert "valid=" in lines[0] and "lr=0.001" in lines[0]
+    assert lines[0].startswith("Training to step 40 from step 0 on cpu: 1 CPU thread(s), float32 precision, batch")
+    assert [line.split()[1] for line in lines[1:]] == ["20/40", "40/40"]
+    assert "valid=" in lines[1] and "lr=0.001" in lines[1]
 
 
 def test_demo_prints_loss_and_knn_against_pca(capsys):

@@ -24,7 +24,7 @@ np.save(os.path.join(out, f"Z{os.environ['RANK']}.npy"), vae.transform(data))
 """
 
 PARAMS = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=400, validation_interval=50,
-              learning_rate="constant", random_state=0)
+              learning_rate="constant", random_state=0, neighbor_weight=0)  # a file trains the plain VAE
 
 
 def test_process_layout_defaults_to_one_process(monkeypatch):

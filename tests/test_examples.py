@@ -89,3 +89,9 @@ def test_sparse_text():
     vae, accuracy = run_example("sparse_text", ["--documents", "800", "--max-steps", "300"])
     assert vae.likelihood_ == "gaussian"
     assert accuracy > 0.8  # 5 topics; chance: 0.2
+
+
+def test_train_ddp_runs_in_one_process(tmp_path, capsys):
+    vae = run_example("train_ddp", ["--logdir", str(tmp_path / "run"), "--max-steps", "30"])
+    assert vae.n_steps_ == 30 and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert "rank 0 of 1: 30 steps" in capsys.readouterr().out

@@ -235,7 +235,7 @@ def test_sigkill_during_fit_leaves_a_loadable_and_resumable_logdir(X, tmp_path):
 
 def test_tensorboard_without_the_package_names_the_extra_to_install(X, params, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"pip install 'cvae\[tensorboard\]'"):
+    with pytest.raises(ImportError, match=r"pip install tensorboard"):
         CompressionVAE(**dict(params, tensorboard=True)).fit(X)
 
 

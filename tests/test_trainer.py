@@ -233,10 +233,13 @@ def test_cosine_learning_rate_reaches_its_floor_at_max_steps(digits):
 
 
 @pytest.mark.parametrize("n_rows, batch_size, learning_rate, neighbor_weight, expected", [
-    (1212, 512, "cosine", 0.0, 3000),  # digits: 120 passes are 285 steps, below the floor
+    # 40 passes with the neighbour term, 120 without, times sqrt(10,000 / rows) below 10,000 rows
+    (1212, 512, "cosine", 0.4, 272),  # digits: 114.9 passes
+    (900, 512, "cosine", 0.4, 235),  # a 1,000-row fit: 133.3 passes
+    (1212, 512, "cosine", 0.0, 816),  # digits, plain: 344.7 passes
     (54000, 512, "cosine", 0.0, 12657),  # MNIST: ceil(120 * 54000 / 512)
     (54000, 512, "cosine", 0.4, 4219),  # with the neighbour term, 40 passes
-    (1212, 512, "cosine", 0.4, 2000),  # and a floor of 2,000 steps
+    (20000, 512, "cosine", 0.4, 1563),  # 40 passes from 10,000 rows up
     (54000, 128, "constant", 0.0, 50000),  # 50,625 steps, above the ceiling
     (54000, 512, "adaptive", 0.4, 50000),  # the plateau rule ends the fit
 ])
@@ -256,8 +259,9 @@ def test_a_fit_schedules_its_cosine_over_the_auto_budget(digits):
     vae = CompressionVAE(hidden_layer_sizes=(16,), batch_size=64, validation_interval=5, n_iter_no_change=1,
                          random_state=0).fit(digits[0][:300])
     assert vae.get_params()["max_steps"] == "auto" and vae.stop_reason_ == "no_improvement"
-    # 270 training rows: 120 passes at batch 64 are 507 steps, so the floor of 3,000 holds
+    # 270 training rows, with the neighbour term: 243.4 passes at batch 64 are 1,027 steps
+    assert vae.max_steps_ == 1027 and vae.neighbor_weight_ == 0.4
     first = vae.history_[0]
     assert first["step"] == 5
-    assert first["learning_rate"] == pytest.approx(CosineDecay(None, 3e-3, 3000, 150, 1e-5).rate(4))
-    assert first["learning_rate"] != pytest.approx(CosineDecay(None, 3e-3, 507, 25, 1e-5).rate(4))
+    assert first["learning_rate"] == pytest.approx(CosineDecay(None, 3e-3, 1027, 51, 1e-5).rate(4))
+    assert first["learning_rate"] != pytest.approx(CosineDecay(None, 3e-3, 3000, 150, 1e-5).rate(4))

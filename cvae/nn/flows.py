@@ -82,8 +82,15 @@ class InverseAutoregressiveFlow(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             tensors = [t.to(z.dtype) for t in [z, first, *weights, *biases]]
             if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-                return _IAFSteps.apply(self.scale_offset, *tensors)
+                return _apply_steps(self.scale_offset, *tensors)
             return _iaf_steps(self.scale_offset, *tensors)[:2]
+
+
+@torch.compiler.disable
+def _apply_steps(scale_offset, *tensors):
+    """:class:`_IAFSteps` outside ``torch.compile``'s graphs: dynamo (torch 2.13) fails to
+    trace the function a second time in one forward pass, as the neighbour term needs."""
+    return _IAFSteps.apply(scale_offset, *tensors)
 
 
 def _iaf_steps(scale_offset, z, first, *layer_tensors, keep=False):

@@ -204,13 +204,20 @@ class TensorBoardScalars(Callback):
 
 class Progress(Callback):
     """A progress bar with step, losses and learning rate where one can redraw (a terminal
-    or a notebook, with tqdm installed); elsewhere one log line per validation at level
-    INFO through the ``cvae.training.trainer`` logger."""
+    or a notebook, with tqdm installed); elsewhere one line per validation. A first line
+    states the budget, device, CPU threads and precision the fit chose. Lines go to the
+    ``cvae.training.trainer`` logger at level INFO where logging is configured, else to
+    standard error."""
 
     def __init__(self):
         self.bar = None
 
     def on_train_begin(self, trainer):
+        _say(
+            "Training to step %d from step %d on %s: %d CPU thread(s), %s precision, batch %d rows",
+            trainer.config.max_steps, trainer.step, trainer.device, torch.get_num_threads(), trainer.precision,
+            trainer.batches.batch_size,
+        )
         if _interactive():
             try:
                 from tqdm.auto import tqdm
@@ -233,7 +240,7 @@ class Progress(Callback):
         if self.bar is not None:
             self.bar.set_postfix(fields, refresh=False)
         else:
-            logger.info(
+            _say(
                 "step %d/%d %s (%.0f s)", trainer.step, trainer.config.max_steps,
                 " ".join(f"{k}={v}" for k, v in fields.items()), row["elapsed_seconds"],
             )
@@ -243,6 +250,14 @@ class Progress(Callback):
             self.bar.update(trainer.step - self._shown)
             self.bar.close()
             self.bar = None
+
+
+def _say(message, *args):
+    """``message % args`` to the logger where logging is configured, else to standard error."""
+    if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+        logger.info(message, *args)
+    else:
+        print(message % args, file=sys.stderr, flush=True)
 
 
 def _interactive():

@@ -2,6 +2,7 @@
 parameters and a run specification; the log directory written; the stop reported."""
 
 import json
+import math
 import warnings
 from numbers import Integral
 
@@ -11,8 +12,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from .._validation import isolated_rng
-from ..data import local_batch_size
+from ..data import local_batch_size, take_rows
 from ..nn.vae import LossSettings
+from ..placement import NeighborReference
 from ..preparation import training_batches, validation_chunks
 from ..spec import build_module
 from .callbacks import (
@@ -31,38 +33,48 @@ __all__ = ["json_params", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
-# max_steps="auto": passes over the training rows, and the bounds on the steps they make;
-# fewer of both with the neighbour term, whose layout reaches on MNIST after 40 passes the
-# 10-NN accuracy of 120 (trustworthiness 0.006 lower) and on digits after 2,000 steps comes
-# within about 0.02 of UMAP (benchmarks/README.md, "Time to quality").
-AUTO_EPOCHS = 120
-AUTO_MIN_STEPS = 3000
-AUTO_NEIGHBOR_EPOCHS = 40
-AUTO_NEIGHBOR_MIN_STEPS = 2000
+# neighbor_weight="auto": the weight of the neighbour term for training rows in memory.
+AUTO_NEIGHBOR_WEIGHT = 0.4
+# max_steps="auto": passes over the training rows, 40 with the neighbour term and 120
+# without, times sqrt(AUTO_PASS_ROWS / rows) below AUTO_PASS_ROWS rows, since a pass over
+# few rows is few steps (as umap-learn runs more epochs on small data); at most
+# AUTO_MAX_STEPS steps. Measured in benchmarks/README.md, "Time to quality".
+AUTO_NEIGHBOR_PASSES = 40
+AUTO_PASSES = 120
+AUTO_PASS_ROWS = 10_000
 AUTO_MAX_STEPS = 50000
 
 
+def neighbor_weight_for(params, source):
+    """``neighbor_weight`` as a number: ``"auto"`` is ``AUTO_NEIGHBOR_WEIGHT`` for rows in
+    memory and 0 for rows streamed from files, where no neighbour graph is built."""
+    if params["neighbor_weight"] != "auto":
+        return float(params["neighbor_weight"])
+    return AUTO_NEIGHBOR_WEIGHT if source.in_memory else 0.0
+
+
 def step_budget(params, n_rows):
-    """``max_steps`` as a number of steps: ``"auto"`` resolved for ``n_rows`` training rows."""
+    """``max_steps`` as a number of steps: ``"auto"`` resolved for ``n_rows`` training rows
+    (``params["neighbor_weight"]`` already a number)."""
     if params["max_steps"] != "auto":
-        return params["max_steps"]
+        return int(params["max_steps"])
     if params["learning_rate"] == "adaptive":
         return AUTO_MAX_STEPS
-    if params["neighbor_weight"] > 0:
-        epochs, floor = AUTO_NEIGHBOR_EPOCHS, AUTO_NEIGHBOR_MIN_STEPS
-    else:
-        epochs, floor = AUTO_EPOCHS, AUTO_MIN_STEPS
-    steps = -(-epochs * n_rows // params["batch_size"])
-    return int(min(AUTO_MAX_STEPS, max(floor, steps)))
+    passes = AUTO_NEIGHBOR_PASSES if params["neighbor_weight"] > 0 else AUTO_PASSES
+    passes *= max(1.0, AUTO_PASS_ROWS / max(n_rows, 1)) ** 0.5
+    return int(min(AUTO_MAX_STEPS, max(1, math.ceil(passes * n_rows / params["batch_size"]))))
 
 
-def run_training(params, spec, data, device, distributed, logdir=None, resume=None):
+def run_training(params, resolved, spec, data, device, distributed, logdir=None, resume=None):
     """Train the model ``spec`` describes on ``data``; return the final trainer state.
 
     Parameters
     ----------
     params : dict
-        The estimator's parameters (``get_params()``).
+        The estimator's parameters (``get_params()``), as saved in ``logdir``.
+    resolved : dict
+        Its ``"auto"`` values resolved for this fit (``max_steps``, ``neighbor_weight``),
+        which training uses.
     spec : cvae.spec.RunSpec
     data : cvae.preparation.FitData
     device : torch.device
@@ -85,6 +97,7 @@ def run_training(params, spec, data, device, distributed, logdir=None, resume=No
         writer.write_params(json_params(params), spec)
         if data.held_out is not None:
             writer.write_split(*data.held_out)
+    params = {**params, **resolved}
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
     with isolated_rng(device):
         torch.manual_seed(spec.seed)
@@ -95,9 +108,30 @@ def run_training(params, spec, data, device, distributed, logdir=None, resume=No
             torch.manual_seed(spec.seed + distributed.rank + trainer.step)
         trainer.run()
         state = trainer.state_dict()
+    state["resolved"] = dict(resolved)
+    if keeps_reference(params):
+        state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
     if writer is not None:
         writer.write_checkpoint(state)
     return state, tensorboard
+
+
+def keeps_reference(params):
+    """Whether a fit keeps its training rows to place unseen rows (``placement``)."""
+    return params["placement"] == "neighbors" or (params["placement"] == "auto" and params["neighbor_weight"] > 0)
+
+
+def _neighbor_reference(spec, state, data, device):
+    """The training rows (with the held-out validation rows of ``X``) and their embedding
+    by the best weights, for :meth:`cvae.placement.NeighborReference.place`."""
+    model = build_module(spec, state["best_model"]).to(device).eval()
+    source = data.train.source
+    indices = data.train.indices if data.held_out is None else np.union1d(data.train.indices, data.valid.indices)
+
+    def read(chosen):
+        return torch.from_numpy(take_rows(source, indices[chosen])).to(device)
+
+    return NeighborReference.build(read, len(indices), spec.n_features, model, seed=spec.seed)
 
 
 def _build_trainer(params, spec, data, device, distributed, writer, tensorboard):
@@ -139,11 +173,11 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
     counts = spec.library_size is not None
 
     def normalize(rows):
-        """Rows as the encoder sees them, for the neighbour graph; sparse rows stay sparse,
-        uncentred: centring moves no distance."""
+        """Rows as the encoder sees them, for the neighbour graph, uncentred (centring moves no
+        distance), so that sparse rows stay sparse and give the dense rows' values."""
         if sp.issparse(rows):
             return sp.csr_matrix((rows.log1p() if counts else rows).multiply(1 / spec.scale))
-        return ((np.log1p(rows) if counts else rows) - spec.loc) / spec.scale
+        return (np.log1p(rows) if counts else rows) * (1 / spec.scale)
 
     with_neighbors = params["neighbor_weight"] > 0
     batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, normalize,

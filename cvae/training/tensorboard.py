@@ -34,7 +34,8 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
             raise ImportError(
-                "tensorboard=True needs the tensorboard package: pip install 'cvae[tensorboard]'."
+                "tensorboard=True needs the tensorboard package: pip install tensorboard (in a clone: "
+                "pip install -e '.[tensorboard]')."
             ) from exc
         self.writer = SummaryWriter(str(path))
 
