@@ -131,7 +131,8 @@ def _plot(args):
         X, labels = read_array(args.input, key=args.key, label_column=args.label_column)
         if args.labels is not None:
             labels = read_labels(args.labels, key=args.labels_key)
-        plotting.plot_embedding(vae.transform(X), labels=labels, filename=args.output, title=Path(args.input).name)
+        title = Path(args.input).name + ("" if args.key is None else f", {args.key}")
+        plotting.plot_embedding(vae.transform(X), labels=labels, filename=args.output, title=title)
     print(f"wrote {args.output}")
     return 0
 

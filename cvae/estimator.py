@@ -238,6 +238,11 @@ default="orthogonal"
         Weight of the neighbour term used (``neighbor_weight="auto"`` resolved).
     max_steps_ : int
         Step budget of the last fit (``max_steps="auto"`` resolved).
+    embedding_ : ndarray of shape (n_rows, n_components)
+        The encoder's embedding of the training rows (with the validation rows held out of
+        ``X``) that place unseen rows; only when the fit kept them (``placement``).
+    data_range_ : (float, float)
+        Smallest and largest value of the training data.
     device_ : torch.device
         Device the model lives on.
     module_ : cvae.nn.VAE
@@ -492,10 +497,14 @@ numpy.memmap or anndata.AnnData
         budget = resolved.get("max_steps", self.max_steps)
         self.neighbor_weight_ = None if weight == "auto" else float(weight)
         self.max_steps_ = None if budget == "auto" else int(budget)
+        self.data_range_ = tuple(state["data_range"]) if "data_range" in state else None
         self._reference = None
+        if hasattr(self, "embedding_"):
+            del self.embedding_
         if state.get("reference") is not None:
             where = "the checkpoint" if self.logdir is None else f"the checkpoint in {str(self.logdir)!r}"
             self._reference = NeighborReference.from_state(state["reference"], spec.model.n_latent, where).to(device)
+            self.embedding_ = self._reference.embedding.cpu().numpy()
         self.n_features_in_ = spec.n_features
         if spec.feature_names is not None:
             self.feature_names_in_ = np.asarray(spec.feature_names, dtype=object)

@@ -10,6 +10,7 @@ neighbours out of a fixed sample of training rows. Each row is placed on its own
 result does not depend on the other rows of the call, nor on the batch size.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,12 @@ _PROJECTION_BYTES = 2**28
 REFINE_STEPS = 30
 REFINE_LEARNING_RATE = 0.05
 REFINE_NEGATIVES = 512
+# The sample stands for this many rows: each of its terms counts this / REFINE_NEGATIVES times.
+REFINE_PARTITION_ROWS = 4096
 REFINE_SEED = 0
 KERNEL_SCALE = 3.0
+# Rows refined at a time: the refinement holds rows x negatives distances.
+_REFINE_ROWS = 512
 # A query this close (squared distance, relative to the reference rows' mean squared norm)
 # to a training row is that row: it keeps the row's embedding.
 _SAME_ROW = 1e-8
@@ -107,7 +112,11 @@ class NeighborReference:
         nearest = distances.topk(n_neighbors, dim=1, largest=False)
         neighbors = self.embedding[candidates.gather(1, nearest.indices)]
         start = neighbors.median(dim=1).values
-        placed = _refine(start, neighbors, self._negatives())
+        negatives = self._negatives()
+        # the sample counts as REFINE_PARTITION_ROWS rows (or all of them, when fewer)
+        log_weight = math.log(min(REFINE_PARTITION_ROWS, len(self.rows)) / len(negatives))
+        placed = torch.cat([_refine(start[rows], neighbors[rows], negatives, log_weight)
+                            for rows in torch.arange(len(start)).split(_REFINE_ROWS)])
         same = nearest.values[:, 0] <= _SAME_ROW * self.rows.square().sum(dim=1).mean()
         placed = torch.where(same[:, None], neighbors[:, 0], placed)
         # A row whose distances overflow has no nearest rows: NaN, which the caller reports.
@@ -143,23 +152,33 @@ class NeighborReference:
         return NeighborReference(*moved)
 
 
-def _refine(start, neighbors, negatives):
+def _refine(start, neighbors, negatives, log_weight):
     """Adam steps on ``-log(q_ij / sum_k q_ik)`` for each row ``i`` and its neighbours ``j``,
-    ``k`` over its neighbours and the fixed ``negatives``, under the Cauchy kernel
-    ``q = 1 / (1 + (s d)^2)``. Rows do not interact: Adam scales each coordinate alone."""
-    with torch.inference_mode(False), torch.enable_grad():
-        scaled_neighbors = KERNEL_SCALE * neighbors.clone()
-        scaled_negatives = KERNEL_SCALE * negatives.clone()
-        z = (KERNEL_SCALE * start.clone()).requires_grad_(True)
-        optimizer = torch.optim.Adam([z], lr=KERNEL_SCALE * REFINE_LEARNING_RATE)
-        for _ in range(REFINE_STEPS):
-            log_q_pairs = -torch.log1p((z[:, None, :] - scaled_neighbors).square().sum(dim=-1))
-            # Elementwise, not torch.cdist, whose matrix products round by batch shape: Adam's
-            # normalized steps would amplify that rounding into a row's place.
-            log_q_others = -torch.log1p((z[:, None, :] - scaled_negatives).square().sum(dim=-1))
-            log_total = torch.logsumexp(torch.cat([log_q_pairs, log_q_others], dim=1), dim=1, keepdim=True)
-            loss = -(log_q_pairs - log_total).mean(dim=1).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return z.detach() / KERNEL_SCALE
+    ``k`` over its neighbours and the fixed ``negatives`` (each counted ``exp(log_weight)``
+    times), under the Cauchy kernel ``q = 1 / (1 + (s d)^2)``.
+
+    The gradient is written out: with ``S_i = sum_k q_ik``, it is
+    ``(2 / n_j) sum_j q_ij (z_i - y_j) - (2 / S_i) sum_k q_ik^2 (z_i - y_k)``. Rows do not
+    interact (Adam scales each coordinate alone), and every sum runs over one row's terms
+    elementwise, so a row's place does not depend on the other rows of its batch.
+    """
+    pairs, others = KERNEL_SCALE * neighbors, KERNEL_SCALE * negatives
+    z = KERNEL_SCALE * start
+    weight = math.exp(log_weight)
+    first, second = torch.zeros_like(z), torch.zeros_like(z)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    lr = KERNEL_SCALE * REFINE_LEARNING_RATE
+    for step in range(1, REFINE_STEPS + 1):
+        to_pairs = z[:, None, :] - pairs
+        q_pairs = 1 / (1 + to_pairs.square().sum(dim=-1))
+        to_others = z[:, None, :] - others
+        q_others = 1 / (1 + to_others.square().sum(dim=-1))
+        total = q_pairs.sum(dim=1) + weight * q_others.sum(dim=1)
+        repulsion = (q_pairs.square()[..., None] * to_pairs).sum(dim=1)
+        repulsion += weight * (q_others.square()[..., None] * to_others).sum(dim=1)
+        gradient = (2 / pairs.shape[1]) * (q_pairs[..., None] * to_pairs).sum(dim=1) - (2 / total)[:, None] * repulsion
+        first = beta1 * first + (1 - beta1) * gradient
+        second = beta2 * second + (1 - beta2) * gradient.square()
+        step_size = lr / (1 - beta1**step)
+        z = z - step_size * first / ((second / (1 - beta2**step)).sqrt() + eps)
+    return z / KERNEL_SCALE

@@ -39,11 +39,22 @@ def _finish(fig, filename):
 
 
 def _encode_labels(labels, categories):
-    """Integer codes and the names to show for them (sorted, as ``np.unique`` orders them)."""
+    """Integer codes and the names to show for them: numbers in increasing order, a
+    categorical's categories in their order, other labels in their order of first appearance."""
+    order = getattr(getattr(labels, "cat", labels), "categories", None)  # a pandas Categorical or its Series
     labels = np.asarray(labels)
     if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
         labels = labels.astype(np.int64)  # a label column read from a float table
-    values, codes = np.unique(labels, return_inverse=True)
+    values, first, codes = np.unique(labels, return_index=True, return_inverse=True)
+    codes = codes.ravel()
+    if order is not None or labels.dtype.kind not in "iufb":
+        if order is not None:
+            rank = {value: k for k, value in enumerate(np.asarray(order))}
+            keys = [rank.get(value, len(rank)) for value in values]
+        else:
+            keys = first
+        new_order = np.argsort(keys, kind="stable")
+        values, codes = values[new_order], np.argsort(new_order)[codes]
     if categories is not None and np.issubdtype(labels.dtype, np.integer):
         categories = list(categories)
         if values.min() < 0 or values.max() >= len(categories):
@@ -56,7 +67,8 @@ def _encode_labels(labels, categories):
     return codes, names
 
 
-def plot_embedding(Z, labels=None, categories=None, *, ax=None, filename=None, title=None, figsize=(7, 6)):
+def plot_embedding(Z, labels=None, categories=None, *, ax=None, filename=None, title=None, label_name="label",
+                   figsize=(7, 6)):
     """Scatter a 2-D embedding, coloured by class when labels are given.
 
     Parameters
@@ -65,7 +77,9 @@ def plot_embedding(Z, labels=None, categories=None, *, ax=None, filename=None, t
         Embedding to draw, e.g. the output of ``transform``.
     labels : array-like of shape (n_samples,), default=None
         Class of each point: integers or strings. Up to 20 classes get discrete colours
-        and a colour bar naming them; more get a continuous colour scale.
+        and a colour bar naming them; more get a continuous colour scale. Numbers are
+        shown in increasing order, a pandas categorical in its categories' order, and
+        strings in their order of first appearance.
     categories : sequence of str, default=None
         Names of the integer labels ``0..n-1`` (ignored for string labels, which name
         themselves).
@@ -74,6 +88,8 @@ def plot_embedding(Z, labels=None, categories=None, *, ax=None, filename=None, t
     filename : str or path-like, default=None
         Where to save the figure (the format follows the extension).
     title : str, default=None
+    label_name : str, default="label"
+        Title of the colour bar.
     figsize : (float, float), default=(7, 6)
 
     Returns
@@ -101,7 +117,8 @@ def plot_embedding(Z, labels=None, categories=None, *, ax=None, filename=None, t
             bar = fig.colorbar(points, ax=ax, ticks=np.arange(n_classes))
             bar.ax.set_yticklabels(names)
         else:
-            fig.colorbar(points, ax=ax)
+            bar = fig.colorbar(points, ax=ax)
+        bar.set_label(label_name)
     ax.set_xlabel("component 0")
     ax.set_ylabel("component 1")
     if title:
@@ -123,7 +140,10 @@ PRIOR_RANGE = (-3.0, 3.0)
 def embedding_range(estimator, X, quantiles=(0.01, 0.99), margin=0.05):
     """A square range that holds the 1st to 99th percentiles of both coordinates of ``X``'s
     embedding, widened by ``margin`` of its width on each side."""
-    Z = estimator.transform(X)
+    return _square_range(estimator.transform(X), quantiles, margin)
+
+
+def _square_range(Z, quantiles=(0.01, 0.99), margin=0.05):
     low, high = np.quantile(Z, quantiles[0], axis=0).min(), np.quantile(Z, quantiles[1], axis=0).max()
     pad = margin * (high - low)
     return float(low - pad), float(high + pad)
@@ -161,7 +181,11 @@ def latent_grid(estimator, shape, xy_range=None, grid_size=20, X=None):
 def _grid_range(estimator, xy_range, X):
     if xy_range is not None:
         return xy_range
-    return PRIOR_RANGE if X is None else embedding_range(estimator, X)
+    if X is not None:
+        return embedding_range(estimator, X)
+    if getattr(estimator, "embedding_", None) is not None:
+        return _square_range(estimator.embedding_)
+    return PRIOR_RANGE
 
 
 def plot_latent_grid(estimator, shape, xy_range=None, grid_size=20, *, X=None, clip=None, cmap="Greys_r", ax=None,
@@ -178,14 +202,16 @@ def plot_latent_grid(estimator, shape, xy_range=None, grid_size=20, *, X=None, c
         Height and width of one image.
     xy_range : (float, float), default=None
         Range of both latent coordinates. ``None``: where ``X`` embeds (its 1st to 99th
-        percentiles), or the prior's central part, (-3, 3), without ``X``.
+        percentiles); without ``X``, where the training rows embed (``embedding_``), or
+        the prior's central part, (-3, 3), for a model that did not keep them.
     grid_size : int, default=20
         Images along each side.
     X : array-like of shape (n_samples, n_features), default=None
         Data whose embedding sets the default range (e.g. the training data).
     clip : (float, float), default=None
         Clip decoded values to this range before drawing (e.g. ``(0, 255)``); by default,
-        to the range of ``X`` when it is given, so that the colours span the data's values.
+        to the range of ``X`` when it is given, else of the training data
+        (``data_range_``), so that the colours span the data's values.
     cmap : str, default="Greys_r"
     ax : matplotlib.axes.Axes, default=None
     filename : str or path-like, default=None
@@ -199,10 +225,13 @@ def plot_latent_grid(estimator, shape, xy_range=None, grid_size=20, *, X=None, c
     image = latent_grid(estimator, shape, (low, high), grid_size)
     if clip is None and X is not None:
         clip = (float(np.min(X)), float(np.max(X)))
+    elif clip is None:
+        clip = getattr(estimator, "data_range_", None)
     if clip is not None:
         image = np.clip(image, *clip)
     fig, ax = _new_axes(ax, figsize)
-    ax.imshow(image, cmap=cmap, extent=(low, high, low, high), interpolation="nearest")
+    limits = {} if clip is None else {"vmin": clip[0], "vmax": clip[1]}
+    ax.imshow(image, cmap=cmap, extent=(low, high, low, high), interpolation="nearest", **limits)
     ax.set_xlabel("component 0")
     ax.set_ylabel("component 1")
     return _finish(fig, filename)

@@ -34,12 +34,30 @@ def test_plot_embedding_png_with_and_without_labels(tmp_path, digits, png_size):
     assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [f"digit {i}" for i in range(10)]
 
 
-def test_string_and_float_labels_are_named_in_sorted_order():
+def test_labels_are_named_in_their_order_and_the_colour_bar_says_what_they_are():
+    pd = pytest.importorskip("pandas")
     Z = np.zeros((4, 2))
-    fig = plot_embedding(Z, labels=["dog", "cat", "emu", "cat"])
-    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["cat", "dog", "emu"]
-    fig = plot_embedding(Z, labels=np.array([3.0, 1.0, 3.0, 2.0]))
+    fig = plot_embedding(Z, labels=["dog", "cat", "emu", "cat"])  # strings: in order of first appearance
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["dog", "cat", "emu"]
+    assert fig.axes[1].get_ylabel() == "label"
+    fig = plot_embedding(Z, labels=np.array([3.0, 1.0, 3.0, 2.0]), label_name="digit")  # numbers: increasing
     assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["1", "2", "3"]
+    assert fig.axes[1].get_ylabel() == "digit"
+    words = pd.Categorical(["five", "eight", "four", "five"], categories=["four", "five", "eight"])
+    fig = plot_embedding(Z, labels=pd.Series(words))  # a categorical: in its categories' order
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["four", "five", "eight"]
+
+
+def test_a_latent_grid_without_data_spans_the_training_embedding_and_values(digits):
+    X = digits[0]
+    vae = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=30, random_state=0).fit(X)
+    assert vae.data_range_ == (0.0, 16.0)
+    image = plot_latent_grid(vae, (8, 8), grid_size=4).axes[0].images[0]
+    assert image.get_clim() == (0.0, 16.0)
+    # the training rows embed where the model placed them: the range the data would give
+    assert tuple(image.get_extent()[:2]) == pytest.approx(embedding_range(vae, X))
+    plain = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=30, neighbor_weight=0, random_state=0).fit(X)
+    assert tuple(plot_latent_grid(plain, (8, 8), grid_size=4).axes[0].images[0].get_extent()[:2]) == PRIOR_RANGE
 
 
 def test_many_classes_get_a_continuous_colour_bar():
@@ -86,8 +104,9 @@ def test_latent_grid_range_defaults_to_where_the_data_embeds(model, digits):
     assert high - low < 1.2 * (Z.max() - Z.min())
     np.testing.assert_array_equal(latent_grid(model, (8, 8), grid_size=3, X=X),
                                   latent_grid(model, (8, 8), xy_range=(low, high), grid_size=3))
+    # without data: where the training rows embed
     np.testing.assert_array_equal(latent_grid(model, (8, 8), grid_size=3),
-                                  latent_grid(model, (8, 8), xy_range=PRIOR_RANGE, grid_size=3))
+                                  latent_grid(model, (8, 8), xy_range=embedding_range(model, digits[0]), grid_size=3))
     # drawn within the data's values, so the colours span them
     drawn = plot_latent_grid(model, (8, 8), grid_size=3, X=X).axes[0].images[0].get_array()
     assert drawn.min() >= X.min() and drawn.max() <= X.max()

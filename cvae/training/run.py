@@ -109,6 +109,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         trainer.run()
         state = trainer.state_dict()
     state["resolved"] = dict(resolved)
+    state["data_range"] = [data.summary.low, data.summary.high]
     if keeps_reference(params):
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
     if writer is not None:
