@@ -10,7 +10,6 @@ neighbours out of a fixed sample of training rows. Each row is placed on its own
 result does not depend on the other rows of the call, nor on the batch size.
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +30,12 @@ _PROJECTION_BYTES = 2**28
 REFINE_STEPS = 30
 REFINE_LEARNING_RATE = 0.05
 REFINE_NEGATIVES = 512
-# The sample stands for this many rows: each of its terms counts this / REFINE_NEGATIVES times.
-REFINE_PARTITION_ROWS = 4096
 REFINE_SEED = 0
 KERNEL_SCALE = 3.0
+# The grid over a 2-D embedding (nodes per side, and the margin around the rows in units of
+# the scaled embedding) for the sums over all training rows.
+_GRID = 256
+_GRID_MARGIN = 5.0
 # Rows refined at a time: the refinement holds rows x negatives distances.
 _REFINE_ROWS = 512
 # A query this close (squared distance, relative to the reference rows' mean squared norm)
@@ -112,10 +113,8 @@ class NeighborReference:
         nearest = distances.topk(n_neighbors, dim=1, largest=False)
         neighbors = self.embedding[candidates.gather(1, nearest.indices)]
         start = neighbors.median(dim=1).values
-        negatives = self._negatives()
-        # the sample counts as REFINE_PARTITION_ROWS rows (or all of them, when fewer)
-        log_weight = math.log(min(REFINE_PARTITION_ROWS, len(self.rows)) / len(negatives))
-        placed = torch.cat([_refine(start[rows], neighbors[rows], negatives, log_weight)
+        field = self._field()
+        placed = torch.cat([_refine(start[rows], neighbors[rows], field)
                             for rows in torch.arange(len(start)).split(_REFINE_ROWS)])
         same = nearest.values[:, 0] <= _SAME_ROW * self.rows.square().sum(dim=1).mean()
         placed = torch.where(same[:, None], neighbors[:, 0], placed)
@@ -123,10 +122,15 @@ class NeighborReference:
         overflowed = ~queries.square().sum(dim=1).isfinite()
         return placed.masked_fill(overflowed[:, None], float("nan"))
 
-    def _negatives(self):
+    def _field(self):
+        """What repels a placed row: all training rows through a grid for a 2-D embedding,
+        else a fixed sample of them."""
+        scaled = KERNEL_SCALE * self.embedding
+        if scaled.shape[1] == 2:
+            return _GridField(scaled)
         generator = torch.Generator().manual_seed(REFINE_SEED)
-        chosen = torch.randperm(len(self.embedding), generator=generator)[:REFINE_NEGATIVES]
-        return self.embedding[chosen.to(self.embedding.device)]
+        chosen = torch.randperm(len(scaled), generator=generator)[:REFINE_NEGATIVES]
+        return _SampledField(scaled[chosen.to(scaled.device)], len(scaled))
 
     def state_dict(self):
         return {"rows": self.rows, "embedding": self.embedding, "mean": self.mean, "components": self.components}
@@ -152,33 +156,91 @@ class NeighborReference:
         return NeighborReference(*moved)
 
 
-def _refine(start, neighbors, negatives, log_weight):
-    """Adam steps on ``-log(q_ij / sum_k q_ik)`` for each row ``i`` and its neighbours ``j``,
-    ``k`` over its neighbours and the fixed ``negatives`` (each counted ``exp(log_weight)``
-    times), under the Cauchy kernel ``q = 1 / (1 + (s d)^2)``.
+def _refine(start, neighbors, field):
+    """Adam steps on ``-log(q_ij / S_i)`` for each row ``i`` and its neighbours ``j``, with
+    ``S_i = sum_j q_ij + sum_k q_ik`` over its neighbours and the training rows ``k`` that
+    ``field`` sums, under the Cauchy kernel ``q = 1 / (1 + (s d)^2)``.
 
-    The gradient is written out: with ``S_i = sum_k q_ik``, it is
-    ``(2 / n_j) sum_j q_ij (z_i - y_j) - (2 / S_i) sum_k q_ik^2 (z_i - y_k)``. Rows do not
-    interact (Adam scales each coordinate alone), and every sum runs over one row's terms
-    elementwise, so a row's place does not depend on the other rows of its batch.
+    The gradient is written out: ``(2 / n_j) sum_j q_ij (z_i - y_j) - (2 / S_i) sum_k q_ik^2
+    (z_i - y_k)``, ``k`` over the neighbours and the field. Rows do not interact (Adam scales
+    each coordinate alone), and every sum runs over one row's terms elementwise, so a row's
+    place does not depend on the other rows of its batch.
     """
-    pairs, others = KERNEL_SCALE * neighbors, KERNEL_SCALE * negatives
+    pairs = KERNEL_SCALE * neighbors
     z = KERNEL_SCALE * start
-    weight = math.exp(log_weight)
     first, second = torch.zeros_like(z), torch.zeros_like(z)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     lr = KERNEL_SCALE * REFINE_LEARNING_RATE
     for step in range(1, REFINE_STEPS + 1):
         to_pairs = z[:, None, :] - pairs
         q_pairs = 1 / (1 + to_pairs.square().sum(dim=-1))
-        to_others = z[:, None, :] - others
-        q_others = 1 / (1 + to_others.square().sum(dim=-1))
-        total = q_pairs.sum(dim=1) + weight * q_others.sum(dim=1)
-        repulsion = (q_pairs.square()[..., None] * to_pairs).sum(dim=1)
-        repulsion += weight * (q_others.square()[..., None] * to_others).sum(dim=1)
+        total, repulsion = field(z)
+        total = total + q_pairs.sum(dim=1)
+        repulsion = repulsion + (q_pairs.square()[..., None] * to_pairs).sum(dim=1)
         gradient = (2 / pairs.shape[1]) * (q_pairs[..., None] * to_pairs).sum(dim=1) - (2 / total)[:, None] * repulsion
         first = beta1 * first + (1 - beta1) * gradient
         second = beta2 * second + (1 - beta2) * gradient.square()
         step_size = lr / (1 - beta1**step)
         z = z - step_size * first / ((second / (1 - beta2**step)).sqrt() + eps)
     return z / KERNEL_SCALE
+
+
+class _SampledField:
+    """``sum_k q(z, y_k)`` and ``sum_k q(z, y_k)^2 (z - y_k)`` over ``n_rows`` training rows,
+    estimated from a sample ``points`` of them (scaled embedding)."""
+
+    def __init__(self, points, n_rows):
+        self.points = points
+        self.weight = n_rows / len(points)
+
+    def __call__(self, z):
+        to_points = z[:, None, :] - self.points
+        q = 1 / (1 + to_points.square().sum(dim=-1))
+        return self.weight * q.sum(dim=1), self.weight * (q.square()[..., None] * to_points).sum(dim=1)
+
+
+class _GridField:
+    """The same sums over every training row of a 2-D embedding, as FIt-SNE computes them:
+    the rows are spread onto a ``_GRID`` x ``_GRID`` grid (bilinear weights), the sums at the
+    grid's nodes are convolutions with the kernels (by FFT), and a point reads them off the
+    grid by bilinear interpolation. The cost is the grid's, not the rows'."""
+
+    def __init__(self, points):
+        points = points.double()
+        centre = (points.amax(dim=0) + points.amin(dim=0)) / 2
+        half = (points.amax(dim=0) - points.amin(dim=0)).max() / 2 + _GRID_MARGIN
+        self.low, self.spacing = centre - half, 2 * half / (_GRID - 1)
+        counts = torch.zeros(_GRID * _GRID, dtype=torch.float64, device=points.device)
+        for index, weight in self._corners(points):
+            counts.index_add_(0, index, weight)
+        offsets = torch.arange(-(_GRID - 1), _GRID, dtype=torch.float64, device=points.device) * self.spacing
+        ux, uy = torch.meshgrid(offsets, offsets, indexing="ij")
+        q = 1 / (1 + ux.square() + uy.square())
+        grids = _convolve(counts.view(_GRID, _GRID), torch.stack([q, q.square() * ux, q.square() * uy]))
+        self.values = grids.reshape(3, -1).to(torch.float32)
+
+    def _corners(self, points):
+        """The four grid nodes around each point (flat indices) and their bilinear weights."""
+        position = ((points - self.low) / self.spacing).clamp(0, _GRID - 1 - 1e-6)
+        cell = position.floor()
+        fraction = position - cell
+        cell = cell.long()
+        for dx in (0, 1):
+            for dy in (0, 1):
+                wx = fraction[:, 0] if dx else 1 - fraction[:, 0]
+                wy = fraction[:, 1] if dy else 1 - fraction[:, 1]
+                yield (cell[:, 0] + dx) * _GRID + cell[:, 1] + dy, (wx * wy).to(points.dtype)
+
+    def __call__(self, z):
+        read = sum(self.values[:, index] * weight.float() for index, weight in self._corners(z.double()))
+        return read[0], read[1:].T
+
+
+def _convolve(grid, kernels):
+    """``out[c, p] = sum_r grid[r] * kernels[c, p - r + G - 1]`` for each node ``p`` of the
+    ``G x G`` grid: a linear convolution by FFT, zero-padded to avoid wrapping around."""
+    size = grid.shape[0]
+    padded = 3 * size
+    spectrum = torch.fft.rfft2(grid, s=(padded, padded))
+    full = torch.fft.irfft2(spectrum * torch.fft.rfft2(kernels, s=(padded, padded)), s=(padded, padded))
+    return full[:, size - 1 : 2 * size - 1, size - 1 : 2 * size - 1]

@@ -125,3 +125,24 @@ def test_a_damaged_reference_is_refused_with_its_place():
         NeighborReference.from_state(dict(good, embedding=torch.zeros(4, 3)), 2, "here")
     with pytest.raises(ValueError, match="it is incomplete"):
         NeighborReference.from_state({"rows": torch.zeros(4, 3)}, 2, "here")
+
+
+def test_the_grid_sums_over_all_training_rows_match_the_exact_sums():
+    from cvae.placement import _GridField, _SampledField
+
+    torch.manual_seed(0)
+    points = torch.randn(3000, 2) * 6
+    z = torch.randn(200, 2) * 5
+    exact_total, exact_repulsion = _SampledField(points, len(points))(z)  # the sample is every row: exact
+    total, repulsion = _GridField(points)(z)
+    assert torch.allclose(total, exact_total, rtol=3e-3)
+    # the repulsion enters the gradient divided by the total: its error is small beside that
+    assert ((repulsion - exact_repulsion).norm(dim=1) <= 0.005 * exact_total).all()
+
+
+def test_a_wider_embedding_is_placed_against_a_sample_of_training_rows(split):
+    X, X_new = split
+    vae = CompressionVAE(3, hidden_layer_sizes=(32, 16), max_steps=30, random_state=0).fit(X)
+    Z = vae.transform(X_new)
+    assert Z.shape == (100, 3) and np.isfinite(Z).all()
+    np.testing.assert_array_equal(vae.transform(X[:10]), vae.embedding_[:10])
