@@ -3,6 +3,7 @@
 This is the only module that imports private scikit-learn helpers.
 """
 
+import os
 from numbers import Real
 
 import numpy as np
@@ -174,6 +175,17 @@ def check_count_rows(rows, name, likelihood, integers=True):
 
 def check_sample_weight(sample_weight, n_samples):
     """``sample_weight`` as float64: one finite, non-negative number per row, not all zero."""
+    if isinstance(sample_weight, (Real, np.number)):
+        if not np.isfinite(sample_weight):
+            raise ValueError(f"sample_weight must be a finite number, got {sample_weight!r}.")
+    elif sample_weight is not None:
+        values = np.asarray(sample_weight)
+        if values.ndim == 1 and values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = np.flatnonzero(~np.isfinite(values))
+            raise ValueError(
+                f"sample_weight holds {len(bad)} non-finite value(s) (NaN or infinity), first at row {bad[0]}: "
+                f"{values[bad[0]]!r}."
+            )
     weights = _check_sample_weight(sample_weight, np.empty((n_samples, 0)), dtype=np.float64,
                                    ensure_non_negative=True)
     if not np.any(weights > 0):  # scikit-learn before 1.7 lets all zeros through
@@ -181,12 +193,27 @@ def check_sample_weight(sample_weight, n_samples):
     return weights
 
 
+# Parameters that take numbers, where a bool (an int to Python) is a mistake.
+_NUMBER_PARAMS = (
+    "n_components", "iaf_flow_length", "beta", "kl_warmup_steps", "free_bits", "neighbor_weight", "n_neighbors",
+    "neighbor_samples", "dropout", "batch_size", "eval_batch_size", "learning_rate_init", "max_steps",
+    "validation_fraction", "validation_interval", "patience", "learning_rate_factor", "learning_rate_min", "tol",
+    "n_iter_no_change", "checkpoint_interval", "n_jobs",
+)
+
+
 def check_params(estimator):
     """The checks of a ``CompressionVAE``'s parameters that ``_parameter_constraints`` cannot
     express (run after them, in ``fit`` and ``load``)."""
-    for name in ("n_components", "iaf_flow_length", "batch_size", "eval_batch_size", "max_steps"):
+    for name in _NUMBER_PARAMS:
         if isinstance(getattr(estimator, name), (bool, np.bool_)):
-            raise ValueError(f"{name} must be an integer, got {getattr(estimator, name)!r}.")
+            raise ValueError(f"{name} must be a number, not a bool; got {getattr(estimator, name)!r}.")
+    cpus = os.cpu_count() or 1
+    if estimator.n_jobs is not None and estimator.n_jobs > cpus:
+        raise ValueError(
+            f"n_jobs={estimator.n_jobs} asks for more CPU threads than this machine's {cpus} CPUs, which only "
+            "slows training; give at most that, or None to choose."
+        )
     sizes = estimator.hidden_layer_sizes
     if sizes is not None and not _positive_integers(sizes):
         raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive integers, got {sizes!r}.")

@@ -17,8 +17,18 @@ __all__ = ["build_parser", "main"]
 
 # What a user can cause and mend: bad values, missing or unwritable files (OSError covers
 # permissions, read-only file systems, link loops, folders where files were expected),
-# a log directory another fit holds (LogDirLocked is a RuntimeError), a missing extra.
-USER_ERRORS = (ValueError, TypeError, OSError, ImportError, RuntimeError)
+# a log directory another fit holds, a missing extra, compile=True without a compiler. Any
+# other exception is a bug, and shows its traceback.
+USER_ERRORS = (ValueError, OSError, ImportError)
+# ... and these, from modules that import torch, which the command line loads only when needed.
+_USER_ERROR_NAMES = {"cvae.training.logdir": "LogDirLocked", "cvae.training.trainer": "CompilerNotFound"}
+
+
+def _user_errors():
+    """The exception classes that are a user's mistake, not a bug, among those loaded."""
+    loaded = [getattr(sys.modules[module], name) for module, name in _USER_ERROR_NAMES.items()
+              if module in sys.modules]
+    return USER_ERRORS + tuple(loaded)
 
 
 # ---------------------------------------------------------------- subcommands
@@ -56,11 +66,14 @@ def _fit(args):
     if args.valid is not None:
         X_valid, _ = _data(args.valid, args.key, args.label_column)
     given = {param: getattr(args, option) for option, param in _FIT_PARAMS.items() if getattr(args, option) is not None}
+    twice = sorted(given.keys() & args.param.keys()) + (["logdir"] if "logdir" in args.param else [])
+    if twice:
+        raise ValueError(f"{twice[0]} is given both by its own option and by --param; give it once.")
     given.update(args.param)
     if args.tensorboard:
         given["tensorboard"] = True
     if args.resume:
-        vae = CompressionVAE.load(args.logdir).set_params(**given, warm_start=True, verbose=not args.quiet)
+        vae = CompressionVAE.load(args.logdir).set_params(**{"verbose": not args.quiet, **given, "warm_start": True})
     else:
         vae = CompressionVAE(**{"logdir": args.logdir, "verbose": not args.quiet, **given})
     try:
@@ -79,7 +92,7 @@ def _write_output(vae, method, data, output):
     """Write ``vae.<method>(data)``; a .npy output is written a chunk at a time."""
     from .files import transform_to_npy, write_array
 
-    if Path(output).suffix == ".npy":
+    if Path(output).suffix.lower() == ".npy":
         transform_to_npy(vae, data, output, method=method)
     else:
         write_array(output, getattr(vae, method)(data), _columns(vae, method))
@@ -190,6 +203,11 @@ def _describe(vae, logdir):
         },
         "training": {
             "steps": vae.n_steps_,
+            "max_steps": vae.max_steps_,
+            "neighbor_weight": vae.neighbor_weight_,
+            "precision": vae.precision_,
+            "cpu_threads": vae.n_threads_,
+            "placement": "encoder" if vae._placement_reference() is None else "neighbors",
             "stop_reason": vae.stop_reason_,
             "best_validation_loss": vae.best_validation_loss_,
             "last_learning_rate": last.get("learning_rate"),
@@ -395,7 +413,9 @@ def main(argv=None):
         except BrokenPipeError:  # e.g. `cvae info --json | head`
             sys.stdout = open(os.devnull, "w")
             return 0
-        except USER_ERRORS as exc:
+        except Exception as exc:
+            if not isinstance(exc, _user_errors()):
+                raise
             print(f"cvae {args.command}: error: {exc}", file=sys.stderr)
             return 2
 

@@ -44,6 +44,25 @@ _SCORE_SEED = 0
 _SCORE_DRAWS = 8
 
 
+def _check_same_run(logdir, spec, state):
+    """A fit continued from memory writes into ``logdir`` only if it holds the same run at the
+    same or an earlier step: never over another run, nor over a newer state of this one."""
+    saved_spec = logdir.read_params()[1]
+    saved = logdir.read_checkpoint(saved_spec)
+    where = f"Log directory {str(logdir.path)!r}"
+    shared = min(len(saved["history"]), len(state["history"]))
+    if saved_spec.to_dict() != spec.to_dict() or saved["history"][:shared] != state["history"][:shared]:
+        raise FileExistsError(
+            f"{where} holds another training run than the one this estimator continues; continuing here would "
+            "replace it. Choose another logdir, or CompressionVAE.load() the run it holds."
+        )
+    if saved["step"] > state["step"]:
+        raise FileExistsError(
+            f"{where} holds this run at step {saved['step']}, further than this estimator's step {state['step']}; "
+            "continuing here would replace it. CompressionVAE.load() it to continue from there."
+        )
+
+
 def _place(reference, standardize, n_neighbors, rows):
     return reference.place(standardize(rows), n_neighbors)
 
@@ -238,6 +257,10 @@ default="orthogonal"
         Weight of the neighbour term used (``neighbor_weight="auto"`` resolved).
     max_steps_ : int
         Step budget of the last fit (``max_steps="auto"`` resolved).
+    precision_ : str
+        Arithmetic the last fit trained in (``precision="auto"`` resolved).
+    n_threads_ : int
+        CPU threads the last fit trained on.
     embedding_ : ndarray of shape (n_rows, n_components)
         The encoder's embedding of the training rows (with the validation rows held out of
         ``X``) that place unseen rows; only when the fit kept them (``placement``).
@@ -441,7 +464,8 @@ numpy.memmap or anndata.AnnData
             spec, resume, saved_split = self._previous_run(logdir, params)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
             data = prepare(self, X, X_valid, seed, saved_split, spec, logdir, sample_weight)
-            resolved = {"neighbor_weight": neighbor_weight_for(params, data.train.source)}
+            continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
+            resolved = {"neighbor_weight": neighbor_weight_for(params, data.train.source, continued)}
             resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
             if spec is None:
                 spec = new_spec({**params, **resolved}, data, seed, getattr(self, "feature_names_in_", None))
@@ -462,6 +486,8 @@ numpy.memmap or anndata.AnnData
         """``(spec, trainer state, saved split)`` of the run to continue, or ``None`` for each."""
         if self.warm_start and hasattr(self, "spec_"):
             spec, state = self.spec_, self._checkpoint
+            if logdir is not None and logdir.has_run():
+                _check_same_run(logdir, spec, state)
         elif logdir is None or not logdir.has_run():
             return None, None, None
         elif not self.warm_start:
@@ -497,6 +523,8 @@ numpy.memmap or anndata.AnnData
         budget = resolved.get("max_steps", self.max_steps)
         self.neighbor_weight_ = None if weight == "auto" else float(weight)
         self.max_steps_ = None if budget == "auto" else int(budget)
+        self.precision_ = resolved.get("precision")
+        self.n_threads_ = resolved.get("threads")
         self.data_range_ = tuple(state["data_range"]) if "data_range" in state else None
         self._reference = None
         if hasattr(self, "embedding_"):
@@ -544,7 +572,13 @@ numpy.memmap or anndata.AnnData
             estimator._check_params()
         except (ValueError, TypeError) as exc:
             raise ValueError(f"Cannot read {run.file(run.PARAMS)}: {exc}") from exc
-        estimator._adopt_run(spec, state, resolve_device(estimator.device))
+        try:
+            estimator._adopt_run(spec, state, resolve_device(estimator.device))
+        except RuntimeError as exc:  # torch's load_state_dict: weights of another architecture
+            raise ValueError(
+                f"Cannot read {run.path}: the model {run.file(run.PARAMS)} describes does not match the weights in "
+                f"{run.file(run.CHECKPOINT)} ({str(exc).splitlines()[0]})"
+            ) from exc
         return estimator
 
     # ------------------------------------------------------------------ inference

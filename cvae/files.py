@@ -49,15 +49,15 @@ def read_array(path, *, key=None, label_column=None):
         X, names = read_npy_directory(path), None
     elif not path.exists():
         raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
-    elif path.suffix == ".npy":
+    elif path.suffix.lower() == ".npy":
         X, names = np.load(path, allow_pickle=False), None
-    elif path.suffix == ".npz" and key is None and is_sparse_npz(path):
+    elif path.suffix.lower() == ".npz" and key is None and is_sparse_npz(path):
         if label_column is not None:
             raise ValueError(f"{str(path)!r} holds a sparse matrix, which has no label column; give labels apart.")
         return load_sparse_npz(path), None
-    elif path.suffix == ".npz":
+    elif path.suffix.lower() == ".npz":
         X, names = _read_npz(path, key), None
-    elif path.suffix == ".csv":
+    elif path.suffix.lower() == ".csv":
         return _read_csv(path, label_column)
     else:
         raise ValueError(f"Cannot read {str(path)!r}: expected a directory or one of {', '.join(READABLE)} files.")
@@ -79,8 +79,8 @@ def read_labels(path, *, key=None):
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {str(path)!r}")
-    if path.suffix in (".npy", ".npz"):
-        labels = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _read_npz(path, key)
+    if path.suffix.lower() in (".npy", ".npz"):
+        labels = np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy" else _read_npz(path, key)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         if labels.ndim != 1:
@@ -115,10 +115,10 @@ def write_array(path, array, columns=None):
     """
     path = Path(path).expanduser()
     array = np.asarray(array)
-    if path.suffix not in (".npy", ".csv"):
+    if path.suffix.lower() not in (".npy", ".csv"):
         raise ValueError(f"Cannot write {str(path)!r}: use a .npy or .csv file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         buffer = io.BytesIO()
         np.save(buffer, array)
         data = buffer.getvalue()
@@ -154,8 +154,10 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
         Shape of the array written.
     """
     path = Path(path).expanduser()
-    if path.suffix != ".npy":
+    if path.suffix.lower() != ".npy":
         raise ValueError(f"Cannot write {str(path)!r}: transform_to_npy writes a .npy file.")
+    if path.is_dir():
+        raise ValueError(f"Cannot write {str(path)!r}: it is a directory.")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     if method not in ("transform", "inverse_transform", "score_samples"):
@@ -166,6 +168,8 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
         out = apply(X)
         write_array(path, out)
         return out.shape
+    if source.n_samples == 0:  # checked before the output is opened: an existing file stays as it was
+        raise ValueError(f"X ({source.name}) holds no rows: there is nothing to write to {str(path)!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
         for rows in iterate_chunks(source.n_samples, chunk_size):

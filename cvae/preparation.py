@@ -167,7 +167,15 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
         train, valid = Rows(source, train_idx), Rows(source, valid_idx)
         held_out = (valid_idx, source.n_samples)
     if weights is not None:
+        weights = weights / weights[keep].max()  # no overflow in the mean, whatever the weights' scale
         scale = weights[train.indices].mean()
+        lost = (weights[keep] > 0) & ((weights[keep] / scale).astype(np.float32) == 0)
+        if lost.any():
+            raise ValueError(
+                f"sample_weight spans too wide a range: {int(lost.sum())} row(s) weigh less than float32 can hold "
+                f"beside the largest weight (ratio {weights[keep][lost].min():.3g}). Give those rows weight 0 to "
+                "leave them out, or narrow the range."
+            )
         train = replace(train, weights=(weights[train.indices] / scale).astype(np.float32))
         if X_valid is None:
             valid = replace(valid, weights=(weights[valid.indices] / scale).astype(np.float32))

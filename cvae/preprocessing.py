@@ -86,6 +86,11 @@ class DataSummary:
         return float(np.sum(self.scaler.mean_))
 
 
+# Sparse float32 values above this are summarized in float64: their squares, summed over
+# rows, would leave float32's range (about 3.4e38).
+_FLOAT32_SQUARE_SAFE = 1e15
+
+
 def summarize(chunks, log_counts=False):
     """Summarize data given as an iterable of 2-D arrays, holding one chunk at a time.
 
@@ -104,6 +109,10 @@ def summarize(chunks, log_counts=False):
             continue
         if scaler is None:  # sparse data cannot be centred in place; the moments are the same
             scaler, log_scaler = (StandardScaler(with_mean=not sp.issparse(chunk)) for _ in range(2))
+        large = sp.issparse(chunk) and chunk.nnz and np.abs(chunk.data).max() > _FLOAT32_SQUARE_SAFE
+        if large and chunk.dtype == np.float32:
+            # scikit-learn's sparse moments square the values in their own precision: float32 would overflow
+            chunk = chunk.astype(np.float64)
         scaler.partial_fit(chunk, sample_weight=weights)
         values = chunk.data if sp.issparse(chunk) else chunk
         if values.size:

@@ -55,7 +55,8 @@ class SparseSource:
     Parameters
     ----------
     matrix : scipy.sparse CSR matrix or array of shape (n_samples, n_features)
-        Kept as it is (not copied).
+        Kept as it is (not copied) when in canonical form; duplicate or unsorted entries are
+        summed and sorted in a copy, so that every pass sees the values ``toarray`` gives.
     name : str, default="X"
     checked : bool, default=False
         True when the stored values were validated as a whole (finite).
@@ -65,6 +66,9 @@ class SparseSource:
     in_memory = True
 
     def __init__(self, matrix, name="X", checked=False):
+        if not matrix.has_canonical_format:
+            matrix = matrix.copy()
+            matrix.sum_duplicates()
         self.matrix = matrix
         self.name = name
         self.checked = checked
@@ -275,7 +279,7 @@ def open_source(X, name="X", layer=None):
             from .adata import h5ad_source
 
             return h5ad_source(path, layer)
-        if path.suffix != ".npy":
+        if path.suffix.lower() != ".npy":
             raise ValueError(
                 f"{name}={str(path)!r}: paths must be a .npy file, a directory of .npy files, a sparse .npz file "
                 "or an .h5ad file. Read other formats into memory with cvae.files.read_array."

@@ -177,10 +177,11 @@ def new_spec(params, data, seed, feature_names=None):
     n_features, likelihood = data.n_features, data.likelihood
     sizes = params["hidden_layer_sizes"]
     if sizes is None:
-        sizes = default_hidden_sizes(n_features, params["n_components"], neighbors=params["neighbor_weight"] > 0)
+        sizes = default_hidden_sizes(n_features, int(params["n_components"]), neighbors=params["neighbor_weight"] > 0)
     else:
         sizes = [int(s) for s in sizes]
-    model = ModelSpec(n_features, params["n_components"], sizes, likelihood, params["iaf_flow_length"],
+    # int(): NumPy integers (np.arange grids) would not be plain JSON numbers
+    model = ModelSpec(n_features, int(params["n_components"]), sizes, likelihood, int(params["iaf_flow_length"]),
                       float(params["dropout"]), params["activation"], params["initializer"])
     counts = likelihood in COUNT_LIKELIHOODS
     loc, scale = data.summary.normalization(params["normalize"], log=counts)

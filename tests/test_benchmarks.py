@@ -311,3 +311,26 @@ def test_trust_probe_runs_the_benchmark_with_each_change_and_records_it(tmp_path
     # PCA keeps most of digits' neighbourhoods on the training rows as on the test rows
     assert abs(rows["pca"]["train_trustworthiness"] - rows["pca"]["trustworthiness"]) < 0.05
     assert rows["pca"]["train_trustworthiness"] > 0.75
+
+
+def test_placement_benchmark_scores_each_route(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_placement.py"))
+    out = tmp_path / "placement.json"
+    module["main"](["--max-steps", "30", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]["digits"]
+    assert rows["steps"] == 30 and set(module["ROUTES"]) <= rows.keys()
+    assert rows["encoder"]["knn"] != rows["grid"]["knn"] and rows["median"]["knn"] > 0.5
+    assert all(rows[route]["rows_per_second"] > 0 for route in module["ROUTES"])
+    assert "rows/s" in capsys.readouterr().out
+    import cvae.placement
+
+    assert cvae.placement.REFINE_STEPS == 30 and cvae.placement.NeighborReference._field.__name__ == "_field"
+
+
+def test_get_mnist_splits_openml_rows_into_the_benchmarks_file(tmp_path):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "get_mnist.py"))
+    X = np.arange(70000 * 2).reshape(70000, 2) % 256
+    module["save_mnist"](X, np.arange(70000).astype(str), tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as data:
+        assert data["X_train"].shape == (60000, 2) and data["X_test"].shape == (10000, 2)
+        assert data["X_train"].dtype == np.uint8 and data["y_test"][0] == 60000

@@ -135,6 +135,8 @@ def test_info_describes_model_training_and_files(fitted, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["model"]["hidden_layer_sizes"] == [32, 16]
     assert info["training"]["stop_reason"] == "max_steps" and info["training"]["validations"] == 1
+    assert info["training"]["precision"] == "float32" and info["training"]["cpu_threads"] >= 1
+    assert info["training"]["max_steps"] == info["training"]["steps"]
 
 
 @pytest.mark.parametrize(

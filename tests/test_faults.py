@@ -39,8 +39,15 @@ _KILL_LOOP = textwrap.dedent(
     torch.set_num_threads(1)  # no OpenMP team in the parent, which fork could not copy
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo (seconds)
 
-    logdir, kills, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    logdir, kills, seed, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     X = load_digits().data[:300].astype(np.float32)
+    data = X
+    extra = {}
+    if kind == "sparse":
+        import scipy.sparse as sp
+        data = sp.csr_matrix(X)
+    elif kind == "counts":
+        extra = {"likelihood": "poisson"}  # digits' pixels are whole numbers from 0 to 16
     random.seed(seed)
     steps, outcomes = [], []
     for kill in range(kills):
@@ -48,7 +55,7 @@ _KILL_LOOP = textwrap.dedent(
         if pid == 0:  # the child fits, continuing whatever the last child saved
             CompressionVAE(n_components=3, hidden_layer_sizes=(32, 16), batch_size=32, max_steps=10**7,
                            validation_interval=5, checkpoint_interval=5, logdir=logdir, warm_start=True,
-                           random_state=0).fit(X)
+                           random_state=0, **extra).fit(data)
             os._exit(0)
         time.sleep(random.uniform(0.05, 0.8))
         os.kill(pid, signal.SIGKILL)
@@ -69,16 +76,22 @@ _KILL_LOOP = textwrap.dedent(
 )
 
 
-def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits):
+@pytest.mark.parametrize("kind, kills", [("dense", 24), ("sparse", 8), ("counts", 8)])
+def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits, kind, kills):
     logdir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-c", _KILL_LOOP, str(logdir), "24", "0"], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", _KILL_LOOP, str(logdir), str(kills), "0", kind],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(report["outcomes"]) == 24  # 24 kills, each followed by a check
-    assert report["outcomes"].count("loaded") >= 18 and report["steps"][-1] > report["steps"][0]
+    assert len(report["outcomes"]) == kills  # each kill followed by a check
+    assert report["outcomes"].count("loaded") >= kills * 3 // 4 and report["steps"][-1] > report["steps"][0]
     vae = CompressionVAE.load(logdir)
-    vae.set_params(max_steps=vae.n_steps_ + 10, warm_start=True).fit(digits[0][:300])  # the run continues
+    X = digits[0][:300]
+    if kind == "sparse":
+        import scipy.sparse as sp
+
+        X = sp.csr_matrix(X)
+    vae.set_params(max_steps=vae.n_steps_ + 10, warm_start=True).fit(X)  # the run continues
     # a fit killed mid-write may have left a temporary file: the next fit removed it
     assert not list(logdir.glob(".*.tmp"))
     assert vae.transform(digits[0][:5]).shape == (5, 3)
@@ -168,3 +181,37 @@ def test_a_full_disk_before_any_checkpoint_is_a_clear_error(tmp_path, digits, fa
         CompressionVAE(**dict(fast, logdir=str(tmp_path / "run"))).fit(digits[0][:300])
     with pytest.raises(FileNotFoundError, match="No parameter file"):
         CompressionVAE.load(tmp_path / "run")
+
+
+_TRANSFORM_TO_NPY = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from cvae.estimator import CompressionVAE
+    from cvae.files import transform_to_npy
+
+    vae = CompressionVAE.load(sys.argv[1])
+    print("ready", flush=True)
+    transform_to_npy(vae, sys.argv[2], sys.argv[3], chunk_size=7)
+    """
+)
+
+
+def test_kill_9_during_transform_to_npy_keeps_the_existing_output(tmp_path, digits):
+    import signal
+
+    X = np.tile(digits[0], (40, 1))  # 71,880 rows: long enough to be killed while writing
+    np.save(tmp_path / "X.npy", X)
+    CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=5, neighbor_weight=0,
+                   logdir=tmp_path / "run").fit(digits[0])
+    out = tmp_path / "out.npy"
+    np.save(out, np.arange(6.0))
+    before = out.read_bytes()
+    child = subprocess.Popen([sys.executable, "-c", _TRANSFORM_TO_NPY, str(tmp_path / "run"), str(tmp_path / "X.npy"),
+                              str(out)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert out.read_bytes() == before  # the old output, whole; never a torn one

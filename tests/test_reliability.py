@@ -1,6 +1,7 @@
 """Issue #9: nothing lost, nothing silently wrong. One regression test per defect found,
 numbered as in the issue; the fault-injection tests are in test_faults.py."""
 
+import copy
 import json
 import os
 import subprocess
@@ -232,12 +233,14 @@ def test_transform_to_npy_checks_chunk_size(run, X, tmp_path):
 # 11. Stale temporaries are removed when a run is opened; the history follows the checkpoints.
 def test_stale_temporaries_are_cleaned_and_history_follows_checkpoints(run, X):
     _, logdir = run
-    stale = [logdir / ".checkpoint.pt.abc123.tmp", logdir / ".history.csv.xyz.tmp"]
+    stale = [logdir / ".checkpoint.pt.cvae-abc123.tmp", logdir / ".history.csv.cvae-xyz.tmp"]
     for path in stale:
         path.write_bytes(b"left by a killed process")
+    users = logdir / ".notes.tmp"  # a user's own hidden file is not the package's to delete
+    users.write_text("mine")
     resumed = CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=100, checkpoint_interval=20)
     resumed.fit(X)
-    assert not any(path.exists() for path in stale)
+    assert not any(path.exists() for path in stale) and users.read_text() == "mine"
     assert len((logdir / "history.csv").read_text().splitlines()) == 1 + len(resumed.history_)
 
 
@@ -272,7 +275,7 @@ def test_logdir_expands_the_home_directory_and_refuses_empty(tmp_path, monkeypat
 @pytest.mark.parametrize(
     "params, message",
     [
-        (dict(n_components=True), "n_components must be an integer"),
+        (dict(n_components=True), "n_components must be a number, not a bool"),
         (dict(hidden_layer_sizes=(float("nan"),)), "hidden_layer_sizes must be a non-empty sequence"),
         (dict(hidden_layer_sizes=("a",)), "hidden_layer_sizes must be a non-empty sequence"),
         (dict(device="meta"), "runs on 'cpu', 'cuda' or 'mps'"),
@@ -286,8 +289,7 @@ def test_parameters_of_the_wrong_kind_are_clear_errors(X, fast, params, message)
 
 # 14.
 def test_fit_reports_where_it_saved(npy, tmp_path, capsys):
-    assert main(["fit", str(npy), "--logdir", str(tmp_path / "A"), "--param", f"logdir={tmp_path / 'B'}",
-                 *CLI_FAST]) == 0
+    assert main(["fit", str(npy), "--logdir", str(tmp_path / "B"), *CLI_FAST]) == 0
     assert f"saved in {tmp_path / 'B'}" in capsys.readouterr().out
     assert (tmp_path / "B" / "checkpoint.pt").is_file()
 
@@ -371,3 +373,185 @@ def test_each_way_a_fit_ends_badly_is_warned(reason, best, category, message):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_on_stop(params, {"stop_reason": "converged", "step": 7, "best_loss": 1.0})
+
+
+# ---------------------------------------------------------------- round 3 (issue #35)
+
+
+def test_a_loaded_run_keeps_auto_and_its_clone_resolves_its_own_budget(tmp_path, X, fast):
+    from sklearn.base import clone
+
+    params = {k: v for k, v in fast.items() if k != "max_steps"}
+    vae = CompressionVAE(logdir=tmp_path / "run", **params).fit(X[:300])
+    loaded = CompressionVAE.load(tmp_path / "run")
+    assert loaded.get_params()["max_steps"] == "auto" and loaded.max_steps_ == vae.max_steps_ == vae.n_steps_
+    other = clone(loaded).set_params(logdir=None).fit(X[:150])
+    assert other.max_steps_ != vae.max_steps_ and other.n_steps_ == other.max_steps_
+
+
+def test_numpy_scalar_parameters_are_saved_with_the_run(tmp_path, X, fast):
+    params = dict(fast, max_steps=np.int64(20), random_state=np.int64(3), n_components=np.int64(2),
+                  learning_rate_init=np.float32(1e-3))
+    vae = CompressionVAE(logdir=tmp_path / "run", **params).fit(X[:200])
+    saved = json.loads((tmp_path / "run" / "params.json").read_text())["params"]
+    assert saved["max_steps"] == 20 and saved["random_state"] == 3 and vae.n_steps_ == 20
+    np.testing.assert_array_equal(CompressionVAE.load(tmp_path / "run").transform(X[:5]), vae.transform(X[:5]))
+
+
+@pytest.mark.parametrize("name", ["n_jobs", "beta", "patience", "n_neighbors", "max_steps"])
+def test_a_bool_for_a_number_is_refused(name, X, fast):
+    with pytest.raises(ValueError, match=f"{name} must be a number, not a bool"):
+        CompressionVAE(**dict(fast, **{name: True})).fit(X[:100])
+
+
+def test_n_jobs_beyond_the_cpus_is_refused_before_training(X, fast):
+    cpus = os.cpu_count()
+    with pytest.raises(ValueError, match=f"n_jobs={cpus + 1} asks for more CPU threads than this machine's {cpus}"):
+        CompressionVAE(**dict(fast, n_jobs=cpus + 1)).fit(X[:100])
+
+
+@pytest.mark.parametrize("weights, match", [
+    (np.nan, "sample_weight must be a finite number, got nan"),
+    (np.inf, "sample_weight must be a finite number, got inf"),
+    ([1.0] * 99 + [np.inf], r"sample_weight holds 1 non-finite value\(s\) \(NaN or infinity\), first at row 99"),
+    ([1e-300] * 99 + [1.0], "sample_weight spans too wide a range: 99 row"),
+])
+def test_unusable_sample_weights_say_what_is_wrong(weights, match, X, fast):
+    with pytest.raises(ValueError, match=match):
+        CompressionVAE(**fast).fit(X[:100], sample_weight=weights)
+
+
+def test_huge_sample_weights_are_rescaled_without_overflow(X, fast):
+    big = CompressionVAE(**fast).fit(X[:100], sample_weight=[1e308] * 99 + [1e307])
+    small = CompressionVAE(**fast).fit(X[:100], sample_weight=[10.0] * 99 + [1.0])
+    np.testing.assert_allclose(big.transform(X[:20]), small.transform(X[:20]), atol=1e-5)
+
+
+def test_cli_options_given_twice_are_refused_and_resume_takes_verbose(run, npy, capsys):
+    run = run[1]  # trained in memory with the neighbour term: a file cannot continue it
+    resume = ["fit", str(npy), "--logdir", str(run), "--resume", "--max-steps", "70", "--param", "verbose=false"]
+    assert main(resume) == 2
+    assert "trains with neighbor_weight=0.4, which needs the training data in memory" in capsys.readouterr().err
+    assert main(["fit", str(npy), "--logdir", str(run) + "F", *CLI_FAST]) == 0
+    assert main(["fit", str(npy), "--logdir", str(run) + "F", "--resume", "--max-steps", "70",
+                 "--param", "verbose=false"]) == 0
+    capsys.readouterr()
+    assert main(["fit", str(npy), "--logdir", str(run) + "A", "--param", "logdir=B"]) == 2
+    assert "logdir is given both by its own option and by --param" in capsys.readouterr().err
+    assert main(["fit", str(npy), "--logdir", str(run) + "A", "--max-steps", "30", "--param", "max_steps=50"]) == 2
+    assert "max_steps is given both by its own option and by --param" in capsys.readouterr().err
+
+
+def test_cli_bugs_show_their_traceback(npy, tmp_path, monkeypatch):
+    import cvae.estimator
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(cvae.estimator.CompressionVAE, "fit", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        main(["fit", str(npy), "--logdir", str(tmp_path / "r")])
+
+
+def test_an_edited_params_file_is_named_in_the_error(run):
+    run = run[1]
+    document = json.loads((run / "params.json").read_text())
+    document["spec"]["model"]["hidden_sizes"] = [8]
+    (run / "params.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=r"Cannot read .*: the model .*params.json describes does not match"):
+        CompressionVAE.load(run)
+
+
+def test_atomic_writes_leave_the_umask_alone_and_follow_it(tmp_path):
+    import threading
+
+    from cvae.training.io import atomic_write
+
+    previous = os.umask(0o077)
+    try:
+        seen, stop = set(), threading.Event()
+
+        def watch():  # the umask, as another thread would meet it, while files are written
+            while not stop.is_set():
+                mask = os.umask(0o077)
+                os.umask(mask)
+                seen.add(mask)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        for i in range(200):
+            atomic_write(tmp_path / f"f{i}", b"x")
+        stop.set()
+        watcher.join()
+        assert seen == {0o077}
+        assert {(tmp_path / f"f{i}").stat().st_mode & 0o777 for i in range(200)} == {0o600}
+    finally:
+        os.umask(previous)
+
+
+def test_a_warm_start_from_memory_never_replaces_another_run_or_a_newer_state(tmp_path, X, fast):
+    other = tmp_path / "other"
+    CompressionVAE(**dict(fast, logdir=other, n_components=3)).fit(X[:, :4])
+    before = (other / "checkpoint.pt").read_bytes()
+    m = CompressionVAE(**dict(fast, random_state=2)).fit(X)
+    with pytest.raises(FileExistsError, match="holds another training run than the one this estimator continues"):
+        m.set_params(logdir=other, warm_start=True).fit(X)
+    assert (other / "checkpoint.pt").read_bytes() == before
+    # the same run, saved further on than a stale copy of the estimator
+    same = tmp_path / "same"
+    vae = CompressionVAE(**dict(fast, logdir=same, max_steps=40)).fit(X)
+    stale = copy.deepcopy(vae)
+    vae.set_params(warm_start=True, max_steps=80).fit(X)
+    with pytest.raises(FileExistsError, match=r"holds this run at step 80, further than this estimator's step 40"):
+        stale.set_params(warm_start=True, max_steps=120).fit(X)
+    # and the same run at its own step continues
+    vae.set_params(max_steps=100).fit(X)
+    assert CompressionVAE.load(same).n_steps_ == 100
+
+
+def test_no_rows_to_write_leave_the_output_file_as_it_was(run, tmp_path):
+    vae, _ = run
+    np.save(tmp_path / "empty.npy", np.zeros((0, 64), dtype=np.float32))
+    out = tmp_path / "out.npy"
+    np.save(out, np.ones(3))
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="holds no rows: there is nothing to write to"):
+        transform_to_npy(vae, tmp_path / "empty.npy", out)
+    assert out.read_bytes() == before
+
+
+def test_upper_case_npy_suffixes_are_read_and_written(run, X, tmp_path):
+    vae, _ = run
+    np.save(tmp_path / "A.npy", X[:10])
+    (tmp_path / "A.npy").rename(tmp_path / "A.NPY")
+    transform_to_npy(vae, tmp_path / "A.NPY", tmp_path / "Z.NPY")
+    np.testing.assert_array_equal(np.load(tmp_path / "Z.NPY"), vae.transform(X[:10]))
+    (tmp_path / "dir.npy").mkdir()
+    with pytest.raises(ValueError, match=r"dir.npy': it is a directory"):
+        transform_to_npy(vae, tmp_path / "A.NPY", tmp_path / "dir.npy")
+
+
+def test_duplicate_sparse_entries_are_summed_as_the_dense_matrix_sums_them(X, fast):
+    import scipy.sparse as sp
+
+    dense = X[:200].astype(np.float32)
+    csr = sp.csr_matrix(dense)
+    # every value stored as two halves: the same matrix to toarray()
+    doubled = sp.csr_matrix((np.repeat(csr.data / 2, 2), np.repeat(csr.indices, 2), 2 * csr.indptr), shape=dense.shape)
+    assert not doubled.has_canonical_format and np.array_equal(doubled.toarray(), dense)
+    a = CompressionVAE(**fast).fit(doubled)
+    b = CompressionVAE(**fast).fit(dense)
+    np.testing.assert_array_equal(a.scale_, b.scale_)
+    np.testing.assert_array_equal(a.transform(doubled), b.transform(dense))
+    assert not doubled.has_canonical_format  # the caller's matrix is not changed
+
+
+def test_large_sparse_float32_values_are_summarized_as_dense_ones(fast):
+    import scipy.sparse as sp
+
+    X = np.zeros((100, 10), dtype=np.float32)
+    X[::7, 3] = 1e25
+    X[1::3, 5] = 2.0
+    a = CompressionVAE(**dict(fast, max_steps=5)).fit(sp.csr_matrix(X))
+    b = CompressionVAE(**dict(fast, max_steps=5)).fit(X)
+    np.testing.assert_allclose(a.scale_, b.scale_, rtol=1e-6)

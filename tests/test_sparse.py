@@ -123,3 +123,32 @@ def test_rows_are_made_dense_from_the_csr_arrays_where_the_model_runs():
     dense = densify_on(block, torch.device("cpu"))  # the path a CUDA device takes
     assert dense.dtype == torch.float32
     np.testing.assert_array_equal(dense.numpy(), block.toarray().astype(np.float32))
+
+
+def test_any_coo_layout_gives_the_dense_statistics_and_model():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=12, deadline=None)
+    @given(st.integers(0, 2**31 - 1), st.booleans(), st.booleans(), st.booleans())
+    def check(seed, duplicates, unsorted, explicit_zeros):
+        rng = np.random.default_rng(seed)
+        dense = (rng.random((40, 6)) < 0.4) * rng.integers(1, 9, (40, 6)).astype(np.float32)
+        rows, cols = np.nonzero(dense)
+        values = dense[rows, cols]
+        if duplicates:  # each value split in two stored entries
+            rows, cols, values = np.tile(rows, 2), np.tile(cols, 2), np.concatenate([values / 2, values / 2])
+        if explicit_zeros:
+            rows, cols, values = np.append(rows, [0, 1]), np.append(cols, [0, 0]), np.append(values, [0.0, 0.0])
+        if unsorted:
+            order = rng.permutation(len(values))
+            rows, cols, values = rows[order], cols[order], values[order]
+        coo = sp.coo_matrix((values.astype(np.float32), (rows, cols)), shape=dense.shape)
+        assert np.array_equal(coo.toarray(), dense)
+        a = CompressionVAE(**dict(FIT, max_steps=4, neighbor_weight=0)).fit(coo)
+        b = CompressionVAE(**dict(FIT, max_steps=4, neighbor_weight=0)).fit(dense)
+        np.testing.assert_array_equal(a.mean_, b.mean_)
+        np.testing.assert_array_equal(a.scale_, b.scale_)
+        np.testing.assert_array_equal(a.transform(coo), b.transform(dense))
+
+    check()

@@ -226,6 +226,7 @@ def test_n_jobs_sets_the_threads_of_the_training_loop(monkeypatch):
     monkeypatch.setattr(trainer_module, "threads_for_step", record)
     X = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32)
     before = torch.get_num_threads()
+    monkeypatch.setattr("cvae._validation.os.cpu_count", lambda: 4)  # n_jobs at most the CPUs
     for n_jobs in (3, None):
         CompressionVAE(n_jobs=n_jobs, max_steps=5, device="cpu", random_state=0).fit(X)
     assert seen == [3, None] and torch.get_num_threads() == before

@@ -129,7 +129,7 @@ def test_streamed_rows_take_their_weights_along(X, tmp_path):
         (-np.ones(600), "Negative values in data passed to `sample_weight`"),
         (np.ones(5), r"sample_weight.shape == \(5,\), expected \(600,\)"),
         (np.zeros(600), "Sample weights must contain at least one non-zero number"),
-        (np.full(600, np.nan), "Input sample_weight contains NaN"),
+        (np.full(600, np.nan), r"sample_weight holds 600 non-finite value\(s\) \(NaN or infinity\), first at row 0"),
         (np.ones((600, 2)), "Sample weights must be 1D array or scalar"),
     ],
 )

@@ -11,7 +11,7 @@ import contextlib
 import io
 import os
 import pickle
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -23,9 +23,8 @@ __all__ = ["atomic_open", "atomic_write", "load_checkpoint", "save_checkpoint"]
 def atomic_open(path):
     """A binary file to write ``path`` through: renamed over it only if the block succeeds."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -43,10 +42,23 @@ def atomic_write(path, data):
         f.write(data)
 
 
-def _default_file_mode():
-    umask = os.umask(0o022)  # the only way to read the umask is to set it
-    os.umask(umask)
-    return 0o666 & ~umask
+# Temporaries are named ".NAME" + TEMPORARY_MARK + random + ".tmp": what a directory's
+# clean-up may delete, and nothing a user would name so.
+TEMPORARY_MARK = ".cvae-"
+
+
+def _create_temporary(path):
+    """A new file beside ``path`` for its atomic write: ``(descriptor, name)``. Created with
+    mode 0666, which the operating system lowers by the process's umask as for any new file
+    (reading the umask would mean setting it, for every thread of the process)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}{TEMPORARY_MARK}{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary file beside {path}.")
 
 
 def save_checkpoint(path, state):

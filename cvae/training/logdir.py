@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..spec import FORMAT_VERSION, RunSpec, build_module
-from .io import atomic_write, load_checkpoint, save_checkpoint
+from .io import TEMPORARY_MARK, atomic_write, load_checkpoint, save_checkpoint
 
 __all__ = ["LogDir", "LogDirLocked"]
 
@@ -99,9 +99,10 @@ class LogDir:
             raise ValueError(f"logdir {str(self.path)!r} is a file, not a directory; choose a directory.")
 
     def _remove_stale_temporaries(self):
-        # Temporaries of atomic writes (".NAME.*.tmp") left by a process that was killed:
-        # under the lock, no writer of this directory is alive.
-        for path in self.path.glob(".*.tmp"):
+        # Temporaries of atomic writes left by a process that was killed (io.TEMPORARY_MARK
+        # names them, so a user's own hidden files stay): under the lock, no writer of this
+        # directory is alive.
+        for path in self.path.glob(f".*{TEMPORARY_MARK}*.tmp"):
             with contextlib.suppress(OSError):
                 path.unlink()
 

@@ -45,12 +45,19 @@ AUTO_PASS_ROWS = 10_000
 AUTO_MAX_STEPS = 50000
 
 
-def neighbor_weight_for(params, source):
-    """``neighbor_weight`` as a number: ``"auto"`` is ``AUTO_NEIGHBOR_WEIGHT`` for rows in
-    memory and 0 for rows streamed from files, where no neighbour graph is built."""
-    if params["neighbor_weight"] != "auto":
-        return float(params["neighbor_weight"])
-    return AUTO_NEIGHBOR_WEIGHT if source.in_memory else 0.0
+def neighbor_weight_for(params, source, continued=None):
+    """``neighbor_weight`` as a number: ``"auto"`` is the continued run's weight
+    (``continued``, a number or ``None`` for a new run), else ``AUTO_NEIGHBOR_WEIGHT`` for
+    rows in memory and 0 for rows streamed from files, where no neighbour graph is built."""
+    weight = params["neighbor_weight"]
+    if weight == "auto":
+        weight = continued if continued is not None else (AUTO_NEIGHBOR_WEIGHT if source.in_memory else 0.0)
+    if weight > 0 and not source.in_memory:
+        raise ValueError(
+            f"The run being continued trains with neighbor_weight={weight}, which needs the training data in "
+            f"memory, but X is read from {source.name}. Load it into an array to continue this run."
+        )
+    return float(weight)
 
 
 def step_budget(params, n_rows):
@@ -97,7 +104,8 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         writer.write_params(json_params(params), spec)
         if data.held_out is not None:
             writer.write_split(*data.held_out)
-    params = {**params, **resolved}
+    # NumPy scalars (np.arange grids) as Python numbers, so that none reaches the checkpoint
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in {**params, **resolved}.items()}
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
     with isolated_rng(device):
         torch.manual_seed(spec.seed)
@@ -108,7 +116,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
             torch.manual_seed(spec.seed + distributed.rank + trainer.step)
         trainer.run()
         state = trainer.state_dict()
-    state["resolved"] = dict(resolved)
+    state["resolved"] = dict(resolved, precision=trainer.precision, threads=trainer.threads)
     state["data_range"] = [data.summary.low, data.summary.high]
     if keeps_reference(params):
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
@@ -194,11 +202,18 @@ def json_params(params):
     params = dict(params)
     params["logdir"] = None if params["logdir"] is None else str(params["logdir"])
     params["device"] = str(params["device"])
-    if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
+    if not (params["random_state"] is None or isinstance(params["random_state"], (Integral, np.integer))):
         params["random_state"] = None
     if params["hidden_layer_sizes"] is not None:
         params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
-    return json.loads(json.dumps(params))
+    return json.loads(json.dumps(params, default=_plain_number))
+
+
+def _plain_number(value):
+    """A NumPy scalar (as ``np.arange`` grids give) as the Python number JSON holds."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise ValueError(f"a parameter of type {type(value).__name__} cannot be saved in params.json: {value!r}")
 
 
 def warn_on_stop(params, state):

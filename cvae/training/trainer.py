@@ -96,10 +96,14 @@ def cpp_compiler_found():
     return any(shutil.which(c) for c in compilers if c)
 
 
+class CompilerNotFound(RuntimeError):
+    """``compile=True`` on a CPU without a C++ compiler."""
+
+
 def _check_compiler(device):
     """Fail early, and say why, where ``torch.compile`` would fail at the first step."""
     if device.type == "cpu" and not cpp_compiler_found():
-        raise RuntimeError(
+        raise CompilerNotFound(
             "compile=True needs a C++ compiler for torch.compile on the CPU, and none was found "
             "(no c++, g++ or clang++ on the PATH, and CXX is not set). Install one, or set compile=False."
         )
@@ -172,6 +176,7 @@ class Trainer:
         self.history = []
         self.stop_reason = None
         self._stop_requested = False
+        self.threads = None
 
     @property
     def learning_rate(self):
@@ -258,6 +263,7 @@ class Trainer:
 
     def _loop(self):
         cfg = self.config
+        self.threads = torch.get_num_threads()  # the CPU threads this run chose
         self.model.train()
         self._call("on_train_begin")
         train_sum = torch.zeros((), device=self.device)
