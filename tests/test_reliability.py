@@ -555,3 +555,13 @@ def test_large_sparse_float32_values_are_summarized_as_dense_ones(fast):
     a = CompressionVAE(**dict(fast, max_steps=5)).fit(sp.csr_matrix(X))
     b = CompressionVAE(**dict(fast, max_steps=5)).fit(X)
     np.testing.assert_allclose(a.scale_, b.scale_, rtol=1e-6)
+
+
+def test_a_fit_that_fails_before_writing_leaves_no_directory_behind(tmp_path, fast):
+    with pytest.raises(FileNotFoundError):
+        CompressionVAE(**dict(fast, logdir=tmp_path / "new")).fit(tmp_path / "missing.npy")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    with pytest.raises(FileNotFoundError):
+        CompressionVAE(**dict(fast, logdir=tmp_path / "old")).fit(tmp_path / "missing.npy")
+    assert (tmp_path / "old").is_dir()  # a directory the user made stays

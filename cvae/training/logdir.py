@@ -74,7 +74,20 @@ class LogDir:
         is locked.
         """
         self._check_not_a_file()
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._held():
+                yield
+        finally:
+            # A fit that failed before writing anything leaves no directory it made behind.
+            if created and [p.name for p in self.path.iterdir()] in ([], [self.LOCK]):
+                with contextlib.suppress(OSError):
+                    self.file(self.LOCK).unlink(missing_ok=True)
+                    self.path.rmdir()
+
+    @contextlib.contextmanager
+    def _held(self):
         try:
             import fcntl
         except ImportError:
