@@ -101,15 +101,17 @@ def anndata_source(adata, name="X", layer=None):
     """A row source for an ``anndata.AnnData``: its ``X`` or ``layers[layer]``.
 
     A backed AnnData (``read_h5ad(..., backed="r")``) is read from its file a block at a
-    time; one in memory gives its matrix, checked as an array or sparse matrix would be.
+    time, and a view of one (``adata[:50]``) reads its own rows; one in memory gives its
+    matrix, checked as an array or sparse matrix would be.
     """
     from ._validation import check_input_array, source_of
 
     what = f"{name} (an AnnData)"
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"{what} has no layer {layer!r}; its layers: {', '.join(adata.layers) or 'none'}.")
-    if adata.isbacked and layer is None:
+    if adata.isbacked and layer is None and not adata.is_view:
         return h5ad_source(adata.filename)
+    # a view of a backed AnnData reads just its rows from the file, here
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError(f"{what} has no X matrix; choose one of its layers with the layer parameter.")

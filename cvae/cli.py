@@ -34,15 +34,15 @@ def _user_errors():
 # ---------------------------------------------------------------- subcommands
 
 
-def _data(path, key=None, label_column=None):
-    """``(data, n_samples)``: a .npy or .h5ad file or a directory as its path, to be streamed; other
-    files read (a sparse .npz as a CSR matrix)."""
+def _data(path, key=None, label_column=None, layer=None):
+    """``(data, n_samples)``: a .npy or .h5ad file (its ``layer``) or a directory as its path, to
+    be streamed; other files read (a sparse .npz as a CSR matrix)."""
     from .files import read_array
     from .sources import open_source
 
     streamable = Path(path).expanduser().is_dir() or Path(path).suffix.lower() in (".npy", ".h5ad")
     if streamable and label_column is None:
-        return path, open_source(path).n_samples
+        return path, open_source(path, layer=layer).n_samples
     X, _ = read_array(path, key=key, label_column=label_column)
     return X, X.shape[0]
 
@@ -61,10 +61,6 @@ _FIT_PARAMS = {
 def _fit(args):
     from .estimator import CompressionVAE
 
-    X, n_samples = _data(args.input, args.key, args.label_column)
-    X_valid = None
-    if args.valid is not None:
-        X_valid, _ = _data(args.valid, args.key, args.label_column)
     given = {param: getattr(args, option) for option, param in _FIT_PARAMS.items() if getattr(args, option) is not None}
     twice = sorted(given.keys() & args.param.keys()) + (["logdir"] if "logdir" in args.param else [])
     if twice:
@@ -76,6 +72,10 @@ def _fit(args):
         vae = CompressionVAE.load(args.logdir).set_params(**{"verbose": not args.quiet, **given, "warm_start": True})
     else:
         vae = CompressionVAE(**{"logdir": args.logdir, "verbose": not args.quiet, **given})
+    X, n_samples = _data(args.input, args.key, args.label_column, vae.layer)
+    X_valid = None
+    if args.valid is not None:
+        X_valid, _ = _data(args.valid, args.key, args.label_column, vae.layer)
     try:
         vae.fit(X, X_valid=X_valid)
     except FileExistsError:
@@ -100,7 +100,7 @@ def _write_output(vae, method, data, output):
 
 def _transform(args):
     vae = _load(args)
-    X, n_samples = _data(args.input, args.key, args.label_column)
+    X, n_samples = _data(args.input, args.key, args.label_column, vae.layer)
     _write_output(vae, "transform", X, args.output)
     print(f"wrote the {n_samples} x {vae.n_components} embedding to {args.output}")
     return 0

@@ -44,25 +44,6 @@ _SCORE_SEED = 0
 _SCORE_DRAWS = 8
 
 
-def _check_same_run(logdir, spec, state):
-    """A fit continued from memory writes into ``logdir`` only if it holds the same run at the
-    same or an earlier step: never over another run, nor over a newer state of this one."""
-    saved_spec = logdir.read_params()[1]
-    saved = logdir.read_checkpoint(saved_spec)
-    where = f"Log directory {str(logdir.path)!r}"
-    shared = min(len(saved["history"]), len(state["history"]))
-    if saved_spec.to_dict() != spec.to_dict() or saved["history"][:shared] != state["history"][:shared]:
-        raise FileExistsError(
-            f"{where} holds another training run than the one this estimator continues; continuing here would "
-            "replace it. Choose another logdir, or CompressionVAE.load() the run it holds."
-        )
-    if saved["step"] > state["step"]:
-        raise FileExistsError(
-            f"{where} holds this run at step {saved['step']}, further than this estimator's step {state['step']}; "
-            "continuing here would replace it. CompressionVAE.load() it to continue from there."
-        )
-
-
 def _place(reference, standardize, n_neighbors, rows):
     return reference.place(standardize(rows), n_neighbors)
 
@@ -487,7 +468,7 @@ numpy.memmap or anndata.AnnData
         if self.warm_start and hasattr(self, "spec_"):
             spec, state = self.spec_, self._checkpoint
             if logdir is not None and logdir.has_run():
-                _check_same_run(logdir, spec, state)
+                logdir.check_continued_by(spec, state)
         elif logdir is None or not logdir.has_run():
             return None, None, None
         elif not self.warm_start:

@@ -75,3 +75,28 @@ def test_cli_reads_an_h5ad_layer(adata, tmp_path):
     assert "fitted 500 samples x 60 features" in fit.stdout
     vae = CompressionVAE.load(tmp_path / "run")
     assert (vae.layer, vae.likelihood_) == ("counts", "poisson")
+
+
+def test_a_view_of_a_backed_anndata_is_its_own_rows(adata, tmp_path):
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    backed = anndata.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    view = backed[:50]
+    vae = CompressionVAE(**dict(FIT, max_steps=10)).fit(adata.X[:300])
+    np.testing.assert_array_equal(vae.transform(view), vae.transform(adata.X[:50]))
+    assert vae.score_samples(view).shape == (50,)
+    backed.file.close()
+
+
+def test_cli_fits_and_transforms_a_layer_of_a_file_whose_x_it_cannot_read(adata, tmp_path):
+    from cvae.cli import main
+
+    no_x = anndata.AnnData(X=None, obs=adata.obs, var=adata.var, layers={"counts": adata.layers["counts"]})
+    no_x.write_h5ad(tmp_path / "no_x.h5ad")
+    csc_x = anndata.AnnData(X=sp.csc_matrix(adata.X), layers={"counts": sp.csr_matrix(adata.layers["counts"])})
+    csc_x.write_h5ad(tmp_path / "csc_x.h5ad")
+    for name in ("no_x", "csc_x"):
+        path, run = tmp_path / f"{name}.h5ad", tmp_path / f"run_{name}"
+        assert main(["fit", str(path), "--layer", "counts", "--likelihood", "poisson", "--logdir", str(run),
+                     "--max-steps", "10", "--quiet"]) == 0
+        assert main(["transform", str(run), str(path), "-o", str(tmp_path / f"{name}_z.npy")]) == 0
+        assert np.load(tmp_path / f"{name}_z.npy").shape == (500, 2)

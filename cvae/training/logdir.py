@@ -119,6 +119,25 @@ class LogDir:
             with contextlib.suppress(OSError):
                 path.unlink()
 
+    def check_continued_by(self, spec, state):
+        """Refuse a fit continued from memory (run ``spec`` at trainer ``state``) unless this
+        directory holds the same run at the same or an earlier step: it never writes over
+        another run, nor over a newer state of this one."""
+        saved_spec = self.read_params()[1]
+        saved = self.read_checkpoint(saved_spec)
+        where = f"Log directory {str(self.path)!r}"
+        shared = min(len(saved["history"]), len(state["history"]))
+        if saved_spec.to_dict() != spec.to_dict() or saved["history"][:shared] != state["history"][:shared]:
+            raise FileExistsError(
+                f"{where} holds another training run than the one this estimator continues; continuing here "
+                "would replace it. Choose another logdir, or CompressionVAE.load() the run it holds."
+            )
+        if saved["step"] > state["step"]:
+            raise FileExistsError(
+                f"{where} holds this run at step {saved['step']}, further than this estimator's step "
+                f"{state['step']}; continuing here would replace it. CompressionVAE.load() it to continue from there."
+            )
+
     # ---------------------------------------------------------------- params.json
 
     def write_params(self, params, spec):
