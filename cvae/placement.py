@@ -10,6 +10,7 @@ neighbours out of a fixed sample of training rows. Each row is placed on its own
 result does not depend on the other rows of the call, nor on the batch size.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,7 +125,11 @@ class NeighborReference:
 
     def _field(self):
         """What repels a placed row: all training rows through a grid for a 2-D embedding,
-        else a fixed sample of them."""
+        else a fixed sample of them; built once per reference."""
+        return self._built_field
+
+    @functools.cached_property
+    def _built_field(self):  # cached_property writes the instance's __dict__, as a frozen dataclass allows
         scaled = KERNEL_SCALE * self.embedding
         if scaled.shape[1] == 2:
             return _GridField(scaled)

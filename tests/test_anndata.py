@@ -1,8 +1,5 @@
 """AnnData input: in memory, backed, and as an .h5ad file streamed from disk."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -65,14 +62,13 @@ def test_counts_in_a_gaussian_layer_are_checked_under_a_count_likelihood(adata):
         CompressionVAE(**dict(FIT, likelihood="poisson")).fit(adata)  # .X holds log1p of counts
 
 
-def test_cli_reads_an_h5ad_layer(adata, tmp_path):
+def test_cli_reads_an_h5ad_layer(adata, tmp_path, capsys):
+    from cvae.cli import main
+
     adata.write_h5ad(tmp_path / "a.h5ad")
-    run = [sys.executable, "-m", "cvae"]
-    fit = subprocess.run(run + ["fit", str(tmp_path / "a.h5ad"), "--layer", "counts", "--likelihood", "poisson",
-                                "--logdir", str(tmp_path / "run"), "--max-steps", "40", "--seed", "0", "--quiet"],
-                         capture_output=True, text=True)
-    assert fit.returncode == 0, fit.stderr
-    assert "fitted 500 samples x 60 features" in fit.stdout
+    assert main(["fit", str(tmp_path / "a.h5ad"), "--layer", "counts", "--likelihood", "poisson",
+                 "--logdir", str(tmp_path / "run"), "--max-steps", "40", "--seed", "0", "--quiet"]) == 0
+    assert "fitted 500 samples x 60 features" in capsys.readouterr().out
     vae = CompressionVAE.load(tmp_path / "run")
     assert (vae.layer, vae.likelihood_) == ("counts", "poisson")
 

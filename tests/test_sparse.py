@@ -1,8 +1,5 @@
 """Sparse input: the same model as dense input, never densified as a whole."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -101,17 +98,14 @@ def test_broken_and_dense_npz_files_are_named(tmp_path):
         CompressionVAE().fit(tmp_path / "nan.npz")
 
 
-def test_cli_fits_and_transforms_a_sparse_npz_file(digits, tmp_path):
+def test_cli_fits_and_transforms_a_sparse_npz_file(digits, tmp_path, capsys):
+    from cvae.cli import main
+
     sp.save_npz(tmp_path / "X.npz", sp.csr_matrix(digits[0][:300]))
-    run = [sys.executable, "-m", "cvae"]
-    fit = subprocess.run(run + ["fit", str(tmp_path / "X.npz"), "--logdir", str(tmp_path / "run"), "--max-steps",
-                                "40", "--seed", "0", "--quiet", "--param", "validation_interval=20"],
-                         capture_output=True, text=True)
-    assert fit.returncode == 0, fit.stderr
-    assert "fitted 300 samples x 64 features" in fit.stdout
-    out = subprocess.run(run + ["transform", str(tmp_path / "run"), str(tmp_path / "X.npz"), "-o",
-                                str(tmp_path / "Z.npy")], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    assert main(["fit", str(tmp_path / "X.npz"), "--logdir", str(tmp_path / "run"), "--max-steps", "40", "--seed",
+                 "0", "--quiet", "--param", "validation_interval=20"]) == 0
+    assert "fitted 300 samples x 64 features" in capsys.readouterr().out
+    assert main(["transform", str(tmp_path / "run"), str(tmp_path / "X.npz"), "-o", str(tmp_path / "Z.npy")]) == 0
     vae = CompressionVAE.load(tmp_path / "run")
     np.testing.assert_array_equal(np.load(tmp_path / "Z.npy"), vae.transform(digits[0][:300]))
 
