@@ -736,8 +736,9 @@ or anndata.AnnData
         # The module is rebuilt from the spec and the CPU checkpoint on unpickling, so an
         # estimator trained on a GPU loads on a machine without one.
         state = self.__dict__.copy()
-        state.pop("module_", None)
-        state.pop("device_", None)
+        # rebuilt from the spec and the checkpoint, which holds the neighbour reference too
+        for name in ("module_", "device_", "_reference", "embedding_"):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state):

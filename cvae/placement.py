@@ -6,8 +6,9 @@ unseen rows"). A :class:`NeighborReference` keeps the training rows, projected t
 ``NEIGHBOR_COMPONENTS`` principal components, beside their embedding. :meth:`place` starts an
 unseen row at the median embedding of its nearest training rows and refines it for a few
 Adam steps on a t-SNE-like objective against the fixed training embedding: it must pick its
-neighbours out of a fixed sample of training rows. Each row is placed on its own: the
-result does not depend on the other rows of the call, nor on the batch size.
+neighbours out of all training rows (summed on a grid for a 2-D embedding, else out of a
+fixed sample of them). Each row is placed on its own: the result does not depend on the
+other rows of the call, nor on the batch size.
 """
 
 import functools
