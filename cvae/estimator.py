@@ -566,10 +566,13 @@ numpy.memmap or anndata.AnnData
 
     def _check_fitted(self):
         check_is_fitted(self)
-        # The one parameter inference reads; it may have been set since fit.
-        size = self.eval_batch_size
-        if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
-            raise ValueError(f"eval_batch_size must be a positive integer, got {size!r}.")
+        self._check_positive_int("eval_batch_size")
+
+    def _check_positive_int(self, name):
+        """A parameter that inference reads, which may have been set since fit."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
     def _run_batched(self, fn, source, n_out, name, what, check=None):
         out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name, check)
@@ -614,9 +617,7 @@ or anndata.AnnData
         """The training rows that place unseen rows (``placement``), or ``None`` for the encoder."""
         if self.placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {', '.join(map(repr, PLACEMENTS))}, got {self.placement!r}.")
-        n = self.n_neighbors
-        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
-            raise ValueError(f"n_neighbors must be a positive integer, got {n!r}.")
+        self._check_positive_int("n_neighbors")
         if self.placement == "neighbors" and self._reference is None:
             raise ValueError(
                 "placement='neighbors' needs the training rows, which this model did not keep: it was fitted with "

@@ -118,7 +118,7 @@ class NeighborReference:
         field = self._field()
         placed = torch.cat([_refine(start[rows], neighbors[rows], field)
                             for rows in torch.arange(len(start)).split(_REFINE_ROWS)])
-        same = nearest.values[:, 0] <= _SAME_ROW * self.rows.square().sum(dim=1).mean()
+        same = nearest.values[:, 0] <= self._same_row_distance
         placed = torch.where(same[:, None], neighbors[:, 0], placed)
         # A row whose distances overflow has no nearest rows: NaN, which the caller reports.
         overflowed = ~queries.square().sum(dim=1).isfinite()
@@ -128,6 +128,10 @@ class NeighborReference:
         """What repels a placed row: all training rows through a grid for a 2-D embedding,
         else a fixed sample of them; built once per reference."""
         return self._built_field
+
+    @functools.cached_property
+    def _same_row_distance(self):
+        return _SAME_ROW * self.rows.square().sum(dim=1).mean()
 
     @functools.cached_property
     def _built_field(self):  # cached_property writes the instance's __dict__, as a frozen dataclass allows

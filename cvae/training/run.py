@@ -99,13 +99,14 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     tensorboard : TensorBoardLog or None
         Still open, for figures of the fitted model.
     """
+    # NumPy scalars (np.arange grids) as Python numbers, for params.json and the checkpoint alike
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
     writer = logdir if logdir is not None and distributed.is_main else None
     if writer is not None:
         writer.write_params(json_params(params), spec)
         if data.held_out is not None:
             writer.write_split(*data.held_out)
-    # NumPy scalars (np.arange grids) as Python numbers, so that none reaches the checkpoint
-    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in {**params, **resolved}.items()}
+    params = {**params, **resolved}
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
     with isolated_rng(device):
         torch.manual_seed(spec.seed)
@@ -202,18 +203,11 @@ def json_params(params):
     params = dict(params)
     params["logdir"] = None if params["logdir"] is None else str(params["logdir"])
     params["device"] = str(params["device"])
-    if not (params["random_state"] is None or isinstance(params["random_state"], (Integral, np.integer))):
+    if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
         params["random_state"] = None
     if params["hidden_layer_sizes"] is not None:
         params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
-    return json.loads(json.dumps(params, default=_plain_number))
-
-
-def _plain_number(value):
-    """A NumPy scalar (as ``np.arange`` grids give) as the Python number JSON holds."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise ValueError(f"a parameter of type {type(value).__name__} cannot be saved in params.json: {value!r}")
+    return json.loads(json.dumps(params))
 
 
 def warn_on_stop(params, state):
