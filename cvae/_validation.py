@@ -13,8 +13,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions  # noqa: F401 (re-exported)
 from sklearn.utils.validation import _check_sample_weight, check_array, validate_data
 
-from .sources import ArraySource, SparseSource, open_source
-
 __all__ = [
     "Interval",
     "StrOptions",
@@ -24,16 +22,13 @@ __all__ = [
     "check_finite_float",
     "check_input_array",
     "check_latent",
-    "check_latent_rows",
     "check_params",
     "check_positive",
     "check_sample_weight",
-    "check_rows",
     "check_unit_interval",
     "draw_seed",
     "isolated_rng",
     "resolve_device",
-    "source_of",
     "validate_input",
 ]
 
@@ -44,7 +39,7 @@ _FLOAT_DTYPES = (np.float32, np.float64)
 _SPARSE_FORMATS = ("csr", "csc", "coo")
 
 
-def validate_input(estimator, X, *, reset, name="X"):
+def validate_input(estimator, X, *, reset):
     """Check ``X`` like scikit-learn does and return it as a 2-D float array or CSR matrix.
 
     Integer, boolean and float16 inputs are converted to float32; float64 stays float64 so
@@ -52,19 +47,12 @@ def validate_input(estimator, X, *, reset, name="X"):
     become CSR, without densifying. ``reset=True`` records
     ``n_features_in_``/``feature_names_in_``; otherwise they are checked.
     """
-    if name == "X":
-        X = _as_float_rows(validate_data(estimator, X, reset=reset, dtype=_FLOAT_DTYPES, accept_sparse=_SPARSE_FORMATS))
-    else:
-        X = check_input_array(X, name)
-        if X.shape[1] != estimator.n_features_in_:
-            raise ValueError(
-                f"{name} has {X.shape[1]} features, but X has {estimator.n_features_in_} features."
-            )
-    return X
+    return _as_float_rows(validate_data(estimator, X, reset=reset, dtype=_FLOAT_DTYPES, accept_sparse=_SPARSE_FORMATS))
 
 
 def check_input_array(X, name):
-    """``X`` checked as :func:`validate_input` does, without an estimator's feature record."""
+    """``X`` checked as :func:`validate_input` does, without an estimator's feature record
+    (``name`` names it in errors)."""
     return _as_float_rows(check_array(X, dtype=_FLOAT_DTYPES, accept_sparse=_SPARSE_FORMATS, input_name=name))
 
 
@@ -74,51 +62,10 @@ def _as_float_rows(X):
     return X if X.dtype in _FLOAT_DTYPES else X.astype(np.float32)
 
 
-def source_of(array, name="X"):
-    """The row source of a validated array (:func:`validate_input`): dense or sparse."""
-    if sp.issparse(array):
-        return SparseSource(array, name=name, checked=True)
-    return ArraySource(array, name=name, checked=True)
-
-
-def check_latent(Z, n_components):
-    """Check latent codes for ``inverse_transform``: 2-D, finite, ``n_components`` columns."""
+def check_latent(Z):
+    """Latent codes as a 2-D, finite float array (sparse input densified: its columns are few)."""
     Z = check_array(Z, dtype=_FLOAT_DTYPES, accept_sparse=_SPARSE_FORMATS, input_name="Z")
-    if sp.issparse(Z):  # n_components columns: small enough to densify
-        Z = Z.toarray()
-    if Z.shape[1] != n_components:
-        raise ValueError(
-            f"Z has {Z.shape[1]} columns, but this CompressionVAE has n_components={n_components} "
-            "latent dimensions."
-        )
-    return Z
-
-
-def check_rows(estimator, X):
-    """A row source for input to a fitted estimator: a validated array, or a ``.npy`` file, a
-    directory of them or a memmap with the estimator's number of features."""
-    source = open_source(X, layer=estimator.layer)
-    if source is None:
-        return source_of(validate_input(estimator, X, reset=False))
-    if source.n_features != estimator.n_features_in_:
-        raise ValueError(
-            f"X ({source.name}) has {source.n_features} features, but {type(estimator).__name__} is expecting "
-            f"{estimator.n_features_in_} features as input."
-        )
-    return source
-
-
-def check_latent_rows(Z, n_components):
-    """A row source for latent codes: a validated array or a ``.npy`` file of ``n_components`` columns."""
-    source = open_source(Z, "Z")
-    if source is None:
-        return ArraySource(check_latent(Z, n_components), name="Z", checked=True)
-    if source.n_features != n_components:
-        raise ValueError(
-            f"Z ({source.name}) has {source.n_features} columns, but this CompressionVAE has "
-            f"n_components={n_components} latent dimensions."
-        )
-    return source
+    return Z.toarray() if sp.issparse(Z) else Z
 
 
 def check_finite_float(X, name):
@@ -166,11 +113,12 @@ def check_counts(low, integers, name, likelihood):
         )
 
 
-def check_count_rows(rows, name, likelihood, integers=True):
-    """:func:`check_counts` of rows given to a fitted count model; ``integers=False`` checks
-    only that no value is negative (the encoder takes ``log1p`` of them)."""
+def check_count_rows(rows, name, likelihood, whole_numbers=True):
+    """:func:`check_counts` of rows given to a fitted count model: no negative values and,
+    when ``whole_numbers``, no fractions (the encoder alone, which takes ``log1p`` of
+    them, accepts fractions)."""
     low = float(rows.min()) if rows.size else 0.0
-    check_counts(low, not integers or bool(np.all(np.mod(rows, 1) == 0)), name, likelihood)
+    check_counts(low, not whole_numbers or bool(np.all(np.mod(rows, 1) == 0)), name, likelihood)
 
 
 def check_sample_weight(sample_weight, n_samples):

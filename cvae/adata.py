@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["H5adSource", "anndata_source", "h5ad_source"]
+__all__ = ["H5adSource", "anndata_rows", "h5ad_source", "obs_labels", "read_h5ad"]
 
 _EXTRA = "pip install anndata"
 
@@ -97,22 +97,43 @@ def h5ad_source(path, layer=None):
     return source
 
 
-def anndata_source(adata, name="X", layer=None):
-    """A row source for an ``anndata.AnnData``: its ``X`` or ``layers[layer]``.
+def anndata_rows(adata, name="X", layer=None):
+    """An ``anndata.AnnData``'s rows: its ``X`` or ``layers[layer]``.
 
-    A backed AnnData (``read_h5ad(..., backed="r")``) is read from its file a block at a
-    time, and a view of one (``adata[:50]``) reads its own rows; one in memory gives its
-    matrix, checked as an array or sparse matrix would be.
+    A backed AnnData (``read_h5ad(..., backed="r")``) gives an :class:`H5adSource`, read
+    from its file a block at a time. One in memory, or a view of a backed one (``adata[:50]``,
+    which reads its own rows here), gives its matrix, for the caller to check as it checks
+    an array or sparse matrix.
     """
-    from ._validation import check_input_array, source_of
-
     what = f"{name} (an AnnData)"
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"{what} has no layer {layer!r}; its layers: {', '.join(adata.layers) or 'none'}.")
     if adata.isbacked and layer is None and not adata.is_view:
         return h5ad_source(adata.filename)
-    # a view of a backed AnnData reads just its rows from the file, here
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError(f"{what} has no X matrix; choose one of its layers with the layer parameter.")
-    return source_of(check_input_array(matrix, name), name)
+    return matrix
+
+
+def obs_labels(adata, key):
+    """The labels in column ``key`` of ``adata.obs``, as an object array with ``None`` where
+    a value is missing (an unlabelled row)."""
+    if key not in adata.obs.columns:
+        columns = ", ".join(map(str, adata.obs.columns[:20])) or "none"
+        raise ValueError(f"y={key!r} names no column of the AnnData's obs; its columns: {columns}.")
+    column = adata.obs[key]
+    values = column.astype(object).to_numpy()
+    values[column.isna().to_numpy()] = None
+    return values
+
+
+def read_h5ad(path):
+    """The AnnData in the ``.h5ad`` file at ``path``, read into memory."""
+    _import_h5py()
+    import anndata
+
+    try:
+        return anndata.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"Cannot read {str(path)!r} as an AnnData: {exc}") from exc

@@ -34,15 +34,27 @@ def _user_errors():
 # ---------------------------------------------------------------- subcommands
 
 
-def _data(path, key=None, label_column=None, layer=None):
-    """``(data, n_samples)``: a .npy or .h5ad file (its ``layer``) or a directory as its path, to
-    be streamed; other files read (a sparse .npz as a CSR matrix)."""
-    from .files import read_array
-    from .sources import open_source
+# A .npy or .h5ad INPUT up to this size is read into memory, where the neighbour term (on by
+# default) can use it; a larger one, or a directory, is streamed from disk.
+IN_MEMORY_BYTES = 2**30
 
-    streamable = Path(path).expanduser().is_dir() or Path(path).suffix.lower() in (".npy", ".h5ad")
-    if streamable and label_column is None:
-        return path, open_source(path, layer=layer).n_samples
+
+def _data(path, key=None, label_column=None, layer=None):
+    """``(data, n_samples)``: a directory, or a .npy or .h5ad file larger than
+    ``IN_MEMORY_BYTES``, as its path, to be streamed; other files read into memory (a
+    sparse .npz as a CSR matrix, an .h5ad file as an AnnData)."""
+    from .files import read_array
+    from .inputs import is_streamed, open_source
+
+    if is_streamed(path) and label_column is None:
+        file = Path(path).expanduser()
+        if file.is_dir() or file.stat().st_size > IN_MEMORY_BYTES:
+            return path, open_source(path, layer=layer).n_samples
+        if file.suffix.lower() == ".h5ad":
+            from .adata import read_h5ad
+
+            adata = read_h5ad(file)
+            return adata, adata.n_obs
     X, _ = read_array(path, key=key, label_column=label_column)
     return X, X.shape[0]
 
@@ -77,7 +89,7 @@ def _fit(args):
     if args.valid is not None:
         X_valid, _ = _data(args.valid, args.key, args.label_column, vae.layer)
     try:
-        vae.fit(X, X_valid=X_valid)
+        vae.fit(X, args.labels, X_valid=X_valid)
     except FileExistsError:
         raise FileExistsError(
             f"{args.logdir!r} already holds a fitted model: add --resume to train it further, or choose a new --logdir."
@@ -120,6 +132,13 @@ def _sample(args):
     vae = _load(args)
     write_array(args.output, vae.sample(args.n_samples, random_state=args.seed), _columns(vae, "sample"))
     print(f"wrote {args.n_samples} generated samples x {vae.n_features_in_} features to {args.output}")
+    return 0
+
+
+def _export(args):
+    vae = _load(args)
+    path = vae.export(args.output, part=args.part)
+    print(f"wrote the {args.part} of {args.logdir} to {path}")
     return 0
 
 
@@ -288,6 +307,10 @@ def build_parser():
     )
     _add_input(fit)
     fit.add_argument("--logdir", required=True, help="directory for the model (must be new unless --resume)")
+    fit.add_argument("--labels", metavar="FILE|COLUMN", help="class labels that shape the embedding (-1 for "
+                     "unlabelled rows): a .npy, .npz or text file of one per row, or for an .h5ad INPUT a column "
+                     "of its obs; their weight is --param target_weight=W (default 0.5). A --label-column is left "
+                     "out of the features, not used as labels")
     fit.add_argument("--valid", metavar="FILE", help="validation data (default: hold out --validation-fraction)")
     fit.add_argument("--n-components", type=int, help="embedding dimension (default: 2)")
     fit.add_argument("--hidden-layer-sizes", type=_sizes, default=None, metavar="N,N,...",
@@ -299,8 +322,8 @@ def build_parser():
     fit.add_argument("--normalize", help="global, feature or none (default: global)")
     fit.add_argument("--beta", type=float, help="weight of the KL term (default: 1)")
     fit.add_argument("--batch-size", type=int, help="training batch size (default: 512)")
-    fit.add_argument("--max-steps", type=int, help="step budget (default: auto, 120 passes over "
-                     "the rows within 3000-50000 steps)")
+    fit.add_argument("--max-steps", type=int, help="step budget (default: auto, passes over the "
+                     "rows that follow their number: cvae.training.run.step_budget)")
     fit.add_argument("--learning-rate-init", type=float, help="initial (peak) learning rate (default: 3e-3)")
     fit.add_argument("--validation-fraction", type=float, help="held-out fraction (default: 0.1)")
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")
@@ -345,6 +368,18 @@ def build_parser():
     sample.add_argument("-o", "--output", required=True, help="where to write them (.npy or .csv)")
     sample.add_argument("--seed", type=int, default=None, help="random_state of the draws")
     sample.set_defaults(run=_sample)
+
+    export = _add_command(
+        commands, "export", "write the encoder or decoder as ONNX or a torch.export program",
+        "Write the encoder (raw rows in, embedding out, the normalization inside) or the decoder of the model "
+        "in LOGDIR to OUTPUT: .onnx for onnxruntime and other ONNX runtimes, .pt2 for torch.export.load. "
+        "The file runs without cvae.",
+        ["cvae export runs/mnist encoder.onnx --part encoder", "cvae export runs/mnist decoder.pt2 --part decoder"],
+    )
+    _add_logdir(export)
+    export.add_argument("output", metavar="OUTPUT", help="the file to write: .onnx or .pt2")
+    export.add_argument("--part", choices=("encoder", "decoder"), default="encoder", help="default: encoder")
+    export.set_defaults(run=_export)
 
     plot = _add_command(
         commands, "plot", "draw an embedding, a decoded latent grid or the training history",

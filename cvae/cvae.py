@@ -23,6 +23,7 @@ import numpy as np
 
 from .estimator import CompressionVAE as _Estimator
 from .files import read_array
+from .inputs import is_streamed
 from .training import LogDir
 
 __all__ = ["CompressionVAE"]
@@ -233,13 +234,12 @@ class CompressionVAE:
 def _read_if_path(X):
     """The original accepted a directory path wherever it took data.
 
-    A directory of .npy files or a .npy file stays a path, which the estimator streams
-    from disk; other files (.npz, .csv) are read into memory.
+    A path the estimator streams (:func:`cvae.inputs.is_streamed`: a directory, a .npy or
+    .h5ad file) stays a path; other files (.npz, .csv) are read into memory.
     """
     if not isinstance(X, (str, Path)):
         return X
-    path = Path(X).expanduser()
-    return str(path) if path.is_dir() or path.suffix == ".npy" else read_array(path)[0]
+    return str(Path(X).expanduser()) if is_streamed(X) else read_array(X)[0]
 
 
 def _refuse_foreign_model(run):

@@ -1,6 +1,7 @@
 """The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
 
 import contextlib
+import warnings
 from functools import partial
 from numbers import Integral, Real
 from pathlib import Path
@@ -14,24 +15,25 @@ from ._validation import (
     Interval,
     StrOptions,
     check_count_rows,
-    check_latent_rows,
     check_params,
     check_positive,
-    check_rows,
     draw_seed,
     resolve_device,
 )
+from .export import export_module
 from .inference import run_batched
+from .inputs import input_rows, latent_rows
+from .labels import fit_labels
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
 from .placement import PLACEMENTS, NeighborReference
 from .preparation import prepare
 from .preprocessing import NORMALIZATIONS
-from .spec import build_module, check_warm_start, new_spec
+from .spec import build_module, new_spec
 from .training import LogDir
 from .training.distributed import Distributed
-from .training.run import neighbor_weight_for, run_training, step_budget, warn_on_stop
+from .training.run import neighbor_weight_for, previous_run, run_training, step_budget, warn_on_stop
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
@@ -126,6 +128,13 @@ default="auto"
         be changed after fitting, between ``"encoder"`` and what the fit kept.
         :meth:`inverse_transform`, :meth:`score_samples` and :meth:`sample` use the
         encoder and decoder whatever the placement.
+    target_weight : float, default=0.5
+        How much class labels given to :meth:`fit` shape the embedding, in [0, 1], as in
+        UMAP: 0 is the data alone, 1 lets the labels dominate. The labels act through the
+        neighbour term (so ``neighbor_weight`` must be above 0): a training row's
+        neighbours of another class are replaced by neighbours of its own in this
+        proportion; unlabelled rows take the class that spreads to them over the graph
+        where it is clear (:mod:`cvae.labels`; measured in benchmarks/README.md, "Labels").
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
@@ -157,10 +166,10 @@ default="orthogonal"
         Initial (for ``"cosine"``, peak) Adam learning rate, above 0.
     max_steps : int or "auto", default="auto"
         Budget of optimization steps over all warm-started fits of one run, 1 or more.
-        ``"auto"`` counts passes over the training rows at ``batch_size``: 40 with the
-        neighbour term and 120 without, times ``sqrt(10,000 / rows)`` below 10,000 rows
-        (more passes over small data, whose passes are few steps), at most 50,000 steps
-        (:func:`cvae.training.run.step_budget`); with ``learning_rate="adaptive"``, whose
+        ``"auto"`` counts passes over the training rows at ``batch_size``, fewer with the
+        neighbour term, more over small data (whose passes are few steps), fewer per row
+        over large data with the neighbour term, at most 50,000 steps (the rule:
+        :func:`cvae.training.run.step_budget`); with ``learning_rate="adaptive"``, whose
         plateau rule ends the fit, 50,000. The resolved budget is ``max_steps_``.
     validation_fraction : float, default=0.1
         Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given,
@@ -247,6 +256,8 @@ default="orthogonal"
         ``X``) that place unseen rows; only when the fit kept them (``placement``).
     data_range_ : (float, float)
         Smallest and largest value of the training data.
+    classes_ : ndarray of shape (n_classes,)
+        The class labels given to :meth:`fit` (sorted); only after a fit with ``y``.
     device_ : torch.device
         Device the model lives on.
     module_ : cvae.nn.VAE
@@ -295,6 +306,7 @@ default="orthogonal"
         "neighbor_samples": [Interval(Integral, 1, None, closed="left")],
         "neighbor_objective": [StrOptions(set(NEIGHBOR_OBJECTIVES))],
         "placement": [StrOptions(set(PLACEMENTS))],
+        "target_weight": [Interval(Real, 0, 1, closed="both")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],
@@ -339,6 +351,7 @@ default="orthogonal"
         neighbor_samples=1,
         neighbor_objective="tsne",
         placement="auto",
+        target_weight=0.5,
         activation="relu",
         dropout=0.0,
         initializer="orthogonal",
@@ -379,6 +392,7 @@ default="orthogonal"
         self.neighbor_samples = neighbor_samples
         self.neighbor_objective = neighbor_objective
         self.placement = placement
+        self.target_weight = target_weight
         self.activation = activation
         self.dropout = dropout
         self.initializer = initializer
@@ -420,8 +434,14 @@ numpy.memmap or anndata.AnnData
             a time), or streamed from a ``.npy`` file, a directory tree of ``.npy`` files
             (sorted path order), a ``numpy.memmap`` or an ``.h5ad`` file, a buffer at a
             time; a sparse ``.npz`` file is read into memory (docs/data.md).
-        y : None
-            Ignored; present for API consistency.
+        y : array-like of shape (n_samples,) or path, default=None
+            Class labels, which shape the embedding as ``target_weight`` says: integers
+            with -1 for unlabelled rows, or strings with ``None`` for unlabelled rows
+            (:func:`cvae.labels.check_labels`); a file of them, or for an AnnData ``X``
+            the name of a column of its ``obs`` (:func:`cvae.labels.fit_labels`).
+            ``None`` fits the data alone. In a :class:`~sklearn.pipeline.Pipeline`, the
+            pipeline's y arrives here: set ``target_weight=0`` to keep the embedding
+            unsupervised. The classes are ``classes_``; a continued run takes no others.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each row of ``X`` in the training and validation loss
             and in the normalization statistics. A row of weight zero is left out, exactly
@@ -442,18 +462,26 @@ numpy.memmap or anndata.AnnData
         distributed.join(device)
         logdir = LogDir(self.logdir) if self.logdir is not None else None
         with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
-            spec, resume, saved_split = self._previous_run(logdir, params)
+            fitted = (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
+            spec, resume, saved_split = previous_run(params, logdir, fitted)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
-            data = prepare(self, X, X_valid, seed, saved_split, spec, logdir, sample_weight)
+            classes = None if resume is None or "classes" not in resume else np.asarray(resume["classes"])
+            data = prepare(self, X, X_valid, seed, saved_split, spec, logdir, sample_weight, fit_labels(X, y),
+                           classes)
             continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
             resolved = {"neighbor_weight": neighbor_weight_for(params, data.train.source, continued)}
+            if y is not None and resolved["neighbor_weight"] == 0 and self.target_weight > 0:
+                warnings.warn(
+                    "y is not used: labels shape the embedding through the neighbour term, which is off "
+                    "(neighbor_weight=0, or 'auto' for data streamed from files).", UserWarning, stacklevel=2
+                )
             resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
             if spec is None:
                 spec = new_spec({**params, **resolved}, data, seed, getattr(self, "feature_names_in_", None))
-            state, tensorboard = run_training(params, resolved, spec, data, device, distributed, logdir, resume)
+            state = run_training(params, resolved, spec, data, device, distributed, logdir, resume)
         self._adopt_run(spec, state, device)
-        if tensorboard is not None:
-            write_figures(tensorboard, self, data.valid)
+        if self.tensorboard and logdir is not None and distributed.is_main:
+            write_figures(logdir.path, self, data.valid)
         if distributed.is_main:
             warn_on_stop({**params, **resolved}, state)
         return self
@@ -462,26 +490,6 @@ numpy.memmap or anndata.AnnData
         """``_parameter_constraints`` and the checks they cannot express (in ``fit`` and ``load``)."""
         self._validate_params()
         check_params(self)
-
-    def _previous_run(self, logdir, params):
-        """``(spec, trainer state, saved split)`` of the run to continue, or ``None`` for each."""
-        if self.warm_start and hasattr(self, "spec_"):
-            spec, state = self.spec_, self._checkpoint
-            if logdir is not None and logdir.has_run():
-                logdir.check_continued_by(spec, state)
-        elif logdir is None or not logdir.has_run():
-            return None, None, None
-        elif not self.warm_start:
-            raise FileExistsError(
-                f"Log directory {str(logdir.path)!r} already holds a training run. Pass warm_start=True to "
-                "continue it, use CompressionVAE.load() to use it as is, or choose an empty logdir to "
-                "start afresh."
-            )
-        else:
-            spec = logdir.read_params()[1]
-            state = logdir.read_checkpoint(spec)
-        check_warm_start(params, spec)
-        return spec, state, (logdir.read_split() if logdir is not None else None)
 
     def _adopt_run(self, spec, state, device):
         """Set every fitted attribute from a run specification and a trainer state."""
@@ -507,6 +515,10 @@ numpy.memmap or anndata.AnnData
         self.precision_ = resolved.get("precision")
         self.n_threads_ = resolved.get("threads")
         self.data_range_ = tuple(state["data_range"]) if "data_range" in state else None
+        if "classes" in state:
+            self.classes_ = np.asarray(state["classes"])
+        elif hasattr(self, "classes_"):
+            del self.classes_
         self._reference = None
         if hasattr(self, "embedding_"):
             del self.embedding_
@@ -541,8 +553,6 @@ numpy.memmap or anndata.AnnData
         params, spec = run.read_params()
         state = run.read_checkpoint(spec)
         params = dict(params, logdir=str(logdir))
-        if params.get("hidden_layer_sizes") is not None:  # JSON has no tuples
-            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         if device is not None:
             params["device"] = device
         unknown = sorted(params.keys() - cls._get_param_names())
@@ -583,11 +593,11 @@ numpy.memmap or anndata.AnnData
             )
         return out
 
-    def _count_check(self, integers):
+    def _count_check(self, whole_numbers):
         """What a count model checks of its input rows (``None`` for other likelihoods)."""
-        if self.spec_.library_size is None:
+        if not self.spec_.is_count:
             return None
-        return partial(check_count_rows, likelihood=self.likelihood_, integers=integers)
+        return partial(check_count_rows, likelihood=self.likelihood_, whole_numbers=whole_numbers)
 
     def transform(self, X):
         """Embed ``X``: the posterior mean (through the flow at zero noise, with IAF).
@@ -610,8 +620,8 @@ or anndata.AnnData
             embed = self.module_.embed
         else:
             embed = partial(_place, reference, self.module_.likelihood.standardize, self.n_neighbors)
-        return self._run_batched(embed, check_rows(self, X), self.spec_.model.n_latent, "X", "The embedding",
-                                 self._count_check(integers=False))
+        return self._run_batched(embed, input_rows(self, X), self.spec_.model.n_latent, "X", "The embedding",
+                                 self._count_check(whole_numbers=False))
 
     def _placement_reference(self):
         """The training rows that place unseen rows (``placement``), or ``None`` for the encoder."""
@@ -643,9 +653,9 @@ or anndata.AnnData
             Decoder means: expected counts at ``library_size`` under a count likelihood.
         """
         self._check_fitted()
-        source = check_latent_rows(Z, self.n_components)
+        source = latent_rows(Z, self.n_components)
         if library_size is not None:
-            if self.spec_.library_size is None:
+            if not self.spec_.is_count:
                 raise ValueError(f"library_size applies to count likelihoods; this model's is {self.likelihood_!r}.")
             library_size = check_positive(library_size, "library_size")
         return self._run_batched(partial(self.module_.decode_mean, library_size=library_size), source,
@@ -674,8 +684,8 @@ or anndata.AnnData
         if not isinstance(n_importance_samples, Integral) or n_importance_samples < 1:
             raise ValueError(f"n_importance_samples must be a positive integer, got {n_importance_samples!r}.")
         self._check_fitted()
-        X = check_rows(self, X)
-        check = self._count_check(integers=True)
+        X = input_rows(self, X)
+        check = self._count_check(whole_numbers=True)
         k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
         generator = torch.Generator().manual_seed(_SCORE_SEED)
         draws = torch.randn(k, self.n_components, generator=generator).to(self.device_)
@@ -713,13 +723,36 @@ or anndata.AnnData
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         seed = draw_seed(random_state)
         Z = torch.randn(n_samples, self.n_components, generator=torch.Generator().manual_seed(seed)).numpy()
-        if self.spec_.library_size is None:
+        if not self.spec_.is_count:
             return self.inverse_transform(Z)
         likelihood = self.module_.likelihood
-        params = self._run_batched(self.module_.decode, check_latent_rows(Z, self.n_components),
+        params = self._run_batched(self.module_.decode, latent_rows(Z, self.n_components),
                                    likelihood.n_params * self.n_features_in_, "Z", "The decoded data")
         with torch.no_grad():
             return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
+
+    def export(self, path, part="encoder"):
+        """Write the fitted encoder or decoder to a file that runs without cvae.
+
+        Parameters
+        ----------
+        path : str or path-like
+            ``.onnx`` (ONNX, for onnxruntime and other runtimes; needs the ``export`` extra)
+            or ``.pt2`` (a ``torch.export`` program, for ``torch.export.load``). Replaced
+            atomically if it exists.
+        part : {"encoder", "decoder"}, default="encoder"
+            ``"encoder"``: raw rows in (float32, any number), the posterior means out, the
+            normalization inside; what :meth:`transform` gives with
+            ``placement="encoder"``. ``"decoder"``: embeddings in, what
+            :meth:`inverse_transform` gives out; under a count likelihood, also each row's
+            library size, as a ``(n_rows, 1)`` input.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        self._check_fitted()
+        return export_module(self.module_, path, part, counts=self.spec_.is_count)
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 

@@ -8,13 +8,15 @@ command line and the original CompressionVAE interface accept.
 import csv
 import io
 import numbers
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .data import iterate_chunks
-from .sources import NpyDirectorySource, is_sparse_npz, load_sparse_npz, open_source
-from .training.io import atomic_open, atomic_write
+from .inputs import open_source
+from .atomic import atomic_open, atomic_write
+from .sources import NpyDirectorySource, is_sparse_npz, load_sparse_npz, open_npz
 
 __all__ = ["read_array", "read_labels", "read_npy_directory", "transform_to_npy", "write_array"]
 
@@ -183,18 +185,29 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
 
 
 def _read_npz(path, key):
-    with np.load(path, allow_pickle=False) as archive:
-        names = list(archive.files)
-        if key is None:
-            if len(names) == 1:
-                key = names[0]
-            elif "X" in names:
-                key = "X"
-            else:
-                raise ValueError(f"{str(path)!r} holds several arrays ({', '.join(names)}); choose one with a key.")
-        if key not in names:
-            raise ValueError(f"{str(path)!r} has no array {key!r}; it holds {', '.join(names)}.")
-        return archive[key]
+    try:
+        with open_npz(path) as archive:
+            return _array_of_archive(path, archive, key)
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"Cannot read {str(path)!r}: it is not a readable .npz archive ({exc}).") from exc
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"Cannot read {str(path)!r}: {exc}") from exc
+
+
+def _array_of_archive(path, archive, key):
+    names = list(archive.files)
+    if key is None:
+        if len(names) == 1:
+            key = names[0]
+        elif "X" in names:
+            key = "X"
+        else:
+            raise ValueError(f"{str(path)!r} holds several arrays ({', '.join(names)}); choose one with a key.")
+    if key not in names:
+        raise ValueError(f"{str(path)!r} has no array {key!r}; it holds {', '.join(names)}.")
+    return archive[key]
 
 
 def _read_csv(path, label_column=None):

@@ -18,8 +18,6 @@ from ._validation import (
     check_counts,
     check_sample_weight,
     check_unit_interval,
-    source_of,
-    validate_input,
 )
 from .data import (
     STREAM_BUFFER_BYTES,
@@ -34,10 +32,11 @@ from .data import (
     take_rows,
     train_validation_split,
 )
+from .labels import check_labels, labelled_graph, spread_labels
 from .neighbor_search import neighbor_graph
 from .nn.likelihoods import COUNT_LIKELIHOODS
 from .preprocessing import summarize
-from .sources import open_source
+from .inputs import training_rows, validation_rows
 
 __all__ = ["FitData", "Rows", "prepare", "training_batches", "validation_chunks"]
 
@@ -47,13 +46,15 @@ _SPARSE_CHUNK_ROWS = 65536
 
 @dataclass(frozen=True)
 class Rows:
-    """Chosen rows (sorted indices) of a row source, how errors name them, and their sample
-    weights (float32, scaled to average 1 over the training rows; ``None`` when all are equal)."""
+    """Chosen rows (sorted indices) of a row source, how errors name them, their sample
+    weights (float32, scaled to average 1 over the training rows; ``None`` when all are
+    equal) and their class codes (:func:`cvae.labels.check_labels`; ``None`` without y)."""
 
     source: object
     indices: np.ndarray
     name: str = "X"
     weights: np.ndarray = None
+    labels: np.ndarray = None
 
     def __len__(self):
         return len(self.indices)
@@ -77,30 +78,15 @@ class FitData:
     valid_summary: object
     likelihood: str
     held_out: tuple = None
+    classes: np.ndarray = None
 
     @property
     def n_features(self):
         return self.train.source.n_features
 
 
-def training_source(estimator, X):
-    """A row source for ``X``: its file, or the validated array in memory.
-
-    Sets ``estimator.n_features_in_`` (and ``feature_names_in_`` for a table with column
-    names), as scikit-learn's ``validate_data`` does.
-    """
-    source = open_source(X, layer=estimator.layer)
-    if source is None:
-        return source_of(validate_input(estimator, X, reset=True))
-    if source.n_samples == 0 or source.n_features == 0:
-        raise ValueError(f"X ({source.name}) holds {source.n_samples} sample(s) of {source.n_features} feature(s).")
-    estimator.n_features_in_ = source.n_features
-    if hasattr(estimator, "feature_names_in_"):
-        del estimator.feature_names_in_
-    return source
-
-
-def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdir=None, sample_weight=None):
+def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdir=None, sample_weight=None, y=None,
+            classes=None):
     """Open ``X`` (and ``X_valid``), split, check every row and summarize.
 
     Parameters
@@ -123,12 +109,16 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
         Weights of ``X``'s rows. Rows of weight zero are left out before the split, exactly
         as if ``X`` did not hold them; the others weigh the training and validation terms
         and the normalization statistics. ``X_valid``'s rows weigh one each.
+    y : array-like of shape (n_samples,), default=None
+        Class labels of ``X``'s rows (:func:`cvae.labels.check_labels`).
+    classes : ndarray, default=None
+        The classes of the run being continued, which ``y`` may not go beyond.
 
     Returns
     -------
     FitData
     """
-    source = training_source(estimator, X)
+    source = training_rows(estimator, X)
     if estimator.neighbor_weight != "auto" and estimator.neighbor_weight > 0 and not source.in_memory:
         raise ValueError(
             f"neighbor_weight={estimator.neighbor_weight} needs the training data in memory to find each row's "
@@ -155,16 +145,19 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
             f"{continued.n_features} features."
         )
     weights = None if sample_weight is None else check_sample_weight(sample_weight, source.n_samples)
+    classes, codes = (classes, None) if y is None else check_labels(y, source.n_samples, classes)
     keep = np.arange(source.n_samples) if weights is None else np.flatnonzero(weights > 0)
     if weights is not None and np.ptp(weights[keep]) == 0:
         weights = None  # equal weights: the unweighted fit, bit for bit
     if X_valid is not None:
-        train = Rows(source, keep)
-        valid = _validation_source(estimator, X_valid, source)
+        train = Rows(source, keep, labels=None if codes is None else codes[keep])
+        valid_source = validation_rows(estimator, X_valid)
+        valid = Rows(valid_source, np.arange(valid_source.n_samples), "X_valid")
         held_out = None
     else:
         train_idx, valid_idx = _split(source.n_samples, estimator.validation_fraction, seed, saved_split, keep)
-        train, valid = Rows(source, train_idx), Rows(source, valid_idx)
+        train = Rows(source, train_idx, labels=None if codes is None else codes[train_idx])
+        valid = Rows(source, valid_idx)
         held_out = (valid_idx, source.n_samples)
     if weights is not None:
         weights = weights / weights[keep].max()  # no overflow in the mean, whatever the weights' scale
@@ -183,16 +176,7 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
     log_counts = likelihood in COUNT_LIKELIHOODS
     summaries = summarize(_checked_chunks(train), log_counts), summarize(_checked_chunks(valid), log_counts)
     likelihood = _resolve_likelihood(likelihood, summaries, (train.name, valid.name))
-    return FitData(train, valid, *summaries, likelihood, held_out)
-
-
-def _validation_source(estimator, X_valid, train_source):
-    valid = open_source(X_valid, "X_valid", estimator.layer)
-    if valid is None:
-        valid = source_of(validate_input(estimator, X_valid, reset=False, name="X_valid"), "X_valid")
-    elif valid.n_features != train_source.n_features:
-        raise ValueError(f"X_valid has {valid.n_features} features, but X has {train_source.n_features} features.")
-    return Rows(valid, np.arange(valid.n_samples), "X_valid")
+    return FitData(train, valid, *summaries, likelihood, held_out, classes)
 
 
 def _split(n_samples, validation_fraction, seed, saved, keep):
@@ -253,12 +237,14 @@ def _resolve_likelihood(likelihood, summaries, names):
 
 
 def training_batches(rows, batch_size, seed, device, distributed, normalize=None, n_neighbors=0,
-                     neighbor_samples=1):
+                     neighbor_samples=1, target_weight=0.0):
     """Endless batches of this process's share: gathered from rows in memory (on the device
     when they fit), streamed from disk otherwise.
 
     With ``n_neighbors``, each row's nearest neighbours in the data normalized by
-    ``normalize`` (a function of an array) come with every batch.
+    ``normalize`` (a function of an array) come with every batch; rows with class codes
+    (``rows.labels``) have neighbours of their own class in the proportion ``target_weight``
+    (:func:`cvae.labels.labelled_graph`).
     """
     rank, world_size = distributed.rank, distributed.world_size
     local = local_batch_size(batch_size, rank, world_size)
@@ -266,6 +252,11 @@ def training_batches(rows, batch_size, seed, device, distributed, normalize=None
         return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES,
                                 weights=rows.weights)
     data, neighbors = _rows_and_neighbor_graph(rows, device, normalize, n_neighbors)
+    if neighbors is not None and rows.labels is not None and target_weight > 0 and rows.labels.max() >= 0:
+        graph = neighbors.cpu().numpy()
+        codes = spread_labels(graph, rows.labels, int(rows.labels.max()) + 1)
+        folded = labelled_graph(graph, codes, target_weight, seed, anchors=rows.labels != -1)
+        neighbors = torch.from_numpy(folded).to(neighbors.device)
     return BatchIterator(data, local, seed, rank, world_size, neighbors, device=device,
                          neighbor_samples=neighbor_samples, weights=_weights_tensor(rows, data.device))
 

@@ -8,15 +8,17 @@ as long as the map lives, so scanning a 2 GB memmap would hold 2 GB resident, wh
 pages stay in the operating system's cache, which it can drop at will.
 """
 
+import contextlib
 import mmap
-import os
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ArraySource", "NpyDirectorySource", "RawFileSource", "SparseSource", "load_sparse_npz", "open_source"]
+__all__ = [
+    "ArraySource", "NpyDirectorySource", "RawFileSource", "SparseSource", "is_sparse_npz", "load_sparse_npz",
+    "memmap_source", "npy_file_source", "open_npz",
+]
 
 _NUMERIC_KINDS = "biuf"
 
@@ -210,14 +212,15 @@ def load_sparse_npz(path):
 
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open_npz(path) as archive:
             names = set(archive.files)
         if not {"format", "shape", "data"} <= names:
             raise _NotSparse(
                 f"{str(path)!r} holds no sparse matrix (its arrays: {', '.join(sorted(names)) or 'none'}). Pass "
                 "a file written by scipy.sparse.save_npz, or read dense arrays with cvae.files.read_array."
             )
-        matrix = sp.load_npz(path)
+        with open(path, "rb") as file:
+            matrix = sp.load_npz(file)
     except _NotSparse as exc:
         raise ValueError(str(exc)) from None
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -238,64 +241,27 @@ class _NotSparse(Exception):
     pass
 
 
+@contextlib.contextmanager
+def open_npz(path):
+    """``np.load`` of the ``.npz`` archive at ``path``, without pickles, whose file is closed
+    even when the archive is damaged (``np.load`` leaves it open then)."""
+    with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+        yield archive
+
+
 def is_sparse_npz(path):
     """Whether ``path`` is a ``.npz`` archive as ``scipy.sparse.save_npz`` writes them; a
     damaged archive is left to whoever reads it to report."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open_npz(path) as archive:
             return {"format", "shape", "data"} <= set(archive.files)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile):
         return False
 
 
-def open_source(X, name="X", layer=None):
-    """A row source for ``X`` when it is a path, a memory map or an AnnData; ``None`` for
-    other inputs.
-
-    Parameters
-    ----------
-    X : object
-        A directory (every ``.npy`` file under it), a ``.npy`` file, a sparse ``.npz`` file
-        (``scipy.sparse.save_npz``, read into memory), an ``.h5ad`` file (read in backed
-        mode, a block of rows at a time), an ``anndata.AnnData``, a ``numpy.memmap`` or
-        anything else (returns ``None``: the caller validates it as an in-memory array).
-    name : str, default="X"
-    layer : str, default=None
-        For an AnnData or ``.h5ad`` file, the layer to read instead of its ``X``.
-
-    Returns
-    -------
-    source : ArraySource, SparseSource, RawFileSource, NpyDirectorySource, AnnData source or None
-    """
-    if isinstance(X, (str, os.PathLike)):
-        path = Path(X).expanduser()
-        if path.is_dir():
-            return NpyDirectorySource(path)
-        if not path.exists():
-            raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
-        if path.suffix.lower() == ".npz":
-            return SparseSource(load_sparse_npz(path), name=repr(str(path)), checked=True)
-        if path.suffix.lower() == ".h5ad":
-            from .adata import h5ad_source
-
-            return h5ad_source(path, layer)
-        if path.suffix.lower() != ".npy":
-            raise ValueError(
-                f"{name}={str(path)!r}: paths must be a .npy file, a directory of .npy files, a sparse .npz file "
-                "or an .h5ad file. Read other formats into memory with cvae.files.read_array."
-            )
-        return npy_file_source(path, vector_is_sample=False)
-    anndata = sys.modules.get("anndata")  # an AnnData exists only where anndata was imported
-    if anndata is not None and isinstance(X, anndata.AnnData):
-        from .adata import anndata_source
-
-        return anndata_source(X, name, layer)
-    if isinstance(X, np.memmap):
-        return _memmap_source(X, name)
-    return None
-
-
-def _memmap_source(X, name):
+def memmap_source(X, name):
+    """A row source for a ``numpy.memmap``: its file, read a block at a time, where the map
+    is read-only and C-ordered, else the map itself."""
     _check_numeric(X.dtype, name)
     if X.ndim != 2:
         raise ValueError(f"{name} is a memmap of shape {X.shape}; expected 2-D (n_samples, n_features).")

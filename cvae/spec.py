@@ -17,7 +17,7 @@ from ._validation import isolated_rng
 from .nn import VAE
 from .nn.likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
-from .nn.vae import default_hidden_sizes
+from .nn.vae import default_hidden_sizes, load_weights
 from .preprocessing import NORMALIZATIONS
 
 __all__ = ["FORMAT_VERSION", "ModelSpec", "RunSpec", "build_module", "check_warm_start", "new_spec"]
@@ -98,14 +98,18 @@ class RunSpec:
                f"{n} finite positive numbers")
         _check(self, "seed", lambda v: _int(v) and v >= 0)
         _check(self, "feature_names", lambda v: v is None or len(v) == n, f"None or {n} names")
-        counts = self.model.likelihood in COUNT_LIKELIHOODS
-        _check(self, "library_size", lambda v: (v is None) != counts and (v is None or _real(v) and v > 0),
+        _check(self, "library_size", lambda v: (v is None) != self.is_count and (v is None or _real(v) and v > 0),
                "a positive number under a count likelihood, else None")
         _check(self, "format_version", lambda v: v == FORMAT_VERSION, f"{FORMAT_VERSION}")
 
     @property
     def n_features(self):
         return self.model.n_features
+
+    @property
+    def is_count(self):
+        """Whether the model's likelihood is a count likelihood (and ``library_size`` is set)."""
+        return self.model.likelihood in COUNT_LIKELIHOODS
 
     def to_dict(self):
         """A JSON-ready dict that :meth:`from_dict` reads back."""
@@ -218,7 +222,7 @@ def build_module(spec, state_dict=None):
     # at once, so keep that draw from disturbing the caller's random state.
     with isolated_rng(torch.device("cpu")):
         module = VAE(loc=loc, scale=scale, library_size=spec.library_size, **asdict(spec.model))
-    module.load_state_dict(state_dict)
+    load_weights(module, state_dict)
     return module
 
 

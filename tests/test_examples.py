@@ -95,3 +95,29 @@ def test_train_ddp_runs_in_one_process(tmp_path, capsys):
     vae = run_example("train_ddp", ["--logdir", str(tmp_path / "run"), "--max-steps", "30"])
     assert vae.n_steps_ == 30 and (tmp_path / "run" / "checkpoint.pt").exists()
     assert "rank 0 of 1: 30 steps" in capsys.readouterr().out
+
+
+def test_semi_supervised(capsys):
+    results = run_example("semi_supervised", ["--share", "0.3", "--target-weight", "1", "--max-steps", "150"])
+    (plain_purity, _), (semi_purity, semi_accuracy) = results["no labels"], results["30% of labels"]
+    assert semi_purity > plain_purity and semi_accuracy > 0.5  # chance: 0.1
+    assert "classes seen: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in capsys.readouterr().out
+
+
+def test_serve_onnx_embeds_without_cvae(tmp_path, digits):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import subprocess
+    import sys
+
+    from cvae import CompressionVAE
+
+    X = (digits[0] / 16).astype(np.float32)
+    vae = CompressionVAE(hidden_layer_sizes=(32,), max_steps=40, placement="encoder", random_state=0).fit(X)
+    vae.export(tmp_path / "encoder.onnx")
+    np.save(tmp_path / "rows.npy", X[:300])
+    script = ROOT / "examples" / "serve_onnx.py"
+    # a fresh interpreter, as a service would run it: the example asserts that cvae was never imported
+    subprocess.run([sys.executable, str(script), str(tmp_path / "encoder.onnx"), str(tmp_path / "rows.npy"),
+                    "-o", str(tmp_path / "Z.npy")], check=True, capture_output=True, cwd=tmp_path)
+    np.testing.assert_allclose(np.load(tmp_path / "Z.npy"), vae.transform(X[:300]), atol=1e-5, rtol=1e-5)

@@ -20,7 +20,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from cvae import CompressionVAE
-from cvae.training import Trainer, io
+from cvae import atomic
+from cvae.training import Trainer
 from cvae.spec import FORMAT_VERSION, RunSpec
 from cvae.training import LogDir, load_checkpoint
 
@@ -144,7 +145,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(X, params, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(io.os, "replace", crash)
+    monkeypatch.setattr(atomic.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         quiet_fit(CompressionVAE(**dict(params, warm_start=True, max_steps=100)), X)
     monkeypatch.undo()

@@ -8,7 +8,8 @@ from torch.utils.data import DistributedSampler
 
 from cvae.data import BatchIterator, StreamingBatches, local_batch_size, shard_permutation, take_rows
 from cvae.preprocessing import normalization_statistics, summarize
-from cvae.sources import ArraySource, NpyDirectorySource, RawFileSource, open_source
+from cvae.inputs import open_source
+from cvae.sources import ArraySource, NpyDirectorySource, RawFileSource
 
 
 @pytest.fixture

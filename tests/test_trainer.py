@@ -233,13 +233,15 @@ def test_cosine_learning_rate_reaches_its_floor_at_max_steps(digits):
 
 
 @pytest.mark.parametrize("n_rows, batch_size, learning_rate, neighbor_weight, expected", [
-    # 40 passes with the neighbour term, 120 without, times sqrt(10,000 / rows) below 10,000 rows
+    # 40 passes with the neighbour term, 120 without, times sqrt(10,000 / rows) below 10,000 rows;
+    # above, with the neighbour term, times (10,000 / rows) ** 0.15
     (1212, 512, "cosine", 0.4, 272),  # digits: 114.9 passes
     (900, 512, "cosine", 0.4, 235),  # a 1,000-row fit: 133.3 passes
     (1212, 512, "cosine", 0.0, 816),  # digits, plain: 344.7 passes
     (54000, 512, "cosine", 0.0, 12657),  # MNIST: ceil(120 * 54000 / 512)
-    (54000, 512, "cosine", 0.4, 4219),  # with the neighbour term, 40 passes
-    (20000, 512, "cosine", 0.4, 1563),  # 40 passes from 10,000 rows up
+    (54000, 512, "cosine", 0.4, 3276),  # with the neighbour term, 40 * 0.776 = 31.06 passes
+    (20000, 512, "cosine", 0.4, 1409),  # 40 * 0.901 = 36.05 passes
+    (10000, 512, "cosine", 0.4, 782),  # 40 passes at 10,000 rows
     (54000, 128, "constant", 0.0, 50000),  # 50,625 steps, above the ceiling
     (54000, 512, "adaptive", 0.4, 50000),  # the plateau rule ends the fit
 ])

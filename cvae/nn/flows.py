@@ -71,10 +71,11 @@ class InverseAutoregressiveFlow(nn.Module):
     def forward(self, z, context=None):
         """Return ``(z_K, sum_log_det)``; ``sum_log_det`` is ``log |det dz_K/dz_0|``."""
         if self.n_steps == 0:
-            return z, z.new_zeros(len(z))
+            return z, z.new_zeros(z.shape[0])
         first = self.first_bias
         if self.context is not None:
-            first = self.context(context).view(len(z), self.n_steps, -1) + first
+            # shape[0], not len(z): a symbolic batch size under torch.export
+            first = self.context(context).view(z.shape[0], self.n_steps, -1) + first
         weights = [layer.masked_weight() for layer in self.layers]
         biases = [layer.bias for layer in self.layers[1:]]
         # In z's precision (float32 under mixed-precision autocast too: the flow is small and

@@ -27,12 +27,16 @@ DEFAULT_MIN_LOG_VAR = math.log(1e-3)
 
 
 class _NormalizedLikelihood(nn.Module):
-    """Holds the normalization statistics that the encoder input is standardized with."""
+    """Holds the normalization statistics that the encoder input is standardized with.
+
+    They are buffers that are not saved in the state dict: the run specification holds
+    them, and is the one place they are read from (:func:`cvae.spec.build_module`).
+    """
 
     def __init__(self, loc, scale):
         super().__init__()
-        self.register_buffer("loc", loc)
-        self.register_buffer("scale", scale)
+        self.register_buffer("loc", loc, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
 
     def standardize(self, x):
         return (x - self.loc) / self.scale
@@ -63,7 +67,7 @@ class GaussianLikelihood(_NormalizedLikelihood):
 
     def __init__(self, loc, scale, min_log_var=DEFAULT_MIN_LOG_VAR):
         super().__init__(loc, scale)
-        self.register_buffer("log_scale_sum", scale.log().sum())
+        self.register_buffer("log_scale_sum", scale.log().sum(), persistent=False)
         self.raw_log_var = nn.Parameter(torch.zeros_like(loc))
         self.min_log_var = min_log_var
 
@@ -138,7 +142,7 @@ class PoissonLikelihood(_NormalizedLikelihood):
 
     def __init__(self, loc, scale, library_size=1.0):
         super().__init__(loc, scale)
-        self.register_buffer("library_size", torch.tensor(float(library_size)))
+        self.register_buffer("library_size", torch.tensor(float(library_size)), persistent=False)
 
     def standardize(self, x):
         return (torch.log1p(x) - self.loc) / self.scale

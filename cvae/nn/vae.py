@@ -113,6 +113,7 @@ class VAE(nn.Module):
     ):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
+        self.n_features = n_features
         self.n_latent = n_latent
         self.likelihood = make_likelihood(likelihood, loc.float(), scale.float(), library_size)
         self.encoder = MLP(n_features, hidden_sizes, dropout, activation)
@@ -292,3 +293,12 @@ def default_hidden_sizes(n_features, n_components, neighbors=False):
     first = min(max(first, NEIGHBOR_MIN_WIDTH if neighbors else MIN_WIDTH), MAX_WIDTH)
     floor = 1 << max(4 * n_components - 1, 1).bit_length()
     return [max(first >> k, floor) for k in range(3)]
+
+
+def load_weights(module, state_dict):
+    """``module.load_state_dict(state_dict)``, strict, except that entries for the module's
+    non-persistent buffers are ignored: checkpoints written before the normalization
+    statistics lived only in the run specification hold them."""
+    buffers = {name for name, _ in module.named_buffers()}
+    saved = module.state_dict().keys()
+    module.load_state_dict({k: v for k, v in state_dict.items() if k in saved or k not in buffers})

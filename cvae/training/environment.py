@@ -28,7 +28,7 @@ __all__ = [
     "native_bfloat16",
     "resolve_precision",
     "threads_for_step",
-    "training_step_size",
+    "step_multiply_adds",
 ]
 
 # Below this many multiply-adds per training step (forward, about a third of the step's
@@ -91,7 +91,7 @@ def ctrl_c_calls(callback):
         signal.signal(signal.SIGINT, previous)
 
 
-def training_step_size(model, batch_size):
+def step_multiply_adds(model, batch_size):
     """Multiply-adds of one forward pass of ``model``'s linear layers over ``batch_size`` rows."""
     weights = sum(p.numel() for name, p in model.named_parameters() if p.dim() >= 2)
     return batch_size * weights

@@ -22,13 +22,16 @@ import hashlib
 import io
 import json
 import logging
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..sources import open_npz
 from ..spec import FORMAT_VERSION, RunSpec, build_module
-from .io import TEMPORARY_MARK, atomic_write, load_checkpoint, save_checkpoint
+from ..atomic import TEMPORARY_MARK, atomic_write
+from .io import load_checkpoint, save_checkpoint
 
 __all__ = ["LogDir", "LogDirLocked"]
 
@@ -112,7 +115,7 @@ class LogDir:
             raise ValueError(f"logdir {str(self.path)!r} is a file, not a directory; choose a directory.")
 
     def _remove_stale_temporaries(self):
-        # Temporaries of atomic writes left by a process that was killed (io.TEMPORARY_MARK
+        # Temporaries of atomic writes left by a process that was killed (atomic.TEMPORARY_MARK
         # names them, so a user's own hidden files stay): under the lock, no writer of this
         # directory is alive.
         for path in self.path.glob(f".*{TEMPORARY_MARK}*.tmp"):
@@ -141,9 +144,10 @@ class LogDir:
     # ---------------------------------------------------------------- params.json
 
     def write_params(self, params, spec):
-        """Write the estimator's parameters (JSON-ready) and the run specification."""
+        """Write the estimator's parameters and the run specification; :meth:`read_params`
+        gives the parameters back as the estimator takes them."""
         self.path.mkdir(parents=True, exist_ok=True)
-        document = {"format_version": FORMAT_VERSION, "params": params, "spec": spec.to_dict()}
+        document = {"format_version": FORMAT_VERSION, "params": _json_params(params), "spec": spec.to_dict()}
         atomic_write(self.file(self.PARAMS), json.dumps(document, indent=2, sort_keys=True).encode())
 
     def read_params(self):
@@ -177,6 +181,8 @@ class LogDir:
             params = document.get("params")
             if not isinstance(params, dict):
                 raise ValueError("it has no 'params' object")
+            if isinstance(params.get("hidden_layer_sizes"), list):  # JSON has no tuples
+                params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
             return params, RunSpec.from_dict(document.get("spec"))
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"Cannot read {path}: {exc}.") from exc
@@ -234,7 +240,7 @@ class LogDir:
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as saved:
+            with open_npz(path) as saved:
                 rows, n_samples = np.asarray(saved["validation_rows"]), int(saved["n_samples"])
         except Exception as exc:  # a damaged archive raises BadZipFile, EOFError, IndexError...
             raise ValueError(f"Cannot read the saved train/validation split {path} ({type(exc).__name__}: {exc}).") \
@@ -253,6 +259,18 @@ class LogDir:
         for path in self.path.iterdir():
             if path.name in self.RUN_FILES or path.name.startswith("events.out.tfevents."):
                 path.unlink()
+
+
+def _json_params(params):
+    """The estimator's parameters as JSON can hold them (paths and devices as strings)."""
+    params = dict(params)
+    params["logdir"] = None if params["logdir"] is None else str(params["logdir"])
+    params["device"] = str(params["device"])
+    if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
+        params["random_state"] = None
+    if params["hidden_layer_sizes"] is not None:
+        params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
+    return json.loads(json.dumps(params))
 
 
 def weights_digest(state):

@@ -1,10 +1,9 @@
 """One training run: model, optimizer, callbacks and trainer built from the estimator's
 parameters and a run specification; the log directory written; the stop reported."""
 
-import json
+import contextlib
 import math
 import warnings
-from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,7 +15,7 @@ from ..data import local_batch_size, take_rows
 from ..nn.vae import LossSettings
 from ..placement import NeighborReference
 from ..preparation import training_batches, validation_chunks
-from ..spec import build_module
+from ..spec import build_module, check_warm_start
 from .callbacks import (
     Checkpoint,
     CosineDecay,
@@ -29,7 +28,7 @@ from .callbacks import (
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
-__all__ = ["json_params", "run_training", "step_budget", "warn_on_stop"]
+__all__ = ["previous_run", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
@@ -37,12 +36,42 @@ COSINE_WARMUP_DIVISOR = 20
 AUTO_NEIGHBOR_WEIGHT = 0.4
 # max_steps="auto": passes over the training rows, 40 with the neighbour term and 120
 # without, times sqrt(AUTO_PASS_ROWS / rows) below AUTO_PASS_ROWS rows, since a pass over
-# few rows is few steps (as umap-learn runs more epochs on small data); at most
+# few rows is few steps (as umap-learn runs more epochs on small data). Above
+# AUTO_PASS_ROWS rows, the neighbour term's passes fall as (AUTO_PASS_ROWS / rows) **
+# AUTO_NEIGHBOR_LARGE_EXPONENT: a pass over more rows holds more neighbour pairs. At most
 # AUTO_MAX_STEPS steps. Measured in benchmarks/README.md, "Time to quality".
 AUTO_NEIGHBOR_PASSES = 40
 AUTO_PASSES = 120
 AUTO_PASS_ROWS = 10_000
+AUTO_NEIGHBOR_LARGE_EXPONENT = 0.15
 AUTO_MAX_STEPS = 50000
+
+
+def previous_run(params, logdir, fitted=None):
+    """``(spec, trainer state, saved split)`` of the run a fit continues, or ``None`` for each.
+
+    ``fitted`` is the estimator's own ``(spec, state)`` when it is fitted and
+    ``params["warm_start"]`` is set: it is continued, and ``logdir`` (a :class:`LogDir` or
+    ``None``) must not hold another run, nor a newer state of this one. Otherwise a run in
+    ``logdir`` is continued with ``warm_start``, and refused without it.
+    """
+    if params["warm_start"] and fitted is not None:
+        spec, state = fitted
+        if logdir is not None and logdir.has_run():
+            logdir.check_continued_by(spec, state)
+    elif logdir is None or not logdir.has_run():
+        return None, None, None
+    elif not params["warm_start"]:
+        raise FileExistsError(
+            f"Log directory {str(logdir.path)!r} already holds a training run. Pass warm_start=True to "
+            "continue it, use CompressionVAE.load() to use it as is, or choose an empty logdir to "
+            "start afresh."
+        )
+    else:
+        spec = logdir.read_params()[1]
+        state = logdir.read_checkpoint(spec)
+    check_warm_start(params, spec)
+    return spec, state, (logdir.read_split() if logdir is not None else None)
 
 
 def neighbor_weight_for(params, source, continued=None):
@@ -67,8 +96,11 @@ def step_budget(params, n_rows):
         return int(params["max_steps"])
     if params["learning_rate"] == "adaptive":
         return AUTO_MAX_STEPS
-    passes = AUTO_NEIGHBOR_PASSES if params["neighbor_weight"] > 0 else AUTO_PASSES
-    passes *= max(1.0, AUTO_PASS_ROWS / max(n_rows, 1)) ** 0.5
+    ratio = AUTO_PASS_ROWS / max(n_rows, 1)
+    if params["neighbor_weight"] > 0:
+        passes = AUTO_NEIGHBOR_PASSES * ratio ** (0.5 if ratio > 1 else AUTO_NEIGHBOR_LARGE_EXPONENT)
+    else:
+        passes = AUTO_PASSES * max(1.0, ratio) ** 0.5
     return int(min(AUTO_MAX_STEPS, max(1, math.ceil(passes * n_rows / params["batch_size"]))))
 
 
@@ -96,19 +128,17 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     -------
     state : dict
         :meth:`Trainer.state_dict` at the end of the run.
-    tensorboard : TensorBoardLog or None
-        Still open, for figures of the fitted model.
     """
     # NumPy scalars (np.arange grids) as Python numbers, for params.json and the checkpoint alike
     params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
     writer = logdir if logdir is not None and distributed.is_main else None
     if writer is not None:
-        writer.write_params(json_params(params), spec)
+        writer.write_params(params, spec)
         if data.held_out is not None:
             writer.write_split(*data.held_out)
     params = {**params, **resolved}
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
-    with isolated_rng(device):
+    with isolated_rng(device), tensorboard if tensorboard is not None else contextlib.nullcontext():
         torch.manual_seed(spec.seed)
         trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         if resume is not None:
@@ -119,11 +149,13 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         state = trainer.state_dict()
     state["resolved"] = dict(resolved, precision=trainer.precision, threads=trainer.threads)
     state["data_range"] = [data.summary.low, data.summary.high]
+    if data.classes is not None:
+        state["classes"] = data.classes.tolist()
     if keeps_reference(params):
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
     if writer is not None:
         writer.write_checkpoint(state)
-    return state, tensorboard
+    return state
 
 
 def keeps_reference(params):
@@ -180,7 +212,7 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         n_jobs=params["n_jobs"],
     )
 
-    counts = spec.library_size is not None
+    counts = spec.is_count
 
     def normalize(rows):
         """Rows as the encoder sees them, for the neighbour graph, uncentred (centring moves no
@@ -191,23 +223,12 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
 
     with_neighbors = params["neighbor_weight"] > 0
     batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, normalize,
-                               params["n_neighbors"] if with_neighbors else 0, params["neighbor_samples"])
+                               params["n_neighbors"] if with_neighbors else 0, params["neighbor_samples"],
+                               params["target_weight"])
     chunks = validation_chunks(data.valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors)
     local = local_batch_size(params["batch_size"], distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / params["batch_size"]
     return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight)
-
-
-def json_params(params):
-    """The estimator's parameters as JSON can hold them (paths and devices as strings)."""
-    params = dict(params)
-    params["logdir"] = None if params["logdir"] is None else str(params["logdir"])
-    params["device"] = str(params["device"])
-    if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
-        params["random_state"] = None
-    if params["hidden_layer_sizes"] is not None:
-        params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
-    return json.loads(json.dumps(params))
 
 
 def warn_on_stop(params, state):

@@ -54,28 +54,32 @@ class TensorBoardLog:
     def close(self):
         self.writer.close()
 
+    def __enter__(self):
+        return self
 
-def write_figures(log, estimator, rows):
-    """For a 2-D embedding, figures of the fitted ``estimator``: the embedding of (up to 5,000
-    of) the validation ``rows`` and, when the features form a square image, the decoded
-    latent grid. Closes ``log``."""
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def write_figures(path, estimator, rows):
+    """For a 2-D embedding, figures of the fitted ``estimator`` in the event files under
+    ``path``: the embedding of (up to 5,000 of) the validation ``rows`` and, when the
+    features form a square image, the decoded latent grid."""
+    if estimator.n_components != 2:
+        return
     try:
-        if estimator.n_components != 2:
-            return
         from .. import plotting
 
-        try:
-            chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
-            rows_read = take_rows(rows.source, chosen)
-            Z = estimator.transform(rows_read)
-            figures = {"embedding": plotting.plot_embedding(Z, title="validation data")}
-            shape = plotting.square_image_shape(estimator.n_features_in_)
-            if shape is not None:
-                figures["latent_grid"] = plotting.plot_latent_grid(estimator, shape, X=rows_read)
-        except ImportError as exc:
-            logger.warning("No embedding figures in TensorBoard: %s", exc)
-            return
+        chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
+        rows_read = take_rows(rows.source, chosen)
+        Z = estimator.transform(rows_read)
+        figures = {"embedding": plotting.plot_embedding(Z, title="validation data")}
+        shape = plotting.square_image_shape(estimator.n_features_in_)
+        if shape is not None:
+            figures["latent_grid"] = plotting.plot_latent_grid(estimator, shape, X=rows_read)
+    except ImportError as exc:
+        logger.warning("No embedding figures in TensorBoard: %s", exc)
+        return
+    with TensorBoardLog(path) as log:
         for tag, figure in figures.items():
             log.write_figure(tag, figure, estimator.n_steps_)
-    finally:
-        log.close()

@@ -12,9 +12,9 @@ import torch
 
 from .._validation import isolated_rng
 from ..data import unpack_batch
-from ..nn.vae import LossSettings
+from ..nn.vae import LossSettings, load_weights
 from .distributed import Distributed
-from .environment import ctrl_c_calls, flush_denormals_to_zero, resolve_precision, threads_for_step, training_step_size
+from .environment import ctrl_c_calls, flush_denormals_to_zero, resolve_precision, threads_for_step, step_multiply_adds
 
 __all__ = ["Trainer", "TrainerConfig", "evaluate", "make_adam"]
 
@@ -164,8 +164,8 @@ class Trainer:
             # Only the training pass: validation and inference keep the eager module.
             # dynamic=True: one compilation serves every batch size, an epoch's last included.
             self._train_model = torch.compile(self._train_model, dynamic=True)
-        self._step_size = training_step_size(model, batches.batch_size)
-        self.precision = resolve_precision(config.precision, self.device, self._step_size)
+        self._step_multiply_adds = step_multiply_adds(model, batches.batch_size)
+        self.precision = resolve_precision(config.precision, self.device, self._step_multiply_adds)
         self._autocast_dtype = PRECISIONS[self.precision]
         # float16's narrow range needs loss scaling; bfloat16 has float32's exponent range.
         self._scaler = torch.amp.GradScaler(self.device.type) if self.precision == "float16" else None
@@ -257,7 +257,7 @@ class Trainer:
         self._stop_requested = False
         self.stop_reason = None
         with flush_denormals_to_zero(), ctrl_c_calls(self.request_stop), threads_for_step(
-            self._step_size, self.device, self.config.n_jobs
+            self._step_multiply_adds, self.device, self.config.n_jobs
         ):
             return self._loop()
 
@@ -313,9 +313,9 @@ class Trainer:
 
     def load_state_dict(self, state):
         """Continue the run saved by :meth:`state_dict`."""
-        self.model.load_state_dict(state["best_model"])
+        load_weights(self.model, state["best_model"])
         self.best_model = _clone_state(self.model)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for callback in self.callbacks:
             if callback.key is not None and callback.key in state["callbacks"]:

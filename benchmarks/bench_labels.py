@@ -1,0 +1,113 @@
+"""Labels shaping the embedding: ``fit(X, y)`` with all, some or no labels, beside UMAP.
+
+For each dataset and share of labelled training rows (the rest marked -1, drawn at a fixed
+seed), CompressionVAE and UMAP (``target_weight=0.5`` for both, as the issue asks; UMAP
+when ``umap-learn`` is installed) are fitted on the same rows and labels, and scored on the
+test rows: 10-NN accuracy of the test embedding (classifier fitted on the training rows'
+embedding with all their true labels) and trustworthiness(10). A share of 0 is the
+unsupervised fit. Beside them, classifiers of the test rows from the same labelled rows:
+scikit-learn's ``LabelSpreading`` (k-NN kernel) on the data, and a 10-NN classifier on
+CompressionVAE's embedding fitted on the labelled training rows alone.
+
+Usage::
+
+    python benchmarks/bench_labels.py --datasets digits --shares 0 0.1 1 \\
+        --out benchmarks/results/labels_digits.json
+    python benchmarks/bench_labels.py --data mnist.npz --datasets mnist --shares 0 0.01 \\
+        --out benchmarks/results/labels_mnist.json
+"""
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.semi_supervised import LabelSpreading
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_time_to_quality import DATASETS, load_dataset, machine, score, write_json  # noqa: E402
+
+from cvae import CompressionVAE  # noqa: E402
+
+
+def partial_labels(y, share, seed):
+    """``y`` with all but ``share`` of its rows (at least one per class) marked -1."""
+    if share >= 1:
+        return np.asarray(y)
+    rng = np.random.default_rng(seed)
+    kept = np.zeros(len(y), dtype=bool)
+    kept[rng.permutation(len(y))[: int(round(share * len(y)))]] = True
+    for label in np.unique(y):  # every class labelled somewhere
+        if not kept[y == label].any():
+            kept[rng.choice(np.flatnonzero(y == label))] = True
+    return np.where(kept, y, -1)
+
+
+def fit_method(method, X_train, X_test, y_fit, args):
+    started = time.perf_counter()
+    if method == "umap":
+        import umap
+
+        model = umap.UMAP(random_state=args.seed, target_weight=args.target_weight)
+        Z_train = model.fit_transform(X_train, y=None if y_fit is None else y_fit)
+        seconds = time.perf_counter() - started
+        return Z_train, model.transform(X_test), seconds
+    model = CompressionVAE(random_state=args.seed, target_weight=args.target_weight)
+    model.fit(X_train, y_fit)
+    seconds = time.perf_counter() - started
+    return model.embedding_, model.transform(X_test), seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="MNIST as an .npz of X_train, y_train, X_test, y_test")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=["digits"])
+    parser.add_argument("--shares", nargs="+", type=float, default=[0, 0.1, 1])
+    parser.add_argument("--methods", nargs="+", choices=["vae", "umap"], default=["vae", "umap"])
+    parser.add_argument("--target-weight", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+    methods = list(args.methods)
+    if "umap" in methods:
+        try:
+            import umap
+
+            umap.UMAP(n_epochs=5).fit(np.random.default_rng(0).random((100, 5)))  # numba compiled: warm figures
+        except ImportError:
+            print("umap-learn is not installed: its rows are left out")
+            methods.remove("umap")
+    document = {"machine": machine(), "args": vars(args), "results": {}}
+    for name in args.datasets:
+        X_train, X_test, y_train, y_test = load_dataset(name, args.data, args.seed)
+        results = document["results"][name] = {}
+        for share in args.shares:
+            y_fit = None if share == 0 else partial_labels(np.asarray(y_train), share, args.seed)
+            row = results[str(share)] = {}
+            for method in methods:
+                Z_train, Z_test, seconds = fit_method(method, X_train, X_test, y_fit, args)
+                row[method] = dict(score(Z_train, Z_test, X_test, y_train, y_test), seconds=seconds)
+                if method == "vae" and y_fit is not None:
+                    known = y_fit != -1
+                    row["vae_knn_on_labelled"] = float(
+                        KNeighborsClassifier(min(10, int(known.sum()))).fit(Z_train[known], y_fit[known])
+                        .score(Z_test, y_test))
+                print(f"{name:9s} labels {share:5.2f} {method:5s} 10-NN {row[method]['knn']:.3f}  "
+                      f"trust {row[method]['trustworthiness']:.3f}  fit {seconds:6.1f} s", flush=True)
+            if y_fit is not None and share < 1:
+                started = time.perf_counter()
+                spreading = LabelSpreading(kernel="knn", n_neighbors=10).fit(np.vstack([X_train, X_test]),
+                                                                            np.r_[y_fit, -np.ones(len(y_test), int)])
+                row["label_spreading"] = {"accuracy": float(np.mean(spreading.transduction_[len(y_fit):] == y_test)),
+                                          "seconds": time.perf_counter() - started}
+            write_json(args.out, document)
+    return document
+
+
+if __name__ == "__main__":
+    main()

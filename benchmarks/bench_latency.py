@@ -1,0 +1,103 @@
+"""Serving figures of the encoder: one-row latency (p50, p99) and rows per second.
+
+The encoder of a model with MNIST's shape (784 features, the default hidden layers, 2-D)
+is run four ways: ``transform`` (the estimator, with its input checks, ``placement=
+"encoder"``), the torch module eagerly, the module under ``torch.compile``, and the
+exported ONNX file in ONNX Runtime (``export`` extra). Latency is the wall time of one
+call on one row, over ``--calls`` calls after a warm-up; throughput is rows per second at
+batches of 1,000 and 65,536 rows. The model is trained for ``--max-steps`` steps on
+``--data`` (MNIST) or on random pixels: its weights do not change its speed.
+
+Usage::
+
+    python benchmarks/bench_latency.py --out benchmarks/results/latency_cpu.json
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_time_to_quality import machine, write_json  # noqa: E402
+
+from cvae import CompressionVAE  # noqa: E402
+
+
+def timings(call, calls):
+    """Seconds of each of ``calls`` calls, after 20 warm-up calls."""
+    for _ in range(20):
+        call()
+    seconds = np.empty(calls)
+    for i in range(calls):
+        started = time.perf_counter()
+        call()
+        seconds[i] = time.perf_counter() - started
+    return seconds
+
+
+def runners(vae, X):
+    """name -> function of a float32 array that embeds its rows."""
+    module = vae.module_
+
+    def eager(rows):
+        with torch.inference_mode():
+            return module.embed(torch.from_numpy(rows)).numpy()
+
+    compiled_embed = torch.compile(module.embed, dynamic=True)
+
+    def compiled(rows):
+        with torch.inference_mode():
+            return compiled_embed(torch.from_numpy(rows)).numpy()
+
+    found = {"transform": vae.transform, "eager": eager, "compiled": compiled}
+    try:
+        import onnxruntime
+
+        path = vae.export(Path(tempfile.mkdtemp()) / "encoder.onnx")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        found["onnxruntime"] = lambda rows: session.run(None, {"x": rows})[0]
+    except ImportError as exc:
+        print(f"no ONNX Runtime row: {exc}")
+    for name, run in found.items():  # all agree before any is timed
+        np.testing.assert_allclose(run(X[:100]), vae.transform(X[:100]), atol=1e-5, rtol=1e-5, err_msg=name)
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="MNIST as an .npz with X_train (default: random pixels)")
+    parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    if args.data:
+        with np.load(args.data) as data:
+            X = (data["X_train"] / 255).astype(np.float32)
+    else:
+        X = np.random.default_rng(0).random((60000, 784), dtype=np.float32)
+    vae = CompressionVAE(neighbor_weight=0, placement="encoder", max_steps=args.max_steps, random_state=0).fit(X)
+    big = np.ascontiguousarray(np.resize(X, (65536, X.shape[1])))
+    document = {"machine": machine(), "args": vars(args), "results": {}}
+    print(f"{'runner':12s} {'p50 ms':>8s} {'p99 ms':>8s} {'rows/s @1k':>12s} {'rows/s @64k':>12s}")
+    for name, run in runners(vae, X).items():
+        one = timings(lambda: run(X[:1]), args.calls) * 1e3
+        row = {"p50_ms": float(np.percentile(one, 50)), "p99_ms": float(np.percentile(one, 99))}
+        for label, rows, calls in (("rows_per_second_1k", X[:1000], 50), ("rows_per_second_64k", big, 3)):
+            row[label] = float(len(rows) / np.median(timings(lambda: run(rows), calls)))
+        document["results"][name] = row
+        print(f"{name:12s} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['rows_per_second_1k']:12,.0f} "
+              f"{row['rows_per_second_64k']:12,.0f}", flush=True)
+        write_json(args.out, document)
+    return document
+
+
+if __name__ == "__main__":
+    main()

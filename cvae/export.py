@@ -1,0 +1,114 @@
+"""The fitted encoder or decoder as a file that runs without cvae: ONNX or a torch.export program.
+
+The encoder takes raw rows (float32, any batch size) and returns the posterior means, the
+normalization inside the graph: what ``transform`` returns with ``placement="encoder"``
+(the neighbour placement needs the training rows and is not exported). The decoder takes
+embeddings and returns what ``inverse_transform`` returns; under a count likelihood it
+also takes each row's library size, a column of shape ``(batch, 1)``.
+"""
+
+import copy
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_write
+
+__all__ = ["EXPORT_FORMATS", "PARTS", "export_module"]
+
+# File suffix -> format.
+EXPORT_FORMATS = {".onnx": "ONNX", ".pt2": "torch.export"}
+PARTS = ("encoder", "decoder")
+# ONNX opset of the exported graphs (onnxruntime 1.17 and later run it).
+_OPSET = 18
+# Rows of the example batch the graph is traced with: more than 1, so that the batch
+# dimension stays symbolic rather than specialized.
+_EXAMPLE_ROWS = 3
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x):
+        return self.vae.embed(x)
+
+
+class _Decoder(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z):
+        return self.vae.decode_mean(z)
+
+
+class _CountDecoder(_Decoder):
+    def forward(self, z, library_size):
+        return self.vae.decode_mean(z, library_size)
+
+
+def export_module(vae, path, part, counts=False):
+    """Write ``vae``'s (a :class:`cvae.nn.VAE`) ``part`` to ``path``, in the format its
+    suffix names (:data:`EXPORT_FORMATS`); return the path.
+
+    ``counts``: the decoder takes a library size per row as a second input.
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in EXPORT_FORMATS:
+        raise ValueError(f"Cannot export to {str(path)!r}: the suffix must be one of {', '.join(EXPORT_FORMATS)}.")
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(map(repr, PARTS))}, got {part!r}.")
+    if path.is_dir():
+        raise ValueError(f"Cannot export to {str(path)!r}: it is a directory.")
+    # A float32 copy on the CPU, without gradients: the flow's inference path, traced once.
+    vae = copy.deepcopy(vae).to("cpu", torch.float32).requires_grad_(False)
+    batch = torch.export.Dim("batch")
+    if part == "encoder":
+        graph, names, outputs = _Encoder(vae), ["x"], ["embedding"]
+        example = (torch.zeros(_EXAMPLE_ROWS, vae.n_features),)
+    else:
+        graph = _CountDecoder(vae) if counts else _Decoder(vae)
+        names = ["z", "library_size"] if counts else ["z"]
+        outputs = ["x_mean"]
+        example = (torch.zeros(_EXAMPLE_ROWS, vae.n_latent),)
+        if counts:
+            example += (torch.ones(_EXAMPLE_ROWS, 1),)
+    graph.eval()
+    dynamic = {name: {0: batch} for name in names}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        if suffix == ".pt2":
+            program = torch.export.export(graph, example, dynamic_shapes=dynamic)
+            _write_through(path, lambda tmp: torch.export.save(program, tmp))
+        else:
+            _require_onnx()
+            _write_through(path, lambda tmp: torch.onnx.export(
+                graph, example, tmp, input_names=names, output_names=outputs, dynamic_shapes=dynamic,
+                opset_version=_OPSET, dynamo=True, external_data=False, verbose=False,
+            ))
+    return path
+
+
+def _write_through(path, write):
+    """Let ``write`` produce the file at a temporary path, then put its bytes at ``path``
+    atomically: an existing export is replaced whole or not at all."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder) / path.name
+        write(str(tmp))
+        atomic_write(path, tmp.read_bytes())
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "Exporting to ONNX needs the onnx and onnxscript packages: pip install onnx onnxscript onnxruntime "
+            "(in a clone: pip install -e '.[export]')."
+        ) from exc

@@ -1,0 +1,106 @@
+"""export(): the encoder and decoder as ONNX and torch.export files that match transform and
+inverse_transform, with a dynamic batch size."""
+
+import numpy as np
+import pytest
+import torch
+
+from cvae import CompressionVAE
+from cvae.datasets import make_counts
+
+FAST = dict(hidden_layer_sizes=(32, 16), max_steps=60, random_state=0)
+
+
+def run_pt2(path, *inputs):
+    program = torch.export.load(str(path))
+    with torch.no_grad():
+        return program.module()(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in inputs)).numpy()
+
+
+def run_onnx(path, *inputs):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in zip(names, inputs)})[0]
+
+
+RUNNERS = {".pt2": run_pt2, ".onnx": run_onnx}
+
+
+@pytest.fixture(scope="module")
+def fitted(digits_module):
+    X = digits_module
+    return {
+        "plain": CompressionVAE(neighbor_weight=0, **FAST).fit(X),
+        "iaf": CompressionVAE(iaf_flow_length=2, placement="encoder", **FAST).fit(X),
+    }
+
+
+@pytest.fixture(scope="module")
+def digits_module():
+    from sklearn.datasets import load_digits
+
+    return (load_digits().data / 16).astype(np.float32)
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
+@pytest.mark.parametrize("model", ["plain", "iaf"])
+def test_exported_encoder_and_decoder_match_transform_and_inverse_transform(fitted, digits_module, tmp_path,
+                                                                            suffix, model):
+    if suffix == ".onnx":
+        pytest.importorskip("onnxscript")
+    vae = fitted[model]
+    run = RUNNERS[suffix]
+    encoder = vae.export(tmp_path / f"encoder{suffix}")
+    decoder = vae.export(tmp_path / f"decoder{suffix}", part="decoder")
+    for rows in (digits_module[:1], digits_module[:257]):  # batch sizes other than the traced one
+        Z = vae.transform(rows)
+        np.testing.assert_allclose(run(encoder, rows), Z, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(run(decoder, Z), vae.inverse_transform(Z), atol=1e-5, rtol=1e-5)
+
+
+def test_count_decoder_takes_the_library_size(tmp_path):
+    X, _, _ = make_counts(300, 40, random_state=0)
+    X = np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=np.float32)
+    vae = CompressionVAE(likelihood="poisson", neighbor_weight=0, **FAST).fit(X)
+    path = vae.export(tmp_path / "decoder.pt2", part="decoder")
+    Z = vae.transform(X[:5])
+    sizes = np.array([[100.0], [250.0], [1000.0], [1.0], [5000.0]], dtype=np.float32)
+    expected = np.vstack([vae.inverse_transform(Z[i : i + 1], library_size=float(size))
+                          for i, size in enumerate(sizes[:, 0])])
+    np.testing.assert_allclose(run_pt2(path, Z, sizes), expected, rtol=1e-5, atol=1e-4)
+    encoder = vae.export(tmp_path / "encoder.pt2")
+    np.testing.assert_allclose(run_pt2(encoder, X[:5]), Z, atol=1e-5, rtol=1e-5)
+
+
+def test_the_neighbour_placement_is_not_what_the_encoder_exports(fitted, digits_module, tmp_path):
+    vae = CompressionVAE(**FAST).fit(digits_module)  # the default: placement by nearest training rows
+    path = vae.export(tmp_path / "encoder.pt2")
+    encoder_map = vae.set_params(placement="encoder").transform(digits_module[:20])
+    np.testing.assert_allclose(run_pt2(path, digits_module[:20]), encoder_map, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("path, part, message", [
+    ("model.zip", "encoder", r"the suffix must be one of \.onnx, \.pt2"),
+    ("model.pt2", "both", "part must be one of 'encoder', 'decoder'"),
+])
+def test_export_refuses_unknown_formats_and_parts(fitted, tmp_path, path, part, message):
+    with pytest.raises(ValueError, match=message):
+        fitted["plain"].export(tmp_path / path, part=part)
+
+
+def test_export_needs_a_fitted_model(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        CompressionVAE().export(tmp_path / "encoder.pt2")
+
+
+def test_cli_export(fitted, tmp_path, capsys):
+    from cvae.cli import main
+
+    X = np.random.default_rng(0).random((40, 64), dtype=np.float32)
+    vae = CompressionVAE(logdir=tmp_path / "run", neighbor_weight=0, **FAST).fit(X)
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "e.pt2"), "--part", "encoder"]) == 0
+    assert "wrote the encoder of" in capsys.readouterr().out
+    np.testing.assert_allclose(run_pt2(tmp_path / "e.pt2", X), vae.transform(X), atol=1e-5, rtol=1e-5)
