@@ -35,9 +35,11 @@ from cvae import CompressionVAE  # noqa: E402
 
 
 def partial_labels(y, share, seed):
-    """``y`` with all but ``share`` of its rows (at least one per class) marked -1."""
+    """``y`` with all but ``share`` of its rows (at least one per class) marked -1, as int64
+    (MNIST's uint8 labels cannot hold -1: it would become the class 255)."""
+    y = np.asarray(y).astype(np.int64)
     if share >= 1:
-        return np.asarray(y)
+        return y
     rng = np.random.default_rng(seed)
     kept = np.zeros(len(y), dtype=bool)
     kept[rng.permutation(len(y))[: int(round(share * len(y)))]] = True

@@ -7,10 +7,18 @@ scikit-learn's exact ``NearestNeighbors`` (how the package searched before issue
 size), and the same blockwise search on all 784 features. Prints seconds and the share of
 each row's exact neighbours found (recall), and writes them as JSON.
 
+With ``--generated ROWS``, the rows are instead ``ROWS`` x ``--features`` generated rows
+(Gaussian clusters), too many for an exact graph: the exact neighbours of ``--queries``
+sampled rows are found by a blockwise search over all rows, and the package's approximate
+search (pynndescent, the ``neighbors`` extra) is timed and scored against them; peak RSS
+is reported.
+
 Usage::
 
-    python benchmarks/bench_neighbor_graph.py --data ../shared/datasets/mnist.npz \\
+    python benchmarks/bench_neighbor_graph.py --data ../shared/datasets/mnist.npz --approximate \\
         --out benchmarks/results/neighbor_graph.json
+    python benchmarks/bench_neighbor_graph.py --generated 1000000 --features 64 \\
+        --out benchmarks/results/neighbor_graph_1m.json
 """
 
 import argparse
@@ -35,11 +43,17 @@ def recall(graph, exact):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="mnist.npz with X_train")
+    parser.add_argument("--data", help="mnist.npz with X_train")
+    parser.add_argument("--generated", type=int, help="rows of generated data instead of MNIST")
+    parser.add_argument("--features", type=int, default=64)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--approximate", action="store_true", help="add the approximate search (pynndescent)")
     parser.add_argument("--rows", type=int, default=54000)
     parser.add_argument("--n-neighbors", type=int, default=15)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.generated:
+        return generated(args)
     X = np.load(args.data)["X_train"][: args.rows].reshape(args.rows, -1).astype(np.float32) / 255
     k = args.n_neighbors
 
@@ -55,9 +69,41 @@ def main(argv=None):
     graph = neighbor_search._self_nearest_rows(X, k + 1, torch.device("cpu"))[:, 1:]
     rows["cvae blockwise, all features"] = {"seconds": time.perf_counter() - started, "recall": recall(graph, exact)}
 
+    if args.approximate:
+        started = time.perf_counter()
+        graph = neighbor_search.neighbor_graph(X, k, method="approximate")
+        rows["cvae approximate (pynndescent, 50 components)"] = {"seconds": time.perf_counter() - started,
+                                                                 "recall": recall(graph, exact)}
+
     for name, row in rows.items():
         print(f"{name:32s} {row['seconds']:7.1f} s  recall {row['recall']:.3f}", flush=True)
     document = {"machine": machine(), "args": vars(args), "results": rows}
+    if args.out:
+        write_json(args.out, document)
+    return document
+
+
+def generated(args):
+    """Approximate search on generated rows, scored on sampled rows' exact neighbours."""
+    import resource
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=3, size=(50, args.features)).astype(np.float32)
+    X = centres[rng.integers(50, size=args.generated)] + rng.normal(size=(args.generated, args.features)).astype(
+        np.float32)
+    k = args.n_neighbors
+    started = time.perf_counter()
+    graph = neighbor_search.neighbor_graph(X, k, method="approximate")
+    seconds = time.perf_counter() - started
+    queries = np.sort(rng.choice(args.generated, args.queries, replace=False))
+    data = torch.from_numpy(X)
+    exact = neighbor_search.nearest_rows(data[queries], data, k + 1)[1].numpy()[:, 1:]
+    row = {"rows": args.generated, "features": args.features, "seconds": seconds,
+           "recall": recall(graph[queries], exact), "queries": args.queries,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(f"{args.generated} x {args.features}: approximate graph {seconds:.1f} s, recall@{k} "
+          f"{row['recall']:.3f} on {args.queries} rows, peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+    document = {"machine": machine(), "args": vars(args), "results": {"approximate": row}}
     if args.out:
         write_json(args.out, document)
     return document

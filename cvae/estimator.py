@@ -1,12 +1,14 @@
 """The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
 
 import contextlib
+import math
 import warnings
 from functools import partial
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
@@ -23,7 +25,8 @@ from ._validation import (
 from .export import export_module
 from .inference import run_batched
 from .inputs import input_rows, latent_rows
-from .labels import fit_labels
+from .labels import check_saved_classes, fit_labels
+from .preparation import with_replay
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
@@ -135,6 +138,10 @@ default="auto"
         neighbours of another class are replaced by neighbours of its own in this
         proportion; unlabelled rows take the class that spreads to them over the graph
         where it is clear (:mod:`cvae.labels`; measured in benchmarks/README.md, "Labels").
+    landmark_weight : float, default=1.0
+        How firmly :meth:`partial_fit` keeps the rows a fit stored (its landmarks) where
+        they were in the embedding while it learns new rows, 0 (not at all) or more; scaled
+        like the reconstruction term. :meth:`fit` does not use it.
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
@@ -307,6 +314,7 @@ default="orthogonal"
         "neighbor_objective": [StrOptions(set(NEIGHBOR_OBJECTIVES))],
         "placement": [StrOptions(set(PLACEMENTS))],
         "target_weight": [Interval(Real, 0, 1, closed="both")],
+        "landmark_weight": [Interval(Real, 0, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],
@@ -352,6 +360,7 @@ default="orthogonal"
         neighbor_objective="tsne",
         placement="auto",
         target_weight=0.5,
+        landmark_weight=1.0,
         activation="relu",
         dropout=0.0,
         initializer="orthogonal",
@@ -393,6 +402,7 @@ default="orthogonal"
         self.neighbor_objective = neighbor_objective
         self.placement = placement
         self.target_weight = target_weight
+        self.landmark_weight = landmark_weight
         self.activation = activation
         self.dropout = dropout
         self.initializer = initializer
@@ -455,6 +465,45 @@ numpy.memmap or anndata.AnnData
         self : CompressionVAE
             Fitted; after Ctrl-C, with the best model so far (and a checkpoint in ``logdir``).
         """
+        return self._fit(X, y, sample_weight, X_valid)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one pass over the rows of ``X``.
+
+        The first call (on an estimator that is not fitted, and whose ``logdir`` holds no
+        run) sets the model up: its normalization statistics and likelihood come from
+        this first ``X``, as ``fit``'s come from its data. Each call then takes
+        ``ceil(n_rows / batch_size)`` steps at the constant rate ``learning_rate_init``,
+        with the optimizer's moments carried over between calls, and keeps the weights it
+        ends with. A call after :meth:`fit` (or on a run in ``logdir``, which it continues
+        as ``warm_start`` would) also keeps the rows that fit stored (``LANDMARKS`` of its
+        training rows) where they were in the embedding, with weight ``landmark_weight``,
+        and, for ``X`` in memory, trains on them beside ``X`` (replay): earlier data stays
+        in place while new rows are learnt. With the neighbour term, each call's graph
+        links its own rows (and the replayed ones). Measured in benchmarks/README.md,
+        "partial_fit". After ``partial_fit``, :meth:`transform`
+        uses the encoder (no training rows are kept for ``placement``).
+
+        Parameters
+        ----------
+        X : array-like, sparse matrix, path, numpy.memmap or anndata.AnnData
+            As for :meth:`fit`; every row trains, and the call validates on them.
+        y : array-like of shape (n_samples,), default=None
+            As for :meth:`fit`; the classes of later calls must be among the first's.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : CompressionVAE
+        """
+        landmarks = getattr(self, "_checkpoint", {}).get("landmarks") if self.landmark_weight > 0 else None
+        in_memory = (isinstance(X, np.ndarray) and not isinstance(X, np.memmap)) or sp.issparse(X)
+        fits = in_memory and X.ndim == 2 and landmarks is not None and X.shape[1] == landmarks["rows"].shape[1]
+        if fits:  # replay: the fit's stored rows train beside the new ones (other X is checked by _fit)
+            X, y, sample_weight = with_replay(X, y, sample_weight, landmarks["rows"].numpy())
+        return self._fit(X, y, sample_weight, X, partial=True)
+
+    def _fit(self, X, y, sample_weight, X_valid, partial=False):
         self._check_params()
         params = self.get_params()
         distributed = Distributed.from_environment()
@@ -463,11 +512,12 @@ numpy.memmap or anndata.AnnData
         logdir = LogDir(self.logdir) if self.logdir is not None else None
         with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
             fitted = (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
-            spec, resume, saved_split = previous_run(params, logdir, fitted)
+            spec, resume, saved_split = previous_run(dict(params, warm_start=self.warm_start or partial), logdir,
+                                                     fitted)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
             classes = None if resume is None or "classes" not in resume else np.asarray(resume["classes"])
-            data = prepare(self, X, X_valid, seed, saved_split, spec, logdir, sample_weight, fit_labels(X, y),
-                           classes)
+            data = prepare(self, X, X_valid, seed, None if partial else saved_split, spec, logdir, sample_weight,
+                           fit_labels(X, y), classes)
             continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
             resolved = {"neighbor_weight": neighbor_weight_for(params, data.train.source, continued)}
             if y is not None and resolved["neighbor_weight"] == 0 and self.target_weight > 0:
@@ -475,10 +525,14 @@ numpy.memmap or anndata.AnnData
                     "y is not used: labels shape the embedding through the neighbour term, which is off "
                     "(neighbor_weight=0, or 'auto' for data streamed from files).", UserWarning, stacklevel=2
                 )
-            resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
+            if partial:  # one pass at a constant rate, validated once, at its end
+                end = (0 if resume is None else resume["step"]) + math.ceil(len(data.train) / self.batch_size)
+                resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
+            else:
+                resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
             if spec is None:
                 spec = new_spec({**params, **resolved}, data, seed, getattr(self, "feature_names_in_", None))
-            state = run_training(params, resolved, spec, data, device, distributed, logdir, resume)
+            state = run_training(params, resolved, spec, data, device, distributed, logdir, resume, partial)
         self._adopt_run(spec, state, device)
         if self.tensorboard and logdir is not None and distributed.is_main:
             write_figures(logdir.path, self, data.valid)
@@ -516,7 +570,7 @@ numpy.memmap or anndata.AnnData
         self.n_threads_ = resolved.get("threads")
         self.data_range_ = tuple(state["data_range"]) if "data_range" in state else None
         if "classes" in state:
-            self.classes_ = np.asarray(state["classes"])
+            self.classes_ = check_saved_classes(state["classes"], self.logdir)
         elif hasattr(self, "classes_"):
             del self.classes_
         self._reference = None

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from .adata import obs_labels
 from .files import read_labels
 
-__all__ = ["UNLABELLED", "check_labels", "fit_labels", "labelled_graph", "spread_labels"]
+__all__ = ["UNLABELLED", "check_labels", "check_saved_classes", "fit_labels", "labelled_graph", "spread_labels"]
 
 # How an unlabelled row is marked among integer labels, as in scikit-learn's
 # semi-supervised estimators; among string or object labels, None marks one.
@@ -106,6 +106,19 @@ def check_labels(y, n_samples, classes=None):
     codes = np.full(n_samples, UNLABELLED, dtype=np.int64)
     codes[labelled] = np.searchsorted(classes, values[labelled])
     return classes, codes
+
+
+def check_saved_classes(classes, logdir=None):
+    """The classes a checkpoint holds (a list of distinct strings or of distinct integers,
+    sorted) as an array; ``ValueError`` naming the checkpoint when they are damaged."""
+    kinds = (str,) if classes and isinstance(classes[0], str) else (int,)
+    valid = (isinstance(classes, list) and len(classes) > 0
+             and all(isinstance(c, kinds) and not isinstance(c, bool) for c in classes)
+             and classes == sorted(set(classes)))
+    if not valid:
+        where = "the checkpoint" if logdir is None else f"the checkpoint in {str(logdir)!r}"
+        raise ValueError(f"Cannot read {where}: its classes are damaged ({str(classes)[:80]}).")
+    return np.asarray(classes)
 
 
 def spread_labels(graph, codes, n_classes):

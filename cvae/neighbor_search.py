@@ -1,23 +1,29 @@
 """Each row's nearest neighbours, found once per fit for the neighbour-preserving option.
 
 An exact search by blocks of rows in torch (on the data's device), or, for many wide rows,
-the same search among the rows' first principal components.
+the same search among the rows' first principal components. On a CPU, above
+``APPROXIMATE_ROWS`` rows the search is approximate, by pynndescent's nearest-neighbour
+descent (the ``neighbors`` extra), whose cost grows about as rows times log rows where the
+exact search's grows as rows squared; without pynndescent it stays exact.
 """
 
 import numpy as np
 import torch
 
-__all__ = ["EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "nearest_rows", "neighbor_graph"]
+__all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "nearest_rows", "neighbor_graph"]
 
 # Above this many rows, neighbour graphs of wide data are searched among this many principal
 # components (see neighbor_graph).
 EXACT_NEIGHBOR_ROWS = 10_000
 NEIGHBOR_COMPONENTS = 50
+# Above this many rows, a graph searched on the CPU is approximate where pynndescent is
+# installed (benchmarks/README.md, "Neighbour graph").
+APPROXIMATE_ROWS = 100_000
 # A sparse matrix whose dense float32 form takes at most this many bytes is searched dense.
 _DENSE_SEARCH_BYTES = 2**28
 
 
-def neighbor_graph(X, n_neighbors, device=None):
+def neighbor_graph(X, n_neighbors, device=None, method="auto"):
     """Indices of each row's ``n_neighbors`` nearest other rows (Euclidean), as int64.
 
     Computed once per fit, by blocks of rows on ``device`` (the CPU by default). Above
@@ -28,6 +34,10 @@ def neighbor_graph(X, n_neighbors, device=None):
     (benchmarks/README.md, "Neighbour graph"). Below that the search is exact. A sparse ``X``
     whose dense form takes at most 256 MB is searched dense, with the dense search's
     arithmetic. With fewer rows than ``n_neighbors + 1``, all other rows are listed.
+
+    ``method``: ``"exact"``, ``"approximate"`` (pynndescent, which must be installed) or
+    ``"auto"``: approximate above ``APPROXIMATE_ROWS`` rows on the CPU where pynndescent
+    is installed, else exact.
     """
     n = X.shape[0]
     n_neighbors = min(n_neighbors, n - 1)
@@ -35,11 +45,33 @@ def neighbor_graph(X, n_neighbors, device=None):
         X = X.toarray()  # the dense search's arithmetic, so that sparse input trains the dense model
     if n > EXACT_NEIGHBOR_ROWS and X.shape[1] > 2 * NEIGHBOR_COMPONENTS:
         X = _principal_components(X, NEIGHBOR_COMPONENTS)
-    graph = _self_nearest_rows(X, n_neighbors + 1, torch.device("cpu") if device is None else device)
+    device = torch.device("cpu") if device is None else device
+    if method == "auto":
+        method = "approximate" if n > APPROXIMATE_ROWS and device.type == "cpu" and _has_pynndescent() else "exact"
+    if method == "approximate":
+        graph = _approximate_nearest_rows(X, n_neighbors + 1)
+    else:
+        graph = _self_nearest_rows(X, n_neighbors + 1, device)
     # A row is its own nearest neighbour, except among duplicates: drop one copy of itself.
     own = graph == np.arange(n)[:, None]
     own[~own.any(axis=1), -1] = True
     return graph[~own].reshape(n, n_neighbors).astype(np.int64)
+
+
+def _has_pynndescent():
+    import importlib.util
+
+    return importlib.util.find_spec("pynndescent") is not None
+
+
+def _approximate_nearest_rows(X, k):
+    """Each row's ``k`` nearest rows (itself among them), nearest first, by pynndescent."""
+    try:
+        from pynndescent import NNDescent
+    except ImportError as exc:
+        raise ImportError("An approximate neighbour graph needs pynndescent: pip install pynndescent") from exc
+    index = NNDescent(X, n_neighbors=k, random_state=0, n_jobs=1, low_memory=True, compressed=True)
+    return index.neighbor_graph[0].astype(np.int64)
 
 
 def _principal_components(X, n_components):

@@ -85,6 +85,22 @@ class FitData:
         return self.train.source.n_features
 
 
+def with_replay(X, y, sample_weight, rows):
+    """``X`` (an array or sparse matrix in memory) with ``rows`` (stored earlier rows) below
+    it, and ``y`` and ``sample_weight`` extended to match (unlabelled, weight one): the
+    earlier rows train beside the new ones, as replay."""
+    import scipy.sparse as sp
+
+    stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr") if sp.issparse(X) else np.vstack([X, rows])
+    if y is not None:
+        y = np.concatenate([np.asarray(y, dtype=object if np.asarray(y).dtype.kind in "UO" else None),
+                            np.full(len(rows), None if np.asarray(y).dtype.kind in "UO" else -1)])
+    if sample_weight is not None:
+        sample_weight = np.concatenate([np.broadcast_to(np.asarray(sample_weight, dtype=float), (X.shape[0],)),
+                                        np.ones(len(rows))])
+    return stacked, y, sample_weight
+
+
 def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdir=None, sample_weight=None, y=None,
             classes=None):
     """Open ``X`` (and ``X_valid``), split, check every row and summarize.
@@ -141,8 +157,8 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
     if continued is not None and source.n_features != continued.n_features:
         where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
         raise ValueError(
-            f"X has {source.n_features} features, but the run being continued ({where}) was trained on "
-            f"{continued.n_features} features."
+            f"X has {source.n_features} features, but {type(estimator).__name__} is expecting "
+            f"{continued.n_features} features as input: the run being continued ({where}) was trained on them."
         )
     weights = None if sample_weight is None else check_sample_weight(sample_weight, source.n_samples)
     classes, codes = (classes, None) if y is None else check_labels(y, source.n_samples, classes)

@@ -177,3 +177,12 @@ def test_cli_fit_takes_labels_from_a_file_and_an_h5ad_obs_column(tmp_path, capsy
     assert main(["fit", str(tmp_path / "X.h5ad"), "--logdir", str(tmp_path / "h5ad"), "--labels", "kind",
                  *options]) == 0
     assert CompressionVAE.load(tmp_path / "h5ad").classes_.tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("classes", [[], "ab", [1, 1], [2, 1], [0, "a"], [True, False], [0.5]])
+def test_damaged_classes_in_a_checkpoint_are_named(classes):
+    from cvae.labels import check_saved_classes
+
+    with pytest.raises(ValueError, match="Cannot read the checkpoint in 'run': its classes are damaged"):
+        check_saved_classes(classes, "run")
+    assert check_saved_classes(["a", "b"]).tolist() == ["a", "b"] and check_saved_classes([0, 3]).tolist() == [0, 3]

@@ -91,8 +91,8 @@ def test_warm_start_from_logdir_continues_and_matches_uninterrupted_run(X, param
 
 def test_warm_start_checks_the_number_of_features(X, params):
     quiet_fit(CompressionVAE(**params), X)
-    with pytest.raises(ValueError, match=r"X has 10 features, but the run being continued \(in '.*run'\) was "
-                                         "trained on 64 features"):
+    with pytest.raises(ValueError, match=r"X has 10 features, but CompressionVAE is expecting 64 features as input: "
+                                         r"the run being continued \(in '.*run'\) was trained on them"):
         CompressionVAE(**dict(params, warm_start=True)).fit(X[:, :10])
 
 

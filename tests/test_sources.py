@@ -264,3 +264,23 @@ def test_batches_draw_neighbor_samples_neighbors_per_row_in_blocks():
     assert paired.shape == (32, 1)
     offset = (paired - rows.repeat(4, 1))[:, 0] % 20  # block k pairs row i with a neighbour of row i
     assert set(offset.tolist()) == {1.0, 2.0, 3.0}
+
+
+def test_large_graphs_on_the_cpu_are_approximate_where_pynndescent_is_installed(monkeypatch):
+    pytest.importorskip("pynndescent")
+    from cvae import neighbor_search
+
+    rng = np.random.default_rng(0)
+    X = (np.repeat(rng.normal(scale=4, size=(10, 6)), 300, axis=0) + rng.normal(size=(3000, 6))).astype(np.float32)
+    exact = neighbor_search.neighbor_graph(X, 15)
+    chosen = []
+    search = neighbor_search._approximate_nearest_rows
+    monkeypatch.setattr(neighbor_search, "_approximate_nearest_rows", lambda *a: chosen.append(1) or search(*a))
+    assert np.array_equal(neighbor_search.neighbor_graph(X, 15), exact) and chosen == []  # 3,000 rows: exact
+    monkeypatch.setattr(neighbor_search, "APPROXIMATE_ROWS", 1000)
+    approximate = neighbor_search.neighbor_graph(X, 15)
+    assert chosen == [1] and approximate.shape == (3000, 15)
+    assert all(i not in row for i, row in enumerate(approximate))
+    recall = np.mean([len(np.intersect1d(a, b)) / 15 for a, b in zip(approximate, exact)])
+    assert recall > 0.9
+    assert np.array_equal(neighbor_search.neighbor_graph(X, 15, method="approximate"), approximate)  # seeded

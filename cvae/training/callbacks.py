@@ -1,9 +1,10 @@
 """Features of the training loop, one class each, called by :class:`cvae.training.Trainer`.
 
-A callback sees the trainer at four moments (the loop's start and end, after every step,
-after every validation with the new history row) and may end the run with
-:meth:`Trainer.stop`. Callbacks with state (a scheduler, a count) save it in the
-checkpoint under their ``key`` and get it back on resume. They run in the order given.
+A callback sees the trainer at four moments (the loop's start and end, after every
+step, after every validation with the new history row), may add a term to each step's
+loss (``extra_loss``) and may end the run with :meth:`Trainer.stop`. Callbacks with state
+(a scheduler, a count) save it in the checkpoint under their ``key`` and get it back on
+resume. They run in the order given.
 """
 
 import logging
@@ -17,6 +18,7 @@ __all__ = [
     "Checkpoint",
     "CosineDecay",
     "EarlyStopping",
+    "Landmarks",
     "LearningRatePlateau",
     "NonFiniteRollback",
     "Progress",
@@ -43,6 +45,10 @@ class Callback:
 
     def on_train_end(self, trainer):
         pass
+
+    def extra_loss(self, trainer):
+        """A term to add to this step's training loss (a scalar tensor), or ``None``."""
+        return None
 
     def state_dict(self):
         return {}
@@ -263,3 +269,33 @@ def _say(message, *args):
 def _interactive():
     """True where a progress bar can redraw: a terminal, or a Jupyter kernel."""
     return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+class Landmarks(Callback):
+    """Keep earlier rows where they were in the embedding while new rows train the model
+    (``partial_fit`` after a fit): each step adds ``weight`` times the mean squared distance
+    between the model's embedding of ``batch_size`` stored rows, drawn afresh each step,
+    and the embedding they had when they were stored.
+
+    Parameters
+    ----------
+    rows, embedding : torch.Tensor of shape (n_landmarks, n_features) and (n_landmarks, n_latent)
+    weight : float
+        Above 0; the term is scaled like the reconstruction term, which sums over features.
+    seed : int
+        The draws of step ``s`` come from ``seed + s``: a continued run draws the same.
+    """
+
+    def __init__(self, rows, embedding, weight, seed, batch_size=256):
+        self.rows, self.embedding = rows, embedding
+        self.weight, self.seed, self.batch_size = weight, seed, batch_size
+
+    def on_train_begin(self, trainer):
+        self.rows, self.embedding = self.rows.to(trainer.device), self.embedding.to(trainer.device)
+
+    def extra_loss(self, trainer):
+        generator = torch.Generator().manual_seed(self.seed + trainer.step)
+        pick = torch.randint(len(self.rows), (min(self.batch_size, len(self.rows)),), generator=generator)
+        pick = pick.to(trainer.device)
+        moved = trainer.model.embed(self.rows[pick]).float() - self.embedding[pick]
+        return self.weight * self.rows.shape[1] * moved.square().sum(dim=1).mean()

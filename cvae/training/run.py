@@ -20,6 +20,7 @@ from .callbacks import (
     Checkpoint,
     CosineDecay,
     EarlyStopping,
+    Landmarks,
     LearningRatePlateau,
     NonFiniteRollback,
     Progress,
@@ -32,6 +33,10 @@ __all__ = ["previous_run", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
+# Training rows a fit stores, with their embedding, for partial_fit to keep in place, and
+# the most bytes they take as float32 (wide rows: fewer of them).
+LANDMARKS = 1024
+LANDMARK_BYTES = 2**24
 # neighbor_weight="auto": the weight of the neighbour term for training rows in memory.
 AUTO_NEIGHBOR_WEIGHT = 0.4
 # max_steps="auto": passes over the training rows, 40 with the neighbour term and 120
@@ -104,7 +109,7 @@ def step_budget(params, n_rows):
     return int(min(AUTO_MAX_STEPS, max(1, math.ceil(passes * n_rows / params["batch_size"]))))
 
 
-def run_training(params, resolved, spec, data, device, distributed, logdir=None, resume=None):
+def run_training(params, resolved, spec, data, device, distributed, logdir=None, resume=None, partial=False):
     """Train the model ``spec`` describes on ``data``; return the final trainer state.
 
     Parameters
@@ -123,6 +128,13 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         run, the last checkpoint and the history at its end.
     resume : dict, default=None
         A trainer state to continue from.
+    partial : bool, default=False
+        An update on new rows (``partial_fit``) rather than a run continued exactly: the
+        update starts from ``resume``'s best weights, with its optimizer's moments but at
+        the rate ``learning_rate_init``, on fresh batches; its weights at the end are kept;
+        and with ``landmark_weight`` the landmarks stored by the run hold their place
+        (:class:`cvae.training.callbacks.Landmarks`). No training rows are kept for
+        ``placement``.
 
     Returns
     -------
@@ -137,10 +149,16 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         if data.held_out is not None:
             writer.write_split(*data.held_out)
     params = {**params, **resolved}
+    landmarks = None if resume is None else _checked_landmarks(resume.get("landmarks"), spec)
+    if partial and resume is not None:
+        resume = _update_from(resume, params["learning_rate_init"])
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
     with isolated_rng(device), tensorboard if tensorboard is not None else contextlib.nullcontext():
         torch.manual_seed(spec.seed)
         trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
+        if partial and landmarks is not None and params["landmark_weight"] > 0:
+            trainer.callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], params["landmark_weight"],
+                                               spec.seed))
         if resume is not None:
             trainer.load_state_dict(resume)
         if distributed.rank > 0:  # the same weights everywhere, but each process its own noise
@@ -151,11 +169,52 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     state["data_range"] = [data.summary.low, data.summary.high]
     if data.classes is not None:
         state["classes"] = data.classes.tolist()
-    if keeps_reference(params):
+    # a fit stores landmarks; partial_fit keeps the fit's (or none, before any fit)
+    state["landmarks"] = landmarks if partial else _landmarks(spec, state, data, device, params["eval_batch_size"])
+    if keeps_reference(params) and not partial:
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
     if writer is not None:
         writer.write_checkpoint(state)
     return state
+
+
+def _update_from(state, learning_rate):
+    """``state`` as the start of an update on new rows: best weights, the learning rate
+    reset, no best loss yet (the update's last validation keeps its weights), no batches."""
+    optimizer = dict(state["optimizer"])
+    optimizer["param_groups"] = [dict(group, lr=learning_rate) for group in optimizer["param_groups"]]
+    return dict(state, model=state["best_model"], optimizer=optimizer, best_loss=float("inf"), batches=None)
+
+
+def _checked_landmarks(landmarks, spec):
+    """The landmarks of a saved state, or ``None``; ``ValueError`` when they are damaged."""
+    if landmarks is None:
+        return None
+    rows, embedding = (landmarks.get(k) if isinstance(landmarks, dict) else None for k in ("rows", "embedding"))
+    valid = (isinstance(rows, torch.Tensor) and isinstance(embedding, torch.Tensor) and rows.ndim == 2
+             and rows.shape[1] == spec.n_features and embedding.shape == (len(rows), spec.model.n_latent)
+             and len(rows) > 0 and bool(torch.isfinite(rows).all()) and bool(torch.isfinite(embedding).all()))
+    if not valid:
+        raise ValueError("the checkpoint's landmarks (the stored rows partial_fit keeps in place) are damaged: "
+                         f"expected finite arrays of shape (n, {spec.n_features}) and (n, {spec.model.n_latent}).")
+    return {"rows": rows.float(), "embedding": embedding.float()}
+
+
+def _landmarks(spec, state, data, device, chunk_rows):
+    """Up to ``LANDMARKS`` training rows (fewer for wide rows: ``LANDMARK_BYTES`` in all),
+    drawn with the run's seed, and their embedding by the best weights: what
+    ``partial_fit`` keeps in place. Read and embedded ``chunk_rows`` rows at a time."""
+    model = build_module(spec, state["best_model"]).to(device).eval()
+    indices = data.train.indices
+    n = min(LANDMARKS, max(1, LANDMARK_BYTES // (4 * spec.n_features)))
+    chosen = indices[np.sort(np.random.default_rng(spec.seed).permutation(len(indices))[:n])]
+    rows, embedding = [], []
+    for part in range(0, len(chosen), chunk_rows):
+        block = torch.from_numpy(np.ascontiguousarray(take_rows(data.train.source, chosen[part:part + chunk_rows])))
+        with torch.no_grad():
+            embedding.append(model.embed(block.to(device)).float().cpu())
+        rows.append(block)
+    return {"rows": torch.cat(rows), "embedding": torch.cat(embedding)}
 
 
 def keeps_reference(params):

@@ -201,7 +201,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
             out = self._train_model(x, self._step_loss(), neighbors=neighbors, weights=weights)
-        loss = out.loss * self.batch_weight if self.batch_weight != 1.0 else out.loss
+            loss = out.loss
+            for callback in self.callbacks:
+                term = callback.extra_loss(self)
+                if term is not None:
+                    loss = loss + term
+        loss = loss * self.batch_weight if self.batch_weight != 1.0 else loss
         if self._scaler is None:
             loss.backward()
             self.optimizer.step()
@@ -327,9 +332,10 @@ class Trainer:
         self.best_loss = state["best_loss"]
         self.history = copy.deepcopy(state["history"])
         self.stop_reason = state["stop_reason"]
-        self.batches.load_state_dict(
-            {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in state["batches"].items()}
-        )
+        if state.get("batches") is not None:  # None: new rows, whose batches start afresh
+            self.batches.load_state_dict(
+                {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in state["batches"].items()}
+            )
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -1,0 +1,108 @@
+"""partial_fit: does it learn over chunks, and does it keep earlier rows in place?
+
+Two experiments per dataset (digits; MNIST with ``--data``), 2-D, test rows scored by 10-NN
+accuracy (classifier fitted on the training rows' embedding):
+
+- **learns**: ``fit`` on the training rows, against ``partial_fit`` over ``--chunks`` chunks
+  of them, repeated for as many epochs as give ``fit``'s number of steps;
+- **stable**: ``fit`` on the rows of classes 0-4, then ``partial_fit`` on the rows of classes
+  5-9 for ``--stable-epochs`` passes, with each of ``--landmark-weights``. The
+  displacement of the first classes' training rows (encoder embedding before and after) is
+  reported as its median over the norm of the embedding's per-axis standard deviations,
+  beside the 10-NN over all classes of a ``fit`` on all of them.
+
+Usage::
+
+    python benchmarks/bench_partial_fit.py --out benchmarks/results/partial_fit_digits.json
+    python benchmarks/bench_partial_fit.py --data mnist.npz --datasets mnist \\
+        --out benchmarks/results/partial_fit_mnist.json
+"""
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.neighbors import KNeighborsClassifier
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_time_to_quality import load_dataset, machine, write_json  # noqa: E402
+
+from cvae import CompressionVAE  # noqa: E402
+
+
+def knn(vae, X_train, y_train, X_test, y_test):
+    return float(KNeighborsClassifier(10).fit(vae.transform(X_train), y_train).score(vae.transform(X_test), y_test))
+
+
+def learns(X_train, X_test, y_train, y_test, args):
+    started = time.perf_counter()
+    fitted = CompressionVAE(random_state=args.seed).fit(X_train)
+    row = {"fit": {"knn": knn(fitted, X_train, y_train, X_test, y_test), "steps": fitted.n_steps_,
+                   "seconds": time.perf_counter() - started}}
+    chunks = np.array_split(np.random.default_rng(args.seed).permutation(len(X_train)), args.chunks)
+    partial = CompressionVAE(random_state=args.seed)
+    started = time.perf_counter()
+    epochs = 0
+    while partial.n_steps_ < fitted.n_steps_ if epochs else True:
+        for chunk in chunks:
+            partial.partial_fit(X_train[np.sort(chunk)])
+        epochs += 1
+    row["partial_fit"] = {"knn": knn(partial, X_train, y_train, X_test, y_test), "steps": partial.n_steps_,
+                          "epochs": epochs, "seconds": time.perf_counter() - started}
+    fitted.set_params(placement="encoder")
+    row["fit_encoder_map"] = {"knn": knn(fitted, X_train, y_train, X_test, y_test)}
+    return row
+
+
+def stable(X_train, X_test, y_train, y_test, args):
+    first = np.asarray(y_train).astype(int) < 5
+    everything = CompressionVAE(random_state=args.seed).fit(X_train)
+    row = {"fit_all": {"knn": knn(everything, X_train, y_train, X_test, y_test)}}
+    for weight in args.landmark_weights:
+        vae = CompressionVAE(random_state=args.seed).fit(X_train[first])
+        vae.set_params(placement="encoder", landmark_weight=weight)
+        before = vae.transform(X_train[first])
+        started = time.perf_counter()
+        for _ in range(args.stable_epochs):
+            vae.partial_fit(X_train[~first])
+        after = vae.transform(X_train[first])
+        spread = float(np.linalg.norm(before.std(axis=0)))
+        row[f"landmark_weight={weight}"] = {
+            "median_displacement_over_spread": float(np.median(np.linalg.norm(after - before, axis=1)) / spread),
+            "knn_all_classes": knn(vae, X_train, y_train, X_test, y_test),
+            "seconds": time.perf_counter() - started,
+        }
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="MNIST as an .npz of X_train, y_train, X_test, y_test")
+    parser.add_argument("--datasets", nargs="+", default=["digits"])
+    parser.add_argument("--chunks", type=int, default=10)
+    parser.add_argument("--stable-epochs", type=int, default=20)
+    parser.add_argument("--landmark-weights", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--stable-only", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    document = {"machine": machine(), "args": vars(args), "results": {}}
+    for name in args.datasets:
+        X_train, X_test, y_train, y_test = load_dataset(name, args.data, args.seed)
+        result = document["results"][name] = {}
+        if not args.stable_only:
+            result["learns"] = learns(X_train, X_test, y_train, y_test, args)
+            print(name, "learns", result["learns"], flush=True)
+        result["stable"] = stable(X_train, X_test, y_train, y_test, args)
+        print(name, "stable", result["stable"], flush=True)
+        write_json(args.out, document)
+    return document
+
+
+if __name__ == "__main__":
+    main()

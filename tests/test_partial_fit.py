@@ -1,0 +1,85 @@
+"""partial_fit: one pass per call, state carried over, earlier rows kept in place after a fit."""
+
+import numpy as np
+import pytest
+
+from cvae import CompressionVAE
+from cvae.training.run import LANDMARKS
+
+FAST = dict(hidden_layer_sizes=(32, 16), random_state=0)
+
+
+@pytest.fixture(scope="module")
+def halves():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    return X[y < 5], X[y >= 5]
+
+
+def test_each_call_is_one_pass_and_the_first_sets_the_model_up(halves):
+    old, new = halves
+    vae = CompressionVAE(batch_size=128, **FAST)
+    vae.partial_fit(old)
+    assert vae.n_steps_ == int(np.ceil(len(old) / 128)) and len(vae.history_) == 1
+    assert np.allclose(vae.mean_, old.mean(axis=0), atol=1e-5)  # normalization from the first call's rows
+    first_mean = vae.mean_.copy()
+    vae.partial_fit(new)
+    assert vae.n_steps_ == int(np.ceil(len(old) / 128)) + int(np.ceil(len(new) / 128)) and len(vae.history_) == 2
+    assert np.array_equal(vae.mean_, first_mean)
+    assert vae.transform(new).shape == (len(new), 2)  # the encoder: no training rows are kept
+    with pytest.raises(ValueError, match="placement='neighbors' needs the training rows"):
+        vae.set_params(placement="neighbors").transform(new)
+
+
+def test_partial_fit_changes_the_model_and_keeps_the_last_weights(halves):
+    old, new = halves
+    vae = CompressionVAE(**FAST).partial_fit(old)
+    before = vae.transform(new[:50])
+    vae.partial_fit(new)
+    assert not np.allclose(vae.transform(new[:50]), before)
+    # the update's weights are kept, whatever the earlier validation losses were
+    assert vae.best_validation_loss_ == vae.history_[-1]["validation_loss"]
+
+
+def test_landmarks_keep_earlier_rows_in_place(halves):
+    old, new = halves
+    drifts = {}
+    for weight in (0.0, 1.0):
+        vae = CompressionVAE(**FAST).fit(old)
+        before = vae.set_params(placement="encoder").transform(old)
+        vae.set_params(landmark_weight=weight)
+        for _ in range(3):
+            vae.partial_fit(new)
+        drifts[weight] = float(np.linalg.norm(vae.transform(old) - before, axis=1).mean())
+    spread = float(np.linalg.norm(before - before.mean(axis=0), axis=1).mean())
+    assert drifts[1.0] < 0.5 * drifts[0.0] and drifts[1.0] < 0.2 * spread
+
+
+def test_partial_fit_is_reproducible_and_continues_a_logdir(halves, tmp_path):
+    old, new = halves
+    a = CompressionVAE(logdir=tmp_path / "run", **FAST).fit(old).partial_fit(new)
+    b = CompressionVAE(**FAST).fit(old).partial_fit(new)
+    assert np.array_equal(a.transform(new), b.transform(new))
+    fitted = CompressionVAE(**FAST).fit(old)
+    landmarks = fitted._checkpoint["landmarks"]
+    rows = landmarks["rows"].numpy()
+    assert 0 < len(rows) <= LANDMARKS and rows.shape[1] == 64
+    np.testing.assert_allclose(landmarks["embedding"].numpy(), fitted.set_params(placement="encoder").transform(rows),
+                               atol=1e-5)
+    assert np.array_equal(a._checkpoint["landmarks"]["rows"].numpy(), rows)  # partial_fit keeps the fit's
+    loaded = CompressionVAE.load(tmp_path / "run")
+    assert loaded.n_steps_ == a.n_steps_
+    c = CompressionVAE(logdir=tmp_path / "run", **FAST).partial_fit(new)  # continues the run on disk
+    assert c.n_steps_ == a.n_steps_ + int(np.ceil(len(new) / 512))
+
+
+def test_partial_fit_refuses_other_features_and_damaged_landmarks(halves):
+    old, new = halves
+    vae = CompressionVAE(**FAST).fit(old)
+    with pytest.raises(ValueError, match="X has 10 features, but CompressionVAE is expecting 64 features as input"):
+        vae.partial_fit(new[:, :10])
+    vae._checkpoint["landmarks"]["embedding"][0, 0] = float("nan")
+    with pytest.raises(ValueError, match="landmarks .* are damaged"):
+        vae.partial_fit(new)
