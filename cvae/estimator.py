@@ -24,7 +24,7 @@ from ._validation import (
 )
 from .export import export_module
 from .inference import run_batched
-from .inputs import input_rows, latent_rows
+from .inputs import input_rows, latent_rows, training_rows, validation_rows
 from .labels import check_saved_classes, fit_labels
 from .preparation import with_replay
 from .nn.likelihoods import LIKELIHOODS
@@ -501,7 +501,7 @@ numpy.memmap or anndata.AnnData
         fits = in_memory and X.ndim == 2 and landmarks is not None and X.shape[1] == landmarks["rows"].shape[1]
         if fits:  # replay: the fit's stored rows train beside the new ones (other X is checked by _fit)
             X, y, sample_weight = with_replay(X, y, sample_weight, landmarks["rows"].numpy())
-        return self._fit(X, y, sample_weight, X, partial=True)
+        return self._fit(X, y, sample_weight, None, partial=True)
 
     def _fit(self, X, y, sample_weight, X_valid, partial=False):
         self._check_params()
@@ -516,8 +516,10 @@ numpy.memmap or anndata.AnnData
                                                      fitted)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
             classes = None if resume is None or "classes" not in resume else np.asarray(resume["classes"])
-            data = prepare(self, X, X_valid, seed, None if partial else saved_split, spec, logdir, sample_weight,
-                           fit_labels(X, y), classes)
+            source = training_rows(self, X)  # records n_features_in_ (and feature_names_in_)
+            valid = source if partial else None if X_valid is None else validation_rows(self, X_valid)
+            data = prepare(source, valid, params, seed, None if partial else saved_split, spec, logdir, sample_weight,
+                           fit_labels(X, y), classes, getattr(self, "feature_names_in_", None))
             continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
             resolved = {"neighbor_weight": neighbor_weight_for(params, data.train.source, continued)}
             if y is not None and resolved["neighbor_weight"] == 0 and self.target_weight > 0:

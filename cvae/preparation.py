@@ -1,6 +1,6 @@
 """What a fit trains and validates on: the rows, their split, statistics and batches.
 
-The estimator hands its input here (:func:`prepare`) and gets back a :class:`FitData`: the
+The estimator hands its row sources here (:func:`prepare`) and gets back a :class:`FitData`: the
 training and validation rows of their sources, checked and summarized in one streaming
 pass. :func:`training_batches` and :func:`validation_chunks` turn those rows into what the
 trainer iterates over, with each row's data-space neighbours when the neighbour term is on.
@@ -36,7 +36,6 @@ from .labels import check_labels, labelled_graph, spread_labels
 from .neighbor_search import neighbor_graph
 from .nn.likelihoods import COUNT_LIKELIHOODS
 from .preprocessing import summarize
-from .inputs import training_rows, validation_rows
 
 __all__ = ["FitData", "Rows", "prepare", "training_batches", "validation_chunks"]
 
@@ -101,16 +100,19 @@ def with_replay(X, y, sample_weight, rows):
     return stacked, y, sample_weight
 
 
-def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdir=None, sample_weight=None, y=None,
-            classes=None):
-    """Open ``X`` (and ``X_valid``), split, check every row and summarize.
+def prepare(source, valid_source, params, seed, saved_split=None, continued=None, logdir=None, sample_weight=None,
+            y=None, classes=None, feature_names=None):
+    """Split ``source``'s rows (or take ``valid_source``'s to validate), check every row and
+    summarize.
 
     Parameters
     ----------
-    estimator : CompressionVAE
-        Its ``validation_fraction``, ``neighbor_weight`` and ``likelihood`` are read, its
-        ``n_features_in_`` set.
-    X, X_valid : array-like, path or memmap
+    source, valid_source : row source or None
+        The training data and the validation data, or ``None`` to hold out a share of
+        ``source`` (:mod:`cvae.inputs`).
+    params : dict
+        The estimator's parameters; ``validation_fraction``, ``neighbor_weight``,
+        ``placement`` and ``likelihood`` are read.
     seed : int
         Seeds the split.
     saved_split : (ndarray, int), default=None
@@ -129,25 +131,26 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
         Class labels of ``X``'s rows (:func:`cvae.labels.check_labels`).
     classes : ndarray, default=None
         The classes of the run being continued, which ``y`` may not go beyond.
+    feature_names : ndarray of str, default=None
+        The column names of ``X``, checked against the continued run's.
 
     Returns
     -------
     FitData
     """
-    source = training_rows(estimator, X)
-    if estimator.neighbor_weight != "auto" and estimator.neighbor_weight > 0 and not source.in_memory:
+    weight = params["neighbor_weight"]
+    if weight != "auto" and weight > 0 and not source.in_memory:
         raise ValueError(
-            f"neighbor_weight={estimator.neighbor_weight} needs the training data in memory to find each row's "
+            f"neighbor_weight={weight} needs the training data in memory to find each row's "
             f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
         )
-    if estimator.placement == "neighbors" and not source.in_memory:
+    if params["placement"] == "neighbors" and not source.in_memory:
         raise ValueError(
             f"placement='neighbors' keeps the training rows, but X is read from {source.name}. Load it into an "
             "array, or set placement='encoder'."
         )
-    names = getattr(estimator, "feature_names_in_", None)
-    if continued is not None and names is not None and continued.feature_names is not None:
-        pairs = zip_longest([str(n) for n in names], continued.feature_names)
+    if continued is not None and feature_names is not None and continued.feature_names is not None:
+        pairs = zip_longest([str(n) for n in feature_names], continued.feature_names)
         given, saved = next(((a, b) for a, b in pairs if a != b), (None, None))
         if given != saved:
             raise ValueError(
@@ -157,7 +160,7 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
     if continued is not None and source.n_features != continued.n_features:
         where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
         raise ValueError(
-            f"X has {source.n_features} features, but {type(estimator).__name__} is expecting "
+            f"X has {source.n_features} features, but CompressionVAE is expecting "
             f"{continued.n_features} features as input: the run being continued ({where}) was trained on them."
         )
     weights = None if sample_weight is None else check_sample_weight(sample_weight, source.n_samples)
@@ -165,13 +168,12 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
     keep = np.arange(source.n_samples) if weights is None else np.flatnonzero(weights > 0)
     if weights is not None and np.ptp(weights[keep]) == 0:
         weights = None  # equal weights: the unweighted fit, bit for bit
-    if X_valid is not None:
+    if valid_source is not None:
         train = Rows(source, keep, labels=None if codes is None else codes[keep])
-        valid_source = validation_rows(estimator, X_valid)
-        valid = Rows(valid_source, np.arange(valid_source.n_samples), "X_valid")
+        valid = Rows(valid_source, np.arange(valid_source.n_samples), "X_valid" if valid_source is not source else "X")
         held_out = None
     else:
-        train_idx, valid_idx = _split(source.n_samples, estimator.validation_fraction, seed, saved_split, keep)
+        train_idx, valid_idx = _split(source.n_samples, params["validation_fraction"], seed, saved_split, keep)
         train = Rows(source, train_idx, labels=None if codes is None else codes[train_idx])
         valid = Rows(source, valid_idx)
         held_out = (valid_idx, source.n_samples)
@@ -186,9 +188,9 @@ def prepare(estimator, X, X_valid, seed, saved_split=None, continued=None, logdi
                 "leave them out, or narrow the range."
             )
         train = replace(train, weights=(weights[train.indices] / scale).astype(np.float32))
-        if X_valid is None:
+        if valid_source is None:
             valid = replace(valid, weights=(weights[valid.indices] / scale).astype(np.float32))
-    likelihood = estimator.likelihood if continued is None else continued.model.likelihood
+    likelihood = params["likelihood"] if continued is None else continued.model.likelihood
     log_counts = likelihood in COUNT_LIKELIHOODS
     summaries = summarize(_checked_chunks(train), log_counts), summarize(_checked_chunks(valid), log_counts)
     likelihood = _resolve_likelihood(likelihood, summaries, (train.name, valid.name))

@@ -142,7 +142,11 @@ def test_sample_is_reproducible_and_decodes_prior_draws(X, fast):
 
 def test_validation_data_is_used_and_checked(X, fast):
     vae = fit(X[:300], X_valid=X[300:], **fast)
+    other = fit(X[:300], X_valid=X[300:350], **fast)
     assert len(vae.history_) == 3
+    # the same training trajectory (all 300 rows train), validated on other rows
+    assert [r["train_loss"] for r in vae.history_] == [r["train_loss"] for r in other.history_]
+    assert [r["validation_loss"] for r in vae.history_] != [r["validation_loss"] for r in other.history_]
     with pytest.raises(ValueError, match="X_valid has 10 features, but X has 64"):
         CompressionVAE(**fast).fit(X, X_valid=X[:, :10])
 

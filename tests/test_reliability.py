@@ -583,3 +583,22 @@ def test_a_damaged_npz_is_named_and_its_file_closed(tmp_path):
                 read(path)
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_seeded_fits_in_threads_give_the_model_of_a_fit_alone(digits):
+    import threading
+
+    X = digits[0][:400]
+    params = dict(hidden_layer_sizes=(16,), max_steps=30, validation_interval=10, random_state=3, dropout=0.1)
+    alone = CompressionVAE(**params).fit(X).transform(X)
+    results = {}
+
+    def fit(name):
+        results[name] = CompressionVAE(**params).fit(X).transform(X)
+
+    threads = [threading.Thread(target=fit, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert np.array_equal(results["a"], alone) and np.array_equal(results["b"], alone)
