@@ -8,11 +8,13 @@ process of a distributed run its own shard of every epoch, the way
 """
 
 import math
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 
 __all__ = [
+    "Batch",
     "BatchIterator",
     "SourceChunks",
     "SparseRows",
@@ -236,7 +238,7 @@ class BatchIterator:
             index = index.repeat(self.neighbor_samples)
             pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
             neighbors = gather_rows(self.data, self.neighbors[index, pick], self.device)
-        return make_batch(rows, neighbors, weights)
+        return Batch(rows, neighbors, weights)
 
     def state_dict(self):
         return {"epoch": self._epoch, "pos": self._pos}
@@ -334,9 +336,9 @@ class StreamingBatches:
         self._pos += len(batch)
         rows = to_device(torch.from_numpy(batch), self.device)
         if self.weights is None:
-            return rows
+            return Batch(rows)
         weights, self._pending_weights = self._pending_weights[: len(batch)], self._pending_weights[len(batch) :]
-        return make_batch(rows, None, to_device(torch.from_numpy(weights), self.device))
+        return Batch(rows, None, to_device(torch.from_numpy(weights), self.device))
 
     def _append(self, rows, weights):
         self._pending = np.concatenate([self._pending, rows])
@@ -364,7 +366,7 @@ class StreamingBatches:
 
 class TensorChunks:
     """Re-iterable chunks of a tensor or :class:`SparseRows` (validation data held in
-    memory), delivered on ``device`` as batches (:func:`make_batch`).
+    memory), delivered on ``device`` as :class:`Batch` es.
 
     With ``neighbors`` (one row index per row), chunks come with their neighbour rows; with
     ``weights`` (a tensor, one per row), with their weights. ``device=None`` means where
@@ -384,7 +386,7 @@ class TensorChunks:
                 to_device(self.data[rows], self.device)
             neighbors = None if self.neighbors is None else gather_rows(self.data, self.neighbors[rows], self.device)
             weights = None if self.weights is None else to_device(self.weights[rows], self.device)
-            yield make_batch(chunk, neighbors, weights)
+            yield Batch(chunk, neighbors, weights)
 
 
 class SourceChunks:
@@ -402,22 +404,17 @@ class SourceChunks:
         for rows in iterate_chunks(len(self.indices), self.chunk_size):
             chunk = to_device(torch.from_numpy(take_rows(self.source, self.indices[rows])), self.device)
             weights = None if self.weights is None else to_device(torch.from_numpy(self.weights[rows]), self.device)
-            yield make_batch(chunk, None, weights)
+            yield Batch(chunk, None, weights)
 
 
-def make_batch(rows, neighbors=None, weights=None):
-    """What the trainer takes as a batch: ``rows`` alone, ``(rows, neighbours)``, or
-    ``(rows, neighbours or None, weights)`` when the rows are weighted."""
-    if weights is not None:
-        return rows, neighbors, weights
-    return rows if neighbors is None else (rows, neighbors)
+class Batch(NamedTuple):
+    """What the trainer takes as a batch: the rows, their neighbours' rows (one block of
+    ``len(rows)`` per neighbour drawn) when the neighbour term is on, and the rows'
+    weights when they have some."""
 
-
-def unpack_batch(batch):
-    """``(rows, neighbours or None, weights or None)`` of a batch made by :func:`make_batch`."""
-    if not isinstance(batch, tuple):
-        return batch, None, None
-    return batch if len(batch) == 3 else (*batch, None)
+    rows: torch.Tensor
+    neighbors: Optional[torch.Tensor] = None
+    weights: Optional[torch.Tensor] = None
 
 
 def _runs(positions):

@@ -158,10 +158,10 @@ def test_host_rows_are_gathered_on_the_host_and_delivered_on_the_device():
     expected = [next(on_host) for _ in range(4)]
     torch.manual_seed(0)
     delivered = BatchIterator(data, 8, seed=0, neighbors=neighbors, device=meta)
-    for rows, neighbor_rows in (next(delivered) for _ in range(4)):
+    for rows, neighbor_rows, _ in (next(delivered) for _ in range(4)):
         assert rows.device == meta and neighbor_rows.device == meta
-    assert [len(rows) for rows, _ in expected] == [8, 8, 4, 8]  # epochs run where the data lives
+    assert [len(batch.rows) for batch in expected] == [8, 8, 4, 8]  # epochs run where the data lives
     chunks = list(TensorChunks(data, 6, neighbors[:, 0], device=meta))
-    assert [rows.shape for rows, _ in chunks] == [(6, 2), (6, 2), (6, 2), (2, 2)]
-    assert all(rows.device == meta for pair in chunks for rows in pair)
+    assert [chunk.rows.shape for chunk in chunks] == [(6, 2), (6, 2), (6, 2), (2, 2)]
+    assert all(chunk.rows.device == meta and chunk.neighbors.device == meta for chunk in chunks)
     assert fits_on_device(10**15, torch.device("cpu"))

@@ -129,7 +129,7 @@ def test_local_batch_sizes_add_up_to_the_batch_size():
 
 
 def _epoch_rows(batches, n_batches):
-    return np.concatenate([next(batches).numpy() for _ in range(n_batches)])
+    return np.concatenate([next(batches).rows.numpy() for _ in range(n_batches)])
 
 
 def test_streaming_batches_visit_every_row_once_per_epoch(tmp_path):
@@ -251,7 +251,8 @@ def test_batches_with_neighbors_pair_each_row_with_one_of_its_neighbors():
     data = torch.arange(20.0)[:, None]
     neighbors = torch.stack([(torch.arange(20) + 1) % 20, (torch.arange(20) + 2) % 20], dim=1)
     torch.manual_seed(0)
-    rows, paired = next(BatchIterator(data, 8, seed=0, neighbors=neighbors))
+    rows, paired, weights = next(BatchIterator(data, 8, seed=0, neighbors=neighbors))
+    assert weights is None
     offset = (paired - rows)[:, 0] % 20
     assert set(offset.tolist()) <= {1.0, 2.0} and len(set(offset.tolist())) == 2
 
@@ -260,7 +261,7 @@ def test_batches_draw_neighbor_samples_neighbors_per_row_in_blocks():
     data = torch.arange(20.0)[:, None]
     neighbors = torch.stack([(torch.arange(20) + k) % 20 for k in (1, 2, 3)], dim=1)
     torch.manual_seed(0)
-    rows, paired = next(BatchIterator(data, 8, seed=0, neighbors=neighbors, neighbor_samples=4))
+    rows, paired, _ = next(BatchIterator(data, 8, seed=0, neighbors=neighbors, neighbor_samples=4))
     assert paired.shape == (32, 1)
     offset = (paired - rows.repeat(4, 1))[:, 0] % 20  # block k pairs row i with a neighbour of row i
     assert set(offset.tolist()) == {1.0, 2.0, 3.0}

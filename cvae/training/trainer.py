@@ -11,7 +11,6 @@ from typing import Optional
 import torch
 
 from .._validation import isolated_rng
-from ..data import unpack_batch
 from ..nn.vae import LossSettings, load_weights
 from .distributed import Distributed
 from .environment import ctrl_c_calls, flush_denormals_to_zero, resolve_precision, threads_for_step, step_multiply_adds
@@ -44,8 +43,8 @@ VALIDATION_SEED = 0
 def evaluate(model, chunks, loss=LossSettings(), distributed=Distributed()):
     """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``chunks`` (eval mode).
 
-    ``chunks`` is an iterable of row tensors on the model's device, or of ``(rows,
-    neighbours)`` pairs, whose neighbour term then joins the loss. The loss is the one
+    ``chunks`` is an iterable of :class:`cvae.data.Batch` es on the model's device; with
+    neighbour rows, their neighbour term joins the loss. The loss is the one
     ``loss`` describes without free bits: the negative ELBO (with ``beta``) plus the
     neighbour term. In a distributed run each process passes its shard and the means are
     over all of them.
@@ -61,7 +60,7 @@ def _evaluate(model, chunks, loss, distributed, device):
     model.eval()
     totals = torch.zeros(4, device=device, dtype=torch.float64)
     for batch in chunks:
-        x, neighbors, weights = unpack_batch(batch)
+        x, neighbors, weights = batch
         out = model(x, loss, neighbors=neighbors, weights=weights)
         if weights is None:
             n = len(out.kl)
@@ -128,9 +127,9 @@ class Trainer:
         Module to train, on the training device.
     optimizer : torch.optim.Optimizer
     batches : cvae.data.BatchIterator or cvae.data.StreamingBatches
-        Endless training batches on the model's device (this process's shard): row
-        tensors, or ``(rows, neighbours)`` pairs for the neighbour-preserving loss.
-    valid_chunks : iterable of torch.Tensor
+        Endless training batches on the model's device (this process's shard), each a
+        :class:`cvae.data.Batch` (rows, and their neighbours' rows for the neighbour term).
+    valid_chunks : iterable of cvae.data.Batch
         Re-iterable validation rows on the model's device (this process's shard), such as
         :class:`cvae.data.TensorChunks`.
     loss : cvae.nn.vae.LossSettings
@@ -197,7 +196,7 @@ class Trainer:
         return replace(self.loss, beta=self.loss.beta * ((self.step + 1) / warmup))
 
     def _train_step(self, batch):
-        x, neighbors, weights = unpack_batch(batch)
+        x, neighbors, weights = batch
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
             out = self._train_model(x, self._step_loss(), neighbors=neighbors, weights=weights)
