@@ -103,8 +103,9 @@ def main(argv=None):
                       f"trust {row[method]['trustworthiness']:.3f}  fit {seconds:6.1f} s", flush=True)
             if y_fit is not None and share < 1:
                 started = time.perf_counter()
-                spreading = LabelSpreading(kernel="knn", n_neighbors=10).fit(np.vstack([X_train, X_test]),
-                                                                            np.r_[y_fit, -np.ones(len(y_test), int)])
+                unlabelled_test = -np.ones(len(y_test), dtype=np.int64)
+                spreading = LabelSpreading(kernel="knn", n_neighbors=10)
+                spreading.fit(np.vstack([X_train, X_test]), np.r_[y_fit, unlabelled_test])
                 row["label_spreading"] = {"accuracy": float(np.mean(spreading.transduction_[len(y_fit):] == y_test)),
                                           "seconds": time.perf_counter() - started}
             write_json(args.out, document)
