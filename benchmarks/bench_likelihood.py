@@ -54,7 +54,8 @@ class _Binarized:
         return self
 
     def __next__(self):
-        return torch.bernoulli(next(self.batches))
+        batch = next(self.batches)
+        return batch._replace(rows=torch.bernoulli(batch.rows))
 
     def state_dict(self):
         return self.batches.state_dict()
