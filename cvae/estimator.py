@@ -26,17 +26,23 @@ from .export import export_module
 from .inference import run_batched
 from .inputs import input_rows, latent_rows, training_rows, validation_rows
 from .labels import check_saved_classes, fit_labels
-from .preparation import with_replay
 from .nn.likelihoods import LIKELIHOODS
 from .nn.mlp import ACTIVATIONS, INITIALIZERS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
 from .placement import PLACEMENTS, NeighborReference
-from .preparation import prepare
+from .preparation import prepare, with_replay
 from .preprocessing import NORMALIZATIONS
 from .spec import build_module, new_spec
 from .training import LogDir
 from .training.distributed import Distributed
-from .training.run import neighbor_weight_for, previous_run, run_training, step_budget, warn_on_stop
+from .training.run import (
+    checked_landmarks,
+    neighbor_weight_for,
+    previous_run,
+    run_training,
+    step_budget,
+    warn_on_stop,
+)
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
@@ -496,7 +502,9 @@ numpy.memmap or anndata.AnnData
         -------
         self : CompressionVAE
         """
-        landmarks = getattr(self, "_checkpoint", {}).get("landmarks") if self.landmark_weight > 0 else None
+        landmarks = None
+        if self.landmark_weight > 0 and hasattr(self, "spec_"):
+            landmarks = checked_landmarks(self._checkpoint.get("landmarks"), self.spec_)
         in_memory = (isinstance(X, np.ndarray) and not isinstance(X, np.memmap)) or sp.issparse(X)
         fits = in_memory and X.ndim == 2 and landmarks is not None and X.shape[1] == landmarks["rows"].shape[1]
         if fits:  # replay: the fit's stored rows train beside the new ones (other X is checked by _fit)
@@ -515,7 +523,8 @@ numpy.memmap or anndata.AnnData
             spec, resume, saved_split = previous_run(dict(params, warm_start=self.warm_start or partial), logdir,
                                                      fitted)
             seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
-            classes = None if resume is None or "classes" not in resume else np.asarray(resume["classes"])
+            saved_classes = None if resume is None else resume.get("classes")
+            classes = None if saved_classes is None else check_saved_classes(saved_classes, self.logdir)
             source = training_rows(self, X)  # records n_features_in_ (and feature_names_in_)
             valid = source if partial else None if X_valid is None else validation_rows(self, X_valid)
             data = prepare(source, valid, params, seed, None if partial else saved_split, spec, logdir, sample_weight,
@@ -525,7 +534,7 @@ numpy.memmap or anndata.AnnData
             if y is not None and resolved["neighbor_weight"] == 0 and self.target_weight > 0:
                 warnings.warn(
                     "y is not used: labels shape the embedding through the neighbour term, which is off "
-                    "(neighbor_weight=0, or 'auto' for data streamed from files).", UserWarning, stacklevel=2
+                    "(neighbor_weight=0, or 'auto' for data streamed from files).", UserWarning, stacklevel=3
                 )
             if partial:  # one pass at a constant rate, validated once, at its end
                 end = (0 if resume is None else resume["step"]) + math.ceil(len(data.train) / self.batch_size)

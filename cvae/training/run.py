@@ -29,7 +29,7 @@ from .callbacks import (
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
-__all__ = ["previous_run", "run_training", "step_budget", "warn_on_stop"]
+__all__ = ["checked_landmarks", "previous_run", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
@@ -149,7 +149,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         if data.held_out is not None:
             writer.write_split(*data.held_out)
     params = {**params, **resolved}
-    landmarks = None if resume is None else _checked_landmarks(resume.get("landmarks"), spec)
+    landmarks = None if resume is None else checked_landmarks(resume.get("landmarks"), spec)
     if partial and resume is not None:
         resume = _update_from(resume, params["learning_rate_init"])
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
@@ -186,8 +186,9 @@ def _update_from(state, learning_rate):
     return dict(state, model=state["best_model"], optimizer=optimizer, best_loss=float("inf"), batches=None)
 
 
-def _checked_landmarks(landmarks, spec):
-    """The landmarks of a saved state, or ``None``; ``ValueError`` when they are damaged."""
+def checked_landmarks(landmarks, spec):
+    """The landmarks of a saved state (as float32 tensors), or ``None``; ``ValueError`` when
+    they are damaged."""
     if landmarks is None:
         return None
     rows, embedding = (landmarks.get(k) if isinstance(landmarks, dict) else None for k in ("rows", "embedding"))
