@@ -26,20 +26,20 @@ _OPSET = 18
 _EXAMPLE_ROWS = 3
 
 
-class _Encoder(torch.nn.Module):
+class _Part(torch.nn.Module):
+    """One part of ``vae`` as a module whose ``forward`` is what is exported."""
+
     def __init__(self, vae):
         super().__init__()
         self.vae = vae
 
+
+class _Encoder(_Part):
     def forward(self, x):
         return self.vae.embed(x)
 
 
-class _Decoder(torch.nn.Module):
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
+class _Decoder(_Part):
     def forward(self, z):
         return self.vae.decode_mean(z)
 

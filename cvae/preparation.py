@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from itertools import zip_longest
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ._validation import (
@@ -32,7 +33,7 @@ from .data import (
     take_rows,
     train_validation_split,
 )
-from .labels import check_labels, labelled_graph, spread_labels
+from .labels import UNLABELLED, check_labels, labelled_graph, spread_labels
 from .neighbor_search import neighbor_graph
 from .nn.likelihoods import COUNT_LIKELIHOODS
 from .preprocessing import summarize
@@ -88,12 +89,11 @@ def with_replay(X, y, sample_weight, rows):
     """``X`` (an array or sparse matrix in memory) with ``rows`` (stored earlier rows) below
     it, and ``y`` and ``sample_weight`` extended to match (unlabelled, weight one): the
     earlier rows train beside the new ones, as replay."""
-    import scipy.sparse as sp
-
     stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr") if sp.issparse(X) else np.vstack([X, rows])
     if y is not None:
-        y = np.concatenate([np.asarray(y, dtype=object if np.asarray(y).dtype.kind in "UO" else None),
-                            np.full(len(rows), None if np.asarray(y).dtype.kind in "UO" else -1)])
+        y = np.asarray(y)
+        text = y.dtype.kind in "UO"
+        y = np.concatenate([y.astype(object) if text else y, np.full(len(rows), None if text else UNLABELLED)])
     if sample_weight is not None:
         sample_weight = np.concatenate([np.broadcast_to(np.asarray(sample_weight, dtype=float), (X.shape[0],)),
                                         np.ones(len(rows))])
@@ -192,7 +192,10 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
             valid = replace(valid, weights=(weights[valid.indices] / scale).astype(np.float32))
     likelihood = params["likelihood"] if continued is None else continued.model.likelihood
     log_counts = likelihood in COUNT_LIKELIHOODS
-    summaries = summarize(_checked_chunks(train), log_counts), summarize(_checked_chunks(valid), log_counts)
+    train_summary = summarize(_checked_chunks(train), log_counts)
+    # partial_fit validates on its training rows: unweighted, they are one pass, not two
+    same_rows = valid_source is source and weights is None and len(keep) == source.n_samples
+    summaries = train_summary, train_summary if same_rows else summarize(_checked_chunks(valid), log_counts)
     likelihood = _resolve_likelihood(likelihood, summaries, (train.name, valid.name))
     return FitData(train, valid, *summaries, likelihood, held_out, classes)
 
