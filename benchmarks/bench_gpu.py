@@ -5,8 +5,10 @@ On ``--device`` (default ``cuda``): fits a 2-D ``CompressionVAE`` plain and with
 neighbour option (``neighbor_weight=0.4, neighbor_objective="tsne"``) on MNIST (``--data``)
 or digits, and reports fit seconds, test 10-NN accuracy and trustworthiness(10); measures
 training samples/s at each ``--batch-sizes`` in float32 and bfloat16, and ``transform``
-rows/s; then pickles the plain model, loads it on the CPU and checks that its ``transform``
-matches the device's (to float32 tolerance). ``--small`` runs it in seconds on any device
+rows/s; times the neighbour graph of ``--graph-rows`` generated rows x 64 (50 Gaussian
+clusters) by the exact blockwise search on the device (what a fit on a GPU uses); then
+pickles the plain model, loads it on the CPU and checks that its ``transform`` matches the
+device's (to float32 tolerance). ``--small`` runs it in seconds on any device
 (digits, few steps), which is how the tests run it on a CPU.
 
 Usage on a machine with a GPU (under 5 minutes)::
@@ -63,12 +65,28 @@ def transform_rate(vae, X, repeats=3):
     return repeats * len(X) / (time.perf_counter() - started)
 
 
+def graph_seconds(n_rows, device, n_features=64):
+    """Seconds of the exact blockwise neighbour search of ``n_rows`` generated rows on ``device``."""
+    from cvae.neighbor_search import neighbor_graph
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=3, size=(50, n_features)).astype(np.float32)
+    X = centres[rng.integers(50, size=n_rows)] + rng.normal(size=(n_rows, n_features)).astype(np.float32)
+    neighbor_graph(X[:1000], 15, device=device, method="exact")  # warm up the device
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    neighbor_graph(X, 15, device=device, method="exact")
+    return {"rows": n_rows, "features": n_features, "seconds": time.perf_counter() - started, "method": "exact"}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="mnist.npz (default: digits)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--rate-steps", type=int, default=200, help="steps timed for each training rate")
+    parser.add_argument("--graph-rows", type=int, default=1_000_000, help="rows of the timed neighbour graph")
     parser.add_argument("--small", action="store_true", help="digits, few steps: a check that it all runs")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -91,6 +109,8 @@ def main(argv=None):
                          for batch in args.batch_sizes} for precision in ("float32", "bfloat16")}
     for precision, by_batch in rates.items():
         print(f"training samples/s, {precision}: " + ", ".join(f"batch {b}: {r:,.0f}" for b, r in by_batch.items()))
+    graph = graph_seconds(2000 if args.small else args.graph_rows, plain.device_)
+    print(f"neighbour graph, {graph['rows']:,} x 64, exact on {plain.device_}: {graph['seconds']:.1f} s")
     rows = np.concatenate([X_train, X_test])
     transform = transform_rate(plain, rows)
     on_cpu = pickle.loads(pickle.dumps(plain))
@@ -100,7 +120,7 @@ def main(argv=None):
     print(f"transform rows/s: {transform:,.0f}; CPU copy differs by at most {difference:.2e}")
     document = {"machine": machine(), "device": str(plain.device_), "dataset": name, "quality": quality,
                 "training_samples_per_s": {p: {str(b): r for b, r in by.items()} for p, by in rates.items()},
-                "transform_rows_per_s": transform, "cpu_copy_max_difference": difference,
+                "transform_rows_per_s": transform, "neighbor_graph": graph, "cpu_copy_max_difference": difference,
                 "cpu_copy_device": str(on_cpu.device_)}
     if torch.cuda.is_available() and plain.device_.type == "cuda":
         document["gpu"] = torch.cuda.get_device_name(plain.device_)

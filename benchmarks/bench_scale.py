@@ -17,9 +17,20 @@ measurement runs in a fresh process so that its peak resident memory
 Every fit holds out 1% of its rows (20,000 for the full file) for validation and trains at
 a constant learning rate, so the validation losses compare like for like.
 
+With ``--neighbors``, the neighbour option at scale instead (issue #38): generated rows in
+20 overlapping clusters (``--rows`` x ``--features``, and 10,000 test rows) are fitted from
+the ``.npy`` file with the default neighbour term and ``--steps`` steps, and once more with
+``neighbor_weight=0`` (the plain VAE). Each fit reports its wall time (the graph included)
+and the graph's share of it, peak RSS beyond the process's RSS after importing torch and
+cvae, the test rows' 10-NN accuracy (cluster labels, 10-NN fitted on 50,000 training rows'
+embedding), and for the neighbour fit the recall@15 of its stored graph against an exact
+search, on 1,000 training rows.
+
 Usage::
 
     python benchmarks/bench_scale.py --out benchmarks/results/scale_cpu.json
+    python benchmarks/bench_scale.py --neighbors --rows 500000 --features 64 --steps 3000 \
+        --out benchmarks/results/scale_neighbors_500k.json
 
 Targets (issue 5): peak RSS under 1 GB while fitting the 2 GB dataset; streaming training at
 >= 0.7x the in-memory samples/s; the 2-process run's validation loss within 2% of one
@@ -74,6 +85,140 @@ def make_dataset(workdir, n_rows, n_features, seed=0):
     return npy, shards
 
 
+def make_clusters(workdir, n_rows, n_features, n_test=10_000, n_clusters=20, seed=0):
+    """Write ``X.npy``, ``y.npy``, ``X_test.npy`` and ``y_test.npy``: rows of overlapping
+    Gaussian clusters in 8 dimensions, mapped non-linearly to ``n_features``, a block at a
+    time. Return the training file's path."""
+    workdir = Path(workdir)
+    npy = workdir / "X.npy"
+    if npy.exists() and np.load(npy, mmap_mode="r").shape == (n_rows, n_features):
+        return npy
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=1.5, size=(n_clusters, N_LATENT_TRUE)).astype(np.float32)
+    W1 = rng.normal(size=(N_LATENT_TRUE, 64)).astype(np.float32)
+    W2 = (rng.normal(size=(64, n_features)) / 8).astype(np.float32)
+
+    def rows(n):
+        y = rng.integers(n_clusters, size=n)
+        z = centres[y] + rng.normal(size=(n, N_LATENT_TRUE)).astype(np.float32)
+        X = np.tanh(z @ W1) @ W2 + 0.1 * rng.normal(size=(n, n_features)).astype(np.float32)
+        return X.astype(np.float32), y
+
+    labels = []
+    with open(npy, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": (n_rows, n_features)})
+        for start in range(0, n_rows, 100_000):
+            X, y = rows(min(100_000, n_rows - start))
+            f.write(X.tobytes())
+            labels.append(y)
+    np.save(workdir / "y.npy", np.concatenate(labels))
+    X_test, y_test = rows(n_test)
+    np.save(workdir / "X_test.npy", X_test)
+    np.save(workdir / "y_test.npy", y_test)
+    return npy
+
+
+def current_rss_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def neighbor_worker(args):
+    """One neighbour (or plain) fit of the generated file, measured; printed as JSON."""
+    import torch
+    from sklearn.neighbors import KNeighborsClassifier
+
+    import cvae.preparation
+    from cvae import CompressionVAE
+    from cvae.neighbor_search import nearest_rows
+    from cvae.training import LogDir
+
+    baseline = current_rss_mb()
+    workdir = Path(args.data).parent
+    graph_seconds = []
+    search = cvae.preparation._graph
+
+    def timed(rows, normalize, n_neighbors, *rest, **kw):
+        started = time.perf_counter()
+        graph = search(rows, normalize, n_neighbors, *rest, **kw)
+        graph_seconds.append((n_neighbors, time.perf_counter() - started))
+        return graph
+
+    cvae.preparation._graph = timed
+    params = dict(max_steps=args.steps, random_state=0, logdir=args.logdir)
+    if args.worker == "plain":
+        params["neighbor_weight"] = 0
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = CompressionVAE(**params).fit(args.data)
+    wall = time.perf_counter() - started
+    result = {"run": args.worker, "rank": 0, "wall_seconds": wall, "steps": vae.n_steps_,
+              "train_seconds": vae.history_[-1]["elapsed_seconds"],
+              "graph_seconds": sum(seconds for _, seconds in graph_seconds),
+              "baseline_rss_mb": baseline, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "threads": torch.get_num_threads()}
+    result["peak_rss_beyond_baseline_mb"] = result["peak_rss_mb"] - baseline
+    result["fit_seconds_per_million_rows"] = wall / (np.load(args.data, mmap_mode="r").shape[0] / 1e6)
+    X = np.load(args.data, mmap_mode="r")
+    y = np.load(workdir / "y.npy")
+    rng = np.random.default_rng(1)
+    reference = np.sort(rng.choice(len(X), min(50_000, len(X)), replace=False))
+    knn = KNeighborsClassifier(10).fit(vae.transform(np.asarray(X[reference])), y[reference])
+    Z_test = vae.transform(np.load(workdir / "X_test.npy"))
+    result["test_knn10"] = float(knn.score(Z_test, np.load(workdir / "y_test.npy")))
+    if args.worker == "neighbors":
+        logdir = LogDir(args.logdir)
+        valid, n = logdir.read_split()
+        train = np.setdiff1d(np.arange(n), valid)
+        with np.load(logdir.file(logdir.NEIGHBORS)) as saved:
+            graph = saved["graph"]
+        queries = np.sort(rng.choice(len(train), 1000, replace=False))
+        # normalize="global" scales every feature alike: the raw rows' neighbours are the model's
+        rows = torch.from_numpy(np.asarray(X[train]))
+        exact = nearest_rows(rows[queries], rows, graph.shape[1] + 1)[1].numpy()[:, 1:]
+        found = [len(np.intersect1d(a, b)) for a, b in zip(graph[queries], exact)]
+        result["graph_recall"] = float(np.mean(found) / graph.shape[1])
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def neighbors_main(args, workdir):
+    started = time.perf_counter()
+    npy = make_clusters(workdir, args.rows, args.features)
+    print(f"dataset: {args.rows:,} x {args.features} float32 in 20 clusters, {npy.stat().st_size / 1e9:.2f} GB "
+          f"({time.perf_counter() - started:.0f} s to write)", flush=True)
+    runs = [run_worker(name, npy, workdir / f"run-{name}", args) for name in ("neighbors", "plain")]
+    print(f"\n{'run':<10} {'wall s':>7} {'graph s':>7} {'s per 1M rows':>13} {'RSS+ MB':>8} {'test 10-NN':>10} "
+          f"{'recall@15':>9}")
+    for run in runs:
+        recall = f"{run['graph_recall']:.3f}" if "graph_recall" in run else ""
+        print(f"{run['run']:<10} {run['wall_seconds']:>7.1f} {run['graph_seconds']:>7.1f} "
+              f"{run['fit_seconds_per_million_rows']:>13.1f} {run['peak_rss_beyond_baseline_mb']:>8.0f} "
+              f"{run['test_knn10']:>10.3f} {recall:>9}")
+    by_name = {run["run"]: run for run in runs}
+    fit = by_name["neighbors"]
+    targets = {
+        "neighbour fit from a file in at most 8 minutes, graph included": fit["wall_seconds"] <= 480,
+        "peak RSS at most 1.5 GB beyond torch's own": fit["peak_rss_beyond_baseline_mb"] <= 1536,
+        "cluster 10-NN above the plain VAE's": fit["test_knn10"] > by_name["plain"]["test_knn10"],
+        "recall@15 at least 0.9": fit["graph_recall"] >= 0.9,
+    }
+    for name, met in targets.items():
+        print(f"target {name}: {'met' if met else 'MISSED'}")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_time_to_quality import machine
+
+    result = {"machine": machine(), "rows": args.rows, "features": args.features, "steps": args.steps,
+              "runs": runs, "targets": targets}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 # ---------------------------------------------------------------- one measurement per process
 
 
@@ -85,6 +230,7 @@ def fit_params(args):
         validation_fraction=0.01,
         learning_rate="constant",
         random_state=0,
+        neighbor_weight=0,  # streaming throughput of the plain VAE; --neighbors measures the graph
     )
 
 
@@ -95,6 +241,8 @@ def worker(args):
     from cvae import CompressionVAE
     from cvae.files import transform_to_npy
 
+    if args.worker in ("neighbors", "plain"):
+        return neighbor_worker(args)
     rank = int(os.environ.get("RANK", 0))
     started = time.perf_counter()
     result = {"run": args.worker, "rank": rank}
@@ -159,6 +307,7 @@ def main(argv=None):
     parser.add_argument("--workdir", default=None, help="where the dataset is written (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the dataset for the next run")
     parser.add_argument("--skip-torchrun", action="store_true")
+    parser.add_argument("--neighbors", action="store_true", help="the neighbour option on generated clusters")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -169,6 +318,12 @@ def main(argv=None):
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="cvae_scale_"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.neighbors:
+        try:
+            return neighbors_main(args, workdir)
+        finally:
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
     try:
         started = time.perf_counter()
         npy, shards = make_dataset(workdir, args.rows, args.features)

@@ -34,8 +34,8 @@ def _user_errors():
 # ---------------------------------------------------------------- subcommands
 
 
-# A .npy or .h5ad INPUT up to this size is read into memory, where the neighbour term (on by
-# default) can use it; a larger one, or a directory, is streamed from disk.
+# A .npy or .h5ad INPUT up to this size is read into memory, where placement="auto" keeps the
+# training rows and batches are gathered, not read; a larger one, or a directory, is streamed.
 IN_MEMORY_BYTES = 2**30
 
 

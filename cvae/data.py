@@ -23,7 +23,9 @@ __all__ = [
     "fits_on_device",
     "iterate_chunks",
     "local_batch_size",
+    "shard_chunks",
     "shard_permutation",
+    "take_any_rows",
     "take_rows",
     "train_validation_split",
 ]
@@ -271,14 +273,21 @@ class StreamingBatches:
     rank, world_size : int, default=0, 1
     buffer_bytes : int, default=STREAM_BUFFER_BYTES
     weights : ndarray of shape (len(indices),), default=None
-        Sample weights of the rows; batches are then ``(rows, None, weights)``.
+        Sample weights of the rows, delivered with their batches.
+    neighbors : ndarray of shape (len(indices), n_neighbors), default=None
+        Each row's nearest neighbours, as positions in ``indices``. With every batch come
+        ``neighbor_samples`` of each row's neighbours drawn at random, as
+        :class:`BatchIterator` draws them, read from ``source`` wherever they lie.
+    neighbor_samples : int, default=1
     """
 
     def __init__(self, source, indices, batch_size, seed, device, rank=0, world_size=1,
-                 buffer_bytes=STREAM_BUFFER_BYTES, weights=None):
+                 buffer_bytes=STREAM_BUFFER_BYTES, weights=None, neighbors=None, neighbor_samples=1):
         self.source = source
         self.indices = np.asarray(indices)
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        self.neighbors = neighbors
+        self.neighbor_samples = neighbor_samples
         self.batch_size = max(1, min(batch_size, len(self.indices)))
         self.seed = seed
         self.device = device
@@ -303,7 +312,7 @@ class StreamingBatches:
         self._pos = 0
         self._next_group = 0
         self._pending = np.empty((0, self.source.n_features), np.float32)
-        self._pending_weights = np.empty(0, np.float32)
+        self._pending_positions = np.empty(0, np.int64)
 
     def _group_size(self, g):
         if self._groups[g] is None:
@@ -311,7 +320,7 @@ class StreamingBatches:
         return sum(len(self.blocks[b]) for b in self._groups[g])
 
     def _read_group(self, g):
-        """The rows of buffer ``g`` in their shuffled order, and their weights (or ``None``)."""
+        """The rows of buffer ``g`` in their shuffled order, and their positions in ``indices``."""
         if self._groups[g] is None:
             positions = np.arange(len(self.indices))
             order = shard_permutation(len(positions), self.seed, self._epoch, self.rank, self.world_size).numpy()
@@ -319,8 +328,7 @@ class StreamingBatches:
             positions = np.concatenate([self.blocks[b] for b in self._groups[g]])
             order = np.random.default_rng([self.seed, self._epoch, self.rank, g]).permutation(len(positions))
         rows = np.concatenate([take_rows(self.source, self.indices[p]) for p in _runs(positions)])
-        weights = None if self.weights is None else self.weights[positions[order]]
-        return rows[order], weights
+        return rows[order], positions[order]
 
     def __iter__(self):
         return self
@@ -333,17 +341,21 @@ class StreamingBatches:
             self._start_epoch(self._epoch + 1)
             return next(self)
         batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+        positions, self._pending_positions = np.split(self._pending_positions, [len(batch)])
         self._pos += len(batch)
         rows = to_device(torch.from_numpy(batch), self.device)
-        if self.weights is None:
-            return Batch(rows)
-        weights, self._pending_weights = self._pending_weights[: len(batch)], self._pending_weights[len(batch) :]
-        return Batch(rows, None, to_device(torch.from_numpy(weights), self.device))
+        weights = None if self.weights is None else to_device(torch.from_numpy(self.weights[positions]), self.device)
+        neighbors = None
+        if self.neighbors is not None:
+            index = torch.from_numpy(positions).repeat(self.neighbor_samples)
+            pick = torch.randint(self.neighbors.shape[1], (len(index),))
+            chosen = self.neighbors[index.numpy(), pick.numpy()]
+            neighbors = to_device(torch.from_numpy(take_any_rows(self.source, self.indices[chosen])), self.device)
+        return Batch(rows, neighbors, weights)
 
-    def _append(self, rows, weights):
+    def _append(self, rows, positions):
         self._pending = np.concatenate([self._pending, rows])
-        if weights is not None:
-            self._pending_weights = np.concatenate([self._pending_weights, weights])
+        self._pending_positions = np.concatenate([self._pending_positions, positions])
 
     def state_dict(self):
         return {"epoch": self._epoch, "pos": self._pos}
@@ -358,8 +370,8 @@ class StreamingBatches:
             skipped += sizes[self._next_group]
             self._next_group += 1
         if skipped < pos:
-            rows, weights = self._read_group(self._next_group)
-            self._append(rows[pos - skipped :], None if weights is None else weights[pos - skipped :])
+            rows, positions = self._read_group(self._next_group)
+            self._append(rows[pos - skipped :], positions[pos - skipped :])
             self._next_group += 1
         self._pos = pos
 
@@ -368,43 +380,56 @@ class TensorChunks:
     """Re-iterable chunks of a tensor or :class:`SparseRows` (validation data held in
     memory), delivered on ``device`` as :class:`Batch` es.
 
-    With ``neighbors`` (one row index per row), chunks come with their neighbour rows; with
-    ``weights`` (a tensor, one per row), with their weights. ``device=None`` means where
-    ``data`` lives.
+    ``positions`` (a tensor of row indices, where ``data`` lives) picks the rows delivered,
+    all by default; ``bounds`` (slices of them, see :func:`shard_chunks`) cuts them into
+    chunks, by default of ``chunk_size`` rows. With ``neighbors`` (a row index of ``data`` per row of ``data``), chunks
+    come with their neighbour rows; with ``weights`` (a tensor, one per delivered row), with
+    their weights. ``device=None`` means where ``data`` lives.
     """
 
-    def __init__(self, data, chunk_size, neighbors=None, device=None, weights=None):
+    def __init__(self, data, chunk_size, neighbors=None, device=None, weights=None, positions=None, bounds=None):
         self.data = data
         self.chunk_size = chunk_size
         self.neighbors = neighbors
         self.weights = weights
+        self.positions = positions
+        self.bounds = bounds
         self.device = data.device if device is None else device
 
     def __iter__(self):
-        for rows in iterate_chunks(len(self.data), self.chunk_size):
-            chunk = gather_rows(self.data, rows, self.device) if isinstance(self.data, SparseRows) else \
-                to_device(self.data[rows], self.device)
-            neighbors = None if self.neighbors is None else gather_rows(self.data, self.neighbors[rows], self.device)
+        n_rows = len(self.data) if self.positions is None else len(self.positions)
+        for rows in self.bounds or iterate_chunks(n_rows, self.chunk_size):
+            index = rows if self.positions is None else self.positions[rows]
+            chunk = gather_rows(self.data, index, self.device) if isinstance(self.data, SparseRows) else \
+                to_device(self.data[index], self.device)
+            neighbors = None if self.neighbors is None else gather_rows(self.data, self.neighbors[index], self.device)
             weights = None if self.weights is None else to_device(self.weights[rows], self.device)
             yield Batch(chunk, neighbors, weights)
 
 
 class SourceChunks:
     """Re-iterable chunks of chosen rows of a source, read from disk on every pass, with
-    their ``weights`` (an array, one per row) when given."""
+    their ``weights`` (an array, one per row) and their ``neighbors`` (a row of ``source``
+    per row, read with it) when given; ``bounds`` as for :class:`TensorChunks`."""
 
-    def __init__(self, source, indices, chunk_size, device, weights=None):
+    def __init__(self, source, indices, chunk_size, device, weights=None, neighbors=None, bounds=None):
         self.source = source
         self.indices = np.asarray(indices)
         self.chunk_size = chunk_size
         self.device = device
         self.weights = weights
+        self.neighbors = neighbors
+        self.bounds = bounds
 
     def __iter__(self):
-        for rows in iterate_chunks(len(self.indices), self.chunk_size):
+        for rows in self.bounds or iterate_chunks(len(self.indices), self.chunk_size):
             chunk = to_device(torch.from_numpy(take_rows(self.source, self.indices[rows])), self.device)
             weights = None if self.weights is None else to_device(torch.from_numpy(self.weights[rows]), self.device)
-            yield Batch(chunk, None, weights)
+            neighbors = None
+            if self.neighbors is not None:
+                neighbors = take_any_rows(self.source, self.neighbors[rows])
+                neighbors = to_device(torch.from_numpy(neighbors), self.device)
+            yield Batch(chunk, neighbors, weights)
 
 
 class Batch(NamedTuple):
@@ -443,6 +468,24 @@ def take_rows(source, indices, dtype=np.float32):
         else:
             out[run] = block[indices[run] - first]
     return out
+
+
+def take_any_rows(source, indices, dtype=np.float32):
+    """Rows ``indices`` (in any order, repeats allowed) of ``source``, each distinct row read once."""
+    distinct, inverse = np.unique(indices, return_inverse=True)
+    return take_rows(source, distinct, dtype)[inverse.reshape(-1)]
+
+
+def shard_chunks(n_samples, chunk_size, rank, world_size):
+    """Slices of this process's rows ``range(rank, n_samples, world_size)``, one per chunk of
+    ``chunk_size`` rows of all processes: every process has as many chunks, and each
+    chunk's rows over all processes are the chunk one process would take. A last chunk of
+    fewer rows than processes joins the one before, so that no process has an empty chunk."""
+    starts = list(range(0, n_samples, chunk_size))
+    if len(starts) > 1 and n_samples - starts[-1] < world_size:
+        starts.pop()
+    below = [max(0, -(-(start - rank) // world_size)) for start in [*starts, n_samples]]
+    return [slice(a, b) for a, b in zip(below[:-1], below[1:])]
 
 
 def iterate_chunks(n_samples, chunk_size):

@@ -103,18 +103,19 @@ default="auto"
     neighbor_weight : float or "auto", default="auto"
         Weight, 0 (off) or more, of a term that keeps each training row's ``n_neighbors``
         nearest neighbours close in the embedding, times ``n_features_in_`` so that one
-        weight suits data of any width. ``"auto"`` is 0.4 for training data in memory and 0
-        for data streamed from files, where no neighbour graph is built yet; the value used
-        is ``neighbor_weight_``. The term needs the training data in memory, and validation
-        includes it. It trades likelihood for neighbourhoods: the ELBO, ``score_samples``
-        and reconstructions of a model with it are those of a VAE pulled away from its
-        best fit; for likelihood figures set ``neighbor_weight=0``, the plain VAE
-        (measured in benchmarks/README.md, "Time to quality").
+        weight suits data of any width. ``"auto"`` is 0.4 (the value used is
+        ``neighbor_weight_``). Validation includes the term. It trades likelihood for
+        neighbourhoods: the ELBO, ``score_samples`` and reconstructions of a model with it
+        are those of a VAE pulled away from its best fit; for likelihood figures set
+        ``neighbor_weight=0``, the plain VAE (measured in benchmarks/README.md, "Time to
+        quality").
     n_neighbors : int, default=15
         Neighbours per row for ``neighbor_weight`` and for ``placement``, 1 or more. The
         graph is found once per fit in the normalized training rows; above 10,000 rows of
-        more than 100 features, among the rows' first 50 principal components
-        (:func:`cvae.neighbor_search.neighbor_graph`).
+        more than 100 features, among the rows' first 50 principal components (found by
+        an incremental PCA for rows streamed from files), and approximately above 100,000
+        rows where pynndescent is installed (:func:`cvae.neighbor_search.neighbor_graph`).
+        With a ``logdir`` it is kept there, and a continued run on the same rows reads it.
     neighbor_samples : int, default=1
         Neighbours drawn for each row of a training batch, 1 or more; each is encoded
         once more per step, so a step costs more but sees more neighbour pairs.
@@ -133,7 +134,8 @@ default="auto"
         as UMAP and openTSNE place unseen rows; a training row keeps its own embedding.
         Unseen rows then keep their neighbourhoods as well as the training rows do, at
         tens of thousands of rows per second instead of the encoder's hundred thousands.
-        ``"auto"`` is ``"neighbors"`` with the neighbour term, else ``"encoder"``; it may
+        ``"auto"`` is ``"neighbors"`` with the neighbour term and training rows in memory,
+        else ``"encoder"`` (for rows streamed from files, set ``"neighbors"``); it may
         be changed after fitting, between ``"encoder"`` and what the fit kept.
         :meth:`inverse_transform`, :meth:`score_samples` and :meth:`sample` use the
         encoder and decoder whatever the placement.
@@ -530,11 +532,11 @@ numpy.memmap or anndata.AnnData
             data = prepare(source, valid, params, seed, None if partial else saved_split, spec, logdir, sample_weight,
                            fit_labels(X, y), classes, getattr(self, "feature_names_in_", None))
             continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
-            resolved = {"neighbor_weight": neighbor_weight_for(params, data.train.source, continued)}
+            resolved = {"neighbor_weight": neighbor_weight_for(params, continued)}
             if y is not None and resolved["neighbor_weight"] == 0 and self.target_weight > 0:
                 warnings.warn(
                     "y is not used: labels shape the embedding through the neighbour term, which is off "
-                    "(neighbor_weight=0, or 'auto' for data streamed from files).", UserWarning, stacklevel=3
+                    "(neighbor_weight=0).", UserWarning, stacklevel=3
                 )
             if partial:  # one pass at a constant rate, validated once, at its end
                 end = (0 if resume is None else resume["step"]) + math.ceil(len(data.train) / self.batch_size)

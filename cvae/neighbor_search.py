@@ -10,7 +10,8 @@ exact search's grows as rows squared; without pynndescent it stays exact.
 import numpy as np
 import torch
 
-__all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "nearest_rows", "neighbor_graph"]
+__all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "nearest_rows", "neighbor_graph",
+           "search_rows"]
 
 # Above this many rows, neighbour graphs of wide data are searched among this many principal
 # components (see neighbor_graph).
@@ -56,6 +57,42 @@ def neighbor_graph(X, n_neighbors, device=None, method="auto"):
     own = graph == np.arange(n)[:, None]
     own[~own.any(axis=1), -1] = True
     return graph[~own].reshape(n, n_neighbors).astype(np.int64)
+
+
+def search_rows(chunks, n_rows, n_features):
+    """The rows :func:`neighbor_graph` searches among, built from data read a chunk at a time.
+
+    ``chunks()`` yields the rows in order as float arrays and may be called twice. The rows
+    themselves (float32) are kept when :func:`neighbor_graph` would search them unprojected:
+    at most ``EXACT_NEIGHBOR_ROWS`` rows or ``2 * NEIGHBOR_COMPONENTS`` features. Wider rows
+    are projected onto their first ``NEIGHBOR_COMPONENTS`` principal components, found by an
+    incremental PCA over one pass and applied in a second, so memory holds one chunk and the
+    ``n_rows x NEIGHBOR_COMPONENTS`` projection, never the rows.
+    """
+    if n_rows <= EXACT_NEIGHBOR_ROWS or n_features <= 2 * NEIGHBOR_COMPONENTS:
+        out = np.empty((n_rows, n_features), dtype=np.float32)
+        project = None
+    else:
+        from sklearn.decomposition import IncrementalPCA
+
+        pca = IncrementalPCA(NEIGHBOR_COMPONENTS)
+        pending = []
+        for chunk in chunks():  # each partial fit needs at least n_components rows
+            pending.append(np.asarray(chunk, dtype=np.float32))
+            if sum(map(len, pending)) >= 4 * NEIGHBOR_COMPONENTS:
+                pca.partial_fit(np.concatenate(pending))
+                pending = []
+        if sum(map(len, pending)) >= NEIGHBOR_COMPONENTS:  # a shorter tail is left out of the fit
+            pca.partial_fit(np.concatenate(pending))
+        out = np.empty((n_rows, NEIGHBOR_COMPONENTS), dtype=np.float32)
+        project = pca.transform
+    start = 0
+    for chunk in chunks():
+        out[start : start + len(chunk)] = chunk if project is None else project(chunk)
+        start += len(chunk)
+    if start != n_rows:
+        raise ValueError(f"the data gave {start} rows where {n_rows} were expected.")
+    return out
 
 
 def _has_pynndescent():
@@ -114,9 +151,10 @@ def _self_nearest_rows(X, k, device):
         rows = torch.from_numpy(np.ascontiguousarray(X, dtype=dtype)).to(device)
         squared_norms = rows.square().sum(dim=1)
     squared_norms = squared_norms.to(device)
-    # Rows per block: about 2**25 distances at a time. A row's own squared norm is the same
-    # for all its candidates, so ranking by |x_j|^2 - 2 x_i.x_j ranks the distances.
-    block = max(1, 2**25 // n)
+    # Rows per block: about 2**25 distances at a time (2**28 on a GPU, where fewer, larger
+    # blocks keep it busy). A row's own squared norm is the same for all its candidates, so
+    # ranking by |x_j|^2 - 2 x_i.x_j ranks the distances.
+    block = max(1, (2**28 if device.type == "cuda" else 2**25) // n)
     graph = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, block):
         stop = min(n, start + block)

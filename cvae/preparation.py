@@ -3,9 +3,13 @@
 The estimator hands its row sources here (:func:`prepare`) and gets back a :class:`FitData`: the
 training and validation rows of their sources, checked and summarized in one streaming
 pass. :func:`training_batches` and :func:`validation_chunks` turn those rows into what the
-trainer iterates over, with each row's data-space neighbours when the neighbour term is on.
+trainer iterates over, with each row's data-space neighbours when the neighbour term is on:
+for rows in memory and for rows streamed from files alike, the graph is searched among rows
+(or principal components) gathered a chunk at a time, built by the main process alone
+under ``torchrun``, and kept in the log directory for a continued run.
 """
 
+import hashlib
 import warnings
 from dataclasses import dataclass, replace
 from itertools import zip_longest
@@ -29,12 +33,13 @@ from .data import (
     TensorChunks,
     fits_on_device,
     iterate_chunks,
+    shard_chunks,
     local_batch_size,
     take_rows,
     train_validation_split,
 )
 from .labels import UNLABELLED, check_labels, labelled_graph, spread_labels
-from .neighbor_search import neighbor_graph
+from .neighbor_search import neighbor_graph, search_rows
 from .nn.likelihoods import COUNT_LIKELIHOODS
 from .preprocessing import summarize
 
@@ -48,13 +53,15 @@ _SPARSE_CHUNK_ROWS = 65536
 class Rows:
     """Chosen rows (sorted indices) of a row source, how errors name them, their sample
     weights (float32, scaled to average 1 over the training rows; ``None`` when all are
-    equal) and their class codes (:func:`cvae.labels.check_labels`; ``None`` without y)."""
+    equal), their class codes (:func:`cvae.labels.check_labels`; ``None`` without y) and a
+    digest of their values (hex; ``None`` until read), which names their neighbour graph."""
 
     source: object
     indices: np.ndarray
     name: str = "X"
     weights: np.ndarray = None
     labels: np.ndarray = None
+    digest: str = None
 
     def __len__(self):
         return len(self.indices)
@@ -111,8 +118,7 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
         The training data and the validation data, or ``None`` to hold out a share of
         ``source`` (:mod:`cvae.inputs`).
     params : dict
-        The estimator's parameters; ``validation_fraction``, ``neighbor_weight``,
-        ``placement`` and ``likelihood`` are read.
+        The estimator's parameters; ``validation_fraction`` and ``likelihood`` are read.
     seed : int
         Seeds the split.
     saved_split : (ndarray, int), default=None
@@ -138,17 +144,6 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     -------
     FitData
     """
-    weight = params["neighbor_weight"]
-    if weight != "auto" and weight > 0 and not source.in_memory:
-        raise ValueError(
-            f"neighbor_weight={weight} needs the training data in memory to find each row's "
-            f"neighbours, but X is read from {source.name}. Load it into an array, or set neighbor_weight=0."
-        )
-    if params["placement"] == "neighbors" and not source.in_memory:
-        raise ValueError(
-            f"placement='neighbors' keeps the training rows, but X is read from {source.name}. Load it into an "
-            "array, or set placement='encoder'."
-        )
     if continued is not None and feature_names is not None and continued.feature_names is not None:
         pairs = zip_longest([str(n) for n in feature_names], continued.feature_names)
         given, saved = next(((a, b) for a, b in pairs if a != b), (None, None))
@@ -192,7 +187,9 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
             valid = replace(valid, weights=(weights[valid.indices] / scale).astype(np.float32))
     likelihood = params["likelihood"] if continued is None else continued.model.likelihood
     log_counts = likelihood in COUNT_LIKELIHOODS
-    train_summary = summarize(_checked_chunks(train), log_counts)
+    digest = hashlib.blake2b(digest_size=16)
+    train_summary = summarize(_digested(_checked_chunks(train), digest), log_counts)
+    train = replace(train, digest=digest.hexdigest())
     # partial_fit validates on its training rows: unweighted, they are one pass, not two
     same_rows = valid_source is source and weights is None and len(keep) == source.n_samples
     summaries = train_summary, train_summary if same_rows else summarize(_checked_chunks(valid), log_counts)
@@ -230,6 +227,16 @@ def _checked_chunks(rows):
         yield chunk if rows.weights is None else (chunk, rows.weights[part])
 
 
+def _digested(chunks, digest):
+    """``chunks`` unchanged, their values fed to ``digest`` on the way."""
+    for item in chunks:
+        chunk = item[0] if isinstance(item, tuple) else item
+        parts = (chunk.data, chunk.indices, chunk.indptr) if sp.issparse(chunk) else (chunk,)
+        for part in parts:
+            digest.update(np.ascontiguousarray(part).view(np.uint8))
+        yield item
+
+
 def _resolve_likelihood(likelihood, summaries, names):
     """``likelihood``, with ``"auto"`` resolved: Bernoulli when every training and validation
     value lies in [0, 1], else Gaussian. Bernoulli data is checked to lie in [0, 1]."""
@@ -258,26 +265,33 @@ def _resolve_likelihood(likelihood, summaries, names):
 
 
 def training_batches(rows, batch_size, seed, device, distributed, normalize=None, n_neighbors=0,
-                     neighbor_samples=1, target_weight=0.0):
+                     neighbor_samples=1, target_weight=0.0, graphs=None):
     """Endless batches of this process's share: gathered from rows in memory (on the device
     when they fit), streamed from disk otherwise.
 
     With ``n_neighbors``, each row's nearest neighbours in the data normalized by
     ``normalize`` (a function of an array) come with every batch; rows with class codes
     (``rows.labels``) have neighbours of their own class in the proportion ``target_weight``
-    (:func:`cvae.labels.labelled_graph`).
+    (:func:`cvae.labels.labelled_graph`). The graph is built by the main process and sent
+    to the others; ``graphs`` (a :class:`cvae.training.LogDir`, or ``None``) keeps it for
+    a continued run.
     """
     rank, world_size = distributed.rank, distributed.world_size
     local = local_batch_size(batch_size, rank, world_size)
+    array = rows.read() if rows.source.in_memory and not getattr(rows.source, "sparse", False) else None
+    neighbors = None
+    if n_neighbors and len(rows) >= 2:
+        neighbors = distributed.share(lambda: _stored_graph(rows, normalize, n_neighbors, device, graphs, array),
+                                      device)
+        if rows.labels is not None and target_weight > 0 and rows.labels.max() >= 0:
+            codes = spread_labels(neighbors, rows.labels, int(rows.labels.max()) + 1)
+            neighbors = labelled_graph(neighbors, codes, target_weight, seed, anchors=rows.labels != -1)
     if not rows.source.in_memory:
         return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES,
-                                weights=rows.weights)
-    data, neighbors = _rows_and_neighbor_graph(rows, device, normalize, n_neighbors)
-    if neighbors is not None and rows.labels is not None and target_weight > 0 and rows.labels.max() >= 0:
-        graph = neighbors.cpu().numpy()
-        codes = spread_labels(graph, rows.labels, int(rows.labels.max()) + 1)
-        folded = labelled_graph(graph, codes, target_weight, seed, anchors=rows.labels != -1)
-        neighbors = torch.from_numpy(folded).to(neighbors.device)
+                                weights=rows.weights, neighbors=neighbors, neighbor_samples=neighbor_samples)
+    data = _rows_tensor(rows, device, array)
+    if neighbors is not None:
+        neighbors = torch.from_numpy(neighbors).to(data.device)
     return BatchIterator(data, local, seed, rank, world_size, neighbors, device=device,
                          neighbor_samples=neighbor_samples, weights=_weights_tensor(rows, data.device))
 
@@ -286,35 +300,74 @@ def validation_chunks(rows, chunk_size, device, distributed, normalize=None, wit
     """This process's share of the validation rows, held in memory when in memory or small,
     re-read from disk otherwise.
 
-    ``with_neighbors`` pairs rows held in memory with their nearest neighbour among the
-    validation rows, so that validation measures the objective being trained.
+    ``with_neighbors`` pairs each row with its nearest neighbour among all validation rows
+    (found by the main process), so that validation measures the objective being trained,
+    the same on any number of processes.
     """
-    shard = slice(distributed.rank, None, distributed.world_size)
+    shard = np.arange(distributed.rank, len(rows), distributed.world_size)
     weights = None if rows.weights is None else rows.weights[shard]
-    rows = Rows(rows.source, rows.indices[shard], rows.name, weights)
     source = rows.source
-    if not (source.in_memory or len(rows) * source.n_features * 4 <= STREAM_BUFFER_BYTES):
-        return SourceChunks(source, rows.indices, chunk_size, device, weights)
-    data, neighbors = _rows_and_neighbor_graph(rows, device, normalize, 1 if with_neighbors else 0)
-    return TensorChunks(data, chunk_size, None if neighbors is None else neighbors[:, 0], device=device,
-                        weights=_weights_tensor(rows, data.device))
+    in_memory = source.in_memory or len(rows) * source.n_features * 4 <= STREAM_BUFFER_BYTES
+    array = rows.read() if in_memory and not getattr(source, "sparse", False) else None
+    neighbors = None
+    if with_neighbors and len(rows) >= 2:
+        neighbors = distributed.share(lambda: _graph(rows, normalize, 1, device, array), device)[:, 0]
+    # chunks of all processes' rows, each shared among them, since the neighbour term's
+    # negatives are its chunk's rows
+    bounds = shard_chunks(len(rows), chunk_size, distributed.rank, distributed.world_size) if distributed.enabled \
+        else None
+    if not in_memory:
+        return SourceChunks(source, rows.indices[shard], chunk_size, device, weights,
+                            None if neighbors is None else rows.indices[neighbors[shard]], bounds)
+    data = _rows_tensor(rows, device, array)
+    positions = torch.from_numpy(shard).to(data.device) if distributed.enabled else None
+    return TensorChunks(data, chunk_size, None if neighbors is None else torch.from_numpy(neighbors).to(data.device),
+                        device=device, weights=None if weights is None else torch.from_numpy(weights).to(data.device),
+                        positions=positions, bounds=bounds)
 
 
-def _rows_and_neighbor_graph(rows, device, normalize, n_neighbors):
-    """The rows as a tensor on ``device`` if they fit there (else on the host), or as
-    :class:`SparseRows` of a sparse source, and with ``n_neighbors`` their nearest
-    neighbours' indices, beside them."""
+def _rows_tensor(rows, device, array):
+    """Rows in memory (``array``, or :class:`SparseRows` of a sparse source) as a tensor on
+    ``device`` if they fit there, else on the host."""
     if getattr(rows.source, "sparse", False):
-        data = SparseRows(rows.source.matrix, rows.indices)
-        array = rows.source.block(rows.indices) if n_neighbors and len(rows) >= 2 else None
-    else:
-        array = rows.read()
-        data = torch.from_numpy(array)
-        if fits_on_device(data.nbytes, device):
-            data = data.to(device)
-    if n_neighbors == 0 or len(rows) < 2:
-        return data, None
-    return data, torch.from_numpy(neighbor_graph(normalize(array), n_neighbors, device=data.device)).to(data.device)
+        return SparseRows(rows.source.matrix, rows.indices)
+    data = torch.from_numpy(array)
+    return data.to(device) if fits_on_device(data.nbytes, device) else data
+
+
+def _stored_graph(rows, normalize, n_neighbors, device, graphs, array):
+    """:func:`_graph`, read from ``graphs`` when it holds this graph, else built and written there."""
+    if graphs is None or rows.digest is None:
+        return _graph(rows, normalize, n_neighbors, device, array)
+    # The graph depends on the rows' values, their count and the normalization, which a
+    # row of ones shows (its scale, and the log of counts).
+    key = hashlib.blake2b(digest_size=16)
+    for part in (rows.digest, str(n_neighbors), normalize(np.ones((1, rows.source.n_features), np.float32))):
+        key.update(np.asarray(part).tobytes())
+    graph = graphs.read_neighbor_graph(key.hexdigest(), len(rows))
+    if graph is None:
+        graph = _graph(rows, normalize, n_neighbors, device, array)
+        graphs.write_neighbor_graph(graph, key.hexdigest())
+    return graph
+
+
+def _graph(rows, normalize, n_neighbors, device, array=None):
+    """Each of ``rows``' nearest neighbours (:func:`cvae.neighbor_search.neighbor_graph`), as
+    positions among them, in the data normalized by ``normalize``. Rows in memory are
+    searched as they are (``array``, or the sparse source's rows); rows on disk are read a
+    buffer at a time into :func:`cvae.neighbor_search.search_rows`."""
+    source = rows.source
+    if array is None and getattr(source, "sparse", False):
+        array = source.block(rows.indices)
+    if array is not None:
+        return neighbor_graph(normalize(array), n_neighbors, device=device)
+    chunk_rows = max(1, STREAM_BUFFER_BYTES // (4 * source.n_features))
+
+    def chunks():
+        for part in iterate_chunks(len(rows), chunk_rows):
+            yield normalize(take_rows(source, rows.indices[part]))
+
+    return neighbor_graph(search_rows(chunks, len(rows), source.n_features), n_neighbors, device=device)
 
 
 def _weights_tensor(rows, device):

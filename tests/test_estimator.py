@@ -413,9 +413,6 @@ def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digit
     # a training step pairs each of its 64 rows with neighbor_samples=3 neighbours
     assert {shape[1] for shape in calls} == {2} and max(shape[0] for shape in calls) == 3 * 64
     assert fit(X, **fast).transform(X[:5]).tolist() != vae.transform(X[:5]).tolist()
-    np.save(tmp_path / "X.npy", X)
-    with pytest.raises(ValueError, match="neighbor_weight=0.5 needs the training data in memory"):
-        CompressionVAE(**dict(fast, neighbor_weight=0.5)).fit(tmp_path / "X.npy")
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])

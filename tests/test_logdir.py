@@ -45,7 +45,7 @@ def quiet_fit(estimator, X):
 def test_fit_writes_the_documented_files(X, params, tmp_path):
     vae = quiet_fit(CompressionVAE(**params), X)
     run = tmp_path / "run"
-    expected = [".lock", "checkpoint.pt", "history.csv", "params.json", "split.npz"]
+    expected = [".lock", "checkpoint.pt", "history.csv", "neighbors.npz", "params.json", "split.npz"]
     assert sorted(p.name for p in run.iterdir()) == expected
     saved = json.loads((run / "params.json").read_text())
     assert saved["format_version"] == FORMAT_VERSION and saved["params"]["n_components"] == 2

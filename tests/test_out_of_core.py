@@ -34,11 +34,11 @@ def on_disk(digits, tmp_path):
 
 def test_files_and_memmaps_fit_the_same_model_as_the_array(on_disk, fast):
     X, path = on_disk
-    reference = quiet_fit(X, **fast, neighbor_weight=0)  # what neighbor_weight="auto" is for streamed rows
+    reference = quiet_fit(X, **fast, placement="encoder")  # what placement="auto" is for streamed rows
     Z = reference.transform(X)
     for data in (path / "X.npy", str(path / "shards"), np.load(path / "X.npy", mmap_mode="r")):
         vae = quiet_fit(data, **fast)
-        assert vae.n_features_in_ == 64 and not hasattr(vae, "feature_names_in_") and vae.neighbor_weight_ == 0
+        assert vae.n_features_in_ == 64 and not hasattr(vae, "feature_names_in_") and vae.neighbor_weight_ == 0.4
         np.testing.assert_array_equal(vae.transform(X), Z)
         np.testing.assert_array_equal(vae.transform(data), Z)
 
@@ -55,10 +55,10 @@ def test_every_method_streams_files(on_disk, fast):
 def test_many_buffers_per_epoch_train_as_well_as_memory(on_disk, fast, monkeypatch):
     X, path = on_disk
     params = dict(fast, max_steps=300, learning_rate="constant")
-    in_memory = quiet_fit(X, **params, neighbor_weight=0)
+    in_memory = quiet_fit(X, **params)
     monkeypatch.setattr(cvae.preparation, "STREAM_BUFFER_BYTES", 4096)  # 16 rows per buffer: 34 buffers an epoch
-    streamed = quiet_fit(path / "X.npy", **params)
-    assert streamed.n_steps_ == 300
+    streamed = quiet_fit(path / "X.npy", **params)  # neighbours read from the file, validation re-read
+    assert streamed.n_steps_ == 300 and streamed.neighbor_weight_ == 0.4
     assert abs(streamed.best_validation_loss_ / in_memory.best_validation_loss_ - 1) < 0.05
 
 
@@ -97,7 +97,7 @@ def test_transform_to_npy_writes_what_transform_returns(on_disk, fast):
 def test_resumed_run_validates_on_the_saved_split(on_disk, fast, tmp_path):
     X, path = on_disk
     run = LogDir(tmp_path / "run")
-    first = quiet_fit(path / "X.npy", **dict(fast, logdir=run.path))
+    first = quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, neighbor_weight=0))  # the ELBO alone
     validation_rows, n_samples = run.read_split()
     assert n_samples == 600 and len(validation_rows) == 60
     np.testing.assert_array_equal(validation_rows, np.sort(validation_rows))
@@ -105,7 +105,8 @@ def test_resumed_run_validates_on_the_saved_split(on_disk, fast, tmp_path):
     # Replace the saved split: the continued run must validate on exactly these rows.
     chosen = np.arange(0, 600, 20)
     run.write_split(chosen, 600)
-    quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, warm_start=True, max_steps=first.n_steps_ + 20))
+    quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, neighbor_weight=0, warm_start=True,
+                                     max_steps=first.n_steps_ + 20))
     spec = run.read_params()[1]
     state = run.read_checkpoint(spec)
     module = build_module(spec, state["model"])
@@ -165,3 +166,27 @@ def test_host_rows_are_gathered_on_the_host_and_delivered_on_the_device():
     assert [chunk.rows.shape for chunk in chunks] == [(6, 2), (6, 2), (6, 2), (2, 2)]
     assert all(chunk.rows.device == meta and chunk.neighbors.device == meta for chunk in chunks)
     assert fits_on_device(10**15, torch.device("cpu"))
+
+
+def test_a_continued_run_reads_its_neighbour_graph_and_searches_again_for_other_rows(on_disk, fast, tmp_path,
+                                                                                    monkeypatch):
+    X, path = on_disk
+    searched = []
+    search = cvae.preparation.neighbor_graph
+    monkeypatch.setattr(cvae.preparation, "neighbor_graph", lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
+    run = LogDir(tmp_path / "run")
+    first = quiet_fit(path / "X.npy", **dict(fast, logdir=run.path))
+    assert searched == [15, 1]  # the training graph, and the validation rows' nearest neighbour
+    with np.load(run.file(run.NEIGHBORS)) as saved:
+        graph = saved["graph"]
+    assert graph.shape == (540, 15)
+    quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, warm_start=True, max_steps=first.n_steps_ + 10))
+    assert searched == [15, 1, 1]  # the training graph was read
+    np.save(path / "X.npy", X[::-1].copy())  # other rows, same shape: searched again, and replaced
+    quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, warm_start=True, max_steps=first.n_steps_ + 20))
+    assert searched == [15, 1, 1, 15, 1]
+    with np.load(run.file(run.NEIGHBORS)) as saved:
+        assert not np.array_equal(saved["graph"], graph)
+    run.file(run.NEIGHBORS).write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"Cannot read the saved neighbour graph .*neighbors.npz .*Delete it"):
+        quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, warm_start=True, max_steps=first.n_steps_ + 30))

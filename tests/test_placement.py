@@ -35,14 +35,16 @@ def test_a_1000_row_fit_stops_within_its_pass_budget(digits):
     assert vae.get_params()["max_steps"] == "auto"
 
 
-def test_rows_read_from_a_file_train_the_plain_vae_by_default(split, tmp_path):
+def test_rows_read_from_a_file_train_the_neighbour_embedding_placed_by_the_encoder(split, tmp_path):
     np.save(tmp_path / "X.npy", split[0])
-    vae = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=20, random_state=0).fit(tmp_path / "X.npy")
-    assert vae.neighbor_weight_ == 0.0 and vae._reference is None
-    in_memory = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=20, neighbor_weight=0, random_state=0)
-    np.testing.assert_array_equal(vae.transform(split[1]), in_memory.fit(split[0]).transform(split[1]))
-    with pytest.raises(ValueError, match=r"placement='neighbors' keeps the training rows, but X is read from"):
-        CompressionVAE(placement="neighbors", neighbor_weight=0, max_steps=5).fit(tmp_path / "X.npy")
+    params = dict(hidden_layer_sizes=(32, 16), max_steps=20, random_state=0)
+    vae = CompressionVAE(**params).fit(tmp_path / "X.npy")
+    assert vae.neighbor_weight_ == 0.4 and vae._reference is None
+    # the same graph and batches as the rows in memory: the same model, bit for bit
+    in_memory = CompressionVAE(placement="encoder", **params).fit(split[0])
+    np.testing.assert_array_equal(vae.transform(split[1]), in_memory.transform(split[1]))
+    kept = CompressionVAE(placement="neighbors", **params).fit(tmp_path / "X.npy")
+    np.testing.assert_array_equal(kept.transform(split[1]), CompressionVAE(**params).fit(split[0]).transform(split[1]))
 
 
 def test_the_original_interface_keeps_the_plain_vae(tmp_path):

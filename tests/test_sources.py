@@ -285,3 +285,61 @@ def test_large_graphs_on_the_cpu_are_approximate_where_pynndescent_is_installed(
     recall = np.mean([len(np.intersect1d(a, b)) / 15 for a, b in zip(approximate, exact)])
     assert recall > 0.9
     assert np.array_equal(neighbor_search.neighbor_graph(X, 15, method="approximate"), approximate)  # seeded
+
+
+def test_search_rows_keeps_narrow_rows_and_projects_wide_ones_a_chunk_at_a_time(monkeypatch):
+    from cvae import neighbor_search
+
+    rng = np.random.default_rng(0)
+    latent = np.repeat(rng.normal(scale=5, size=(4, 8)), 60, axis=0) + rng.normal(size=(240, 8))
+    X = (latent @ rng.normal(size=(8, 40)) + rng.normal(scale=0.05, size=(240, 40))).astype(np.float32)
+    passes = []
+
+    def chunks():
+        passes.append(1)
+        return (X[start : start + 30] for start in range(0, 240, 30))
+
+    np.testing.assert_array_equal(neighbor_search.search_rows(chunks, 240, 40), X)  # few rows: as they are
+    assert len(passes) == 1
+    monkeypatch.setattr(neighbor_search, "EXACT_NEIGHBOR_ROWS", 100)
+    monkeypatch.setattr(neighbor_search, "NEIGHBOR_COMPONENTS", 8)
+    projected = neighbor_search.search_rows(chunks, 240, 40)
+    assert projected.shape == (240, 8) and projected.dtype == np.float32 and len(passes) == 3  # fit, then project
+    # the incremental PCA of the chunks finds the rows' 8-dimensional subspace, as PCA does
+    exact = neighbor_search.neighbor_graph(X, 5, method="exact")
+    found = neighbor_search.neighbor_graph(projected, 5)
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, found)]) > 0.8
+    with pytest.raises(ValueError, match="gave 240 rows where 241 were expected"):
+        neighbor_search.search_rows(chunks, 241, 40)
+
+
+def test_streaming_batches_bring_each_rows_neighbours_from_the_file(tmp_path):
+    X = np.arange(300, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)  # a row's values are its number
+    np.save(tmp_path / "x.npy", X)
+    indices = np.arange(0, 300, 2)  # positions in indices: row 2p
+    graph = np.random.default_rng(0).integers(len(indices), size=(len(indices), 3))
+    batches = StreamingBatches(open_source(tmp_path / "x.npy"), indices, 16, 0, torch.device("cpu"),
+                               buffer_bytes=256, neighbors=graph, neighbor_samples=2)
+    assert len(batches.blocks) > 16  # many buffers an epoch
+    for _ in range(25):  # into the second epoch
+        rows, neighbors, weights = next(batches)
+        assert weights is None and neighbors.shape == (2 * len(rows), 4)
+        positions = rows[:, 0].long().numpy() // 2
+        for block in range(2):  # block k holds one neighbour of every row, in the rows' order
+            listed = neighbors[block * len(rows) : (block + 1) * len(rows), 0].long().numpy()
+            assert all(n in indices[graph[p]] for p, n in zip(positions, listed))
+
+
+@pytest.mark.parametrize("n, chunk_size, world_size", [(100, 32, 2), (101, 32, 3), (65, 32, 2), (5, 32, 4)])
+def test_shard_chunks_give_every_process_its_part_of_each_chunk(n, chunk_size, world_size):
+    from cvae.data import shard_chunks
+
+    parts = [shard_chunks(n, chunk_size, rank, world_size) for rank in range(world_size)]
+    assert len({len(p) for p in parts}) == 1  # as many chunks everywhere
+    starts = list(range(0, n, chunk_size))
+    if len(starts) > 1 and n - starts[-1] < world_size:
+        starts.pop()  # a tail of fewer rows than processes joins the chunk before
+    for c, (start, stop) in enumerate(zip(starts, starts[1:] + [n])):
+        rows = np.concatenate([np.arange(rank, n, world_size)[parts[rank][c]] for rank in range(world_size)])
+        np.testing.assert_array_equal(np.sort(rows), np.arange(start, stop))
+        assert all(parts[rank][c].stop > parts[rank][c].start for rank in range(world_size))

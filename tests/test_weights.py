@@ -119,7 +119,7 @@ def test_streamed_rows_take_their_weights_along(X, tmp_path):
     weights = np.random.default_rng(2).random(len(X))
     np.save(tmp_path / "X.npy", X)
     a = CompressionVAE(**FIT).fit(tmp_path / "X.npy", sample_weight=weights)
-    b = CompressionVAE(**FIT, neighbor_weight=0).fit(X, sample_weight=weights)  # "auto" for streamed rows
+    b = CompressionVAE(**FIT, placement="encoder").fit(X, sample_weight=weights)  # "auto" for streamed rows
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
 
 

@@ -25,7 +25,7 @@ def _repulsion(squared_distance):
     return torch.log1p(ad) - torch.log(ad)
 
 
-def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weights=None):
+def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weights=None, gather=None):
     """UMAP's fuzzy cross-entropy between a batch and data-space neighbours of its rows.
 
     Each row is pulled towards each of its neighbours (``-log q``) and, once per
@@ -44,6 +44,9 @@ def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weight
         Distances are measured after multiplying the embedding by ``scale``.
     weights : torch.Tensor of shape (batch,), default=None
         Weight of each row's pairs.
+    gather : callable, default=None
+        Every process's rows of the embedding, from this process's (see
+        :class:`cvae.nn.vae.LossSettings`): negatives are drawn from all of them.
 
     Returns
     -------
@@ -52,15 +55,19 @@ def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weight
         ``n_negative`` repulsions: each pair counts as much however many a row has.
     """
     pairs_per_row = len(neighbor_embedding) // len(embedding)
+    candidates = None if gather is None else scale * gather(embedding)[0]
     embedding = scale * embedding.repeat(pairs_per_row, 1)
     loss = _attraction((embedding - scale * neighbor_embedding).square().sum(dim=1))
     for _ in range(n_negative):
-        others = embedding[torch.randperm(len(embedding), device=embedding.device)]
+        if candidates is None:
+            others = embedding[torch.randperm(len(embedding), device=embedding.device)]
+        else:
+            others = candidates[torch.randint(len(candidates), (len(embedding),), device=embedding.device)]
         loss = loss + _repulsion((embedding - others).square().sum(dim=1))
     return _weighted_mean(loss, weights, pairs_per_row) * pairs_per_row
 
 
-def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=None):
+def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=None, gather=None):
     """InfoNCE with a Cauchy kernel: each row must pick its neighbour out of the batch.
 
     For a pair (row ``i``, neighbour ``j``) the loss is ``-log(q_ij / (q_ij + sum_k q_ik))``
@@ -81,6 +88,10 @@ def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=
         of 3 is measured in benchmarks/README.md).
     weights : torch.Tensor of shape (batch,), default=None
         Weight of each row's pairs.
+    gather : callable, default=None
+        Every process's rows of the embedding, from this process's, and where this
+        process's begin (see :class:`cvae.nn.vae.LossSettings`): each row must pick its
+        neighbour out of all of them, the batch of all processes.
 
     Returns
     -------
@@ -89,11 +100,12 @@ def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=
     """
     n = len(embedding)
     pairs_per_row = len(neighbor_embedding) // n
+    candidates, offset = (embedding, 0) if gather is None else gather(embedding)
     anchors = scale * embedding.repeat(pairs_per_row, 1)
-    log_q = -torch.log1p(torch.cdist(anchors, scale * embedding).square())
+    log_q = -torch.log1p(torch.cdist(anchors, scale * candidates).square())
     log_q_pair = -torch.log1p((anchors - scale * neighbor_embedding).square().sum(dim=1))
     # A row is no negative of itself: its own column holds the pair instead.
-    own_column = torch.arange(len(anchors), device=anchors.device) % n
+    own_column = offset + torch.arange(len(anchors), device=anchors.device) % n
     log_q = log_q.scatter(1, own_column[:, None], log_q_pair[:, None])
     if weights is None:
         return torch.nn.functional.cross_entropy(log_q, own_column) * pairs_per_row

@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -32,12 +33,18 @@ class LossSettings:
         Weight of the neighbour term, for batches that come with data-space neighbours.
     neighbor_objective : str, default="umap"
         Key of :data:`cvae.nn.neighbors.NEIGHBOR_OBJECTIVES`.
+    gather : callable, default=None
+        In a distributed run, a function of this process's rows of the embedding that
+        returns every process's rows and where this process's begin
+        (:meth:`cvae.training.distributed.Distributed.gather_rows`): the neighbour term then
+        draws its negatives from the whole batch, as one process would.
     """
 
     beta: float = 1.0
     free_bits: float = 0.0
     neighbor_weight: float = 0.0
     neighbor_objective: str = "umap"
+    gather: Optional[Callable] = None
 
 
 @dataclass
@@ -189,7 +196,8 @@ class VAE(nn.Module):
         out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits, weights)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
-            term = NEIGHBOR_OBJECTIVES[loss.neighbor_objective](embedding[:n], embedding[n:], weights=weights)
+            gather = {} if loss.gather is None else {"gather": loss.gather}
+            term = NEIGHBOR_OBJECTIVES[loss.neighbor_objective](embedding[:n], embedding[n:], weights=weights, **gather)
             out.loss = out.loss + loss.neighbor_weight * term
         return out
 

@@ -5,15 +5,19 @@ the environment variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADD
 ``MASTER_PORT``. :class:`Distributed` reads them, joins the process group (``nccl`` for
 CUDA, ``gloo`` otherwise) and wraps the model in ``DistributedDataParallel``, which
 averages gradients across processes after every backward pass. Nothing here sends data
-of its own making except a few sums: validation totals and the stop flag.
+of its own making except a few sums (validation totals and the stop flag), the seed, the
+neighbour graph, which the main process builds once for all, and the embedding of each
+batch, from which the neighbour term draws its negatives across processes.
 """
 
 import inspect
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional  # noqa: F401 (differentiable collectives)
 from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["Distributed"]
@@ -100,6 +104,32 @@ class Distributed:
         if not self.enabled:
             return flag
         return bool(self.sum(torch.tensor([float(flag)], device=device)).item() > 0)
+
+    def gather_rows(self, tensor):
+        """Every process's rows of ``tensor`` stacked in rank order, and the position of
+        this process's first row. Differentiable: the gradient of each row flows back to
+        the process it came from. Processes may hold different numbers of rows."""
+        sizes = [torch.zeros(1, dtype=torch.int64, device=tensor.device) for _ in range(self.world_size)]
+        dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
+        sizes = [int(size) for size in sizes]
+        padded = torch.nn.functional.pad(tensor, (0, 0, 0, max(sizes) - len(tensor)))
+        parts = torch.distributed.nn.functional.all_gather(padded)
+        return torch.cat([part[:size] for part, size in zip(parts, sizes)]), sum(sizes[: self.rank])
+
+    def share(self, build, device):
+        """``build()`` (a 2-D int64 array) run by the main process alone and sent to every
+        process, through ``device`` (the process group's device)."""
+        if not self.enabled:
+            return build()
+        array = build() if self.is_main else None
+        shape = torch.tensor(array.shape if self.is_main else (0, 0), dtype=torch.int64, device=device)
+        dist.broadcast(shape, src=0)
+        if self.is_main:
+            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
+        else:
+            tensor = torch.empty(tuple(shape.tolist()), dtype=torch.int64, device=device)
+        dist.broadcast(tensor, src=0)
+        return tensor.cpu().numpy()
 
     def broadcast(self, obj):
         """The main process's ``obj``, on every process."""

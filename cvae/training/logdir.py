@@ -8,6 +8,8 @@ params.json   ``format_version``, the estimator's parameters and the run
 checkpoint.pt weights, best weights, optimizer, callbacks, step, random state
               (read with ``weights_only=True``); ``format_version`` too
 split.npz     the rows held out for validation, and how many rows they came from
+neighbors.npz the training rows' neighbour graph and the key of what it was built
+              from, so that a continued run does not search again
 history.csv   one row per validation, for people: nothing reads it back
 .lock         held (``flock``) by the process fitting into the directory
 ============  =====================================================================
@@ -55,8 +57,9 @@ class LogDir:
     CHECKPOINT = "checkpoint.pt"
     HISTORY = "history.csv"
     SPLIT = "split.npz"
+    NEIGHBORS = "neighbors.npz"
     LOCK = ".lock"
-    RUN_FILES = (PARAMS, CHECKPOINT, HISTORY, SPLIT, "normalization.npz")  # the last from format 1
+    RUN_FILES = (PARAMS, CHECKPOINT, HISTORY, SPLIT, NEIGHBORS, "normalization.npz")  # the last from format 1
 
     def __init__(self, path):
         self.path = Path(path).expanduser()
@@ -251,6 +254,33 @@ class LogDir:
             raise ValueError(f"Cannot read the saved train/validation split {path}: its validation rows are not "
                              f"distinct row numbers below n_samples={n_samples} that leave rows for training.")
         return rows, n_samples
+
+    def write_neighbor_graph(self, graph, key):
+        """Keep ``graph`` (positions among the training rows) under ``key``, which says what
+        it was built from."""
+        out = io.BytesIO()
+        np.savez(out, graph=np.asarray(graph, np.int64), key=np.str_(key))
+        atomic_write(self.file(self.NEIGHBORS), out.getvalue())
+
+    def read_neighbor_graph(self, key, n_rows):
+        """The graph kept under ``key`` for ``n_rows`` training rows, or ``None`` when none is
+        kept, or one built from other rows (which the next write replaces)."""
+        path = self.file(self.NEIGHBORS)
+        if not path.is_file():
+            return None
+        try:
+            with open_npz(path) as saved:
+                saved_key, graph = str(saved["key"]), np.asarray(saved["graph"])
+        except Exception as exc:  # a damaged archive raises BadZipFile, EOFError, IndexError...
+            raise ValueError(f"Cannot read the saved neighbour graph {path} ({type(exc).__name__}: {exc}). Delete "
+                             "it to search again.") from exc
+        if saved_key != key:
+            return None
+        if not (graph.ndim == 2 and graph.dtype.kind in "iu" and len(graph) == n_rows and graph.shape[1] > 0
+                and graph.min() >= 0 and graph.max() < n_rows):
+            raise ValueError(f"Cannot read the saved neighbour graph {path}: expected row numbers below {n_rows} "
+                             f"in an array of {n_rows} rows, found shape {graph.shape}. Delete it to search again.")
+        return graph.astype(np.int64, copy=False)
 
     def clear(self):
         """Delete the files of a run written here (and nothing else in the directory)."""

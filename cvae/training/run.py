@@ -79,18 +79,12 @@ def previous_run(params, logdir, fitted=None):
     return spec, state, (logdir.read_split() if logdir is not None else None)
 
 
-def neighbor_weight_for(params, source, continued=None):
+def neighbor_weight_for(params, continued=None):
     """``neighbor_weight`` as a number: ``"auto"`` is the continued run's weight
-    (``continued``, a number or ``None`` for a new run), else ``AUTO_NEIGHBOR_WEIGHT`` for
-    rows in memory and 0 for rows streamed from files, where no neighbour graph is built."""
+    (``continued``, a number or ``None`` for a new run), else ``AUTO_NEIGHBOR_WEIGHT``."""
     weight = params["neighbor_weight"]
     if weight == "auto":
-        weight = continued if continued is not None else (AUTO_NEIGHBOR_WEIGHT if source.in_memory else 0.0)
-    if weight > 0 and not source.in_memory:
-        raise ValueError(
-            f"The run being continued trains with neighbor_weight={weight}, which needs the training data in "
-            f"memory, but X is read from {source.name}. Load it into an array to continue this run."
-        )
+        weight = continued if continued is not None else AUTO_NEIGHBOR_WEIGHT
     return float(weight)
 
 
@@ -171,7 +165,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         state["classes"] = data.classes.tolist()
     # a fit stores landmarks; partial_fit keeps the fit's (or none, before any fit)
     state["landmarks"] = landmarks if partial else _landmarks(spec, state, data, device, params["eval_batch_size"])
-    if keeps_reference(params) and not partial:
+    if keeps_reference(params, data.train.source) and not partial:
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
     if writer is not None:
         writer.write_checkpoint(state)
@@ -218,9 +212,12 @@ def _landmarks(spec, state, data, device, chunk_rows):
     return {"rows": torch.cat(rows), "embedding": torch.cat(embedding)}
 
 
-def keeps_reference(params):
-    """Whether a fit keeps its training rows to place unseen rows (``placement``)."""
-    return params["placement"] == "neighbors" or (params["placement"] == "auto" and params["neighbor_weight"] > 0)
+def keeps_reference(params, source):
+    """Whether a fit keeps its training rows (of ``source``) to place unseen rows
+    (``placement``): ``"auto"`` keeps rows held in memory, not rows streamed from files."""
+    if params["placement"] == "auto":
+        return params["neighbor_weight"] > 0 and source.in_memory
+    return params["placement"] == "neighbors"
 
 
 def _neighbor_reference(spec, state, data, device):
@@ -262,6 +259,7 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         # The reconstruction term grows with the number of features: so does the neighbour term.
         neighbor_weight=float(params["neighbor_weight"]) * spec.n_features,
         neighbor_objective=params["neighbor_objective"],
+        gather=distributed.gather_rows if distributed.enabled else None,
     )
     config = TrainerConfig(
         max_steps=params["max_steps"],
@@ -284,7 +282,7 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
     with_neighbors = params["neighbor_weight"] > 0
     batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, normalize,
                                params["n_neighbors"] if with_neighbors else 0, params["neighbor_samples"],
-                               params["target_weight"])
+                               params["target_weight"], graphs=writer)
     chunks = validation_chunks(data.valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors)
     local = local_batch_size(params["batch_size"], distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / params["batch_size"]
