@@ -5,8 +5,9 @@ seed), CompressionVAE and UMAP (``target_weight=0.5`` for both, as the issue ask
 when ``umap-learn`` is installed) are fitted on the same rows and labels, and scored on the
 test rows: 10-NN accuracy of the test embedding (classifier fitted on the training rows'
 embedding with all their true labels) and trustworthiness(10). A share of 0 is the
-unsupervised fit. Beside them, classifiers of the test rows from the same labelled rows:
-scikit-learn's ``LabelSpreading`` (k-NN kernel) on the data, and a 10-NN classifier on
+unsupervised fit; ``--per-class N`` adds a fit with N labelled rows of each class. Beside
+them, classifiers of the test rows from the same labelled rows: scikit-learn's
+``LabelSpreading`` (k-NN kernel) on the data, and 10-NN and 1-NN classifiers on
 CompressionVAE's embedding fitted on the labelled training rows alone.
 
 Usage::
@@ -15,6 +16,8 @@ Usage::
         --out benchmarks/results/labels_digits.json
     python benchmarks/bench_labels.py --data mnist.npz --datasets mnist --shares 0 0.01 \\
         --out benchmarks/results/labels_mnist.json
+    python benchmarks/bench_labels.py --data mnist.npz --datasets mnist --shares --per-class 10 \\
+        --out benchmarks/results/labels_mnist_100.json
 """
 
 import argparse
@@ -49,6 +52,14 @@ def partial_labels(y, share, seed):
     return np.where(kept, y, -1)
 
 
+def labels_per_class(y, per_class, seed):
+    """``y`` (as int64) with all but ``per_class`` rows of each class marked -1."""
+    y = np.asarray(y).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    kept = np.concatenate([rng.choice(np.flatnonzero(y == label), per_class, replace=False) for label in np.unique(y)])
+    return np.where(np.isin(np.arange(len(y)), kept), y, -1)
+
+
 def fit_method(method, X_train, X_test, y_fit, args):
     started = time.perf_counter()
     if method == "umap":
@@ -68,7 +79,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="MNIST as an .npz of X_train, y_train, X_test, y_test")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=["digits"])
-    parser.add_argument("--shares", nargs="+", type=float, default=[0, 0.1, 1])
+    parser.add_argument("--shares", nargs="*", type=float, default=[0, 0.1, 1])
+    parser.add_argument("--per-class", type=int, default=None, help="also a fit with this many labels per class")
     parser.add_argument("--methods", nargs="+", choices=["vae", "umap"], default=["vae", "umap"])
     parser.add_argument("--target-weight", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
@@ -88,18 +100,24 @@ def main(argv=None):
     for name in args.datasets:
         X_train, X_test, y_train, y_test = load_dataset(name, args.data, args.seed)
         results = document["results"][name] = {}
-        for share in args.shares:
-            y_fit = None if share == 0 else partial_labels(np.asarray(y_train), share, args.seed)
-            row = results[str(share)] = {}
+        settings = [(str(share), share) for share in args.shares]
+        if args.per_class:
+            settings.append((f"{args.per_class} per class", args.per_class * len(np.unique(y_train)) / len(y_train)))
+        for key, share in settings:
+            if key.endswith("per class"):
+                y_fit = labels_per_class(y_train, args.per_class, args.seed)
+            else:
+                y_fit = None if share == 0 else partial_labels(np.asarray(y_train), share, args.seed)
+            row = results[key] = {}
             for method in methods:
                 Z_train, Z_test, seconds = fit_method(method, X_train, X_test, y_fit, args)
                 row[method] = dict(score(Z_train, Z_test, X_test, y_train, y_test), seconds=seconds)
                 if method == "vae" and y_fit is not None:
                     known = y_fit != -1
-                    row["vae_knn_on_labelled"] = float(
-                        KNeighborsClassifier(min(10, int(known.sum()))).fit(Z_train[known], y_fit[known])
-                        .score(Z_test, y_test))
-                print(f"{name:9s} labels {share:5.2f} {method:5s} 10-NN {row[method]['knn']:.3f}  "
+                    for k, name_k in ((10, "vae_knn_on_labelled"), (1, "vae_1nn_on_labelled")):
+                        row[name_k] = float(KNeighborsClassifier(min(k, int(known.sum())))
+                                            .fit(Z_train[known], y_fit[known]).score(Z_test, y_test))
+                print(f"{name:9s} labels {key:>12s} {method:5s} 10-NN {row[method]['knn']:.3f}  "
                       f"trust {row[method]['trustworthiness']:.3f}  fit {seconds:6.1f} s", flush=True)
             if y_fit is not None and share < 1:
                 started = time.perf_counter()

@@ -76,6 +76,8 @@ def main(argv=None):
     parser.add_argument("--others", type=int, nargs="+", default=[0, 1, 2], help="busy processes beside the fit")
     parser.add_argument("--concurrent", type=int, default=0, help="also time this many fits started at once")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --concurrent fits per setting")
+    parser.add_argument("--settings", nargs="+", choices=["rule", "all_threads"], default=["rule", "all_threads"],
+                        help="thread settings timed")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.data:
@@ -85,8 +87,9 @@ def main(argv=None):
         X, y = load_digits(return_X_y=True)
         X = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)[0]
     all_threads = torch.get_num_threads()
-    settings = (("rule", None), ("all_threads", all_threads))  # label and n_jobs
-    fit_seconds(X, 50)  # warm-up: the first Adam imports torch._dynamo
+    settings = [(label, n_jobs) for label, n_jobs in (("rule", None), ("all_threads", all_threads))
+                if label in args.settings]  # label and n_jobs
+    fit_seconds(X, min(50, args.steps or 50))  # warm-up: the first Adam imports torch._dynamo
     rows = []
     for others in args.others:
         workers = [multiprocessing.Process(target=busy, daemon=True) for _ in range(others)]
@@ -103,9 +106,8 @@ def main(argv=None):
                 worker.terminate()
                 worker.join()
         alone = rows[0]
-        print(f"{others} other(s): rule {row['rule']:6.2f} s ({row['rule'] / alone['rule']:.1f}x)   "
-              f"all {all_threads} threads {row['all_threads']:6.2f} s "
-              f"({row['all_threads'] / alone['all_threads']:.1f}x)", flush=True)
+        timings = [f"{label} {row[label]:6.2f} s ({row[label] / alone[label]:.1f}x)" for label, _ in settings]
+        print(f"{others} other(s): " + "   ".join(timings), flush=True)
     concurrent = []
     for _ in range(args.rounds if args.concurrent else 0):
         for label, n_jobs in settings:

@@ -43,7 +43,7 @@ from .neighbor_search import neighbor_graph, search_rows
 from .nn.likelihoods import COUNT_LIKELIHOODS
 from .preprocessing import summarize
 
-__all__ = ["FitData", "Rows", "prepare", "training_batches", "validation_chunks"]
+__all__ = ["FitData", "Rows", "prepare", "training_batches", "training_graph", "validation_chunks"]
 
 # Rows of a sparse matrix summarized at a time (CSR blocks: their size is their stored values).
 _SPARSE_CHUNK_ROWS = 65536
@@ -264,53 +264,56 @@ def _resolve_likelihood(likelihood, summaries, names):
     return likelihood
 
 
-def training_batches(rows, batch_size, seed, device, distributed, normalize=None, n_neighbors=0,
-                     neighbor_samples=1, target_weight=0.0, graphs=None):
+def training_graph(rows, normalize, n_neighbors, device, distributed, graphs=None):
+    """Each of ``rows``' ``n_neighbors`` nearest neighbours (positions among them) in the
+    data normalized by ``normalize`` (a function of an array), or ``None`` for fewer than 2
+    rows. Built by the main process and sent to the others; ``graphs`` (a
+    :class:`cvae.training.LogDir`, or ``None``) keeps it for a continued run."""
+    if len(rows) < 2:
+        return None
+    return distributed.share(lambda: _stored_graph(rows, normalize, n_neighbors, device, graphs), device)
+
+
+def training_batches(rows, batch_size, seed, device, distributed, graph=None, neighbor_samples=1, target_weight=0.0):
     """Endless batches of this process's share: gathered from rows in memory (on the device
     when they fit), streamed from disk otherwise.
 
-    With ``n_neighbors``, each row's nearest neighbours in the data normalized by
-    ``normalize`` (a function of an array) come with every batch; rows with class codes
-    (``rows.labels``) have neighbours of their own class in the proportion ``target_weight``
-    (:func:`cvae.labels.labelled_graph`). The graph is built by the main process and sent
-    to the others; ``graphs`` (a :class:`cvae.training.LogDir`, or ``None``) keeps it for
-    a continued run.
+    With ``graph`` (:func:`training_graph`), each row's neighbours come with every batch;
+    rows with class codes (``rows.labels``) have neighbours of their own class in the
+    proportion ``target_weight`` (:func:`cvae.labels.labelled_graph`).
     """
     rank, world_size = distributed.rank, distributed.world_size
     local = local_batch_size(batch_size, rank, world_size)
-    array = rows.read() if rows.source.in_memory and not getattr(rows.source, "sparse", False) else None
-    neighbors = None
-    if n_neighbors and len(rows) >= 2:
-        neighbors = distributed.share(lambda: _stored_graph(rows, normalize, n_neighbors, device, graphs, array),
-                                      device)
+    neighbors = graph
+    if graph is not None:
         if rows.labels is not None and target_weight > 0 and rows.labels.max() >= 0:
             codes = spread_labels(neighbors, rows.labels, int(rows.labels.max()) + 1)
             neighbors = labelled_graph(neighbors, codes, target_weight, seed, anchors=rows.labels != -1)
     if not rows.source.in_memory:
         return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES,
                                 weights=rows.weights, neighbors=neighbors, neighbor_samples=neighbor_samples)
-    data = _rows_tensor(rows, device, array)
+    data = _rows_tensor(rows, device, _in_memory_array(rows))
     if neighbors is not None:
         neighbors = torch.from_numpy(neighbors).to(data.device)
     return BatchIterator(data, local, seed, rank, world_size, neighbors, device=device,
                          neighbor_samples=neighbor_samples, weights=_weights_tensor(rows, data.device))
 
 
-def validation_chunks(rows, chunk_size, device, distributed, normalize=None, with_neighbors=False):
+def validation_chunks(rows, chunk_size, device, distributed, normalize=None, with_neighbors=False, nearest=None):
     """This process's share of the validation rows, held in memory when in memory or small,
     re-read from disk otherwise.
 
     ``with_neighbors`` pairs each row with its nearest neighbour among all validation rows
-    (found by the main process), so that validation measures the objective being trained,
-    the same on any number of processes.
+    (found by the main process, or given as ``nearest``, a position per row), so that
+    validation measures the objective being trained, the same on any number of processes.
     """
     shard = np.arange(distributed.rank, len(rows), distributed.world_size)
     weights = None if rows.weights is None else rows.weights[shard]
     source = rows.source
     in_memory = source.in_memory or len(rows) * source.n_features * 4 <= STREAM_BUFFER_BYTES
-    array = rows.read() if in_memory and not getattr(source, "sparse", False) else None
-    neighbors = None
-    if with_neighbors and len(rows) >= 2:
+    array = _in_memory_array(rows) if in_memory else None
+    neighbors = nearest
+    if with_neighbors and nearest is None and len(rows) >= 2:
         neighbors = distributed.share(lambda: _graph(rows, normalize, 1, device, array), device)[:, 0]
     # chunks of all processes' rows, each shared among them, since the neighbour term's
     # negatives are its chunk's rows
@@ -326,6 +329,12 @@ def validation_chunks(rows, chunk_size, device, distributed, normalize=None, wit
                         positions=positions, bounds=bounds)
 
 
+def _in_memory_array(rows):
+    """The dense rows of a source held in memory (or small) as an array; ``None`` for a
+    sparse source, whose rows stay sparse."""
+    return None if getattr(rows.source, "sparse", False) else rows.read()
+
+
 def _rows_tensor(rows, device, array):
     """Rows in memory (``array``, or :class:`SparseRows` of a sparse source) as a tensor on
     ``device`` if they fit there, else on the host."""
@@ -335,10 +344,10 @@ def _rows_tensor(rows, device, array):
     return data.to(device) if fits_on_device(data.nbytes, device) else data
 
 
-def _stored_graph(rows, normalize, n_neighbors, device, graphs, array):
+def _stored_graph(rows, normalize, n_neighbors, device, graphs):
     """:func:`_graph`, read from ``graphs`` when it holds this graph, else built and written there."""
     if graphs is None or rows.digest is None:
-        return _graph(rows, normalize, n_neighbors, device, array)
+        return _graph(rows, normalize, n_neighbors, device)
     # The graph depends on the rows' values, their count and the normalization, which a
     # row of ones shows (its scale, and the log of counts).
     key = hashlib.blake2b(digest_size=16)
@@ -346,7 +355,7 @@ def _stored_graph(rows, normalize, n_neighbors, device, graphs, array):
         key.update(np.asarray(part).tobytes())
     graph = graphs.read_neighbor_graph(key.hexdigest(), len(rows))
     if graph is None:
-        graph = _graph(rows, normalize, n_neighbors, device, array)
+        graph = _graph(rows, normalize, n_neighbors, device)
         graphs.write_neighbor_graph(graph, key.hexdigest())
     return graph
 
@@ -359,6 +368,8 @@ def _graph(rows, normalize, n_neighbors, device, array=None):
     source = rows.source
     if array is None and getattr(source, "sparse", False):
         array = source.block(rows.indices)
+    elif array is None and source.in_memory:
+        array = rows.read()
     if array is not None:
         return neighbor_graph(normalize(array), n_neighbors, device=device)
     chunk_rows = max(1, STREAM_BUFFER_BYTES // (4 * source.n_features))

@@ -45,6 +45,17 @@ def test_scale_benchmark_writes_its_table_and_json(tmp_path, capsys):
     assert "stream-dir" in capsys.readouterr().out
 
 
+def test_scale_benchmark_of_the_neighbour_option_measures_graph_memory_and_quality(tmp_path):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_scale.py"))
+    out = tmp_path / "neighbors.json"
+    module["main"](["--neighbors", "--rows", "3000", "--features", "16", "--steps", "8", "--out", str(out)])
+    runs = {run["run"]: run for run in json.loads(out.read_text())["runs"]}
+    assert runs["neighbors"]["steps"] == runs["plain"]["steps"] == 8
+    assert [k for k, _ in runs["neighbors"]["graph_seconds_by_k"]] == [15, 1] and runs["plain"]["graph_seconds"] == 0
+    assert runs["neighbors"]["graph_recall"] == 1.0  # 2,700 training rows: an exact graph
+    assert runs["neighbors"]["peak_rss_beyond_baseline_mb"] > 0 and {"test_knn10"} <= set(runs["plain"])
+
+
 def test_mnist_benchmark_compares_iaf_over_seeds_on_the_mean(tmp_path, capsys):
     from sklearn.datasets import load_digits
 
@@ -214,7 +225,7 @@ def test_time_to_quality_runs_on_generated_counts_and_text(tmp_path, capsys):
 def test_threads_benchmark_times_the_rule_and_all_threads(tmp_path, capsys):
     module = runpy.run_path(str(ROOT / "benchmarks" / "bench_threads.py"))
     out = tmp_path / "threads.json"
-    module["main"](["--steps", "20", "--others", "0", "1", "--out", str(out)])
+    module["main"](["--steps", "5", "--others", "0", "1", "--out", str(out)])
     document = json.loads(out.read_text())
     assert document["data"] == "digits" and [row["other_processes"] for row in document["rows"]] == [0, 1]
     assert all(row["rule"] > 0 and row["all_threads"] > 0 for row in document["rows"])
@@ -226,12 +237,13 @@ def test_threads_benchmark_times_the_rule_and_all_threads(tmp_path, capsys):
     import sys
 
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_threads.py"), "--data", str(data), "--steps",
-                    "10", "--others", "0", "--concurrent", "2", "--rounds", "1", "--out", str(out)],
+                    "5", "--others", "0", "--concurrent", "2", "--rounds", "1", "--settings", "rule",
+                    "--out", str(out)],
                    check=True, capture_output=True)
     document = json.loads(out.read_text())
-    assert document["data"] == "mnist" and document["steps"] == 10
-    # one round of each setting, two fits at once
-    assert [row["setting"] for row in document["concurrent"]] == ["rule", "all_threads"]
+    assert document["data"] == "mnist" and document["steps"] == 5
+    # one round of the chosen setting, two fits at once
+    assert [row["setting"] for row in document["concurrent"]] == ["rule"]
     assert all(len(row["fit_seconds"]) == 2 and row["wall_seconds"] >= max(row["fit_seconds"])
                for row in document["concurrent"])
 

@@ -48,6 +48,10 @@ _KILL_LOOP = textwrap.dedent(
         data = sp.csr_matrix(X)
     elif kind == "counts":
         extra = {"likelihood": "poisson"}  # digits' pixels are whole numbers from 0 to 16
+    elif kind == "anndata":  # an .h5ad file, streamed
+        import anndata
+        data = os.path.join(os.path.dirname(logdir), "cells.h5ad")
+        anndata.AnnData(X).write_h5ad(data)
     random.seed(seed)
     steps, outcomes = [], []
     for kill in range(kills):
@@ -76,8 +80,10 @@ _KILL_LOOP = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kind, kills", [("dense", 16), ("sparse", 6), ("counts", 6)])
+@pytest.mark.parametrize("kind, kills", [("dense", 12), ("sparse", 6), ("counts", 6), ("anndata", 6)])
 def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits, kind, kills):
+    if kind == "anndata":
+        pytest.importorskip("anndata")
     logdir = tmp_path / "run"
     result = subprocess.run([sys.executable, "-c", _KILL_LOOP, str(logdir), str(kills), "0", kind],
                             capture_output=True, text=True, timeout=300)
@@ -91,6 +97,8 @@ def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits, 
         import scipy.sparse as sp
 
         X = sp.csr_matrix(X)
+    elif kind == "anndata":
+        X = tmp_path / "cells.h5ad"
     vae.set_params(max_steps=vae.n_steps_ + 10, warm_start=True).fit(X)  # the run continues
     # a fit killed mid-write may have left a temporary file: the next fit removed it
     assert not list(logdir.glob(".*.tmp"))

@@ -168,8 +168,8 @@ def test_host_rows_are_gathered_on_the_host_and_delivered_on_the_device():
     assert fits_on_device(10**15, torch.device("cpu"))
 
 
-def test_a_continued_run_reads_its_neighbour_graph_and_searches_again_for_other_rows(on_disk, fast, tmp_path,
-                                                                                    monkeypatch):
+def test_a_continued_run_reads_its_neighbour_graph_and_searches_again_for_other_rows(
+        on_disk, fast, tmp_path, monkeypatch):
     X, path = on_disk
     searched = []
     search = cvae.preparation.neighbor_graph

@@ -18,11 +18,17 @@ def halves():
     return X[y < 5], X[y >= 5]
 
 
-def test_each_call_is_one_pass_and_the_first_sets_the_model_up(halves):
+def test_each_call_is_one_pass_and_the_first_sets_the_model_up(halves, monkeypatch):
+    import cvae.preparation
+
+    searched = []
+    search = cvae.preparation.neighbor_graph
+    monkeypatch.setattr(cvae.preparation, "neighbor_graph", lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
     old, new = halves
     vae = CompressionVAE(batch_size=128, **FAST)
     vae.partial_fit(old)
     assert vae.n_steps_ == int(np.ceil(len(old) / 128)) and len(vae.history_) == 1
+    assert searched == [15]  # one graph: validation on the same rows takes each row's nearest from it
     assert np.allclose(vae.mean_, old.mean(axis=0), atol=1e-5)  # normalization from the first call's rows
     first_mean = vae.mean_.copy()
     vae.partial_fit(new)

@@ -14,7 +14,7 @@ from .._validation import isolated_rng
 from ..data import local_batch_size, take_rows
 from ..nn.vae import LossSettings
 from ..placement import NeighborReference
-from ..preparation import training_batches, validation_chunks
+from ..preparation import training_batches, training_graph, validation_chunks
 from ..spec import build_module, check_warm_start
 from .callbacks import (
     Checkpoint,
@@ -280,10 +280,16 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         return (np.log1p(rows) if counts else rows) * (1 / spec.scale)
 
     with_neighbors = params["neighbor_weight"] > 0
-    batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, normalize,
-                               params["n_neighbors"] if with_neighbors else 0, params["neighbor_samples"],
-                               params["target_weight"], graphs=writer)
-    chunks = validation_chunks(data.valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors)
+    graph = None
+    if with_neighbors:
+        graph = training_graph(data.train, normalize, params["n_neighbors"], device, distributed, graphs=writer)
+    batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, graph,
+                               params["neighbor_samples"], params["target_weight"])
+    # partial_fit validates on its training rows: their nearest neighbours are known
+    same_rows = data.valid.source is data.train.source and np.array_equal(data.valid.indices, data.train.indices)
+    nearest = graph[:, 0] if graph is not None and same_rows else None
+    chunks = validation_chunks(data.valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors,
+                               nearest)
     local = local_batch_size(params["batch_size"], distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / params["batch_size"]
     return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight)
