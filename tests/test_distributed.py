@@ -25,7 +25,7 @@ searched, batches = [], []
 search, make_batches = cvae.preparation.neighbor_graph, cvae.training.run.training_batches
 cvae.preparation.neighbor_graph = lambda X, k, **kw: searched.append(k) or search(X, k, **kw)
 cvae.training.run.training_batches = lambda *a, **kw: batches.append(make_batches(*a, **kw)) or batches[-1]
-params = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=400, validation_interval=50,
+params = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=200, validation_interval=25,
               learning_rate="constant", random_state=0, logdir=logdir)
 vae = CompressionVAE(**params).fit(data)
 np.save(os.path.join(out, f"Z{rank}.npy"), vae.transform(data))
@@ -34,7 +34,7 @@ np.save(os.path.join(out, f"seed{rank}.npy"), batches[0].seed)
 np.save(os.path.join(out, f"searched{rank}.npy"), np.array(searched))
 """
 
-PARAMS = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=400, validation_interval=50,
+PARAMS = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=200, validation_interval=25,
               learning_rate="constant", random_state=0)
 
 
@@ -83,7 +83,7 @@ def test_torchrun_two_processes_train_one_model(digits, tmp_path):
     saved = CompressionVAE.load(tmp_path / "run")  # written once, by rank 0, and loadable
     np.testing.assert_array_equal(saved.transform(X), Z0)
     history = saved.history_
-    assert saved.n_steps_ == 400 and len(history) == 8
+    assert saved.n_steps_ == 200 and len(history) == 8
     assert history[-1]["validation_loss"] < 0.97 * history[0]["validation_loss"]  # it learned
 
     with warnings.catch_warnings():
