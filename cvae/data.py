@@ -18,6 +18,7 @@ __all__ = [
     "BatchIterator",
     "SourceChunks",
     "SparseRows",
+    "Split",
     "StreamingBatches",
     "TensorChunks",
     "fits_on_device",
@@ -430,6 +431,14 @@ class SourceChunks:
                 neighbors = take_any_rows(self.source, self.neighbors[rows])
                 neighbors = to_device(torch.from_numpy(neighbors), self.device)
             yield Batch(chunk, neighbors, weights)
+
+
+class Split(NamedTuple):
+    """The rows of ``X`` held out for validation (sorted row numbers), and how many rows
+    they were drawn from: what a continued run needs to validate on the same rows."""
+
+    validation_rows: np.ndarray
+    n_samples: int
 
 
 class Batch(NamedTuple):

@@ -29,6 +29,7 @@ from .data import (
     BatchIterator,
     SourceChunks,
     SparseRows,
+    Split,
     StreamingBatches,
     TensorChunks,
     fits_on_device,
@@ -74,8 +75,8 @@ class Rows:
 class FitData:
     """The rows of one fit and what one pass over them found.
 
-    ``held_out`` is the split drawn from ``X`` (validation rows, number of rows), or
-    ``None`` when validation data was given. ``likelihood`` is the one the model uses:
+    ``held_out`` is the :class:`cvae.data.Split` drawn from ``X``, or ``None`` when
+    validation data was given. ``likelihood`` is the one the model uses:
     the continued run's, or the estimator's with ``"auto"`` resolved.
     """
 
@@ -84,7 +85,7 @@ class FitData:
     summary: object
     valid_summary: object
     likelihood: str
-    held_out: tuple = None
+    held_out: Split = None
     classes: np.ndarray = None
 
     @property
@@ -121,9 +122,8 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
         The estimator's parameters; ``validation_fraction`` and ``likelihood`` are read.
     seed : int
         Seeds the split.
-    saved_split : (ndarray, int), default=None
-        The split of the run being continued: validation rows and the number of rows
-        they were drawn from, used again when ``X`` has that many rows.
+    saved_split : cvae.data.Split, default=None
+        The split of the run being continued, used again when ``X`` has as many rows.
     continued : cvae.spec.RunSpec, default=None
         The spec of the run being continued, whose number of features ``X`` must have
         and whose likelihood the data must suit.
@@ -171,7 +171,7 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
         train_idx, valid_idx = _split(source.n_samples, params["validation_fraction"], seed, saved_split, keep)
         train = Rows(source, train_idx, labels=None if codes is None else codes[train_idx])
         valid = Rows(source, valid_idx)
-        held_out = (valid_idx, source.n_samples)
+        held_out = Split(valid_idx, source.n_samples)
     if weights is not None:
         weights = weights / weights[keep].max()  # no overflow in the mean, whatever the weights' scale
         scale = weights[train.indices].mean()
@@ -200,12 +200,12 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
 def _split(n_samples, validation_fraction, seed, saved, keep):
     """Sorted ``(train, validation)`` row indices among the rows ``keep``: the saved split
     when it fits, else a seeded split of ``keep``, the same as of ``X[keep]``."""
-    if saved is not None and saved[1] == n_samples:
-        valid_idx = np.intersect1d(saved[0], keep)
+    if saved is not None and saved.n_samples == n_samples:
+        valid_idx = np.intersect1d(saved.validation_rows, keep)
         return np.setdiff1d(keep, valid_idx, assume_unique=True), valid_idx
     if saved is not None:
         warnings.warn(
-            f"The run being continued split {saved[1]} samples into training and validation, but X has "
+            f"The run being continued split {saved.n_samples} samples into training and validation, but X has "
             f"{n_samples}; drawing a new split.",
             UserWarning,
             stacklevel=4,

@@ -8,7 +8,7 @@ import torch
 
 import cvae.preparation
 from cvae import CompressionVAE
-from cvae.data import BatchIterator, TensorChunks, fits_on_device
+from cvae.data import BatchIterator, Split, TensorChunks, fits_on_device
 from cvae.files import transform_to_npy
 from cvae.spec import build_module
 from cvae.training import LogDir
@@ -104,7 +104,7 @@ def test_resumed_run_validates_on_the_saved_split(on_disk, fast, tmp_path):
 
     # Replace the saved split: the continued run must validate on exactly these rows.
     chosen = np.arange(0, 600, 20)
-    run.write_split(chosen, 600)
+    run.write_split(Split(chosen, 600))
     quiet_fit(path / "X.npy", **dict(fast, logdir=run.path, neighbor_weight=0, warm_start=True,
                                      max_steps=first.n_steps_ + 20))
     spec = run.read_params()[1]
@@ -122,7 +122,7 @@ def test_resuming_on_data_of_another_length_warns_and_splits_anew(on_disk, fast,
         CompressionVAE(**dict(fast, logdir=tmp_path / "run", warm_start=True, max_steps=first.n_steps_ + 5)).fit(
             X[:500]
         )
-    assert LogDir(tmp_path / "run").read_split()[1] == 500
+    assert LogDir(tmp_path / "run").read_split().n_samples == 500
 
 
 def test_nan_in_a_fortran_ordered_file_is_caught(on_disk, fast):

@@ -15,6 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from cvae import CompressionVAE
 from cvae.cli import main
+from cvae.data import Split
 from cvae.files import read_array, transform_to_npy
 from cvae.training import LogDir
 
@@ -205,7 +206,7 @@ def test_damaged_split_is_named(run, X, content):
 
 def test_split_with_impossible_rows_is_named(run, X):
     _, logdir = run
-    LogDir(logdir).write_split(np.array([5, 5, 900]), 400)
+    LogDir(logdir).write_split(Split(np.array([5, 5, 900]), 400))
     with pytest.raises(ValueError, match="split.npz: its validation rows are not distinct"):
         CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=80).fit(X)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import Split
 from ..sources import open_npz
 from ..spec import FORMAT_VERSION, RunSpec, build_module
 from ..atomic import TEMPORARY_MARK, atomic_write
@@ -232,13 +233,14 @@ class LogDir:
         writer.writerows(history)
         atomic_write(self.file(self.HISTORY), out.getvalue().encode())
 
-    def write_split(self, validation_rows, n_samples):
+    def write_split(self, split):
+        """Keep a :class:`cvae.data.Split`."""
         out = io.BytesIO()
-        np.savez(out, validation_rows=np.asarray(validation_rows, np.int64), n_samples=np.int64(n_samples))
+        np.savez(out, validation_rows=np.asarray(split.validation_rows, np.int64), n_samples=np.int64(split.n_samples))
         atomic_write(self.file(self.SPLIT), out.getvalue())
 
     def read_split(self):
-        """``(validation_rows, n_samples)`` of the saved split, or ``None`` if there is none."""
+        """The saved :class:`cvae.data.Split`, or ``None`` if there is none."""
         path = self.file(self.SPLIT)
         if not path.is_file():
             return None
@@ -253,7 +255,7 @@ class LogDir:
         if not valid:
             raise ValueError(f"Cannot read the saved train/validation split {path}: its validation rows are not "
                              f"distinct row numbers below n_samples={n_samples} that leave rows for training.")
-        return rows, n_samples
+        return Split(rows, n_samples)
 
     def write_neighbor_graph(self, graph, key):
         """Keep ``graph`` (positions among the training rows) under ``key``, which says what

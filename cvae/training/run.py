@@ -141,7 +141,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     if writer is not None:
         writer.write_params(params, spec)
         if data.held_out is not None:
-            writer.write_split(*data.held_out)
+            writer.write_split(data.held_out)
     params = {**params, **resolved}
     landmarks = None if resume is None else checked_landmarks(resume.get("landmarks"), spec)
     if partial and resume is not None:
