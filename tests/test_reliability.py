@@ -2,6 +2,7 @@
 numbered as in the issue; the fault-injection tests are in test_faults.py."""
 
 import copy
+import gc
 import json
 import os
 import subprocess
@@ -454,6 +455,7 @@ def test_cli_bugs_show_their_traceback(npy, tmp_path, monkeypatch):
         main(["fit", str(npy), "--logdir", str(tmp_path / "r")])
 
 
+@pytest.mark.filterwarnings("error::ResourceWarning")  # no file is left open on the way
 def test_an_edited_params_file_is_named_in_the_error(run):
     run = run[1]
     document = json.loads((run / "params.json").read_text())
@@ -461,6 +463,7 @@ def test_an_edited_params_file_is_named_in_the_error(run):
     (run / "params.json").write_text(json.dumps(document))
     with pytest.raises(ValueError, match=r"Cannot read .*: the model .*params.json describes does not match"):
         CompressionVAE.load(run)
+    gc.collect()  # an unclosed file would warn when collected
 
 
 def test_atomic_writes_leave_the_umask_alone_and_follow_it(tmp_path):
