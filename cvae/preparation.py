@@ -312,13 +312,16 @@ def validation_chunks(rows, chunk_size, device, distributed, normalize=None, wit
     source = rows.source
     in_memory = source.in_memory or len(rows) * source.n_features * 4 <= STREAM_BUFFER_BYTES
     array = _in_memory_array(rows) if in_memory else None
+    # Chunks of all processes' rows, each shared among them, since the neighbour term's
+    # negatives are its chunk's rows: every process then needs a row in every chunk.
+    shared = distributed.enabled and len(rows) >= distributed.world_size
     neighbors = nearest
-    if with_neighbors and nearest is None and len(rows) >= 2:
+    if with_neighbors and nearest is None and len(rows) >= 2 and (shared or not distributed.enabled):
         neighbors = distributed.share(lambda: _graph(rows, normalize, 1, device, array), device)[:, 0]
-    # chunks of all processes' rows, each shared among them, since the neighbour term's
-    # negatives are its chunk's rows
-    bounds = shard_chunks(len(rows), chunk_size, distributed.rank, distributed.world_size) if distributed.enabled \
-        else None
+    if distributed.enabled and not shared:
+        neighbors = None  # fewer validation rows than processes: validate the ELBO alone
+    bounds = shard_chunks(len(rows), max(chunk_size, distributed.world_size), distributed.rank,
+                          distributed.world_size) if shared else None
     if not in_memory:
         return SourceChunks(source, rows.indices[shard], chunk_size, device, weights,
                             None if neighbors is None else rows.indices[neighbors[shard]], bounds)
