@@ -488,9 +488,11 @@ numpy.memmap or anndata.AnnData
         training rows) where they were in the embedding, with weight ``landmark_weight``,
         and, for ``X`` in memory, trains on them beside ``X`` (replay): earlier data stays
         in place while new rows are learnt. With the neighbour term, each call's graph
-        links its own rows (and the replayed ones). Measured in benchmarks/README.md,
-        "partial_fit". After ``partial_fit``, :meth:`transform`
-        uses the encoder (no training rows are kept for ``placement``).
+        links its own rows (and the replayed ones). For ``placement`` (with the neighbour
+        term and ``X`` in memory, or ``"neighbors"``), the calls keep a uniform sample of
+        every row they have trained on (``RESERVOIR_ROWS``, fewer for wide rows), embedded
+        anew by each call's weights, and :meth:`transform` places unseen rows by them as
+        after ``fit``. Measured in benchmarks/README.md, "partial_fit".
 
         Parameters
         ----------

@@ -34,9 +34,26 @@ def test_each_call_is_one_pass_and_the_first_sets_the_model_up(halves, monkeypat
     vae.partial_fit(new)
     assert vae.n_steps_ == int(np.ceil(len(old) / 128)) + int(np.ceil(len(new) / 128)) and len(vae.history_) == 2
     assert np.array_equal(vae.mean_, first_mean)
-    assert vae.transform(new).shape == (len(new), 2)  # the encoder: no training rows are kept
-    with pytest.raises(ValueError, match="placement='neighbors' needs the training rows"):
-        vae.set_params(placement="neighbors").transform(new)
+
+
+def test_partial_fit_keeps_a_uniform_sample_of_its_rows_to_place_unseen_rows(halves, monkeypatch):
+    import cvae.training.run
+
+    old, new = halves
+    vae = CompressionVAE(**FAST).partial_fit(old)
+    reservoir = vae._checkpoint["reservoir"]["rows"].numpy()
+    np.testing.assert_array_equal(reservoir, old)  # all of the first call's rows: fewer than the cap
+    monkeypatch.setattr(cvae.training.run, "RESERVOIR_ROWS", 600)
+    vae.partial_fit(new)
+    reservoir = vae._checkpoint["reservoir"]["rows"].numpy()
+    from_old = np.isin(reservoir.view([("", reservoir.dtype)] * reservoir.shape[1]).ravel(),
+                       old.view([("", old.dtype)] * old.shape[1]).ravel())
+    assert len(reservoir) == 600 and 0.3 < from_old.mean() < 0.7  # both calls' rows, about in proportion
+    # unseen rows are placed by the sample, embedded by the last weights, as after fit
+    assert vae.embedding_.shape == (600, 2)
+    placed, encoded = vae.transform(new[:20]), vae.set_params(placement="encoder").transform(new[:20])
+    assert not np.allclose(placed, encoded)
+    np.testing.assert_array_equal(vae.set_params(placement="neighbors").transform(new[:20]), placed)
 
 
 def test_partial_fit_changes_the_model_and_keeps_the_last_weights(halves):

@@ -37,6 +37,10 @@ COSINE_WARMUP_DIVISOR = 20
 # the most bytes they take as float32 (wide rows: fewer of them).
 LANDMARKS = 1024
 LANDMARK_BYTES = 2**24
+# Rows partial_fit keeps, a uniform sample of every row it has trained on, to place unseen
+# rows by them (placement), and the most bytes they take as float32.
+RESERVOIR_ROWS = 20_000
+RESERVOIR_BYTES = 2**27
 # neighbor_weight="auto": the weight of the neighbour term for training rows in memory.
 AUTO_NEIGHBOR_WEIGHT = 0.4
 # max_steps="auto": passes over the training rows, 40 with the neighbour term and 120
@@ -144,6 +148,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
             writer.write_split(data.held_out)
     params = {**params, **resolved}
     landmarks = None if resume is None else checked_landmarks(resume.get("landmarks"), spec)
+    reservoir = None if resume is None or not partial else _checked_reservoir(resume.get("reservoir"), spec)
     if partial and resume is not None:
         resume = _update_from(resume, params["learning_rate_init"])
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
@@ -167,6 +172,9 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     state["landmarks"] = landmarks if partial else _landmarks(spec, state, data, device, params["eval_batch_size"])
     if keeps_reference(params, data.train.source) and not partial:
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
+    elif keeps_reference(params, data.train.source):
+        state["reservoir"] = _reservoir(reservoir, data, spec, state["step"])
+        state["reference"] = _reservoir_reference(spec, state, state["reservoir"]["rows"], device).state_dict()
     if writer is not None:
         writer.write_checkpoint(state)
     return state
@@ -210,6 +218,42 @@ def _landmarks(spec, state, data, device, chunk_rows):
             embedding.append(model.embed(block.to(device)).float().cpu())
         rows.append(block)
     return {"rows": torch.cat(rows), "embedding": torch.cat(embedding)}
+
+
+def _reservoir(previous, data, spec, step):
+    """``previous`` (or nothing) and this call's training rows, sampled down to
+    ``RESERVOIR_ROWS`` (fewer for wide rows): each row draws a random key once, and the rows
+    of smallest keys stay, a uniform sample of all rows seen."""
+    rows = torch.from_numpy(take_rows(data.train.source, data.train.indices))
+    keys = torch.from_numpy(np.random.default_rng([spec.seed, step]).random(len(rows)))
+    if previous is not None:
+        rows, keys = torch.cat([previous["rows"], rows]), torch.cat([previous["keys"], keys])
+    cap = min(RESERVOIR_ROWS, max(1, RESERVOIR_BYTES // (4 * spec.n_features)))
+    if len(rows) > cap:
+        keep = keys.argsort()[:cap].sort().values
+        rows, keys = rows[keep], keys[keep]
+    return {"rows": rows, "keys": keys}
+
+
+def _checked_reservoir(reservoir, spec):
+    """The reservoir of a saved state, or ``None``; ``ValueError`` when it is damaged."""
+    if reservoir is None:
+        return None
+    rows, keys = (reservoir.get(k) if isinstance(reservoir, dict) else None for k in ("rows", "keys"))
+    valid = (isinstance(rows, torch.Tensor) and isinstance(keys, torch.Tensor) and rows.ndim == 2
+             and rows.shape[1] == spec.n_features and keys.shape == (len(rows),) and len(rows) > 0
+             and bool(torch.isfinite(rows).all()))
+    if not valid:
+        raise ValueError("the checkpoint's reservoir (the rows partial_fit keeps to place unseen rows) is damaged: "
+                         f"expected finite arrays of shape (n, {spec.n_features}) and (n,).")
+    return {"rows": rows.float(), "keys": keys.double()}
+
+
+def _reservoir_reference(spec, state, rows, device):
+    """The reservoir's rows and their embedding by the last weights, for placement."""
+    model = build_module(spec, state["best_model"]).to(device).eval()
+    return NeighborReference.build(lambda chosen: rows[chosen].to(device), len(rows), spec.n_features, model,
+                                   seed=spec.seed)
 
 
 def keeps_reference(params, source):
