@@ -268,7 +268,8 @@ default="orthogonal"
         CPU threads the last fit trained on.
     embedding_ : ndarray of shape (n_rows, n_components)
         The encoder's embedding of the training rows (with the validation rows held out of
-        ``X``) that place unseen rows; only when the fit kept them (``placement``).
+        ``X``) that place unseen rows, or after :meth:`partial_fit` of the sample of rows
+        it keeps; only when the fit kept them (``placement``).
     data_range_ : (float, float)
         Smallest and largest value of the training data.
     classes_ : ndarray of shape (n_classes,)
