@@ -251,9 +251,7 @@ def _checked_reservoir(reservoir, spec):
 
 def _reservoir_reference(spec, state, rows, device):
     """The reservoir's rows and their embedding by the last weights, for placement."""
-    model = build_module(spec, state["best_model"]).to(device).eval()
-    return NeighborReference.build(lambda chosen: rows[chosen].to(device), len(rows), spec.n_features, model,
-                                   seed=spec.seed)
+    return _reference(spec, state, lambda chosen: rows[chosen].to(device), len(rows), device)
 
 
 def keeps_reference(params, source):
@@ -267,14 +265,19 @@ def keeps_reference(params, source):
 def _neighbor_reference(spec, state, data, device):
     """The training rows (with the held-out validation rows of ``X``) and their embedding
     by the best weights, for :meth:`cvae.placement.NeighborReference.place`."""
-    model = build_module(spec, state["best_model"]).to(device).eval()
     source = data.train.source
     indices = data.train.indices if data.held_out is None else np.union1d(data.train.indices, data.valid.indices)
 
     def read(chosen):
         return torch.from_numpy(take_rows(source, indices[chosen])).to(device)
 
-    return NeighborReference.build(read, len(indices), spec.n_features, model, seed=spec.seed)
+    return _reference(spec, state, read, len(indices), device)
+
+
+def _reference(spec, state, read, n_rows, device):
+    """:meth:`NeighborReference.build` of ``n_rows`` rows read by ``read`` with the best weights."""
+    model = build_module(spec, state["best_model"]).to(device).eval()
+    return NeighborReference.build(read, n_rows, spec.n_features, model, seed=spec.seed)
 
 
 def _build_trainer(params, spec, data, device, distributed, writer, tensorboard):
