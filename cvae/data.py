@@ -348,9 +348,9 @@ class StreamingBatches:
         weights = None if self.weights is None else to_device(torch.from_numpy(self.weights[positions]), self.device)
         neighbors = None
         if self.neighbors is not None:
-            index = torch.from_numpy(positions).repeat(self.neighbor_samples)
-            pick = torch.randint(self.neighbors.shape[1], (len(index),))
-            chosen = self.neighbors[index.numpy(), pick.numpy()]
+            index = np.tile(positions, self.neighbor_samples)
+            pick = torch.randint(self.neighbors.shape[1], (len(index),)).numpy()  # drawn as BatchIterator draws
+            chosen = self.neighbors[index, pick]
             neighbors = to_device(torch.from_numpy(take_any_rows(self.source, self.indices[chosen])), self.device)
         return Batch(rows, neighbors, weights)
 
@@ -383,9 +383,9 @@ class TensorChunks:
 
     ``positions`` (a tensor of row indices, where ``data`` lives) picks the rows delivered,
     all by default; ``bounds`` (slices of them, see :func:`shard_chunks`) cuts them into
-    chunks, by default of ``chunk_size`` rows. With ``neighbors`` (a row index of ``data`` per row of ``data``), chunks
-    come with their neighbour rows; with ``weights`` (a tensor, one per delivered row), with
-    their weights. ``device=None`` means where ``data`` lives.
+    chunks, by default of ``chunk_size`` rows. With ``neighbors`` (a row index of ``data``
+    per row of ``data``), chunks come with their neighbour rows; with ``weights`` (a tensor,
+    one per delivered row), with their weights. ``device=None`` means where ``data`` lives.
     """
 
     def __init__(self, data, chunk_size, neighbors=None, device=None, weights=None, positions=None, bounds=None):
