@@ -37,12 +37,12 @@ def interpolate_neighbors(high):
     """Make training passes of the VAE see neighbours moved towards their rows."""
     forward = vae.VAE.forward
 
-    def moved(self, x, loss=vae.LossSettings(), eps=None, neighbors=None, weights=None):
+    def moved(self, x, loss=vae.LossSettings(), eps=None, neighbors=None, weights=None, generator=None):
         if neighbors is not None and self.training:
             rows = x.repeat(len(neighbors) // len(x), 1)
-            u = high * torch.rand(len(neighbors), 1, device=x.device, dtype=neighbors.dtype)
+            u = high * torch.rand(len(neighbors), 1, generator=generator, device=x.device, dtype=neighbors.dtype)
             neighbors = neighbors + u * (rows - neighbors)
-        return forward(self, x, loss, eps=eps, neighbors=neighbors, weights=weights)
+        return forward(self, x, loss, eps=eps, neighbors=neighbors, weights=weights, generator=generator)
 
     vae.VAE.forward = moved
 

@@ -3,9 +3,7 @@
 This is the only module that imports private scikit-learn helpers.
 """
 
-import contextlib
 import os
-import threading
 from numbers import Real
 
 import numpy as np
@@ -29,7 +27,6 @@ __all__ = [
     "check_sample_weight",
     "check_unit_interval",
     "draw_seed",
-    "isolated_rng",
     "resolve_device",
     "validate_input",
 ]
@@ -227,22 +224,3 @@ def resolve_device(device):
         raise ValueError(f"device={str(device)!r} was requested but Apple MPS is not available; use device='auto' or "
                          "'cpu'.")
     return device
-
-
-# torch's default generators are one per process: the code that reseeds them holds this
-# lock, so that fits in several threads each draw only their own seed's numbers.
-_TORCH_RNG_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def isolated_rng(device):
-    """Context in which torch's global generators may be reseeded without leaking out.
-
-    Dropout and ``randn_like`` draw from torch's default generators, which take no
-    ``generator=`` argument; forking them keeps a fit reproducible from its own seed while
-    the caller's random state is restored on exit. The context holds a process-wide lock:
-    seeded fits in several threads run one after another, each as it would alone.
-    """
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with _TORCH_RNG_LOCK, torch.random.fork_rng(devices=cuda):
-        yield

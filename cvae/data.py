@@ -13,6 +13,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
+from ._random import PICK_STREAM, seeded_generator
+
 __all__ = [
     "Batch",
     "BatchIterator",
@@ -24,6 +26,7 @@ __all__ = [
     "fits_on_device",
     "iterate_chunks",
     "local_batch_size",
+    "neighbor_pick",
     "shard_chunks",
     "shard_permutation",
     "take_any_rows",
@@ -74,6 +77,16 @@ def shard_permutation(n, seed, epoch, rank=0, world_size=1):
     if total > n:
         perm = perm.repeat(math.ceil(total / n))[:total]
     return perm[rank::world_size]
+
+
+def neighbor_pick(n_neighbors, n_rows, seed, rank, epoch, start):
+    """Which of its ``n_neighbors`` neighbours each of a batch's ``n_rows`` rows is paired with.
+
+    Drawn from a generator of the batch's own (the seed, the process, the epoch and the
+    batch's ``start`` in it), so that a continued run draws what the uninterrupted one did.
+    """
+    generator = seeded_generator(seed, PICK_STREAM, rank, epoch, start)
+    return torch.randint(n_neighbors, (n_rows,), generator=generator)
 
 
 def local_batch_size(batch_size, rank, world_size):
@@ -232,15 +245,16 @@ class BatchIterator:
         if self._perm is None:
             perm = shard_permutation(len(self.data), self.seed, self._epoch, self.rank, self.world_size)
             self._perm = perm.to(self.data.device)
-        index = self._perm[self._pos : self._pos + self.batch_size]
+        start = self._pos
+        index = self._perm[start : start + self.batch_size]
         self._pos += self.batch_size
         rows = gather_rows(self.data, index, self.device)
         weights = None if self.weights is None else self.weights[index].to(self.device)
         neighbors = None
         if self.neighbors is not None:
             index = index.repeat(self.neighbor_samples)
-            pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
-            neighbors = gather_rows(self.data, self.neighbors[index, pick], self.device)
+            pick = neighbor_pick(self.neighbors.shape[1], len(index), self.seed, self.rank, self._epoch, start)
+            neighbors = gather_rows(self.data, self.neighbors[index, pick.to(index.device)], self.device)
         return Batch(rows, neighbors, weights)
 
     def state_dict(self):
@@ -343,14 +357,15 @@ class StreamingBatches:
             return next(self)
         batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
         positions, self._pending_positions = np.split(self._pending_positions, [len(batch)])
+        start = self._pos
         self._pos += len(batch)
         rows = to_device(torch.from_numpy(batch), self.device)
         weights = None if self.weights is None else to_device(torch.from_numpy(self.weights[positions]), self.device)
         neighbors = None
         if self.neighbors is not None:
             index = np.tile(positions, self.neighbor_samples)
-            pick = torch.randint(self.neighbors.shape[1], (len(index),)).numpy()  # drawn as BatchIterator draws
-            chosen = self.neighbors[index, pick]
+            pick = neighbor_pick(self.neighbors.shape[1], len(index), self.seed, self.rank, self._epoch, start)
+            chosen = self.neighbors[index, pick.numpy()]
             neighbors = to_device(torch.from_numpy(take_any_rows(self.source, self.indices[chosen])), self.device)
         return Batch(rows, neighbors, weights)
 

@@ -27,7 +27,8 @@ from .inference import run_batched
 from .inputs import input_rows, latent_rows, training_rows, validation_rows
 from .labels import check_saved_classes, fit_labels
 from .nn.likelihoods import LIKELIHOODS
-from .nn.mlp import ACTIVATIONS, INITIALIZERS
+from .nn.init import INITIALIZERS
+from .nn.mlp import ACTIVATIONS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
 from .placement import PLACEMENTS, NeighborReference
 from .preparation import prepare, with_replay
@@ -228,8 +229,8 @@ default="orthogonal"
         seed can give another model on another machine; what it gains and costs is
         measured in benchmarks/README.md, "bfloat16".
     compile : bool, default=False
-        Train through ``torch.compile`` (slower first step; a C++ compiler on the CPU). Its
-        own noise generator makes the fit differ from the eager one, reproducibly.
+        Train through ``torch.compile`` (slower first step; a C++ compiler on the CPU). It
+        draws the same noise as the eager fit, and gives its model up to rounding.
     n_jobs : int >= 1 or None, default=None
         CPU threads the training steps run on. ``None`` chooses: one thread for small
         models (digits-sized), else torch's thread count lowered to the CPUs that other

@@ -13,10 +13,11 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
-from ._validation import isolated_rng
+from ._random import INIT_STREAM, seeded_generator
 from .nn import VAE
 from .nn.likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
-from .nn.mlp import ACTIVATIONS, INITIALIZERS
+from .nn.init import INITIALIZERS
+from .nn.mlp import ACTIVATIONS
 from .nn.vae import default_hidden_sizes, load_weights
 from .preprocessing import NORMALIZATIONS
 
@@ -214,15 +215,13 @@ def check_warm_start(params, spec):
 
 
 def build_module(spec, state_dict=None):
-    """The :class:`cvae.nn.VAE` that ``spec`` describes, with ``state_dict``'s weights if given."""
+    """The :class:`cvae.nn.VAE` that ``spec`` describes, with ``state_dict``'s weights if given,
+    else with initial weights drawn from a generator seeded by ``spec.seed``."""
     loc, scale = torch.from_numpy(spec.loc.copy()), torch.from_numpy(spec.scale.copy())
-    if state_dict is None:
-        return VAE(loc=loc, scale=scale, library_size=spec.library_size, **asdict(spec.model))
-    # Constructing initializes weights from torch's global generator; they are overwritten
-    # at once, so keep that draw from disturbing the caller's random state.
-    with isolated_rng(torch.device("cpu")):
-        module = VAE(loc=loc, scale=scale, library_size=spec.library_size, **asdict(spec.model))
-    load_weights(module, state_dict)
+    generator = seeded_generator(spec.seed, INIT_STREAM)
+    module = VAE(loc=loc, scale=scale, library_size=spec.library_size, generator=generator, **asdict(spec.model))
+    if state_dict is not None:
+        load_weights(module, state_dict)
     return module
 
 

@@ -1,5 +1,6 @@
 """Math of the torch building blocks: KL, masks, flow log-determinants, likelihoods."""
 
+import inspect
 import math
 from unittest import mock
 
@@ -240,6 +241,19 @@ def test_orthogonal_initializer_gives_orthonormal_rows():
     assert torch.all(layer.bias == 0)
 
 
+@pytest.mark.parametrize("shape", [(16, 64), (64, 16)])
+def test_orthogonal_and_default_initializers_draw_what_torch_nn_init_draws(shape):
+    if "generator" not in inspect.signature(torch.nn.init.orthogonal_).parameters:
+        pytest.skip("torch.nn.init takes a generator from torch 2.2")
+    layer, reference = torch.nn.Linear(*shape[::-1]), torch.empty(shape)
+    initialize_weights(layer, "orthogonal", torch.Generator().manual_seed(5))
+    torch.nn.init.orthogonal_(reference, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(layer.weight, reference)
+    initialize_weights(layer, "default", torch.Generator().manual_seed(6))
+    torch.nn.init.kaiming_uniform_(reference, a=math.sqrt(5), generator=torch.Generator().manual_seed(6))
+    assert torch.equal(layer.weight, reference)
+
+
 @pytest.mark.parametrize("name, bound", [("truncated_normal", 0.1), ("lecun_normal", 2 / math.sqrt(400))])
 def test_truncated_initializers_respect_their_bounds(name, bound):
     layer = torch.nn.Linear(400, 300)
@@ -249,12 +263,31 @@ def test_truncated_initializers_respect_their_bounds(name, bound):
         assert abs(layer.weight.std().item() - 0.88 / math.sqrt(400)) < 0.005
 
 
-def test_default_initializer_keeps_pytorch_weights():
+def test_default_initializer_draws_pytorch_weights_from_the_given_generator():
     torch.manual_seed(0)
+    pytorch = torch.nn.Linear(10, 5)
     layer = torch.nn.Linear(10, 5)
-    before = layer.weight.clone()
-    initialize_weights(layer, "default")
-    assert torch.equal(layer.weight, before)
+    state = torch.get_rng_state()
+    initialize_weights(layer, "default", torch.Generator().manual_seed(0))
+    assert torch.equal(layer.weight, pytorch.weight) and torch.equal(layer.bias, pytorch.bias)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("n_flows", [0, 2])
+def test_a_model_built_from_a_generator_draws_nothing_from_torchs_default_one(n_flows):
+    state = torch.get_rng_state()
+    one = VAE(6, 2, [8], torch.zeros(6), torch.ones(6), n_flows=n_flows, dropout=0.2,
+              generator=torch.Generator().manual_seed(4))
+    assert torch.equal(torch.get_rng_state(), state)
+    other = VAE(6, 2, [8], torch.zeros(6), torch.ones(6), n_flows=n_flows, dropout=0.2,
+                generator=torch.Generator().manual_seed(4))
+    assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), other.state_dict().values()))
+    x = torch.randn(5, 6)
+    state = torch.get_rng_state()
+    outs = [model(x, generator=torch.Generator().manual_seed(1)) for model in (one, other)]  # noise and dropout
+    assert torch.equal(outs[0].loss, outs[1].loss)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(one(x, generator=torch.Generator().manual_seed(2)).loss, outs[0].loss)
 
 
 @pytest.mark.parametrize(

@@ -590,19 +590,36 @@ def test_a_damaged_npz_is_named_and_its_file_closed(tmp_path):
 
 
 def test_seeded_fits_in_threads_give_the_model_of_a_fit_alone(digits):
+    # Two seeded fits at once, beside a thread that draws from torch's default generator
+    # all the while: each fit gives the model it gives alone, the drawing thread gets the
+    # numbers its seed gives alone, and the caller's random state is left as it was.
     import threading
 
     X = digits[0][:400]
-    params = dict(hidden_layer_sizes=(16,), max_steps=30, validation_interval=10, random_state=3, dropout=0.1)
+    params = dict(hidden_layer_sizes=(16,), max_steps=30, validation_interval=10, random_state=3, dropout=0.1,
+                  neighbor_objective="umap")
     alone = CompressionVAE(**params).fit(X).transform(X)
-    results = {}
+    results, draws, done = {}, [], threading.Event()
 
     def fit(name):
         results[name] = CompressionVAE(**params).fit(X).transform(X)
 
+    def draw():
+        torch.manual_seed(11)
+        while not done.is_set() or len(draws) < 10:
+            draws.append(torch.rand(3))
+
+    drawer = threading.Thread(target=draw)
+    drawer.start()
     threads = [threading.Thread(target=fit, args=(name,)) for name in "ab"]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    done.set()
+    drawer.join()
+    after = torch.get_rng_state()
+    generator = torch.Generator().manual_seed(11)
+    assert all(torch.equal(d, torch.rand(3, generator=generator)) for d in draws)
+    assert torch.equal(after, generator.get_state())
     assert np.array_equal(results["a"], alone) and np.array_equal(results["b"], alone)

@@ -2,8 +2,9 @@
 
 from .flows import InverseAutoregressiveFlow
 from .likelihoods import BernoulliLikelihood, GaussianLikelihood, make_likelihood
+from .init import initialize_weights
 from .made import StackedMaskedLinear, autoregressive_masks
-from .mlp import MLP, initialize_weights
+from .mlp import MLP
 from .vae import VAE, VAEOutput
 
 __all__ = [

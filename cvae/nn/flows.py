@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from .init import initialize_weights, linear
 from .made import StackedMaskedLinear, autoregressive_masks
 
 __all__ = ["InverseAutoregressiveFlow"]
@@ -40,9 +41,12 @@ class InverseAutoregressiveFlow(nn.Module):
         Size of the context vector from the encoder.
     scale_offset : float, default=1.0
         Added to ``s`` before the sigmoid so each step starts close to the identity.
+    generator : torch.Generator, default=None
+        Where the initial weights are drawn from (PyTorch's scheme for linear layers);
+        ``None`` means torch's default generator.
     """
 
-    def __init__(self, n_latent, n_steps, hidden_sizes, n_context=0, scale_offset=1.0):
+    def __init__(self, n_latent, n_steps, hidden_sizes, n_context=0, scale_offset=1.0, generator=None):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
         natural = torch.arange(n_latent)
@@ -55,8 +59,10 @@ class InverseAutoregressiveFlow(nn.Module):
         )
         # The first hidden layer's bias and context term of every step, from one product.
         self.first_bias = nn.Parameter(torch.zeros(n_steps, hidden_sizes[0]))
-        self.context = nn.Linear(n_context, n_steps * hidden_sizes[0], bias=False) if n_context else None
+        self.context = linear(n_context, n_steps * hidden_sizes[0], bias=False, generator=generator) if n_context \
+            else None
         self.n_latent, self.n_steps, self.scale_offset = n_latent, n_steps, scale_offset
+        initialize_weights(self.layers, "default", generator)
         self.zero_output_layer()
 
     @torch.no_grad()

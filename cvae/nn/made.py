@@ -56,13 +56,9 @@ class StackedMaskedLinear(nn.Module):
         n_stacked, out_features, in_features = masks.shape
         self.in_features, self.out_features = in_features, out_features
         self.register_buffer("mask", masks.float(), persistent=False)
+        # Left uninitialized: cvae.nn.init.initialize_weights sets them, from the owner's generator.
         self.weight = nn.Parameter(torch.empty(n_stacked, out_features, in_features))
         self.bias = nn.Parameter(torch.empty(n_stacked, out_features)) if bias else None
-        with torch.no_grad():  # nn.Linear's default initialization, step by step
-            for w in self.weight:
-                nn.init.kaiming_uniform_(w, a=5**0.5)
-            if self.bias is not None:
-                self.bias.uniform_(-in_features**-0.5, in_features**-0.5)
 
     def masked_weight(self):
         """The steps' masked weights transposed to ``(n_stacked, in, out)``, as ``h @ w`` takes them."""

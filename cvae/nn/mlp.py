@@ -1,13 +1,11 @@
-"""Multi-layer perceptrons and weight initialization."""
-
-import math
+"""Multi-layer perceptrons whose dropout draws from a given generator."""
 
 import torch
 from torch import nn
 
-from .made import StackedMaskedLinear
+from .init import linear
 
-__all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "initialize_weights"]
+__all__ = ["ACTIVATIONS", "MLP", "Dropout"]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -16,7 +14,27 @@ ACTIVATIONS = {
     "tanh": nn.Tanh,
 }
 
-INITIALIZERS = ("orthogonal", "truncated_normal", "lecun_normal", "default")
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` whose mask comes from the generator passed to :meth:`forward`.
+
+    ``nn.Dropout`` draws from torch's default generator, which every thread of the process
+    shares; a fit passes its own, so that what other threads draw neither changes the fit
+    nor is changed by it.
+    """
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x, generator=None):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1 - self.p, generator=generator)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self):
+        return f"p={self.p}"
 
 
 class MLP(nn.Sequential):
@@ -32,60 +50,25 @@ class MLP(nn.Sequential):
         Probability of zeroing a hidden unit during training.
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Non-linearity after each linear layer.
+    generator : torch.Generator, default=None
+        Where the initial weights are drawn from (PyTorch's scheme for ``nn.Linear``);
+        ``None`` means torch's default generator.
     """
 
-    def __init__(self, in_features, hidden_sizes, dropout=0.0, activation="relu"):
+    def __init__(self, in_features, hidden_sizes, dropout=0.0, activation="relu", generator=None):
         layers = []
         width = in_features
         for size in hidden_sizes:
-            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            layers += [linear(width, size, generator=generator), ACTIVATIONS[activation]()]
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = size
         super().__init__(*layers)
         self.out_features = width
 
-
-def _lecun_normal_(weight):
-    fan_in = weight.shape[1]
-    nn.init.trunc_normal_(weight, std=1.0 / math.sqrt(fan_in), a=-2 / math.sqrt(fan_in), b=2 / math.sqrt(fan_in))
-
-
-def _truncated_normal_(weight):
-    # TensorFlow's truncated_normal_initializer default: std 0.05, cut at two standard deviations.
-    nn.init.trunc_normal_(weight, std=0.05, a=-0.1, b=0.1)
-
-
-_WEIGHT_INITS = {
-    "orthogonal": nn.init.orthogonal_,
-    "truncated_normal": _truncated_normal_,
-    "lecun_normal": _lecun_normal_,
-}
-
-
-@torch.no_grad()
-def initialize_weights(module, initializer):
-    """Re-initialize the weights of every linear layer in ``module``.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        Module whose ``nn.Linear`` and :class:`StackedMaskedLinear` sub-modules are
-        initialized (the latter one flow step at a time).
-    initializer : {"orthogonal", "truncated_normal", "lecun_normal", "default"}
-        Scheme for the weight matrices; biases are set to zero. ``"default"`` keeps
-        PyTorch's own initialization.
-    """
-    if initializer == "default":
-        return
-    init = _WEIGHT_INITS[initializer]
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            init(layer.weight)
-        elif isinstance(layer, StackedMaskedLinear):
-            for weight in layer.weight:
-                init(weight)
-        else:
-            continue
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
+    def forward(self, x, generator=None):
+        """The stack applied to ``x``; dropout masks are drawn from ``generator``
+        (torch's default generator when ``None``)."""
+        for layer in self:
+            x = layer(x, generator) if isinstance(layer, Dropout) else layer(x)
+        return x

@@ -25,7 +25,7 @@ def _repulsion(squared_distance):
     return torch.log1p(ad) - torch.log(ad)
 
 
-def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weights=None, gather=None):
+def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weights=None, gather=None, generator=None):
     """UMAP's fuzzy cross-entropy between a batch and data-space neighbours of its rows.
 
     Each row is pulled towards each of its neighbours (``-log q``) and, once per
@@ -47,6 +47,8 @@ def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weight
     gather : callable, default=None
         Every process's rows of the embedding, from this process's (see
         :class:`cvae.nn.vae.LossSettings`): negatives are drawn from all of them.
+    generator : torch.Generator, default=None
+        Where the negatives are drawn from; ``None`` means torch's default generator.
 
     Returns
     -------
@@ -60,14 +62,15 @@ def neighbor_loss(embedding, neighbor_embedding, n_negative=5, scale=1.0, weight
     loss = _attraction((embedding - scale * neighbor_embedding).square().sum(dim=1))
     for _ in range(n_negative):
         if candidates is None:
-            others = embedding[torch.randperm(len(embedding), device=embedding.device)]
+            others = embedding[torch.randperm(len(embedding), generator=generator, device=embedding.device)]
         else:
-            others = candidates[torch.randint(len(candidates), (len(embedding),), device=embedding.device)]
+            pick = torch.randint(len(candidates), (len(embedding),), generator=generator, device=embedding.device)
+            others = candidates[pick]
         loss = loss + _repulsion((embedding - others).square().sum(dim=1))
     return _weighted_mean(loss, weights, pairs_per_row) * pairs_per_row
 
 
-def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=None, gather=None):
+def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=None, gather=None, generator=None):
     """InfoNCE with a Cauchy kernel: each row must pick its neighbour out of the batch.
 
     For a pair (row ``i``, neighbour ``j``) the loss is ``-log(q_ij / (q_ij + sum_k q_ik))``
@@ -92,6 +95,8 @@ def contrastive_neighbor_loss(embedding, neighbor_embedding, scale=3.0, weights=
         Every process's rows of the embedding, from this process's, and where this
         process's begin (see :class:`cvae.nn.vae.LossSettings`): each row must pick its
         neighbour out of all of them, the batch of all processes.
+    generator : torch.Generator, default=None
+        Unused (every other row is a negative); taken as every objective takes it.
 
     Returns
     -------

@@ -9,7 +9,8 @@ from torch import nn
 
 from .flows import InverseAutoregressiveFlow
 from .likelihoods import make_likelihood
-from .mlp import MLP, initialize_weights
+from .init import initialize_weights, linear
+from .mlp import MLP
 from .neighbors import NEIGHBOR_OBJECTIVES
 
 __all__ = ["LossSettings", "VAE", "VAEOutput"]
@@ -102,6 +103,8 @@ class VAE(nn.Module):
         Weight initialization scheme (see :func:`initialize_weights`).
     library_size : float, default=None
         For a count likelihood, the total at which :meth:`decode_mean` decodes.
+    generator : torch.Generator, default=None
+        Where the initial weights are drawn from; ``None`` means torch's default generator.
     """
 
     def __init__(
@@ -117,29 +120,35 @@ class VAE(nn.Module):
         activation="relu",
         initializer="orthogonal",
         library_size=None,
+        generator=None,
     ):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
         self.n_features = n_features
         self.n_latent = n_latent
         self.likelihood = make_likelihood(likelihood, loc.float(), scale.float(), library_size)
-        self.encoder = MLP(n_features, hidden_sizes, dropout, activation)
+        self.encoder = MLP(n_features, hidden_sizes, dropout, activation, generator)
         width = self.encoder.out_features
         context = min(width, 64) if n_flows else 0
-        self.posterior = nn.Linear(width, 2 * n_latent + context)
+        self.posterior = linear(width, 2 * n_latent + context, generator=generator)
         self.flow = None
         if n_flows:
-            self.flow = InverseAutoregressiveFlow(n_latent, n_flows, [max(context, 2 * n_latent)] * 2, context)
+            self.flow = InverseAutoregressiveFlow(n_latent, n_flows, [max(context, 2 * n_latent)] * 2, context,
+                                                  generator=generator)
         self.decoder = nn.Sequential(
-            MLP(n_latent, hidden_sizes[::-1], dropout, activation),
-            nn.Linear(hidden_sizes[0] if hidden_sizes else n_latent, self.likelihood.n_params * n_features),
+            MLP(n_latent, hidden_sizes[::-1], dropout, activation, generator),
+            linear(hidden_sizes[0] if hidden_sizes else n_latent, self.likelihood.n_params * n_features,
+                   generator=generator),
         )
-        initialize_weights(self, initializer)
+        initialize_weights(self, initializer, generator)
         if self.flow is not None:
             self.flow.zero_output_layer()  # initialize_weights randomized it
 
-    def encode(self, x):
+    def encode(self, x, generator=None):
         """Return ``(mu, log_var, context)`` of q(z_0 | x) for raw data ``x``.
+
+        In training mode, dropout masks come from ``generator`` (torch's default generator
+        when ``None``).
 
         The log-variance is soft-clipped to (-LOG_VAR_BOUND, LOG_VAR_BOUND): near-linear
         in the range training uses, but ``exp(log_var)`` cannot overflow on inputs far
@@ -147,7 +156,7 @@ class VAE(nn.Module):
         """
         # .float(): under mixed-precision autocast the products run in 16 bits, but the
         # posterior parameters and the loss terms computed from them stay float32.
-        out = self.posterior(self.encoder(self.likelihood.standardize(x))).float()
+        out = self.posterior(self.encoder(self.likelihood.standardize(x), generator)).float()
         n = self.n_latent
         log_var = LOG_VAR_BOUND * torch.tanh(out[:, n : 2 * n] / LOG_VAR_BOUND)
         return out[:, :n], log_var, out[:, 2 * n :]
@@ -162,9 +171,11 @@ class VAE(nn.Module):
         mu, _, context = self.encode(x)
         return self._transform_posterior(mu, context)[0]
 
-    def decode(self, z):
-        """Decoder distribution parameters for latent codes ``z`` (float32, as in :meth:`encode`)."""
-        return self.decoder(z).float()
+    def decode(self, z, generator=None):
+        """Decoder distribution parameters for latent codes ``z`` (float32, as in :meth:`encode`);
+        dropout as in :meth:`encode`."""
+        hidden, output = self.decoder
+        return output(hidden(z, generator)).float()
 
     def decode_mean(self, z, library_size=None):
         """Decoder mean in the original data scale; for counts, at ``library_size``
@@ -173,12 +184,14 @@ class VAE(nn.Module):
             return self.likelihood.mean(self.decode(z))
         return self.likelihood.mean(self.decode(z), library_size)
 
-    def forward(self, x, loss=LossSettings(), eps=None, neighbors=None, weights=None):
+    def forward(self, x, loss=LossSettings(), eps=None, neighbors=None, weights=None, generator=None):
         """One stochastic pass: sample z ~ q(z|x), decode, and return a :class:`VAEOutput`.
 
         ``loss`` (a :class:`LossSettings`) says how the loss weighs the KL term and what it
         adds. ``eps`` (standard normal noise of shape ``(batch, n_latent)``) may be given to
-        make the pass deterministic; by default it is drawn from torch's generator.
+        make the pass deterministic; by default it is drawn from ``generator``, as are the
+        dropout masks and the neighbour term's negatives (torch's default generator when
+        ``None``).
         ``neighbors`` (data-space nearest neighbours of the rows of ``x``: one block of
         ``len(x)`` rows per neighbour drawn for each row) adds ``loss.neighbor_weight``
         times the neighbour objective of the pairs (:mod:`cvae.nn.neighbors`), summed over
@@ -187,17 +200,19 @@ class VAE(nn.Module):
         batch mean of the weighted terms.
         """
         if neighbors is None:
-            mu, log_var, context = self.encode(x)
+            mu, log_var, context = self.encode(x, generator)
         else:
-            mu_both, log_var_both, context_both = self.encode(torch.cat([x, neighbors]))
+            mu_both, log_var_both, context_both = self.encode(torch.cat([x, neighbors]), generator)
             n = len(x)
             mu, log_var, context = mu_both[:n], log_var_both[:n], context_both[:n]
-        eps = torch.randn_like(mu) if eps is None else eps
-        out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits, weights)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits, weights, generator)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
             gather = {} if loss.gather is None else {"gather": loss.gather}
-            term = NEIGHBOR_OBJECTIVES[loss.neighbor_objective](embedding[:n], embedding[n:], weights=weights, **gather)
+            term = NEIGHBOR_OBJECTIVES[loss.neighbor_objective](embedding[:n], embedding[n:], weights=weights,
+                                                                generator=generator, **gather)
             out.loss = out.loss + loss.neighbor_weight * term
         return out
 
@@ -241,7 +256,7 @@ class VAE(nn.Module):
         log_q = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1) - log_det
         return self.likelihood.log_prob(self.decode(z), x) + _standard_normal_log_prob(z) - log_q
 
-    def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0, weights=None):
+    def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0, weights=None, generator=None):
         z0 = mu + eps * torch.exp(0.5 * log_var)
         z, log_det = self._transform_posterior(z0, context)
         if self.flow is None:
@@ -253,7 +268,7 @@ class VAE(nn.Module):
             log_q0 = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1)
             kl = log_q0 - log_det - _standard_normal_log_prob(z)
             kl_per_dim = None  # the flow mixes dimensions: only the total is known
-        log_likelihood = self.likelihood.log_prob(self.decode(z), x)
+        log_likelihood = self.likelihood.log_prob(self.decode(z, generator), x)
         if weights is not None:
             kl_w, ll_w = kl * weights, log_likelihood * weights
             kl_per_dim = None if kl_per_dim is None else kl_per_dim * weights[:, None]

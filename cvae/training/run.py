@@ -10,7 +10,6 @@ import scipy.sparse as sp
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from .._validation import isolated_rng
 from ..data import local_batch_size, take_rows
 from ..nn.vae import LossSettings
 from ..placement import NeighborReference
@@ -152,16 +151,13 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     if partial and resume is not None:
         resume = _update_from(resume, params["learning_rate_init"])
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
-    with isolated_rng(device), tensorboard if tensorboard is not None else contextlib.nullcontext():
-        torch.manual_seed(spec.seed)
+    with tensorboard if tensorboard is not None else contextlib.nullcontext():
         trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         if partial and landmarks is not None and params["landmark_weight"] > 0:
             trainer.callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], params["landmark_weight"],
                                                spec.seed))
         if resume is not None:
             trainer.load_state_dict(resume)
-        if distributed.rank > 0:  # the same weights everywhere, but each process its own noise
-            torch.manual_seed(spec.seed + distributed.rank + trainer.step)
         trainer.run()
         state = trainer.state_dict()
     state["resolved"] = dict(resolved, precision=trainer.precision, threads=trainer.threads)
@@ -339,7 +335,7 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
                                nearest)
     local = local_batch_size(params["batch_size"], distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / params["batch_size"]
-    return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight)
+    return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight, spec.seed)
 
 
 def warn_on_stop(params, state):

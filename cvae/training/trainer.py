@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .._validation import isolated_rng
+from .._random import NOISE_STREAM, seeded_generator
 from ..nn.vae import LossSettings, load_weights
 from .distributed import Distributed
 from .environment import ctrl_c_calls, flush_denormals_to_zero, resolve_precision, threads_for_step, step_multiply_adds
@@ -50,18 +50,17 @@ def evaluate(model, chunks, loss=LossSettings(), distributed=Distributed()):
     over all of them.
     """
     device = next(model.parameters()).device
-    with isolated_rng(device):
-        torch.manual_seed(VALIDATION_SEED + distributed.rank)
-        return _evaluate(model, chunks, replace(loss, free_bits=0.0), distributed, device)
+    generator = seeded_generator(VALIDATION_SEED, distributed.rank, device=device)
+    return _evaluate(model, chunks, replace(loss, free_bits=0.0), distributed, device, generator)
 
 
-def _evaluate(model, chunks, loss, distributed, device):
+def _evaluate(model, chunks, loss, distributed, device, generator):
     was_training = model.training
     model.eval()
     totals = torch.zeros(4, device=device, dtype=torch.float64)
     for batch in chunks:
         x, neighbors, weights = batch
-        out = model(x, loss, neighbors=neighbors, weights=weights)
+        out = model(x, loss, neighbors=neighbors, weights=weights, generator=generator)
         if weights is None:
             n = len(out.kl)
             terms = [out.loss * n, out.log_likelihood.sum(), out.kl.sum(), out.kl.new_tensor(n)]
@@ -143,10 +142,15 @@ class Trainer:
     batch_weight : float, default=1.0
         Factor on this process's loss: its share of the global batch times the number of
         processes, so that the averaged gradient is the gradient of the global batch mean.
+    seed : int, default=0
+        Seeds :attr:`generator`, on the model's device, from which the training steps draw
+        their noise, dropout masks and negatives; saved with the run, so that a continued
+        run draws what the uninterrupted one would have. Processes other than the first
+        draw from a generator seeded by the seed, their rank and the step they start at.
     """
 
     def __init__(self, model, optimizer, batches, valid_chunks, loss, config, callbacks=(),
-                 distributed=Distributed(), batch_weight=1.0):
+                 distributed=Distributed(), batch_weight=1.0, seed=0):
         self.model = model
         self.optimizer = optimizer
         self.batches = batches
@@ -157,6 +161,7 @@ class Trainer:
         self.distributed = distributed
         self.batch_weight = batch_weight
         self.device = next(model.parameters()).device
+        self.seed = seed
         self._train_model = distributed.wrap(model)
         if config.compile:
             _check_compiler(self.device)
@@ -176,6 +181,10 @@ class Trainer:
         self.stop_reason = None
         self._stop_requested = False
         self.threads = None
+        self.generator = self._seeded_generator()
+
+    def _seeded_generator(self):
+        return seeded_generator(self.seed, NOISE_STREAM, self.distributed.rank, self.step, device=self.device)
 
     @property
     def learning_rate(self):
@@ -199,7 +208,8 @@ class Trainer:
         x, neighbors, weights = batch
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
-            out = self._train_model(x, self._step_loss(), neighbors=neighbors, weights=weights)
+            out = self._train_model(x, self._step_loss(), neighbors=neighbors, weights=weights,
+                                    generator=self.generator)
             loss = out.loss
             for callback in self.callbacks:
                 term = callback.extra_loss(self)
@@ -309,10 +319,8 @@ class Trainer:
             "history": self.history,
             "stop_reason": self.stop_reason,
             "batches": self.batches.state_dict(),
-            "rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
         }
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return _to_cpu(state)
 
     def load_state_dict(self, state):
@@ -335,9 +343,13 @@ class Trainer:
             self.batches.load_state_dict(
                 {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in state["batches"].items()}
             )
-        torch.set_rng_state(state["rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # The saved generator is the first process's; the others, a run saved on another kind
+        # of device, and runs saved before generators were saved start a stream at this step.
+        saved = state.get("generator") if self.distributed.rank == 0 else None
+        if saved is not None and saved.shape == self.generator.get_state().shape:
+            self.generator.set_state(saved)
+        else:
+            self.generator = self._seeded_generator()
 
 
 def _to_cpu(obj):
