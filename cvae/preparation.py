@@ -24,18 +24,16 @@ from ._validation import (
     check_sample_weight,
     check_unit_interval,
 )
+from .batches import BatchIterator, StreamingBatches, local_batch_size
 from .data import (
     STREAM_BUFFER_BYTES,
-    BatchIterator,
     SourceChunks,
     SparseRows,
     Split,
-    StreamingBatches,
     TensorChunks,
     fits_on_device,
     iterate_chunks,
     shard_chunks,
-    local_batch_size,
     take_rows,
     train_validation_split,
 )

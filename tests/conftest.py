@@ -39,3 +39,9 @@ def ctrl_c_raises():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def rows():
+    """103 rows of 5 standard normal features, float32."""
+    return np.random.default_rng(0).normal(size=(103, 5)).astype(np.float32)

@@ -10,7 +10,7 @@ import pytest
 import torch.distributed
 
 from cvae import CompressionVAE
-from cvae.data import shard_permutation
+from cvae.batches import shard_permutation
 from cvae.training.distributed import Distributed
 
 _TRAIN = """

@@ -8,7 +8,7 @@ import torch
 
 import cvae.preparation
 from cvae import CompressionVAE
-from cvae.data import BatchIterator, Split, TensorChunks, fits_on_device
+from cvae.data import Split, TensorChunks
 from cvae.files import transform_to_npy
 from cvae.spec import build_module
 from cvae.training import LogDir
@@ -148,24 +148,6 @@ def test_rows_too_large_for_the_device_stay_on_the_host_and_train_the_same_model
     vae = quiet_fit(X, neighbor_weight=0.05, **fast)
     assert sorted(asked) == [60 * 64 * 4, 540 * 64 * 4]  # the validation and the training rows
     np.testing.assert_array_equal(vae.transform(X), reference.transform(X))
-
-
-def test_host_rows_are_gathered_on_the_host_and_delivered_on_the_device():
-    data = torch.arange(40.0).view(20, 2)
-    neighbors = torch.randint(20, (20, 3))
-    meta = torch.device("meta")  # a device that holds shapes only
-    torch.manual_seed(0)
-    on_host = BatchIterator(data, 8, seed=0, neighbors=neighbors)
-    expected = [next(on_host) for _ in range(4)]
-    torch.manual_seed(0)
-    delivered = BatchIterator(data, 8, seed=0, neighbors=neighbors, device=meta)
-    for rows, neighbor_rows, _ in (next(delivered) for _ in range(4)):
-        assert rows.device == meta and neighbor_rows.device == meta
-    assert [len(batch.rows) for batch in expected] == [8, 8, 4, 8]  # epochs run where the data lives
-    chunks = list(TensorChunks(data, 6, neighbors[:, 0], device=meta))
-    assert [chunk.rows.shape for chunk in chunks] == [(6, 2), (6, 2), (6, 2), (2, 2)]
-    assert all(chunk.rows.device == meta and chunk.neighbors.device == meta for chunk in chunks)
-    assert fits_on_device(10**15, torch.device("cpu"))
 
 
 def test_a_continued_run_reads_its_neighbour_graph_and_searches_again_for_other_rows(

@@ -10,7 +10,8 @@ import scipy.sparse as sp
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ..data import local_batch_size, take_rows
+from ..batches import local_batch_size
+from ..data import take_rows
 from ..nn.vae import LossSettings
 from ..placement import NeighborReference
 from ..preparation import training_batches, training_graph, validation_chunks

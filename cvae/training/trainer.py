@@ -125,7 +125,7 @@ class Trainer:
     model : cvae.nn.VAE
         Module to train, on the training device.
     optimizer : torch.optim.Optimizer
-    batches : cvae.data.BatchIterator or cvae.data.StreamingBatches
+    batches : cvae.batches.BatchIterator or cvae.batches.StreamingBatches
         Endless training batches on the model's device (this process's shard), each a
         :class:`cvae.data.Batch` (rows, and their neighbours' rows for the neighbour term).
     valid_chunks : iterable of cvae.data.Batch

@@ -1,0 +1,86 @@
+"""The neighbour graph: exact, among principal components, approximate, and searched from files."""
+
+import numpy as np
+import pytest
+
+
+def test_neighbor_graph_lists_the_nearest_other_rows():
+    from cvae.neighbor_search import neighbor_graph
+
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    X[7] = X[8]  # duplicates: each is the other's nearest neighbour, never itself
+    graph = neighbor_graph(X, 4)
+    distances = np.linalg.norm(X[:, None] - X[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    # Rows 7 and 8 tie as anyone's neighbour, so the distances are compared, not the indices.
+    listed = np.sort(np.take_along_axis(distances, graph, axis=1), axis=1)
+    np.testing.assert_allclose(listed, np.sort(distances, axis=1)[:, :4])
+    assert all(len(set(row)) == 4 and i not in row for i, row in enumerate(graph))
+    assert graph[7, 0] == 8 and graph[8, 0] == 7
+    assert neighbor_graph(X[:3], 15).shape == (3, 2)  # fewer rows than neighbours: all others
+
+
+def test_a_large_wide_neighbor_graph_is_searched_among_principal_components(monkeypatch):
+    from cvae import neighbor_search
+
+    rng = np.random.default_rng(0)
+    latent = np.repeat(rng.normal(scale=5, size=(4, 8)), 60, axis=0) + rng.normal(size=(240, 8))
+    X = (latent @ rng.normal(size=(8, 40)) + rng.normal(scale=0.05, size=(240, 40))).astype(np.float32)
+    exact = neighbor_search.neighbor_graph(X, 5)
+    projections = []
+    project = neighbor_search._principal_components
+    monkeypatch.setattr(neighbor_search, "_principal_components", lambda *a: projections.append(a[1]) or project(*a))
+    assert neighbor_search.neighbor_graph(X, 5) is not None and projections == []  # 240 rows: exact
+    monkeypatch.setattr(neighbor_search, "EXACT_NEIGHBOR_ROWS", 100)
+    monkeypatch.setattr(neighbor_search, "NEIGHBOR_COMPONENTS", 8)
+    projected = neighbor_search.neighbor_graph(X, 5)
+    assert projections == [8] and projected.shape == (240, 5)
+    # The rows lie near an 8-dimensional subspace: its 8 components keep most neighbours.
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, projected)])
+    assert overlap > 0.8
+
+
+def test_large_graphs_on_the_cpu_are_approximate_where_pynndescent_is_installed(monkeypatch):
+    pytest.importorskip("pynndescent")
+    from cvae import neighbor_search
+
+    rng = np.random.default_rng(0)
+    X = (np.repeat(rng.normal(scale=4, size=(10, 6)), 300, axis=0) + rng.normal(size=(3000, 6))).astype(np.float32)
+    exact = neighbor_search.neighbor_graph(X, 15)
+    chosen = []
+    search = neighbor_search._approximate_nearest_rows
+    monkeypatch.setattr(neighbor_search, "_approximate_nearest_rows", lambda *a: chosen.append(1) or search(*a))
+    assert np.array_equal(neighbor_search.neighbor_graph(X, 15), exact) and chosen == []  # 3,000 rows: exact
+    monkeypatch.setattr(neighbor_search, "APPROXIMATE_ROWS", 1000)
+    approximate = neighbor_search.neighbor_graph(X, 15)
+    assert chosen == [1] and approximate.shape == (3000, 15)
+    assert all(i not in row for i, row in enumerate(approximate))
+    recall = np.mean([len(np.intersect1d(a, b)) / 15 for a, b in zip(approximate, exact)])
+    assert recall > 0.9
+    assert np.array_equal(neighbor_search.neighbor_graph(X, 15, method="approximate"), approximate)  # seeded
+
+
+def test_search_rows_keeps_narrow_rows_and_projects_wide_ones_a_chunk_at_a_time(monkeypatch):
+    from cvae import neighbor_search
+
+    rng = np.random.default_rng(0)
+    latent = np.repeat(rng.normal(scale=5, size=(4, 8)), 60, axis=0) + rng.normal(size=(240, 8))
+    X = (latent @ rng.normal(size=(8, 40)) + rng.normal(scale=0.05, size=(240, 40))).astype(np.float32)
+    passes = []
+
+    def chunks():
+        passes.append(1)
+        return (X[start : start + 30] for start in range(0, 240, 30))
+
+    np.testing.assert_array_equal(neighbor_search.search_rows(chunks, 240, 40), X)  # few rows: as they are
+    assert len(passes) == 1
+    monkeypatch.setattr(neighbor_search, "EXACT_NEIGHBOR_ROWS", 100)
+    monkeypatch.setattr(neighbor_search, "NEIGHBOR_COMPONENTS", 8)
+    projected = neighbor_search.search_rows(chunks, 240, 40)
+    assert projected.shape == (240, 8) and projected.dtype == np.float32 and len(passes) == 3  # fit, then project
+    # the incremental PCA of the chunks finds the rows' 8-dimensional subspace, as PCA does
+    exact = neighbor_search.neighbor_graph(X, 5, method="exact")
+    found = neighbor_search.neighbor_graph(projected, 5)
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, found)]) > 0.8
+    with pytest.raises(ValueError, match="gave 240 rows where 241 were expected"):
+        neighbor_search.search_rows(chunks, 241, 40)

@@ -1,0 +1,20 @@
+"""Normalization statistics, in one pass or streamed."""
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+
+from cvae.preprocessing import normalization_statistics, summarize
+
+
+def test_streaming_statistics_match_the_in_memory_ones():
+    # A large mean next to a small spread is where a naive sum of squares loses digits.
+    X = np.random.default_rng(0).normal(loc=1000.0, scale=0.5, size=(20000, 6)).astype(np.float32)
+    X[:, 3] = 7.0  # a constant feature
+    summary = summarize(np.array_split(X, 37))
+    reference = StandardScaler().fit(X)
+    np.testing.assert_allclose(summary.scaler.mean_, reference.mean_, rtol=1e-6)
+    np.testing.assert_allclose(summary.scaler.var_, reference.var_, rtol=1e-6, atol=1e-12)
+    for method in ("global", "feature", "none"):
+        for got, want in zip(summary.normalization(method), normalization_statistics(X, method)):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert (summary.low, summary.high, summary.n_samples) == (X.min(), X.max(), 20000)
