@@ -31,9 +31,6 @@ def _user_errors():
     return USER_ERRORS + tuple(loaded)
 
 
-# ---------------------------------------------------------------- subcommands
-
-
 # A .npy or .h5ad INPUT up to this size is read into memory, where placement="auto" keeps the
 # training rows and batches are gathered, not read; a larger one, or a directory, is streamed.
 IN_MEMORY_BYTES = 2**30
@@ -61,13 +58,9 @@ def _data(path, key=None, label_column=None, layer=None):
 
 # fit options that are estimator parameters of the same name (given ones only: the rest keep
 # the estimator's defaults on a new run, and the saved values on --resume)
-_FIT_PARAMS = {
-    "n_components": "n_components", "hidden_layer_sizes": "hidden_layer_sizes",
-    "iaf_flow_length": "iaf_flow_length", "likelihood": "likelihood", "normalize": "normalize", "beta": "beta",
-    "batch_size": "batch_size", "max_steps": "max_steps", "learning_rate_init": "learning_rate_init",
-    "validation_fraction": "validation_fraction", "device": "device", "precision": "precision",
-    "seed": "random_state", "layer": "layer",
-}
+_FIT_PARAMS = {"seed": "random_state", **{name: name for name in (
+    "n_components", "hidden_layer_sizes", "iaf_flow_length", "likelihood", "normalize", "beta", "batch_size",
+    "max_steps", "learning_rate_init", "validation_fraction", "device", "precision", "layer")}}
 
 
 def _fit(args):
@@ -190,9 +183,6 @@ def _demo(args):
     return 0
 
 
-# ---------------------------------------------------------------- helpers
-
-
 def _load(args):
     from .estimator import CompressionVAE
 
@@ -255,9 +245,6 @@ def _sizes(text):
         return tuple(int(s) for s in text.replace("x", ",").split(",") if s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-# ---------------------------------------------------------------- parser
 
 
 def _add_command(commands, name, help, description, examples):

@@ -1,66 +1,34 @@
 """The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
 
-import contextlib
-import math
-import warnings
-from functools import partial
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin
 
-from ._validation import (
-    Interval,
-    StrOptions,
-    check_count_rows,
-    check_params,
-    check_positive,
-    draw_seed,
-    resolve_device,
-)
-from .export import export_module
-from .inference import run_batched
-from .inputs import input_rows, latent_rows, training_rows, validation_rows
+from ._validation import Interval, StrOptions, check_params, resolve_device
+from .inference import InferenceMixin
+from .inputs import training_rows, validation_rows
 from .labels import check_saved_classes, fit_labels
 from .nn.likelihoods import LIKELIHOODS
 from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
 from .nn.neighbors import NEIGHBOR_OBJECTIVES
 from .placement import PLACEMENTS, NeighborReference
-from .preparation import prepare, with_replay
+from .preparation import with_replay
 from .preprocessing import NORMALIZATIONS
-from .spec import build_module, new_spec
+from .spec import build_module
 from .training import LogDir
-from .training.distributed import Distributed
-from .training.run import (
-    checked_landmarks,
-    neighbor_weight_for,
-    previous_run,
-    run_training,
-    step_budget,
-    warn_on_stop,
-)
+from .training.lifecycle import fit_run, read_run
+from .training.run import checked_landmarks, warn_on_stop
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
 __all__ = ["CompressionVAE"]
 
-# score_samples averages this many posterior draws, from this seed, shared by all rows:
-# repeatable, independent of the other rows, and a mean over rows that does not carry the
-# noise of a single draw.
-_SCORE_SEED = 0
-_SCORE_DRAWS = 8
 
-
-def _place(reference, standardize, n_neighbors, rows):
-    return reference.place(standardize(rows), n_neighbors)
-
-
-class CompressionVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class CompressionVAE(ClassNamePrefixFeaturesOutMixin, InferenceMixin, BaseEstimator):
     """Dimensionality reduction with a variational autoencoder.
 
     Learns an encoder from data to a ``n_components``-dimensional latent space and a
@@ -508,53 +476,27 @@ numpy.memmap or anndata.AnnData
         -------
         self : CompressionVAE
         """
-        landmarks = None
-        if self.landmark_weight > 0 and hasattr(self, "spec_"):
+        if self.landmark_weight > 0 and hasattr(self, "spec_"):  # replay: the fit's stored rows train too
             landmarks = checked_landmarks(self._checkpoint.get("landmarks"), self.spec_)
-        in_memory = (isinstance(X, np.ndarray) and not isinstance(X, np.memmap)) or sp.issparse(X)
-        fits = in_memory and X.ndim == 2 and landmarks is not None and X.shape[1] == landmarks["rows"].shape[1]
-        if fits:  # replay: the fit's stored rows train beside the new ones (other X is checked by _fit)
-            X, y, sample_weight = with_replay(X, y, sample_weight, landmarks["rows"].numpy())
+            if landmarks is not None:
+                X, y, sample_weight = with_replay(X, y, sample_weight, landmarks["rows"].numpy())
         return self._fit(X, y, sample_weight, None, partial=True)
 
     def _fit(self, X, y, sample_weight, X_valid, partial=False):
         self._check_params()
-        params = self.get_params()
-        distributed = Distributed.from_environment()
-        device = distributed.device(resolve_device(self.device))
-        distributed.join(device)
-        logdir = LogDir(self.logdir) if self.logdir is not None else None
-        with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
-            fitted = (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
-            spec, resume, saved_split = previous_run(dict(params, warm_start=self.warm_start or partial), logdir,
-                                                     fitted)
-            seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(self.random_state))
-            saved_classes = None if resume is None else resume.get("classes")
-            classes = None if saved_classes is None else check_saved_classes(saved_classes, self.logdir)
-            source = training_rows(self, X)  # records n_features_in_ (and feature_names_in_)
+
+        def rows():  # training_rows records n_features_in_ (and feature_names_in_)
+            source = training_rows(self, X)
             valid = source if partial else None if X_valid is None else validation_rows(self, X_valid)
-            data = prepare(source, valid, params, seed, None if partial else saved_split, spec, logdir, sample_weight,
-                           fit_labels(X, y), classes, getattr(self, "feature_names_in_", None))
-            continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
-            resolved = {"neighbor_weight": neighbor_weight_for(params, continued)}
-            if y is not None and resolved["neighbor_weight"] == 0 and self.target_weight > 0:
-                warnings.warn(
-                    "y is not used: labels shape the embedding through the neighbour term, which is off "
-                    "(neighbor_weight=0).", UserWarning, stacklevel=3
-                )
-            if partial:  # one pass at a constant rate, validated once, at its end
-                end = (0 if resume is None else resume["step"]) + math.ceil(len(data.train) / self.batch_size)
-                resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
-            else:
-                resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
-            if spec is None:
-                spec = new_spec({**params, **resolved}, data, seed, getattr(self, "feature_names_in_", None))
-            state = run_training(params, resolved, spec, data, device, distributed, logdir, resume, partial)
-        self._adopt_run(spec, state, device)
-        if self.tensorboard and logdir is not None and distributed.is_main:
-            write_figures(logdir.path, self, data.valid)
-        if distributed.is_main:
-            warn_on_stop({**params, **resolved}, state)
+            return source, valid, fit_labels(X, y), getattr(self, "feature_names_in_", None)
+
+        fitted = (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
+        run = fit_run(self.get_params(), rows, sample_weight, fitted, partial)
+        self._adopt_run(run.spec, run.state, run.device)
+        if self.tensorboard and self.logdir is not None and run.distributed.is_main:
+            write_figures(LogDir(self.logdir).path, self, run.data.valid)
+        if run.distributed.is_main:
+            warn_on_stop(run.params, run.state)
         return self
 
     def _check_params(self):
@@ -570,8 +512,7 @@ numpy.memmap or anndata.AnnData
         self.module_ = build_module(spec, state["best_model"]).to(device).eval()
         self.hidden_layer_sizes_ = list(spec.model.hidden_sizes)
         self.likelihood_ = spec.model.likelihood
-        self.mean_ = spec.loc.copy()
-        self.scale_ = spec.scale.copy()
+        self.mean_, self.scale_ = spec.loc.copy(), spec.scale.copy()
         self.history_ = list(state["history"])
         self.n_steps_ = state["step"]
         self.best_validation_loss_ = state["best_loss"]
@@ -579,20 +520,17 @@ numpy.memmap or anndata.AnnData
         # What "auto" resolved to is saved at the end of a fit: a checkpoint written during a
         # fit, or by a version before these parameters, knows only the parameters.
         resolved = state.get("resolved", {})
-        weight = resolved.get("neighbor_weight", self.neighbor_weight)
-        budget = resolved.get("max_steps", self.max_steps)
+        weight, budget = (resolved.get(name, getattr(self, name)) for name in ("neighbor_weight", "max_steps"))
         self.neighbor_weight_ = None if weight == "auto" else float(weight)
         self.max_steps_ = None if budget == "auto" else int(budget)
         self.precision_ = resolved.get("precision")
         self.n_threads_ = resolved.get("threads")
         self.data_range_ = tuple(state["data_range"]) if "data_range" in state else None
+        for name in ("classes_", "embedding_", "feature_names_in_"):  # of an earlier fit, where this one has none
+            self.__dict__.pop(name, None)
         if "classes" in state:
             self.classes_ = check_saved_classes(state["classes"], self.logdir)
-        elif hasattr(self, "classes_"):
-            del self.classes_
         self._reference = None
-        if hasattr(self, "embedding_"):
-            del self.embedding_
         if state.get("reference") is not None:
             where = "the checkpoint" if self.logdir is None else f"the checkpoint in {str(self.logdir)!r}"
             self._reference = NeighborReference.from_state(state["reference"], spec.model.n_latent, where).to(device)
@@ -600,8 +538,6 @@ numpy.memmap or anndata.AnnData
         self.n_features_in_ = spec.n_features
         if spec.feature_names is not None:
             self.feature_names_in_ = np.asarray(spec.feature_names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
 
     @classmethod
     def load(cls, logdir, *, device=None):
@@ -620,15 +556,8 @@ numpy.memmap or anndata.AnnData
             Fitted, with the best validation weights; ``fit`` with ``warm_start=True``
             continues the saved run.
         """
+        params, spec, state = read_run(logdir, cls._get_param_names(), device)
         run = LogDir(logdir)
-        params, spec = run.read_params()
-        state = run.read_checkpoint(spec)
-        params = dict(params, logdir=str(logdir))
-        if device is not None:
-            params["device"] = device
-        unknown = sorted(params.keys() - cls._get_param_names())
-        if unknown:
-            raise ValueError(f"Cannot read {run.file(run.PARAMS)}: unknown parameters {', '.join(unknown)}.")
         estimator = cls(**params)
         try:
             estimator._check_params()
@@ -643,190 +572,6 @@ numpy.memmap or anndata.AnnData
             ) from exc
         return estimator
 
-    # ------------------------------------------------------------------ inference
-
-    def _check_fitted(self):
-        check_is_fitted(self)
-        self._check_positive_int("eval_batch_size")
-
-    def _check_positive_int(self, name):
-        """A parameter that inference reads, which may have been set since fit."""
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-    def _run_batched(self, fn, source, n_out, name, what, check=None):
-        out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name, check)
-        if not np.isfinite(out).all():
-            raise ValueError(
-                f"{what} overflowed float32 for some rows: {name} lies too far outside the range "
-                "of the training data for this model."
-            )
-        return out
-
-    def _count_check(self, whole_numbers):
-        """What a count model checks of its input rows (``None`` for other likelihoods)."""
-        if not self.spec_.is_count:
-            return None
-        return partial(check_count_rows, likelihood=self.likelihood_, whole_numbers=whole_numbers)
-
-    def transform(self, X):
-        """Embed ``X``: the posterior mean (through the flow at zero noise, with IAF).
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features), path, numpy.memmap \
-or anndata.AnnData
-            As for :meth:`fit`, read ``eval_batch_size`` rows at a time (to disk:
-            :func:`cvae.files.transform_to_npy`).
-
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, n_components)
-            float64 for float64 input, float32 otherwise.
-        """
-        self._check_fitted()
-        reference = self._placement_reference()
-        if reference is None:
-            embed = self.module_.embed
-        else:
-            embed = partial(_place, reference, self.module_.likelihood.standardize, self.n_neighbors)
-        return self._run_batched(embed, input_rows(self, X), self.spec_.model.n_latent, "X", "The embedding",
-                                 self._count_check(whole_numbers=False))
-
-    def _placement_reference(self):
-        """The training rows that place unseen rows (``placement``), or ``None`` for the encoder."""
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {', '.join(map(repr, PLACEMENTS))}, got {self.placement!r}.")
-        self._check_positive_int("n_neighbors")
-        if self.placement == "neighbors" and self._reference is None:
-            raise ValueError(
-                "placement='neighbors' needs the training rows, which this model did not keep: it was fitted with "
-                "placement='encoder', or with placement='auto' and neighbor_weight=0, or its run was stopped "
-                "before its end. Set placement='encoder' or 'auto', or fit with placement='neighbors'."
-            )
-        return None if self.placement == "encoder" else self._reference
-
-    def inverse_transform(self, Z, library_size=None):
-        """Decode latent codes to the decoder mean, in the original feature scale.
-
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_components), path or numpy.memmap
-            Latent codes, in memory or in a ``.npy`` file.
-        library_size : float, default=None
-            Count likelihoods only: the total (library size) of the decoded rows, above 0.
-            ``None`` decodes at the mean total of the training rows (``spec_.library_size``).
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features_in_)
-            Decoder means: expected counts at ``library_size`` under a count likelihood.
-        """
-        self._check_fitted()
-        source = latent_rows(Z, self.n_components)
-        if library_size is not None:
-            if not self.spec_.is_count:
-                raise ValueError(f"library_size applies to count likelihoods; this model's is {self.likelihood_!r}.")
-            library_size = check_positive(library_size, "library_size")
-        return self._run_batched(partial(self.module_.decode_mean, library_size=library_size), source,
-                                 self.n_features_in_, "Z", "The decoded data")
-
-    def score_samples(self, X, n_importance_samples=1):
-        """Per-sample lower bound on log p(x) in nats, in the original data scale.
-
-        ``n_importance_samples=1``: the ELBO over ``_SCORE_DRAWS`` posterior samples (exact
-        KL without flows); ``k > 1``: the importance-weighted bound (Burda et al., 2016),
-        tighter as ``k`` grows, at ``k`` decoder passes per row. Fixed noise serves every
-        row, so a score does not depend on the other rows. Never NaN; a row far outside the
-        training data can score ``-inf``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), path or numpy.memmap
-            As for :meth:`transform`.
-        n_importance_samples : int, default=1
-            ``k``; 1000 or more gives the test log-likelihoods reported in the literature.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-        """
-        if not isinstance(n_importance_samples, Integral) or n_importance_samples < 1:
-            raise ValueError(f"n_importance_samples must be a positive integer, got {n_importance_samples!r}.")
-        self._check_fitted()
-        X = input_rows(self, X)
-        check = self._count_check(whole_numbers=True)
-        k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
-        generator = torch.Generator().manual_seed(_SCORE_SEED)
-        draws = torch.randn(k, self.n_components, generator=generator).to(self.device_)
-        score = self.module_.mean_elbo if n_importance_samples == 1 else self.module_.importance_weighted_bound
-        return run_batched(lambda batch: score(batch, draws)[:, None], X, 1, self.eval_batch_size, self.device_,
-                           "X", check)[:, 0]
-
-    def score(self, X, y=None):
-        """Mean ELBO per sample in nats (higher is better), for model selection; ``y`` is ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        return float(np.mean(self.score_samples(X)))
-
-    def sample(self, n_samples=1, random_state=None):
-        """Generate data: draw latent codes from the prior N(0, I) and decode them; under
-        a count likelihood, draw counts from the decoded distribution at the mean total of
-        the training rows.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : int, RandomState instance or None, default=None
-            Seeds the latent draws.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features_in_), dtype float32
-            The decoded codes; counts under a count likelihood.
-        """
-        self._check_fitted()
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        seed = draw_seed(random_state)
-        Z = torch.randn(n_samples, self.n_components, generator=torch.Generator().manual_seed(seed)).numpy()
-        if not self.spec_.is_count:
-            return self.inverse_transform(Z)
-        likelihood = self.module_.likelihood
-        params = self._run_batched(self.module_.decode, latent_rows(Z, self.n_components),
-                                   likelihood.n_params * self.n_features_in_, "Z", "The decoded data")
-        with torch.no_grad():
-            return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
-
-    def export(self, path, part="encoder"):
-        """Write the fitted encoder or decoder to a file that runs without cvae.
-
-        Parameters
-        ----------
-        path : str or path-like
-            ``.onnx`` (ONNX, for onnxruntime and other runtimes; needs the ``export`` extra)
-            or ``.pt2`` (a ``torch.export`` program, for ``torch.export.load``). Replaced
-            atomically if it exists.
-        part : {"encoder", "decoder"}, default="encoder"
-            ``"encoder"``: raw rows in (float32, any number), the posterior means out, the
-            normalization inside; what :meth:`transform` gives with
-            ``placement="encoder"``. ``"decoder"``: embeddings in, what
-            :meth:`inverse_transform` gives out; under a count likelihood, also each row's
-            library size, as a ``(n_rows, 1)`` input.
-
-        Returns
-        -------
-        path : pathlib.Path
-        """
-        self._check_fitted()
-        return export_module(self.module_, path, part, counts=self.spec_.is_count)
-
-    # ------------------------------------------------------------------ scikit-learn plumbing
-
     @property
     def _n_features_out(self):
         return self.n_components
@@ -838,10 +583,9 @@ or anndata.AnnData
         return tags
 
     def __getstate__(self):
-        # The module is rebuilt from the spec and the CPU checkpoint on unpickling, so an
-        # estimator trained on a GPU loads on a machine without one.
+        # Rebuilt on unpickling from the spec and the CPU checkpoint (which holds the neighbour
+        # reference too), so an estimator trained on a GPU loads on a machine without one.
         state = self.__dict__.copy()
-        # rebuilt from the spec and the checkpoint, which holds the neighbour reference too
         for name in ("module_", "device_", "_reference", "embedding_"):
             state.pop(name, None)
         return state

@@ -1,13 +1,221 @@
-"""A fitted module applied to rows in batches: what transform, inverse_transform and
-score_samples share."""
+"""What a fitted model does with rows: embed, decode, score and generate them, a batch at a
+time (:class:`InferenceMixin`, the fitted half of :class:`cvae.CompressionVAE`)."""
+
+from functools import partial
+from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.base import TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_chunk, check_finite_float
+from ._validation import check_chunk, check_count_rows, check_finite_float, check_positive, draw_seed
 from .data import iterate_chunks
+from .export import export_module
+from .inputs import input_rows, latent_rows
+from .placement import PLACEMENTS
 
-__all__ = ["run_batched"]
+__all__ = ["InferenceMixin", "run_batched"]
+
+# score_samples averages this many posterior draws, from this seed, shared by all rows:
+# repeatable, independent of the other rows, and a mean over rows that does not carry the
+# noise of a single draw.
+_SCORE_SEED = 0
+_SCORE_DRAWS = 8
+
+
+def _place(reference, standardize, n_neighbors, rows):
+    return reference.place(standardize(rows), n_neighbors)
+
+
+class InferenceMixin(TransformerMixin):
+    """The methods of a fitted :class:`cvae.CompressionVAE` that apply its model to rows.
+
+    They read the fitted attributes (``spec_``, ``module_``, ``device_``, the placement
+    reference) and the parameters that inference uses (``eval_batch_size``,
+    ``placement``, ``n_neighbors``), which may be set after the fit. A
+    ``TransformerMixin``, so that ``set_output`` wraps :meth:`transform` here.
+    """
+
+    def _check_fitted(self):
+        check_is_fitted(self)
+        self._check_positive_int("eval_batch_size")
+
+    def _check_positive_int(self, name):
+        """A parameter that inference reads, which may have been set since fit."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+    def _run_batched(self, fn, source, n_out, name, what, check=None):
+        out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name, check)
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"{what} overflowed float32 for some rows: {name} lies too far outside the range "
+                "of the training data for this model."
+            )
+        return out
+
+    def _count_check(self, whole_numbers):
+        """What a count model checks of its input rows (``None`` for other likelihoods)."""
+        if not self.spec_.is_count:
+            return None
+        return partial(check_count_rows, likelihood=self.likelihood_, whole_numbers=whole_numbers)
+
+    def transform(self, X):
+        """Embed ``X``: the posterior mean (through the flow at zero noise, with IAF).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features), path, numpy.memmap \
+or anndata.AnnData
+            As for :meth:`fit`, read ``eval_batch_size`` rows at a time (to disk:
+            :func:`cvae.files.transform_to_npy`).
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            float64 for float64 input, float32 otherwise.
+        """
+        self._check_fitted()
+        reference = self._placement_reference()
+        if reference is None:
+            embed = self.module_.embed
+        else:
+            embed = partial(_place, reference, self.module_.likelihood.standardize, self.n_neighbors)
+        return self._run_batched(embed, input_rows(self, X), self.spec_.model.n_latent, "X", "The embedding",
+                                 self._count_check(whole_numbers=False))
+
+    def _placement_reference(self):
+        """The training rows that place unseen rows (``placement``), or ``None`` for the encoder."""
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {', '.join(map(repr, PLACEMENTS))}, got {self.placement!r}.")
+        self._check_positive_int("n_neighbors")
+        if self.placement == "neighbors" and self._reference is None:
+            raise ValueError(
+                "placement='neighbors' needs the training rows, which this model did not keep: it was fitted with "
+                "placement='encoder', or with placement='auto' and neighbor_weight=0, or its run was stopped "
+                "before its end. Set placement='encoder' or 'auto', or fit with placement='neighbors'."
+            )
+        return None if self.placement == "encoder" else self._reference
+
+    def inverse_transform(self, Z, library_size=None):
+        """Decode latent codes to the decoder mean, in the original feature scale.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components), path or numpy.memmap
+            Latent codes, in memory or in a ``.npy`` file.
+        library_size : float, default=None
+            Count likelihoods only: the total (library size) of the decoded rows, above 0.
+            ``None`` decodes at the mean total of the training rows (``spec_.library_size``).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+            Decoder means: expected counts at ``library_size`` under a count likelihood.
+        """
+        self._check_fitted()
+        source = latent_rows(Z, self.n_components)
+        if library_size is not None:
+            if not self.spec_.is_count:
+                raise ValueError(f"library_size applies to count likelihoods; this model's is {self.likelihood_!r}.")
+            library_size = check_positive(library_size, "library_size")
+        return self._run_batched(partial(self.module_.decode_mean, library_size=library_size), source,
+                                 self.n_features_in_, "Z", "The decoded data")
+
+    def score_samples(self, X, n_importance_samples=1):
+        """Per-sample lower bound on log p(x) in nats, in the original data scale.
+
+        ``n_importance_samples=1``: the ELBO over ``_SCORE_DRAWS`` posterior samples (exact
+        KL without flows); ``k > 1``: the importance-weighted bound (Burda et al., 2016),
+        tighter as ``k`` grows, at ``k`` decoder passes per row. Fixed noise serves every
+        row, so a score does not depend on the other rows. Never NaN; a row far outside the
+        training data can score ``-inf``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), path or numpy.memmap
+            As for :meth:`transform`.
+        n_importance_samples : int, default=1
+            ``k``; 1000 or more gives the test log-likelihoods reported in the literature.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        if not isinstance(n_importance_samples, Integral) or n_importance_samples < 1:
+            raise ValueError(f"n_importance_samples must be a positive integer, got {n_importance_samples!r}.")
+        self._check_fitted()
+        X = input_rows(self, X)
+        check = self._count_check(whole_numbers=True)
+        k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
+        generator = torch.Generator().manual_seed(_SCORE_SEED)
+        draws = torch.randn(k, self.n_components, generator=generator).to(self.device_)
+        score = self.module_.mean_elbo if n_importance_samples == 1 else self.module_.importance_weighted_bound
+        return run_batched(lambda batch: score(batch, draws)[:, None], X, 1, self.eval_batch_size, self.device_,
+                           "X", check)[:, 0]
+
+    def score(self, X, y=None):
+        """Mean ELBO per sample in nats (higher is better), for model selection; ``y`` is ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Generate data: draw latent codes from the prior N(0, I) and decode them; under
+        a count likelihood, draw counts from the decoded distribution at the mean total of
+        the training rows.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+            Seeds the latent draws.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_), dtype float32
+            The decoded codes; counts under a count likelihood.
+        """
+        self._check_fitted()
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        seed = draw_seed(random_state)
+        Z = torch.randn(n_samples, self.n_components, generator=torch.Generator().manual_seed(seed)).numpy()
+        if not self.spec_.is_count:
+            return self.inverse_transform(Z)
+        likelihood = self.module_.likelihood
+        params = self._run_batched(self.module_.decode, latent_rows(Z, self.n_components),
+                                   likelihood.n_params * self.n_features_in_, "Z", "The decoded data")
+        with torch.no_grad():
+            return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
+
+    def export(self, path, part="encoder"):
+        """Write the fitted encoder or decoder to a file that runs without cvae.
+
+        Parameters
+        ----------
+        path : str or path-like
+            ``.onnx`` (ONNX, for onnxruntime and other runtimes; needs the ``export`` extra)
+            or ``.pt2`` (a ``torch.export`` program, for ``torch.export.load``). Replaced
+            atomically if it exists.
+        part : {"encoder", "decoder"}, default="encoder"
+            ``"encoder"``: raw rows in (float32, any number), the posterior means out, the
+            normalization inside; what :meth:`transform` gives with
+            ``placement="encoder"``. ``"decoder"``: embeddings in, what
+            :meth:`inverse_transform` gives out; under a count likelihood, also each row's
+            library size, as a ``(n_rows, 1)`` input.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        self._check_fitted()
+        return export_module(self.module_, path, part, counts=self.spec_.is_count)
 
 
 def run_batched(fn, source, n_out, batch_size, device, name, check=None):

@@ -92,9 +92,13 @@ class FitData:
 
 
 def with_replay(X, y, sample_weight, rows):
-    """``X`` (an array or sparse matrix in memory) with ``rows`` (stored earlier rows) below
-    it, and ``y`` and ``sample_weight`` extended to match (unlabelled, weight one): the
-    earlier rows train beside the new ones, as replay."""
+    """``X`` with ``rows`` (stored earlier rows, or ``None``) below it, and ``y`` and
+    ``sample_weight`` extended to match (unlabelled, weight one): the earlier rows train
+    beside the new ones, as replay. Only for ``X`` in memory (an array or sparse matrix) as
+    wide as ``rows``: other ``X`` comes back as it is (and is checked by the fit)."""
+    in_memory = (isinstance(X, np.ndarray) and not isinstance(X, np.memmap)) or sp.issparse(X)
+    if rows is None or not in_memory or X.ndim != 2 or X.shape[1] != rows.shape[1]:
+        return X, y, sample_weight
     stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr") if sp.issparse(X) else np.vstack([X, rows])
     if y is not None:
         y = np.asarray(y)

@@ -15,7 +15,7 @@ from ..data import take_rows
 from ..nn.vae import LossSettings
 from ..placement import NeighborReference
 from ..preparation import training_batches, training_graph, validation_chunks
-from ..spec import build_module, check_warm_start
+from ..spec import build_module
 from .callbacks import (
     Checkpoint,
     CosineDecay,
@@ -29,7 +29,7 @@ from .callbacks import (
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
-__all__ = ["checked_landmarks", "previous_run", "run_training", "step_budget", "warn_on_stop"]
+__all__ = ["checked_landmarks", "neighbor_weight_for", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
@@ -54,33 +54,6 @@ AUTO_PASSES = 120
 AUTO_PASS_ROWS = 10_000
 AUTO_NEIGHBOR_LARGE_EXPONENT = 0.15
 AUTO_MAX_STEPS = 50000
-
-
-def previous_run(params, logdir, fitted=None):
-    """``(spec, trainer state, saved split)`` of the run a fit continues, or ``None`` for each.
-
-    ``fitted`` is the estimator's own ``(spec, state)`` when it is fitted and
-    ``params["warm_start"]`` is set: it is continued, and ``logdir`` (a :class:`LogDir` or
-    ``None``) must not hold another run, nor a newer state of this one. Otherwise a run in
-    ``logdir`` is continued with ``warm_start``, and refused without it.
-    """
-    if params["warm_start"] and fitted is not None:
-        spec, state = fitted
-        if logdir is not None and logdir.has_run():
-            logdir.check_continued_by(spec, state)
-    elif logdir is None or not logdir.has_run():
-        return None, None, None
-    elif not params["warm_start"]:
-        raise FileExistsError(
-            f"Log directory {str(logdir.path)!r} already holds a training run. Pass warm_start=True to "
-            "continue it, use CompressionVAE.load() to use it as is, or choose an empty logdir to "
-            "start afresh."
-        )
-    else:
-        spec = logdir.read_params()[1]
-        state = logdir.read_checkpoint(spec)
-    check_warm_start(params, spec)
-    return spec, state, (logdir.read_split() if logdir is not None else None)
 
 
 def neighbor_weight_for(params, continued=None):

@@ -1,0 +1,115 @@
+"""A fit around its training run, and a fitted run read back: the process group, the log
+directory's lock, which run a fit continues, what its "auto" parameters resolve to, and the
+parameters saved in a log directory decoded for :meth:`cvae.CompressionVAE.load`."""
+
+import contextlib
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from .._validation import draw_seed, resolve_device
+from ..labels import check_saved_classes
+from ..preparation import FitData, prepare
+from ..spec import RunSpec, check_warm_start, new_spec
+from .distributed import Distributed
+from .logdir import LogDir
+from .run import neighbor_weight_for, run_training, step_budget
+
+__all__ = ["FitResult", "fit_run", "previous_run", "read_run"]
+
+
+@dataclass
+class FitResult:
+    """What a fit trained: the run's specification, the trainer's final state, where it
+    ran, its prepared data and the parameters with "auto" resolved."""
+
+    spec: RunSpec
+    state: dict
+    device: torch.device
+    data: FitData
+    params: dict
+    distributed: Distributed
+
+
+def fit_run(params, rows, sample_weight=None, fitted=None, partial=False):
+    """Train the run that a fit with the estimator parameters ``params`` asks for.
+
+    Joins the process group of a ``torchrun`` launch, locks ``params["logdir"]`` (in the
+    first process), finds the run to continue (:func:`previous_run`), reads the rows,
+    prepares the data, resolves ``"auto"``, and trains. ``rows()``, called once the lock is
+    held, returns ``(training source, validation source or None, labels or None, feature
+    names or None)``. ``fitted`` is the estimator's own ``(spec, checkpoint)`` when it is
+    fitted; ``partial`` makes the run one pass at a constant rate (``partial_fit``).
+    """
+    distributed = Distributed.from_environment()
+    device = distributed.device(resolve_device(params["device"]))
+    distributed.join(device)
+    logdir = LogDir(params["logdir"]) if params["logdir"] is not None else None
+    with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
+        spec, resume, saved_split = previous_run(dict(params, warm_start=params["warm_start"] or partial), logdir,
+                                                 fitted)
+        seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(params["random_state"]))
+        saved_classes = None if resume is None else resume.get("classes")
+        classes = None if saved_classes is None else check_saved_classes(saved_classes, params["logdir"])
+        source, valid, labels, feature_names = rows()
+        data = prepare(source, valid, params, seed, None if partial else saved_split, spec, logdir, sample_weight,
+                       labels, classes, feature_names)
+        continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
+        resolved = {"neighbor_weight": neighbor_weight_for(params, continued)}
+        if labels is not None and resolved["neighbor_weight"] == 0 and params["target_weight"] > 0:
+            warnings.warn("y is not used: labels shape the embedding through the neighbour term, which is off "
+                          "(neighbor_weight=0).", UserWarning, stacklevel=4)
+        if partial:  # one pass at a constant rate, validated once, at its end
+            end = (0 if resume is None else resume["step"]) + math.ceil(len(data.train) / params["batch_size"])
+            resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
+        else:
+            resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
+        if spec is None:
+            spec = new_spec({**params, **resolved}, data, seed, feature_names)
+        state = run_training(params, resolved, spec, data, device, distributed, logdir, resume, partial)
+    return FitResult(spec, state, device, data, {**params, **resolved}, distributed)
+
+
+def previous_run(params, logdir, fitted=None):
+    """``(spec, trainer state, saved split)`` of the run a fit continues, or ``None`` for each.
+
+    ``fitted`` is the estimator's own ``(spec, state)`` when it is fitted and
+    ``params["warm_start"]`` is set: it is continued, and ``logdir`` (a :class:`LogDir` or
+    ``None``) must not hold another run, nor a newer state of this one. Otherwise a run in
+    ``logdir`` is continued with ``warm_start``, and refused without it.
+    """
+    if params["warm_start"] and fitted is not None:
+        spec, state = fitted
+        if logdir is not None and logdir.has_run():
+            logdir.check_continued_by(spec, state)
+    elif logdir is None or not logdir.has_run():
+        return None, None, None
+    elif not params["warm_start"]:
+        raise FileExistsError(
+            f"Log directory {str(logdir.path)!r} already holds a training run. Pass warm_start=True to "
+            "continue it, use CompressionVAE.load() to use it as is, or choose an empty logdir to "
+            "start afresh."
+        )
+    else:
+        spec = logdir.read_params()[1]
+        state = logdir.read_checkpoint(spec)
+    check_warm_start(params, spec)
+    return spec, state, (logdir.read_split() if logdir is not None else None)
+
+
+def read_run(logdir, param_names, device=None):
+    """``(params, spec, state)`` of the fitted run saved in ``logdir``: the estimator
+    parameters it was fitted with (``logdir`` and, when given, ``device`` replaced), which
+    must all be among ``param_names``, its specification and its trainer state."""
+    run = LogDir(logdir)
+    params, spec = run.read_params()
+    state = run.read_checkpoint(spec)
+    params = dict(params, logdir=str(logdir))
+    if device is not None:
+        params["device"] = device
+    unknown = sorted(params.keys() - set(param_names))
+    if unknown:
+        raise ValueError(f"Cannot read {run.file(run.PARAMS)}: unknown parameters {', '.join(unknown)}.")
+    return params, spec, state
