@@ -12,13 +12,38 @@ import contextlib
 import mmap
 import zipfile
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 __all__ = [
-    "ArraySource", "NpyDirectorySource", "RawFileSource", "SparseSource", "is_sparse_npz", "load_sparse_npz",
-    "memmap_source", "npy_file_source", "open_npz",
+    "ArraySource", "NpyDirectorySource", "RawFileSource", "RowSource", "SparseSource", "is_sparse_npz",
+    "load_sparse_npz", "memmap_source", "npy_file_source", "open_npz",
 ]
+
+
+@runtime_checkable
+class RowSource(Protocol):
+    """What every row source offers (the sources here, and ``cvae.adata.H5adSource``).
+
+    ``n_samples`` and ``n_features`` are the data's shape and ``dtype`` its stored type;
+    ``name`` is how error messages refer to it; ``in_memory`` says that reading a row costs
+    no file read; ``checked`` that every value was validated as a whole (finite), so
+    chunks need not be checked again. A source that is ``sparse`` (an attribute, default
+    false) also gives ``block(indices)``, rows as a CSR matrix, and ``take(indices,
+    dtype)``; the others are read with :func:`cvae.data.take_rows`.
+    """
+
+    n_samples: int
+    n_features: int
+    dtype: np.dtype
+    name: str
+    in_memory: bool
+    checked: bool
+
+    def read(self, start, stop):
+        """Rows ``start:stop`` as a dense array."""
+
 
 _NUMERIC_KINDS = "biuf"
 

@@ -13,6 +13,12 @@ def digits():
 
 
 @pytest.fixture
+def X(digits):
+    """The first 400 rows of digits."""
+    return digits[0][:400]
+
+
+@pytest.fixture
 def fast():
     """Parameters that make a fit take well under a second."""
     return dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=60, validation_interval=20, random_state=0)

@@ -1,4 +1,4 @@
-"""Behaviour of CompressionVAE: shapes, dtypes, scales, scores, reproducibility, scheduling."""
+"""Behaviour of CompressionVAE as an estimator: fitting, parameters, reproducibility, scheduling, precision."""
 
 import pickle
 import shutil
@@ -16,11 +16,6 @@ from cvae import CompressionVAE
 from cvae.data import TensorChunks
 from cvae.training.io import load_checkpoint
 from cvae.training.trainer import cpp_compiler_found, evaluate
-
-
-@pytest.fixture
-def X(digits):
-    return digits[0][:400]
 
 
 def fit(X, X_valid=None, **params):
@@ -41,13 +36,6 @@ def test_fit_transform_shapes_and_finite_outputs(X, fast):
     assert vae.device_ == torch.device("cpu")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_outputs_keep_float_input_precision(X, fast, dtype):
-    vae = fit(X, **fast)
-    assert vae.transform(X.astype(dtype)).dtype == dtype
-    assert vae.inverse_transform(np.zeros((2, 2), dtype)).dtype == dtype
-
-
 @pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_, np.float16])
 def test_integer_bool_and_half_inputs_are_accepted_as_float32(X, fast, dtype):
     vae = fit(X.astype(dtype), **fast)
@@ -57,13 +45,6 @@ def test_integer_bool_and_half_inputs_are_accepted_as_float32(X, fast, dtype):
 def test_lists_are_accepted(X, fast):
     vae = fit(X.tolist(), **fast)
     assert np.array_equal(vae.transform(X[:5].tolist()), vae.transform(X[:5]))
-
-
-def test_transform_is_deterministic_and_batch_independent(X, fast):
-    vae = fit(X, eval_batch_size=7, iaf_flow_length=2, **fast)
-    Z = vae.transform(X)
-    assert np.array_equal(Z, vae.transform(X))
-    np.testing.assert_allclose(Z[:7], vae.set_params(eval_batch_size=1000).transform(X[:7]), rtol=1e-5, atol=1e-6)
 
 
 def test_same_random_state_gives_bit_identical_model(X, fast):
@@ -83,78 +64,6 @@ def test_fit_leaves_global_random_state_alone(X, fast):
     fit(X, **fast)
     assert torch.equal(torch.rand(3), expected_torch)
     assert np.array_equal(np.random.rand(3), expected_np)
-
-
-def test_inverse_transform_returns_original_scale(X, fast):
-    big = X * 1000 + 5000
-    vae = fit(big, **dict(fast, max_steps=200))
-    recon = vae.inverse_transform(vae.transform(big))
-    assert abs(recon.mean() - big.mean()) < 0.1 * big.std()
-    assert np.mean((recon - big) ** 2) < big.var()  # better than predicting the mean
-
-
-@pytest.mark.parametrize("normalize", ["global", "feature"])
-def test_elbo_is_in_original_data_scale(X, fast, normalize):
-    # Normalization absorbs a rescaling by 4 (a power of two, so exact in floating point):
-    # the same network results and the density changes by the Jacobian, -log 4 per
-    # rescaled feature ("feature" leaves constant features at scale 1).
-    a = fit(X, normalize=normalize, **fast)
-    b = fit(X * 4, normalize=normalize, **fast)
-    n_rescaled = int(np.sum(b.scale_ != a.scale_))
-    assert n_rescaled == (64 if normalize == "global" else int(np.sum(X.std(0) > 0)))
-    np.testing.assert_allclose(b.score_samples(X * 4), a.score_samples(X) - n_rescaled * np.log(4), rtol=1e-5)
-
-
-@pytest.mark.parametrize("flows", [0, 2])
-def test_score_samples_are_repeatable_and_independent_of_other_rows(X, fast, flows):
-    vae = fit(X, iaf_flow_length=flows, **fast)
-    s = vae.score_samples(X)
-    assert np.array_equal(s, vae.score_samples(X))
-    assert vae.score(X) == pytest.approx(s.mean())
-    order = np.random.default_rng(0).permutation(len(X))
-    np.testing.assert_allclose(vae.score_samples(X[order]), s[order], rtol=1e-5)
-    np.testing.assert_allclose(vae.set_params(eval_batch_size=7).score_samples(X[:20]), s[:20], rtol=1e-5)
-
-
-def test_read_only_memmap_input_is_accepted_without_warnings(X, fast, tmp_path):
-    path = tmp_path / "X.npy"
-    np.save(path, X)
-    X_ro = np.load(path, mmap_mode="r")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        vae = CompressionVAE(**dict(fast, max_steps=20, validation_interval=20), learning_rate="constant").fit(X_ro)
-        np.testing.assert_array_equal(vae.transform(X_ro), vae.transform(X))
-
-
-def test_score_improves_with_training(X, fast):
-    short = fit(X, **dict(fast, max_steps=5))
-    longer = fit(X, **dict(fast, max_steps=300))
-    assert longer.score(X) > short.score(X) + 10
-
-
-def test_sample_is_reproducible_and_decodes_prior_draws(X, fast):
-    vae = fit(X, **fast)
-    np.testing.assert_array_equal(vae.sample(4, random_state=3), vae.sample(4, random_state=3))
-    assert not np.array_equal(vae.sample(4, random_state=3), vae.sample(4, random_state=4))
-    with pytest.raises(ValueError, match="n_samples"):
-        vae.sample(0)
-
-
-def test_validation_data_is_used_and_checked(X, fast):
-    vae = fit(X[:300], X_valid=X[300:], **fast)
-    other = fit(X[:300], X_valid=X[300:350], **fast)
-    assert len(vae.history_) == 3
-    # the same training trajectory (all 300 rows train), validated on other rows
-    assert [r["train_loss"] for r in vae.history_] == [r["train_loss"] for r in other.history_]
-    assert [r["validation_loss"] for r in vae.history_] != [r["validation_loss"] for r in other.history_]
-    with pytest.raises(ValueError, match="X_valid has 10 features, but X has 64"):
-        CompressionVAE(**fast).fit(X, X_valid=X[:, :10])
-
-
-def test_too_few_samples_for_a_validation_split_is_a_clear_error(fast):
-    with pytest.raises(ValueError, match="validation_fraction=0.1 of 1 samples"):
-        CompressionVAE(**fast).fit(np.random.rand(1, 4))
-    assert fit(np.random.rand(3, 4), **fast).n_features_in_ == 4  # one row is held out
 
 
 def test_history_records_each_validation(X, fast):
@@ -243,17 +152,6 @@ def test_bernoulli_likelihood_on_unit_interval_data(digits, fast):
     assert recon.min() >= 0 and recon.max() <= 1
     with pytest.raises(ValueError, match=r"needs X in \[0, 1\].*range from 0 to 16"):
         CompressionVAE(likelihood="bernoulli", **fast).fit(digits[0][:400])
-
-
-def test_auto_likelihood_is_bernoulli_exactly_for_unit_interval_data(digits, fast):
-    X = digits[0][:400]
-    assert fit(X / 16.0, likelihood="auto", **fast).likelihood_ == "bernoulli"
-    assert fit(X, likelihood="auto", **fast).likelihood_ == "gaussian"
-    assert fit(X / 16.0, likelihood="gaussian", **fast).likelihood_ == "gaussian"
-    # the held-out part counts too: one value above 1 anywhere means Gaussian
-    X_valid = X[:50] / 16.0
-    X_valid[0, 0] = 1.5
-    assert fit(X / 16.0, X_valid=X_valid, likelihood="auto", **fast).likelihood_ == "gaussian"
 
 
 def test_iaf_model_fits_and_scores(X, fast):
@@ -353,7 +251,9 @@ def test_interrupted_and_resumed_fit_matches_an_uninterrupted_one(X, fast):
 
 
 def test_device_auto_resolves_and_unavailable_cuda_is_a_clear_error(X, fast):
-    assert fit(X, device="auto", **fast).device_.type in {"cpu", "cuda", "mps"}
+    mps = getattr(torch.backends, "mps", None)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps is not None and mps.is_available() else "cpu"
+    assert fit(X, device="auto", **fast).device_.type == expected
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             CompressionVAE(device="cuda", **fast).fit(X)
@@ -366,20 +266,6 @@ def test_gpu_fit_matches_cpu_inference(X, fast):
     Z = vae.transform(X)
     cpu = pickle.loads(pickle.dumps(vae.set_params(device="cpu")))
     np.testing.assert_allclose(cpu.transform(X), Z, rtol=1e-4, atol=1e-4)
-
-
-def test_importance_weighted_scores_tighten_the_elbo(digits, fast):
-    X = digits[0][:400]
-    vae = fit(X, **dict(fast, max_steps=200))
-    elbo = vae.score_samples(X)
-    iwae = {k: vae.score_samples(X, n_importance_samples=k) for k in (16, 256)}
-    assert iwae[256].shape == (400,) and np.isfinite(iwae[256]).all()
-    assert elbo.mean() < iwae[16].mean() < iwae[256].mean()
-    np.testing.assert_array_equal(vae.score_samples(X, n_importance_samples=16), iwae[16])  # fixed noise
-    vae.set_params(eval_batch_size=7)  # other batches, other passes: the same bound per row
-    np.testing.assert_allclose(vae.score_samples(X, n_importance_samples=16), iwae[16], rtol=1e-5)
-    with pytest.raises(ValueError, match="n_importance_samples must be a positive integer, got 0"):
-        vae.score_samples(X, n_importance_samples=0)
 
 
 def test_free_bits_keep_latent_dimensions_in_use(digits, fast):

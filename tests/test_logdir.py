@@ -27,11 +27,6 @@ from cvae.training import LogDir, load_checkpoint
 
 
 @pytest.fixture
-def X(digits):
-    return digits[0][:400]
-
-
-@pytest.fixture
 def params(fast, tmp_path):
     return dict(fast, checkpoint_interval=20, logdir=str(tmp_path / "run"))
 
@@ -271,7 +266,7 @@ def test_iaf_run_saved_by_0_1_0_loads_unchanged_and_continues(X, tmp_path, caplo
 
     logdir = shutil.copytree(OLD_IAF_RUN, tmp_path / "run")
     resumed = CompressionVAE(**dict(vae.get_params(), logdir=str(logdir), warm_start=True, max_steps=60))
-    with caplog.at_level(logging.WARNING, logger="cvae.training.trainer"):
+    with caplog.at_level(logging.WARNING, logger="cvae.training.logdir"):
         quiet_fit(resumed, X)
     assert "Adam restarts its moment estimates" in caplog.text
     assert resumed.n_steps_ == 60 and [row["step"] for row in resumed.history_] == [20, 40, 60]

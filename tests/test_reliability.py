@@ -26,11 +26,6 @@ CLI_FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0",
 
 
 @pytest.fixture
-def X(digits):
-    return digits[0][:400]
-
-
-@pytest.fixture
 def npy(tmp_path, X):
     np.save(tmp_path / "X.npy", X)
     return tmp_path / "X.npy"

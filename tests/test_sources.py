@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from cvae.inputs import open_source
-from cvae.sources import ArraySource, NpyDirectorySource, RawFileSource
+from cvae.inputs import array_source, open_source
+from cvae.sources import ArraySource, NpyDirectorySource, RawFileSource, RowSource
 
 
 def _save_shards(root, X, sizes):
@@ -93,3 +94,16 @@ def test_truncated_file_is_reported(rows, tmp_path):
     (tmp_path / "x.npy").write_bytes(data[:-100])
     with pytest.raises(ValueError, match="shorter than its header says"):
         open_source(tmp_path / "x.npy").read(0, 103)
+
+
+def test_every_kind_of_input_becomes_a_row_source(rows, tmp_path):
+    np.save(tmp_path / "x.npy", rows)
+    (tmp_path / "dir").mkdir()
+    np.save(tmp_path / "dir" / "a.npy", rows)
+    memmap = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=np.float32, shape=rows.shape)
+    memmap[:] = rows
+    for X in (rows, sp.csr_matrix(rows), tmp_path / "x.npy", tmp_path / "dir", memmap):
+        source = open_source(X) or array_source(X)  # arrays in memory are validated, then wrapped
+        assert isinstance(source, RowSource), type(source)
+        assert (source.n_samples, source.n_features) == rows.shape
+        np.testing.assert_array_equal(np.asarray(source.read(100, 103)), rows[100:103])

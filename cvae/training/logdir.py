@@ -38,7 +38,7 @@ from .io import load_checkpoint, save_checkpoint
 
 __all__ = ["LogDir", "LogDirLocked"]
 
-logger = logging.getLogger("cvae.training.trainer")
+logger = logging.getLogger(__name__)
 
 
 class LogDirLocked(RuntimeError):

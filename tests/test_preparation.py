@@ -1,0 +1,52 @@
+"""Preparing a fit's data (cvae.preparation): the split, the checked statistics pass, the
+likelihood "auto" picks, validation rows, replayed rows."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cvae import CompressionVAE
+from cvae.preparation import with_replay
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def test_validation_data_is_used_and_checked(X, fast):
+    vae = CompressionVAE(**fast).fit(X[:300], X_valid=X[300:])
+    other = CompressionVAE(**fast).fit(X[:300], X_valid=X[300:350])
+    assert len(vae.history_) == 3
+    # the same training trajectory (all 300 rows train), validated on other rows
+    assert [r["train_loss"] for r in vae.history_] == [r["train_loss"] for r in other.history_]
+    assert [r["validation_loss"] for r in vae.history_] != [r["validation_loss"] for r in other.history_]
+    with pytest.raises(ValueError, match="X_valid has 10 features, but X has 64"):
+        CompressionVAE(**fast).fit(X, X_valid=X[:, :10])
+
+
+def test_too_few_samples_for_a_validation_split_is_a_clear_error(fast):
+    with pytest.raises(ValueError, match="validation_fraction=0.1 of 1 samples"):
+        CompressionVAE(**fast).fit(np.random.rand(1, 4))
+    assert CompressionVAE(**fast).fit(np.random.rand(3, 4)).n_features_in_ == 4  # one row is held out
+
+
+def test_auto_likelihood_is_bernoulli_exactly_for_unit_interval_data(digits, fast):
+    X = digits[0][:400]
+    assert CompressionVAE(likelihood="auto", **fast).fit(X / 16.0).likelihood_ == "bernoulli"
+    assert CompressionVAE(likelihood="auto", **fast).fit(X).likelihood_ == "gaussian"
+    assert CompressionVAE(likelihood="gaussian", **fast).fit(X / 16.0).likelihood_ == "gaussian"
+    # the held-out part counts too: one value above 1 anywhere means Gaussian
+    X_valid = X[:50] / 16.0
+    X_valid[0, 0] = 1.5
+    assert CompressionVAE(likelihood="auto", **fast).fit(X / 16.0, X_valid=X_valid).likelihood_ == "gaussian"
+
+
+def test_replayed_rows_join_x_in_memory_of_their_width_and_nothing_else(tmp_path):
+    X, rows = np.ones((3, 4)), np.zeros((2, 4))
+    stacked, y, weights = with_replay(X, [0, 1, 2], [2.0, 2.0, 2.0], rows)
+    np.testing.assert_array_equal(stacked, np.vstack([X, rows]))
+    assert y.tolist() == [0, 1, 2, -1, -1] and weights.tolist() == [2, 2, 2, 1, 1]
+    stacked, y, _ = with_replay(sp.csr_matrix(X), np.array(["a", "b", "c"]), None, rows)
+    assert sp.issparse(stacked) and stacked.shape == (5, 4) and y.tolist() == ["a", "b", "c", None, None]
+    path = tmp_path / "x.npy"
+    for other in (np.ones((3, 5)), str(path), np.ones(4)):  # another width, a file, a vector: as they are
+        assert with_replay(other, None, None, rows)[0] is other
+    assert with_replay(X, None, None, None)[0] is X
