@@ -447,3 +447,20 @@ def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs
     term = neighbor_loss(model.embed(x), model.embed(neighbors))
     torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)
     torch.testing.assert_close(out.kl, plain.kl)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "poisson"])
+def test_scaled_rows_are_the_encoders_input_less_its_centring_dense_or_sparse(name):
+    import scipy.sparse as sp
+
+    from cvae.nn.likelihoods import make_likelihood
+
+    rng = np.random.default_rng(0)
+    rows = rng.poisson(2.0, size=(6, 5)).astype(np.float32)
+    likelihood = make_likelihood(name, torch.tensor(rng.normal(size=5), dtype=torch.float32),
+                                 torch.tensor(rng.uniform(0.5, 2, size=5), dtype=torch.float32),
+                                 *([3.0] if name == "poisson" else []))
+    standardized = likelihood.standardize(torch.from_numpy(rows)).numpy()
+    for scaled in (likelihood.scale_rows(rows), likelihood.scale_rows(sp.csr_matrix(rows)).toarray()):
+        np.testing.assert_allclose(scaled - scaled[0], standardized - standardized[0], rtol=1e-5, atol=1e-5)
+    assert sp.issparse(likelihood.scale_rows(sp.csr_matrix(rows)))

@@ -8,6 +8,8 @@ total, so that the latent code describes composition rather than depth.
 
 import math
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -33,13 +35,25 @@ class _NormalizedLikelihood(nn.Module):
     them, and is the one place they are read from (:func:`cvae.spec.build_module`).
     """
 
+    counts = False
+
     def __init__(self, loc, scale):
         super().__init__()
         self.register_buffer("loc", loc, persistent=False)
         self.register_buffer("scale", scale, persistent=False)
 
     def standardize(self, x):
+        """Rows ``x`` as the encoder sees them."""
         return (x - self.loc) / self.scale
+
+    def scale_rows(self, rows):
+        """Rows (an array or CSR matrix) as :meth:`standardize` gives them, less the centring,
+        which moves no distance: what the nearest-neighbour search sees, where sparse rows
+        stay sparse."""
+        inverse = 1 / self.scale.cpu().numpy()
+        if sp.issparse(rows):
+            return sp.csr_matrix((rows.log1p() if self.counts else rows).multiply(inverse))
+        return ((np.log1p(rows) if self.counts else rows) * inverse).astype(np.float32, copy=False)
 
 
 class GaussianLikelihood(_NormalizedLikelihood):

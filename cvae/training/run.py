@@ -6,7 +6,6 @@ import math
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
@@ -287,15 +286,7 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
         n_jobs=params["n_jobs"],
     )
 
-    counts = spec.is_count
-
-    def normalize(rows):
-        """Rows as the encoder sees them, for the neighbour graph, uncentred (centring moves no
-        distance), so that sparse rows stay sparse and give the dense rows' values."""
-        if sp.issparse(rows):
-            return sp.csr_matrix((rows.log1p() if counts else rows).multiply(1 / spec.scale))
-        return (np.log1p(rows) if counts else rows) * (1 / spec.scale)
-
+    normalize = model.likelihood.scale_rows
     with_neighbors = params["neighbor_weight"] > 0
     graph = None
     if with_neighbors:
