@@ -80,22 +80,23 @@ def to_device(rows, device):
 
 
 class SparseRows:
-    """Chosen rows of a CSR matrix, indexed like a tensor of those rows but densified only
-    where a batch is taken (:func:`gather_rows`), never as a whole.
+    """Chosen rows of a sparse source, indexed like a tensor of those rows but densified only
+    where a batch is taken (:func:`gather_rows`), never as a whole. The source is the one
+    holder of the CSR matrix; this only picks rows of it.
 
     Parameters
     ----------
-    matrix : scipy.sparse CSR matrix or array
+    source : cvae.sources.SparseSource
     indices : ndarray of int
-        The rows of ``matrix`` these rows are (not copied out of it).
+        The rows of ``source`` these rows are.
     """
 
     device = torch.device("cpu")
 
-    def __init__(self, matrix, indices):
-        self.matrix = matrix
+    def __init__(self, source, indices):
+        self.source = source
         self.indices = np.asarray(indices)
-        self.shape = (len(self.indices), matrix.shape[1])
+        self.shape = (len(self.indices), source.n_features)
         # What the dense rows would take: held on the host, the matrix is never moved whole.
         self.nbytes = 4 * self.shape[0] * self.shape[1]
 
@@ -106,7 +107,7 @@ class SparseRows:
         """Rows ``index`` (a slice, an integer array or tensor) as a CSR matrix."""
         if isinstance(index, torch.Tensor):
             index = index.cpu().numpy()
-        return self.matrix[self.indices[index]]
+        return self.source.block(self.indices[index])
 
     def __getitem__(self, index):
         return densify(self.block(index), self.device)

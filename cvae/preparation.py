@@ -344,7 +344,7 @@ def _rows_tensor(rows, device, array):
     """Rows in memory (``array``, or :class:`SparseRows` of a sparse source) as a tensor on
     ``device`` if they fit there, else on the host."""
     if getattr(rows.source, "sparse", False):
-        return SparseRows(rows.source.matrix, rows.indices)
+        return SparseRows(rows.source, rows.indices)
     data = torch.from_numpy(array)
     return data.to(device) if fits_on_device(data.nbytes, device) else data
 
