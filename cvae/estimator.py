@@ -152,9 +152,9 @@ default="orthogonal"
         Budget of optimization steps over all warm-started fits of one run, 1 or more.
         ``"auto"`` counts passes over the training rows at ``batch_size``, fewer with the
         neighbour term, more over small data (whose passes are few steps), fewer per row
-        over large data with the neighbour term, at most 50,000 steps (the rule:
-        :func:`cvae.training.run.step_budget`); with ``learning_rate="adaptive"``, whose
-        plateau rule ends the fit, 50,000. The resolved budget is ``max_steps_``.
+        over large data with the neighbour term, at most ``AUTO_MAX_STEPS`` steps, which
+        is also the budget with ``learning_rate="adaptive"``, whose plateau rule ends the
+        fit (the rule: :func:`cvae.training.run.step_budget`). Resolved: ``max_steps_``.
     validation_fraction : float, default=0.1
         Fraction of ``X`` held out (seeded random split) when ``X_valid`` is not given,
         in (0, 1).
