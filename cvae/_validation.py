@@ -17,8 +17,6 @@ __all__ = [
     "Interval",
     "StrOptions",
     "check_chunk",
-    "check_count_rows",
-    "check_counts",
     "check_finite_float",
     "check_input_array",
     "check_latent",
@@ -99,25 +97,6 @@ def check_unit_interval(low, high, name):
             f"likelihood='bernoulli' needs {name} in [0, 1], but its values range from {low:.4g} "
             f"to {high:.4g}. Rescale it (e.g. divide pixels by 255) or use likelihood='gaussian'."
         )
-
-
-def check_counts(low, integers, name, likelihood):
-    """Raise ``ValueError`` unless ``name``'s values (from ``low`` up; whole numbers when
-    ``integers``) are counts, as a count ``likelihood`` needs."""
-    if low < 0 or not integers:
-        what = f"negative values (down to {low:.4g})" if low < 0 else "values that are not whole numbers"
-        raise ValueError(
-            f"likelihood={likelihood!r} models counts (non-negative whole numbers), but {name} holds {what}. "
-            "Pass raw counts (not normalized or log-transformed ones), or use likelihood='gaussian'."
-        )
-
-
-def check_count_rows(rows, name, likelihood, whole_numbers=True):
-    """:func:`check_counts` of rows given to a fitted count model: no negative values and,
-    when ``whole_numbers``, no fractions (the encoder alone, which takes ``log1p`` of
-    them, accepts fractions)."""
-    low = float(rows.min()) if rows.size else 0.0
-    check_counts(low, not whole_numbers or bool(np.all(np.mod(rows, 1) == 0)), name, likelihood)
 
 
 def check_sample_weight(sample_weight, n_samples):

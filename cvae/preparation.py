@@ -20,7 +20,6 @@ import torch
 
 from ._validation import (
     check_chunk,
-    check_counts,
     check_sample_weight,
     check_unit_interval,
 )
@@ -39,7 +38,7 @@ from .data import (
 )
 from .labels import UNLABELLED, check_labels, labelled_graph, spread_labels
 from .neighbor_search import neighbor_graph, search_rows
-from .nn.likelihoods import COUNT_LIKELIHOODS
+from .nn.likelihoods import COUNT_LIKELIHOODS, check_counts
 from .preprocessing import summarize
 
 __all__ = ["FitData", "Rows", "prepare", "training_batches", "training_graph", "validation_chunks"]

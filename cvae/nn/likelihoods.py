@@ -3,7 +3,8 @@
 Continuous data: :class:`GaussianLikelihood`, :class:`BernoulliLikelihood`. Counts (scVI's
 model, Lopez et al. 2018): :class:`PoissonLikelihood`, :class:`NegativeBinomialLikelihood`
 and its zero-inflated form, whose rates are decoded proportions times the row's observed
-total, so that the latent code describes composition rather than depth.
+total, so that the latent code describes composition rather than depth; here too are the
+checks that rows are counts (:func:`check_counts`) and the draws of counts (``draw``).
 """
 
 import math
@@ -21,11 +22,32 @@ __all__ = [
     "NegativeBinomialLikelihood",
     "PoissonLikelihood",
     "ZeroInflatedNegativeBinomialLikelihood",
+    "check_count_rows",
+    "check_counts",
     "make_likelihood",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
 DEFAULT_MIN_LOG_VAR = math.log(1e-3)
+
+
+def check_counts(low, integers, name, likelihood):
+    """Raise ``ValueError`` unless ``name``'s values (from ``low`` up; whole numbers when
+    ``integers``) are counts, as a count ``likelihood`` needs."""
+    if low < 0 or not integers:
+        what = f"negative values (down to {low:.4g})" if low < 0 else "values that are not whole numbers"
+        raise ValueError(
+            f"likelihood={likelihood!r} models counts (non-negative whole numbers), but {name} holds {what}. "
+            "Pass raw counts (not normalized or log-transformed ones), or use likelihood='gaussian'."
+        )
+
+
+def check_count_rows(rows, name, likelihood, whole_numbers=True):
+    """:func:`check_counts` of rows given to a fitted count model: no negative values and,
+    when ``whole_numbers``, no fractions (the encoder alone, which takes ``log1p`` of
+    them, accepts fractions)."""
+    low = float(rows.min()) if rows.size else 0.0
+    check_counts(low, not whole_numbers or bool(np.all(np.mod(rows, 1) == 0)), name, likelihood)
 
 
 class _NormalizedLikelihood(nn.Module):
