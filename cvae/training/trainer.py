@@ -208,7 +208,10 @@ class Trainer:
         x, neighbors, weights = batch
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
-            out = self._train_model(x, self._step_loss(), neighbors=neighbors, weights=weights,
+            # The noise is drawn here, outside a compiled module's graph, which a draw from a
+            # given generator would break.
+            eps = torch.randn(len(x), self.model.n_latent, generator=self.generator, device=self.device)
+            out = self._train_model(x, self._step_loss(), eps=eps, neighbors=neighbors, weights=weights,
                                     generator=self.generator)
             loss = out.loss
             for callback in self.callbacks:
