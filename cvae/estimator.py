@@ -556,8 +556,7 @@ numpy.memmap or anndata.AnnData
             Fitted, with the best validation weights; ``fit`` with ``warm_start=True``
             continues the saved run.
         """
-        params, spec, state = read_run(logdir, cls._get_param_names(), device)
-        run = LogDir(logdir)
+        run, params, spec, state = read_run(logdir, cls._get_param_names(), device)
         estimator = cls(**params)
         try:
             estimator._check_params()

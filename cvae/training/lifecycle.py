@@ -100,9 +100,10 @@ def previous_run(params, logdir, fitted=None):
 
 
 def read_run(logdir, param_names, device=None):
-    """``(params, spec, state)`` of the fitted run saved in ``logdir``: the estimator
-    parameters it was fitted with (``logdir`` and, when given, ``device`` replaced), which
-    must all be among ``param_names``, its specification and its trainer state."""
+    """``(run, params, spec, state)`` of the fitted run saved in ``logdir``: its
+    :class:`LogDir`, the estimator parameters it was fitted with (``logdir`` and, when
+    given, ``device`` replaced), which must all be among ``param_names``, its specification
+    and its trainer state."""
     run = LogDir(logdir)
     params, spec = run.read_params()
     state = run.read_checkpoint(spec)
@@ -112,4 +113,4 @@ def read_run(logdir, param_names, device=None):
     unknown = sorted(params.keys() - set(param_names))
     if unknown:
         raise ValueError(f"Cannot read {run.file(run.PARAMS)}: unknown parameters {', '.join(unknown)}.")
-    return params, spec, state
+    return run, params, spec, state
