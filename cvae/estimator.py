@@ -21,7 +21,7 @@ from .preprocessing import NORMALIZATIONS
 from .spec import build_module
 from .training import LogDir
 from .training.lifecycle import fit_run, read_run
-from .training.run import checked_landmarks, warn_on_stop
+from .training.run import replay_source, warn_on_stop
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
@@ -118,7 +118,8 @@ default="auto"
     landmark_weight : float, default=1.0
         How firmly :meth:`partial_fit` keeps the rows a fit stored (its landmarks) where
         they were in the embedding while it learns new rows, 0 (not at all) or more; scaled
-        like the reconstruction term. :meth:`fit` does not use it.
+        like the reconstruction term. Above 0, :meth:`partial_fit` also replays earlier
+        rows beside new ones. :meth:`fit` does not use it.
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
@@ -451,18 +452,21 @@ numpy.memmap or anndata.AnnData
         The first call (on an estimator that is not fitted, and whose ``logdir`` holds no
         run) sets the model up: its normalization statistics and likelihood come from
         this first ``X``, as ``fit``'s come from its data. Each call then takes
-        ``ceil(n_rows / batch_size)`` steps at the constant rate ``learning_rate_init``,
+        ``ceil(n / batch_size)`` steps, ``n`` its rows and those it replays (below), at
+        the constant rate ``learning_rate_init``,
         with the optimizer's moments carried over between calls, and keeps the weights it
-        ends with. A call after :meth:`fit` (or on a run in ``logdir``, which it continues
-        as ``warm_start`` would) also keeps the rows that fit stored (``LANDMARKS`` of its
-        training rows) where they were in the embedding, with weight ``landmark_weight``,
-        and, for ``X`` in memory, trains on them beside ``X`` (replay): earlier data stays
-        in place while new rows are learnt. With the neighbour term, each call's graph
-        links its own rows (and the replayed ones). For ``placement`` (with the neighbour
-        term and ``X`` in memory, or ``"neighbors"``), the calls keep a uniform sample of
-        every row they have trained on (``RESERVOIR_ROWS``, fewer for wide rows), embedded
-        anew by each call's weights, and :meth:`transform` places unseen rows by them as
-        after ``fit``. Measured in benchmarks/README.md, "partial_fit".
+        ends with. Every run keeps a uniform sample of the distinct rows it has trained on
+        (``RESERVOIR_ROWS``, fewer for wide rows). With ``landmark_weight`` above 0, a call
+        on an estimator that has trained (by ``fit``, earlier calls, or a run in ``logdir``,
+        which it continues as ``warm_start`` would) trains, for ``X`` in memory, on rows
+        drawn from that sample beside ``X`` (replay: as many as ``X`` has, at least
+        ``REPLAY_MIN_ROWS``), so that its neighbour graph links new rows to earlier ones
+        and the earlier data is not forgotten; after a fit it also keeps the rows that fit
+        stored (``LANDMARKS`` of its training rows) where they were in the embedding, with
+        weight ``landmark_weight``. For ``placement`` (with the neighbour term and ``X`` in
+        memory, or ``"neighbors"``), the sample is embedded anew by each call's weights,
+        and :meth:`transform` places unseen rows by it as after ``fit``. Measured in
+        benchmarks/README.md, "partial_fit".
 
         Parameters
         ----------
@@ -476,10 +480,10 @@ numpy.memmap or anndata.AnnData
         -------
         self : CompressionVAE
         """
-        if self.landmark_weight > 0 and hasattr(self, "spec_"):  # replay: the fit's stored rows train too
-            landmarks = checked_landmarks(self._checkpoint.get("landmarks"), self.spec_)
-            if landmarks is not None:
-                X, y, sample_weight = with_replay(X, y, sample_weight, landmarks["rows"].numpy())
+        if self.landmark_weight > 0 and hasattr(self, "spec_"):  # replay: earlier rows train too
+            stored = replay_source(self._checkpoint, self.spec_)
+            X, y, sample_weight = with_replay(X, y, sample_weight, None if stored is None else stored.numpy(),
+                                              (self.spec_.seed, self.n_steps_))
         return self._fit(X, y, sample_weight, None, partial=True)
 
     def _fit(self, X, y, sample_weight, X_valid, partial=False):

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._random import REPLAY_STREAM
 from ._validation import (
     check_chunk,
     check_sample_weight,
@@ -45,6 +46,9 @@ __all__ = ["FitData", "Rows", "prepare", "training_batches", "training_graph", "
 
 # Rows of a sparse matrix summarized at a time (CSR blocks: their size is their stored values).
 _SPARSE_CHUNK_ROWS = 65536
+# partial_fit replays as many stored rows as a call brings new ones, and at least this many:
+# a small call's neighbour graph then still links rows across the data seen so far.
+REPLAY_MIN_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -90,14 +94,18 @@ class FitData:
         return self.train.source.n_features
 
 
-def with_replay(X, y, sample_weight, rows):
-    """``X`` with ``rows`` (stored earlier rows, or ``None``) below it, and ``y`` and
-    ``sample_weight`` extended to match (unlabelled, weight one): the earlier rows train
-    beside the new ones, as replay. Only for ``X`` in memory (an array or sparse matrix) as
-    wide as ``rows``: other ``X`` comes back as it is (and is checked by the fit)."""
+def with_replay(X, y, sample_weight, stored, seed):
+    """``X`` with rows drawn from ``stored`` (earlier rows, or ``None``) below it, and ``y``
+    and ``sample_weight`` extended to match (unlabelled, weight one): the earlier rows train
+    beside the new ones, as replay. As many are drawn, without replacement, as ``X`` has
+    rows, at least ``REPLAY_MIN_ROWS``, at most all of ``stored``; ``seed`` (integers)
+    seeds the draw. Only for ``X`` in memory (an array or sparse matrix) as wide as
+    ``stored``: other ``X`` comes back as it is (and is checked by the fit)."""
     in_memory = (isinstance(X, np.ndarray) and not isinstance(X, np.memmap)) or sp.issparse(X)
-    if rows is None or not in_memory or X.ndim != 2 or X.shape[1] != rows.shape[1]:
+    if stored is None or not in_memory or X.ndim != 2 or X.shape[1] != stored.shape[1]:
         return X, y, sample_weight
+    n = min(len(stored), max(X.shape[0], REPLAY_MIN_ROWS))
+    rows = stored[np.sort(np.random.default_rng([*seed, REPLAY_STREAM]).permutation(len(stored))[:n])]
     stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr") if sp.issparse(X) else np.vstack([X, rows])
     if y is not None:
         y = np.asarray(y)

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from cvae import CompressionVAE
-from cvae.preparation import with_replay
+from cvae.preparation import REPLAY_MIN_ROWS, with_replay
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -41,12 +41,25 @@ def test_auto_likelihood_is_bernoulli_exactly_for_unit_interval_data(digits, fas
 
 def test_replayed_rows_join_x_in_memory_of_their_width_and_nothing_else(tmp_path):
     X, rows = np.ones((3, 4)), np.zeros((2, 4))
-    stacked, y, weights = with_replay(X, [0, 1, 2], [2.0, 2.0, 2.0], rows)
+    stacked, y, weights = with_replay(X, [0, 1, 2], [2.0, 2.0, 2.0], rows, (0, 0))
     np.testing.assert_array_equal(stacked, np.vstack([X, rows]))
     assert y.tolist() == [0, 1, 2, -1, -1] and weights.tolist() == [2, 2, 2, 1, 1]
-    stacked, y, _ = with_replay(sp.csr_matrix(X), np.array(["a", "b", "c"]), None, rows)
+    stacked, y, _ = with_replay(sp.csr_matrix(X), np.array(["a", "b", "c"]), None, rows, (0, 0))
     assert sp.issparse(stacked) and stacked.shape == (5, 4) and y.tolist() == ["a", "b", "c", None, None]
     path = tmp_path / "x.npy"
     for other in (np.ones((3, 5)), str(path), np.ones(4)):  # another width, a file, a vector: as they are
-        assert with_replay(other, None, None, rows)[0] is other
-    assert with_replay(X, None, None, None)[0] is X
+        assert with_replay(other, None, None, rows, (0, 0))[0] is other
+    assert with_replay(X, None, None, None, (0, 0))[0] is X
+
+
+@pytest.mark.parametrize("n_new", [10, REPLAY_MIN_ROWS + 500])
+def test_replay_draws_as_many_distinct_stored_rows_as_x_has_at_least_the_floor(n_new):
+    stored = np.arange(3 * REPLAY_MIN_ROWS, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    X = -np.ones((n_new, 3), np.float32)
+    stacked, _, _ = with_replay(X, None, None, stored, (7, 100))
+    replayed = stacked[n_new:, 0]
+    assert len(replayed) == max(n_new, REPLAY_MIN_ROWS) and len(np.unique(replayed)) == len(replayed)
+    assert np.isin(replayed, stored[:, 0]).all() and np.all(np.diff(replayed) > 0)  # stored rows, in their order
+    np.testing.assert_array_equal(with_replay(X, None, None, stored, (7, 100))[0], stacked)  # the seed decides
+    assert not np.array_equal(with_replay(X, None, None, stored, (7, 101))[0], stacked)
+    assert len(with_replay(X, None, None, stored[:50], (7, 100))[0]) == n_new + 50  # all of a small store

@@ -10,6 +10,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ..batches import local_batch_size
+from .._random import row_keys
 from ..data import take_rows
 from ..nn.vae import LossSettings
 from ..placement import NeighborReference
@@ -28,7 +29,7 @@ from .callbacks import (
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
-__all__ = ["checked_landmarks", "neighbor_weight_for", "run_training", "step_budget", "warn_on_stop"]
+__all__ = ["checked_landmarks", "replay_source", "neighbor_weight_for", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
@@ -139,10 +140,12 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         state["classes"] = data.classes.tolist()
     # a fit stores landmarks; partial_fit keeps the fit's (or none, before any fit)
     state["landmarks"] = landmarks if partial else _landmarks(spec, state, data, device, params["eval_batch_size"])
+    # every run keeps its sample of rows, which partial_fit replays (and places unseen rows by)
+    state["reservoir"] = _reservoir(reservoir, data.train.source, data.train.indices, spec.seed,
+                                    params["eval_batch_size"])
     if keeps_reference(params, data.train.source) and not partial:
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
     elif keeps_reference(params, data.train.source):
-        state["reservoir"] = _reservoir(reservoir, data, spec, state["step"])
         state["reference"] = _reservoir_reference(spec, state, state["reservoir"]["rows"], device).state_dict()
     if writer is not None:
         writer.write_checkpoint(state)
@@ -189,19 +192,35 @@ def _landmarks(spec, state, data, device, chunk_rows):
     return {"rows": torch.cat(rows), "embedding": torch.cat(embedding)}
 
 
-def _reservoir(previous, data, spec, step):
-    """``previous`` (or nothing) and this call's training rows, sampled down to
-    ``RESERVOIR_ROWS`` (fewer for wide rows): each row draws a random key once, and the rows
-    of smallest keys stay, a uniform sample of all rows seen."""
-    rows = torch.from_numpy(take_rows(data.train.source, data.train.indices))
-    keys = torch.from_numpy(np.random.default_rng([spec.seed, step]).random(len(rows)))
-    if previous is not None:
-        rows, keys = torch.cat([previous["rows"], rows]), torch.cat([previous["keys"], keys])
-    cap = min(RESERVOIR_ROWS, max(1, RESERVOIR_BYTES // (4 * spec.n_features)))
-    if len(rows) > cap:
-        keep = keys.argsort()[:cap].sort().values
+def _reservoir(previous, source, indices, seed, chunk_rows):
+    """``previous`` (or nothing) and rows ``indices`` of ``source``, sampled down to
+    ``RESERVOIR_ROWS`` distinct rows (fewer for wide rows): each row's key comes from its
+    content (:func:`cvae._random.row_keys`), and the rows of smallest keys stay, a uniform
+    sample of the distinct rows seen, whatever was offered twice (rows passed again, rows
+    replayed). Read ``chunk_rows`` rows at a time (fewer for wide rows); kept in the order
+    they came."""
+    cap = min(RESERVOIR_ROWS, max(1, RESERVOIR_BYTES // (4 * source.n_features)))
+    chunk_rows = min(chunk_rows, cap)  # wide rows (sparse ones densified): at most the sample's bytes at once
+    rows = np.empty((0, source.n_features), np.float32) if previous is None else previous["rows"].numpy()
+    keys = np.empty(0) if previous is None else previous["keys"].numpy()
+    for part in range(0, len(indices), chunk_rows):
+        block = take_rows(source, indices[part:part + chunk_rows])
+        rows, keys = np.concatenate([rows, block]), np.concatenate([keys, row_keys(block, seed)])
+        _, first = np.unique(keys, return_index=True)  # sorted by key: the smallest first
+        keep = np.sort(first[:cap])
         rows, keys = rows[keep], keys[keep]
-    return {"rows": rows, "keys": keys}
+    return {"rows": torch.from_numpy(rows), "keys": torch.from_numpy(keys)}
+
+
+def replay_source(state, spec):
+    """The stored rows that :meth:`partial_fit` replays from a saved ``state``: its
+    reservoir, or for a state saved before runs kept one, its landmarks' rows (``None``
+    when it has neither); checked."""
+    reservoir = _checked_reservoir(state.get("reservoir"), spec)
+    if reservoir is not None:
+        return reservoir["rows"]
+    landmarks = checked_landmarks(state.get("landmarks"), spec)
+    return None if landmarks is None else landmarks["rows"]
 
 
 def _checked_reservoir(reservoir, spec):
@@ -213,8 +232,8 @@ def _checked_reservoir(reservoir, spec):
              and rows.shape[1] == spec.n_features and keys.shape == (len(rows),) and len(rows) > 0
              and bool(torch.isfinite(rows).all()))
     if not valid:
-        raise ValueError("the checkpoint's reservoir (the rows partial_fit keeps to place unseen rows) is damaged: "
-                         f"expected finite arrays of shape (n, {spec.n_features}) and (n,).")
+        raise ValueError("the checkpoint's reservoir (the rows partial_fit replays and places unseen rows by) is "
+                         f"damaged: expected finite arrays of shape (n, {spec.n_features}) and (n,).")
     return {"rows": rows.float(), "keys": keys.double()}
 
 
