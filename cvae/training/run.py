@@ -29,7 +29,7 @@ from .callbacks import (
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
-__all__ = ["checked_landmarks", "replay_source", "neighbor_weight_for", "run_training", "step_budget", "warn_on_stop"]
+__all__ = ["checked_landmarks", "neighbor_weight_for", "replay_source", "run_training", "step_budget", "warn_on_stop"]
 
 # learning_rate="cosine" warms up over this fraction (1/20) of max_steps.
 COSINE_WARMUP_DIVISOR = 20
@@ -104,8 +104,9 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         update starts from ``resume``'s best weights, with its optimizer's moments but at
         the rate ``learning_rate_init``, on fresh batches; its weights at the end are kept;
         and with ``landmark_weight`` the landmarks stored by the run hold their place
-        (:class:`cvae.training.callbacks.Landmarks`). No training rows are kept for
-        ``placement``.
+        (:class:`cvae.training.callbacks.Landmarks`). Its rows join ``resume``'s sample
+        of rows (``reservoir``), by which ``placement`` places unseen rows; a fit's
+        sample holds its own training rows alone.
 
     Returns
     -------
