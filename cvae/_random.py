@@ -14,8 +14,8 @@ __all__ = ["INIT_STREAM", "NOISE_STREAM", "PICK_STREAM", "REPLAY_STREAM", "row_k
 
 # What a fit's seed is combined with, for each of its streams: initial weights; training
 # noise, dropout and negatives; the neighbour each batch row is paired with; the stored rows
-# partial_fit replays; the keys of rows.
-INIT_STREAM, NOISE_STREAM, PICK_STREAM, REPLAY_STREAM, KEY_STREAM = 0, 1, 2, 3, 4
+# partial_fit replays.
+INIT_STREAM, NOISE_STREAM, PICK_STREAM, REPLAY_STREAM = 0, 1, 2, 3
 
 
 def seeded_generator(*entropy, device="cpu"):

@@ -464,3 +464,14 @@ def test_scaled_rows_are_the_encoders_input_less_its_centring_dense_or_sparse(na
     for scaled in (likelihood.scale_rows(rows), likelihood.scale_rows(sp.csr_matrix(rows)).toarray()):
         np.testing.assert_allclose(scaled - scaled[0], standardized - standardized[0], rtol=1e-5, atol=1e-5)
     assert sp.issparse(likelihood.scale_rows(sp.csr_matrix(rows)))
+
+
+def test_row_keys_come_from_the_rows_content_and_the_seed():
+    from cvae._random import row_keys
+
+    rows = np.random.default_rng(0).random((500, 7)).astype(np.float32)
+    keys = row_keys(rows, 3)
+    assert keys.shape == (500,) and keys.min() >= 0 and keys.max() < 1 and len(np.unique(keys)) == 500
+    # a row's key does not depend on what else is hashed with it, nor on its dtype's width
+    np.testing.assert_array_equal(row_keys(rows[[9, 9, 2]].astype(np.float64), 3), keys[[9, 9, 2]])
+    assert not np.array_equal(row_keys(rows, 4), keys)
