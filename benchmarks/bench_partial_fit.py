@@ -9,7 +9,11 @@ accuracy (classifier fitted on the training rows' embedding):
   5-9 for ``--stable-epochs`` passes, with each of ``--landmark-weights``. The
   displacement of the first classes' training rows (encoder embedding before and after) is
   reported as its median over the norm of the embedding's per-axis standard deviations,
-  beside the 10-NN over all classes of a ``fit`` on all of them.
+  beside the 10-NN over all classes of a ``fit`` on all of them. With
+  ``--neighbor-weights``, each update also runs with ``neighbor_weight`` set to each of
+  them before its ``partial_fit`` calls (``auto``: the fit's). UMAP, when installed, stands
+  beside: its only update that keeps earlier rows where they were is ``transform``
+  (``fit`` on classes 0-4, ``transform`` of the rest: displacement 0).
 
 Usage::
 
@@ -19,6 +23,7 @@ Usage::
 """
 
 import argparse
+import itertools
 import sys
 import time
 import warnings
@@ -62,24 +67,51 @@ def stable(X_train, X_test, y_train, y_test, args):
     first = np.asarray(y_train).astype(int) < 5
     everything = CompressionVAE(random_state=args.seed).fit(X_train)
     row = {"fit_all": {"knn": knn(everything, X_train, y_train, X_test, y_test)}}
-    for weight in args.landmark_weights:
+    for weight, neighbor_weight in itertools.product(args.landmark_weights, args.neighbor_weights):
         vae = CompressionVAE(random_state=args.seed).fit(X_train[first])
         vae.set_params(placement="encoder", landmark_weight=weight)
         before = vae.transform(X_train[first])
-        vae.set_params(placement="auto")  # partial_fit keeps its sample of rows for placement
+        # partial_fit keeps its sample of rows for placement
+        vae.set_params(placement="auto", neighbor_weight=neighbor_weight)
         started = time.perf_counter()
         for _ in range(args.stable_epochs):
             vae.partial_fit(X_train[~first])
         after = vae.set_params(placement="encoder").transform(X_train[first])
         spread = float(np.linalg.norm(before.std(axis=0)))
         seconds = time.perf_counter() - started
-        row[f"landmark_weight={weight}"] = {
+        key = f"landmark_weight={weight}" + ("" if neighbor_weight == "auto" else f",neighbor_weight={neighbor_weight}")
+        row[key] = {
             "median_displacement_over_spread": float(np.median(np.linalg.norm(after - before, axis=1)) / spread),
             "knn_all_classes_encoder": knn(vae, X_train, y_train, X_test, y_test),
             "knn_all_classes": knn(vae.set_params(placement="auto"), X_train, y_train, X_test, y_test),
             "seconds": seconds,
         }
+    if args.umap:
+        row["umap"] = umap_stable(X_train, X_test, y_train, y_test, first, args.seed)
     return row
+
+
+def umap_stable(X_train, X_test, y_train, y_test, first, seed):
+    """UMAP fitted on all classes, and fitted on classes 0-4 with the rest placed by ``transform``."""
+    import umap
+
+    def score(train, test):
+        return float(KNeighborsClassifier(10).fit(train, y_train).score(test, y_test))
+
+    everything = umap.UMAP(random_state=seed).fit(X_train)
+    row = {"fit_all": {"knn": score(everything.embedding_, everything.transform(X_test))}}
+    started = time.perf_counter()
+    model = umap.UMAP(random_state=seed).fit(X_train[first])
+    train = np.empty((len(X_train), 2), np.float32)
+    train[first], train[~first] = model.embedding_, model.transform(X_train[~first])
+    row["transform"] = {"median_displacement_over_spread": 0.0,
+                        "knn_all_classes": score(train, model.transform(X_test)),
+                        "seconds": time.perf_counter() - started}
+    return row
+
+
+def neighbor_weight(text):
+    return text if text == "auto" else float(text)
 
 
 def main(argv=None):
@@ -89,11 +121,21 @@ def main(argv=None):
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--stable-epochs", type=int, default=20)
     parser.add_argument("--landmark-weights", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--neighbor-weights", type=neighbor_weight, nargs="+", default=["auto"],
+                        help="neighbor_weight of the stable experiment's partial_fit calls")
     parser.add_argument("--stable-only", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
+    try:
+        import umap
+
+        umap.UMAP(n_epochs=5).fit(np.random.default_rng(0).random((100, 5)))  # numba compiled: warm figures
+        args.umap = True
+    except ImportError:
+        print("umap-learn is not installed: its rows are left out")
+        args.umap = False
     document = {"machine": machine(), "args": vars(args), "results": {}}
     for name in args.datasets:
         X_train, X_test, y_train, y_test = load_dataset(name, args.data, args.seed)

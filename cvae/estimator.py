@@ -118,8 +118,11 @@ default="auto"
     landmark_weight : float, default=1.0
         How firmly :meth:`partial_fit` keeps the rows a fit stored (its landmarks) where
         they were in the embedding while it learns new rows, 0 (not at all) or more; scaled
-        like the reconstruction term. Above 0, :meth:`partial_fit` also replays earlier
-        rows beside new ones. :meth:`fit` does not use it.
+        like the reconstruction term, a sum over features. Above 0, :meth:`partial_fit`
+        also replays earlier rows beside new ones. :meth:`fit` does not use it. A higher
+        ``neighbor_weight`` set before the :meth:`partial_fit` calls lets new classes part
+        from earlier ones, and moves the earlier rows more (benchmarks/README.md,
+        "partial_fit").
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0

@@ -88,6 +88,18 @@ def test_landmarks_keep_earlier_rows_in_place(halves):
     assert drifts[1.0] < 0.5 * drifts[1e-6] and drifts[1.0] < 0.1 * spread
 
 
+def test_an_update_takes_the_neighbor_weight_set_before_it(halves):
+    old, new = halves
+    fitted = CompressionVAE(**FAST).fit(old)
+    updates = {}
+    for weight in ("auto", 8.0):
+        vae = CompressionVAE(**FAST).fit(old).set_params(neighbor_weight=weight).partial_fit(new)
+        updates[weight] = vae.set_params(placement="encoder").transform(new[:50])
+        assert vae.neighbor_weight_ == (fitted.neighbor_weight_ if weight == "auto" else 8.0)
+    assert fitted.neighbor_weight_ == 0.4  # "auto" in the update is the fit's weight
+    assert not np.allclose(updates["auto"], updates[8.0])
+
+
 def test_partial_fit_is_reproducible_and_continues_a_logdir(halves, tmp_path):
     old, new = halves
     a = CompressionVAE(logdir=tmp_path / "run", **FAST).fit(old).partial_fit(new)
