@@ -38,7 +38,7 @@ from sklearn.semi_supervised import LabelSpreading
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_time_to_quality import DATASETS, load_dataset, machine, score, write_json  # noqa: E402
+from bench_time_to_quality import DATASETS, load_dataset, machine, score, warm_umap, write_json  # noqa: E402
 
 from cvae import CompressionVAE  # noqa: E402
 
@@ -110,14 +110,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*n_jobs value.*")
     methods = list(args.methods)
-    if "umap" in methods:
-        try:
-            import umap
-
-            umap.UMAP(n_epochs=5).fit(np.random.default_rng(0).random((100, 5)))  # numba compiled: warm figures
-        except ImportError:
-            print("umap-learn is not installed: its rows are left out")
-            methods.remove("umap")
+    if "umap" in methods and not warm_umap():
+        methods.remove("umap")
     document = {"machine": machine(), "args": vars(args), "results": {}}
     for name in args.datasets:
         X_train, X_test, y_train, y_test = load_dataset(name, args.data, args.seed)

@@ -34,7 +34,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_time_to_quality import load_dataset, machine, write_json  # noqa: E402
+from bench_time_to_quality import load_dataset, machine, warm_umap, write_json  # noqa: E402
 
 from cvae import CompressionVAE  # noqa: E402
 
@@ -128,14 +128,7 @@ def main(argv=None):
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
-    try:
-        import umap
-
-        umap.UMAP(n_epochs=5).fit(np.random.default_rng(0).random((100, 5)))  # numba compiled: warm figures
-        args.umap = True
-    except ImportError:
-        print("umap-learn is not installed: its rows are left out")
-        args.umap = False
+    args.umap = warm_umap()
     document = {"machine": machine(), "args": vars(args), "results": {}}
     for name in args.datasets:
         X_train, X_test, y_train, y_test = load_dataset(name, args.data, args.seed)

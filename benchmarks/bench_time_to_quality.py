@@ -123,6 +123,18 @@ def umap_cold_seconds(X_train, seed):
     return float(out.stdout.split()[-1])
 
 
+def warm_umap():
+    """Compile UMAP's numba code with a tiny fit, so that later figures are warm; ``False``
+    (and a line saying so) where umap-learn is not installed."""
+    try:
+        import umap
+    except ImportError:
+        print("umap-learn is not installed: its rows are left out")
+        return False
+    umap.UMAP(n_epochs=5).fit(np.random.default_rng(0).random((100, 5)))
+    return True
+
+
 def machine():
     """The CPU, and whether it multiplies bfloat16 natively."""
     flags = ""

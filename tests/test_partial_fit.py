@@ -90,13 +90,13 @@ def test_landmarks_keep_earlier_rows_in_place(halves):
 
 def test_an_update_takes_the_neighbor_weight_set_before_it(halves):
     old, new = halves
-    fitted = CompressionVAE(**FAST).fit(old)
     updates = {}
     for weight in ("auto", 8.0):
-        vae = CompressionVAE(**FAST).fit(old).set_params(neighbor_weight=weight).partial_fit(new)
+        vae = CompressionVAE(**FAST).fit(old)
+        assert vae.neighbor_weight_ == 0.4
+        vae.set_params(neighbor_weight=weight).partial_fit(new)
         updates[weight] = vae.set_params(placement="encoder").transform(new[:50])
-        assert vae.neighbor_weight_ == (fitted.neighbor_weight_ if weight == "auto" else 8.0)
-    assert fitted.neighbor_weight_ == 0.4  # "auto" in the update is the fit's weight
+        assert vae.neighbor_weight_ == (0.4 if weight == "auto" else 8.0)  # "auto": the fit's weight
     assert not np.allclose(updates["auto"], updates[8.0])
 
 
