@@ -39,8 +39,13 @@ from bench_time_to_quality import load_dataset, machine, warm_umap, write_json  
 from cvae import CompressionVAE  # noqa: E402
 
 
+def knn_of(Z_train, y_train, Z_test, y_test):
+    """10-NN accuracy of test embeddings ``Z_test`` by training embeddings ``Z_train``."""
+    return float(KNeighborsClassifier(10).fit(Z_train, y_train).score(Z_test, y_test))
+
+
 def knn(vae, X_train, y_train, X_test, y_test):
-    return float(KNeighborsClassifier(10).fit(vae.transform(X_train), y_train).score(vae.transform(X_test), y_test))
+    return knn_of(vae.transform(X_train), y_train, vae.transform(X_test), y_test)
 
 
 def learns(X_train, X_test, y_train, y_test, args):
@@ -95,17 +100,14 @@ def umap_stable(X_train, X_test, y_train, y_test, first, seed):
     """UMAP fitted on all classes, and fitted on classes 0-4 with the rest placed by ``transform``."""
     import umap
 
-    def score(train, test):
-        return float(KNeighborsClassifier(10).fit(train, y_train).score(test, y_test))
-
     everything = umap.UMAP(random_state=seed).fit(X_train)
-    row = {"fit_all": {"knn": score(everything.embedding_, everything.transform(X_test))}}
+    row = {"fit_all": {"knn": knn_of(everything.embedding_, y_train, everything.transform(X_test), y_test)}}
     started = time.perf_counter()
     model = umap.UMAP(random_state=seed).fit(X_train[first])
     train = np.empty((len(X_train), 2), np.float32)
     train[first], train[~first] = model.embedding_, model.transform(X_train[~first])
     row["transform"] = {"median_displacement_over_spread": 0.0,
-                        "knn_all_classes": score(train, model.transform(X_test)),
+                        "knn_all_classes": knn_of(train, y_train, model.transform(X_test), y_test),
                         "seconds": time.perf_counter() - started}
     return row
 
