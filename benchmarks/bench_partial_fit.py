@@ -11,7 +11,10 @@ accuracy (classifier fitted on the training rows' embedding):
   reported as its median over the norm of the embedding's per-axis standard deviations,
   beside the 10-NN over all classes of a ``fit`` on all of them. With
   ``--neighbor-weights``, each update also runs with ``neighbor_weight`` set to each of
-  them before its ``partial_fit`` calls (``auto``: the fit's). UMAP, when installed, stands
+  them before its ``partial_fit`` calls (``auto``: the fit's). With ``--loose-passes k``,
+  the first ``k`` passes run at ``landmark_weight=--loose-landmark-weight`` (replay stays
+  on): the layout makes room for the new classes, and the later passes at the full weight
+  bring the first classes back. UMAP, when installed, stands
   beside: its only update that keeps earlier rows where they were is ``transform``
   (``fit`` on classes 0-4, ``transform`` of the rest: displacement 0).
 
@@ -79,12 +82,15 @@ def stable(X_train, X_test, y_train, y_test, args):
         # partial_fit keeps its sample of rows for placement
         vae.set_params(placement="auto", neighbor_weight=neighbor_weight)
         started = time.perf_counter()
-        for _ in range(args.stable_epochs):
+        for epoch in range(args.stable_epochs):
+            vae.set_params(landmark_weight=args.loose_landmark_weight if epoch < args.loose_passes else weight)
             vae.partial_fit(X_train[~first])
         after = vae.set_params(placement="encoder").transform(X_train[first])
         spread = float(np.linalg.norm(before.std(axis=0)))
         seconds = time.perf_counter() - started
-        key = f"landmark_weight={weight}" + ("" if neighbor_weight == "auto" else f",neighbor_weight={neighbor_weight}")
+        key = f"landmark_weight={weight}"
+        key += "" if neighbor_weight == "auto" else f",neighbor_weight={neighbor_weight}"
+        key += f",loose_passes={args.loose_passes}" if args.loose_passes else ""
         row[key] = {
             "median_displacement_over_spread": float(np.median(np.linalg.norm(after - before, axis=1)) / spread),
             "knn_all_classes_encoder": knn(vae, X_train, y_train, X_test, y_test),
@@ -125,6 +131,9 @@ def main(argv=None):
     parser.add_argument("--landmark-weights", type=float, nargs="+", default=[0.0, 1.0])
     parser.add_argument("--neighbor-weights", type=neighbor_weight, nargs="+", default=["auto"],
                         help="neighbor_weight of the stable experiment's partial_fit calls")
+    parser.add_argument("--loose-passes", type=int, default=0,
+                        help="first passes of the stable experiment at --loose-landmark-weight")
+    parser.add_argument("--loose-landmark-weight", type=float, default=0.01)
     parser.add_argument("--stable-only", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out")

@@ -121,8 +121,9 @@ default="auto"
         like the reconstruction term, a sum over features. Above 0, :meth:`partial_fit`
         also replays earlier rows beside new ones. :meth:`fit` does not use it. A higher
         ``neighbor_weight`` set before the :meth:`partial_fit` calls lets new classes part
-        from earlier ones, and moves the earlier rows more (benchmarks/README.md,
-        "partial_fit").
+        from earlier ones, and moves the earlier rows more; so do a few first passes at a
+        small weight such as 0.01 (replay stays on) before the rest at the full one, which
+        brings the earlier rows back (benchmarks/README.md, "partial_fit").
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
