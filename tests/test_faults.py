@@ -107,11 +107,16 @@ def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits, 
 
 _FIT = textwrap.dedent(
     """
-    import sys
+    import os, sys, time
     import numpy as np
+    import torch
     from sklearn.datasets import load_digits
     from cvae import CompressionVAE
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo (seconds)
     X = load_digits().data[:300].astype(np.float32)
+    if len(sys.argv) > 4:  # started beside the first fit: begin once that fit holds the directory
+        while not os.path.exists(os.path.join(sys.argv[1], sys.argv[4])):
+            time.sleep(0.05)
     CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=int(sys.argv[2]), validation_interval=50,
                    checkpoint_interval=50, logdir=sys.argv[1], random_state=int(sys.argv[3]),
                    learning_rate="constant").fit(X)
@@ -121,14 +126,12 @@ _FIT = textwrap.dedent(
 
 def test_a_second_process_cannot_fit_into_a_directory_in_use(tmp_path):
     logdir = tmp_path / "run"
+    # both start at once (each start takes seconds); the second fits once the first has checkpointed
     first = subprocess.Popen([sys.executable, "-c", _FIT, str(logdir), "100000", "0"], stderr=subprocess.PIPE,
                              text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not (logdir / "checkpoint.pt").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        second = subprocess.run([sys.executable, "-c", _FIT, str(logdir), "100", "1"], capture_output=True,
-                                text=True, timeout=120)
+        second = subprocess.run([sys.executable, "-c", _FIT, str(logdir), "100", "1", "checkpoint.pt"],
+                                capture_output=True, text=True, timeout=120)
         assert second.returncode != 0
         assert "LogDirLocked: Another process is fitting into log directory" in second.stderr
     finally:
