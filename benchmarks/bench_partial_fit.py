@@ -83,7 +83,8 @@ def stable(X_train, X_test, y_train, y_test, args):
         vae.set_params(placement="auto", neighbor_weight=neighbor_weight)
         started = time.perf_counter()
         for epoch in range(args.stable_epochs):
-            vae.set_params(landmark_weight=args.loose_landmark_weight if epoch < args.loose_passes else weight)
+            loose = epoch < args.loose_passes and weight > 0  # weight 0 (no replay) stays 0
+            vae.set_params(landmark_weight=args.loose_landmark_weight if loose else weight)
             vae.partial_fit(X_train[~first])
         after = vae.set_params(placement="encoder").transform(X_train[first])
         spread = float(np.linalg.norm(before.std(axis=0)))
