@@ -77,7 +77,7 @@ def stable(X_train, X_test, y_train, y_test, args):
     row = {"fit_all": {"knn": knn(everything, X_train, y_train, X_test, y_test)}}
     for weight, neighbor_weight in itertools.product(args.landmark_weights, args.neighbor_weights):
         vae = CompressionVAE(random_state=args.seed).fit(X_train[first])
-        vae.set_params(placement="encoder", landmark_weight=weight)
+        vae.set_params(placement="encoder")
         before = vae.transform(X_train[first])
         # partial_fit keeps its sample of rows for placement
         vae.set_params(placement="auto", neighbor_weight=neighbor_weight)
