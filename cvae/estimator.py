@@ -123,7 +123,8 @@ default="auto"
         ``neighbor_weight`` set before the :meth:`partial_fit` calls lets new classes part
         from earlier ones, and moves the earlier rows more; so do a few first passes at a
         small weight such as 0.01 (replay stays on) before the rest at the full one, which
-        brings the earlier rows back (benchmarks/README.md, "partial_fit").
+        brings the earlier rows back (``examples/add_classes.py``; measured in
+        benchmarks/README.md, "partial_fit").
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
