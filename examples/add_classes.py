@@ -33,12 +33,15 @@ def main(argv=None):
     X_train, X_test, y_train, y_test = train_test_split((X / 16).astype(np.float32), y, test_size=0.25, random_state=0)
     old = y_train < 5
 
-    params = {"random_state": 0} if args.max_steps is None else {"random_state": 0, "max_steps": args.max_steps}
+    params = {"random_state": 0}
+    if args.max_steps:
+        params["max_steps"] = args.max_steps
     vae = CompressionVAE(**params).fit(X_train[old])
     before = vae.set_params(placement="encoder").transform(X_train[old])
 
     weight = args.neighbor_weight if args.neighbor_weight == "auto" else float(args.neighbor_weight)
-    # "auto" placement: each update embeds its sample of rows anew, which places unseen rows
+    # under placement="auto" each update embeds its sample of rows anew to place unseen rows by;
+    # under "encoder" it keeps none, and transform falls back to the encoder
     vae.set_params(placement="auto", neighbor_weight=weight)
     for number in range(args.passes):
         vae.set_params(landmark_weight=0.01 if number < args.loose_passes else 1.0)

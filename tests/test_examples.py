@@ -41,9 +41,10 @@ def test_mnist_embedding_from_an_npz_path(tmp_path, digits, capsys, png_size):
 
 def test_add_classes_keeps_the_first_ones_in_place(capsys):
     vae, moved, knn = run_example("add_classes", ["--passes", "4", "--loose-passes", "2", "--max-steps", "300"])
-    # Above 0.8 only if the 5-9s found places of their own: mapped onto the 0-4s' (as UMAP's transform
-    # does) all classes score about 0.62 (benchmarks/README.md, "partial_fit").
-    assert moved < 0.3 and knn > 0.8
+    # With landmark_weight=0 throughout, the 0-4s move 0.34 here (0.15 with it). Above 0.8 only if the
+    # 5-9s found places of their own: mapped onto the 0-4s' (as UMAP's transform does) all classes score
+    # about 0.62 (benchmarks/README.md, "partial_fit").
+    assert moved < 0.25 and knn > 0.8
     assert f"moved {moved:.3f} of their spread" in capsys.readouterr().out
 
 
