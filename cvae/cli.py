@@ -357,15 +357,19 @@ def build_parser():
     sample.set_defaults(run=_sample)
 
     export = _add_command(
-        commands, "export", "write the encoder or decoder as ONNX or a torch.export program",
-        "Write the encoder (raw rows in, embedding out, the normalization inside) or the decoder of the model "
-        "in LOGDIR to OUTPUT: .onnx for onnxruntime and other ONNX runtimes, .pt2 for torch.export.load. "
-        "The file runs without cvae.",
-        ["cvae export runs/mnist encoder.onnx --part encoder", "cvae export runs/mnist decoder.pt2 --part decoder"],
+        commands, "export", "write the transform, encoder or decoder as ONNX or a torch.export program",
+        "Write what `cvae transform` computes (raw rows in, embedding out, the normalization and any neighbour "
+        "placement inside), the encoder or the decoder of the model in LOGDIR to OUTPUT: .onnx for onnxruntime "
+        "and other ONNX runtimes, .pt2 for torch.export.load. The file runs without cvae.",
+        ["cvae export runs/mnist transform.onnx", "cvae export runs/mnist encoder.onnx --part encoder",
+         "cvae export runs/mnist decoder.pt2 --part decoder"],
     )
     _add_logdir(export)
     export.add_argument("output", metavar="OUTPUT", help="the file to write: .onnx or .pt2")
-    export.add_argument("--part", choices=("encoder", "decoder"), default="encoder", help="default: encoder")
+    # cvae.export.PARTS, without importing torch for the command line's help (tested equal)
+    export.add_argument("--part", choices=("transform", "encoder", "decoder"), default="transform",
+                        help="transform: what `cvae transform` gives, the neighbour placement with its training rows "
+                             "where the model has one; encoder: the encoder's map; decoder (default: transform)")
     export.set_defaults(run=_export)
 
     plot = _add_command(

@@ -1,13 +1,18 @@
-"""The fitted encoder or decoder as a file that runs without cvae: ONNX or a torch.export program.
+"""The fitted model's maps as files that run without cvae: ONNX or a torch.export program.
 
-The encoder takes raw rows (float32, any batch size) and returns the posterior means, the
-normalization inside the graph: what ``transform`` returns with ``placement="encoder"``
-(the neighbour placement needs the training rows and is not exported). The decoder takes
-embeddings and returns what ``inverse_transform`` returns; under a count likelihood it
-also takes each row's library size, a column of shape ``(batch, 1)``.
+Every part takes raw rows or embeddings (float32, any batch size), the normalization inside
+the graph. ``"transform"`` returns what ``transform`` returns: with the neighbour placement,
+the placement itself (:class:`cvae.placement.Placer`, its training rows and embedding held
+in the file), else the encoder's map. ``"encoder"`` returns the posterior means, what
+``transform`` returns with ``placement="encoder"``. ``"decoder"`` takes embeddings and
+returns what ``inverse_transform`` returns; under a count likelihood it also takes each
+row's library size, a column of shape ``(batch, 1)``.
 """
 
+import contextlib
 import copy
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,7 +23,7 @@ __all__ = ["EXPORT_FORMATS", "PARTS", "export_module"]
 
 # File suffix -> format.
 EXPORT_FORMATS = {".onnx": "ONNX", ".pt2": "torch.export"}
-PARTS = ("encoder", "decoder")
+PARTS = ("transform", "encoder", "decoder")
 # ONNX opset of the exported graphs (onnxruntime 1.17 and later run it).
 _OPSET = 18
 # Rows of the example batch the graph is traced with: more than 1, so that the batch
@@ -39,6 +44,15 @@ class _Encoder(_Part):
         return self.vae.embed(x)
 
 
+class _Placement(_Part):
+    def __init__(self, vae, placer):
+        super().__init__(vae)
+        self.placer = placer
+
+    def forward(self, x):
+        return self.placer(self.vae.likelihood.standardize(x))
+
+
 class _Decoder(_Part):
     def forward(self, z):
         return self.vae.decode_mean(z)
@@ -49,11 +63,13 @@ class _CountDecoder(_Decoder):
         return self.vae.decode_mean(z, library_size)
 
 
-def export_module(vae, path, part, counts=False):
+def export_module(vae, path, part, counts=False, placer=None):
     """Write ``vae``'s (a :class:`cvae.nn.VAE`) ``part`` to ``path``, in the format its
     suffix names (:data:`EXPORT_FORMATS`); return the path.
 
-    ``counts``: the decoder takes a library size per row as a second input.
+    ``counts``: the decoder takes a library size per row as a second input. ``placer``: the
+    :class:`cvae.placement.Placer` that ``"transform"`` writes, or ``None`` where the
+    transform is the encoder's map.
     """
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
@@ -66,7 +82,11 @@ def export_module(vae, path, part, counts=False):
     # A float32 copy on the CPU, without gradients: the flow's inference path, traced once.
     vae = copy.deepcopy(vae).to("cpu", torch.float32).requires_grad_(False)
     batch = torch.export.Dim("batch")
-    if part == "encoder":
+    if part == "transform" and placer is not None:
+        graph = _Placement(vae, copy.deepcopy(placer).to("cpu").requires_grad_(False))
+        names, outputs = ["x"], ["embedding"]
+        example = (torch.zeros(_EXAMPLE_ROWS, vae.n_features),)
+    elif part in ("transform", "encoder"):
         graph, names, outputs = _Encoder(vae), ["x"], ["embedding"]
         example = (torch.zeros(_EXAMPLE_ROWS, vae.n_features),)
     else:
@@ -79,17 +99,36 @@ def export_module(vae, path, part, counts=False):
     graph.eval()
     dynamic = {name: {0: batch} for name in names}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    if suffix == ".onnx":
+        _require_onnx()
+    with torch.no_grad(), _quiet_exporter():
+        program = torch.export.export(graph, example, dynamic_shapes=dynamic)
         if suffix == ".pt2":
-            program = torch.export.export(graph, example, dynamic_shapes=dynamic)
             _write_through(path, lambda tmp: torch.export.save(program, tmp))
         else:
-            _require_onnx()
+            # onnxruntime optimizes the graph as it loads it; the exporter's own pass would
+            # take longer than the export (a placement's refinement is unrolled, thousands of nodes)
             _write_through(path, lambda tmp: torch.onnx.export(
-                graph, example, tmp, input_names=names, output_names=outputs, dynamic_shapes=dynamic,
-                opset_version=_OPSET, dynamo=True, external_data=False, verbose=False,
+                program, example, tmp, input_names=names, output_names=outputs, opset_version=_OPSET,
+                dynamo=True, external_data=False, optimize=False, verbose=False,
             ))
     return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Keep the exporters' notes about themselves (torchvision's operators not registered,
+    their own deprecations) from reaching the user: they say nothing about the model."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.|copyreg")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.|onnxscript")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _write_through(path, write):

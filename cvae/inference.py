@@ -195,8 +195,8 @@ or anndata.AnnData
         with torch.no_grad():
             return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
 
-    def export(self, path, part="encoder"):
-        """Write the fitted encoder or decoder to a file that runs without cvae.
+    def export(self, path, part="transform"):
+        """Write what the fitted model computes to a file that runs without cvae.
 
         Parameters
         ----------
@@ -204,19 +204,33 @@ or anndata.AnnData
             ``.onnx`` (ONNX, for onnxruntime and other runtimes; needs the ``export`` extra)
             or ``.pt2`` (a ``torch.export`` program, for ``torch.export.load``). Replaced
             atomically if it exists.
-        part : {"encoder", "decoder"}, default="encoder"
-            ``"encoder"``: raw rows in (float32, any number), the posterior means out, the
-            normalization inside; what :meth:`transform` gives with
-            ``placement="encoder"``. ``"decoder"``: embeddings in, what
+        part : {"transform", "encoder", "decoder"}, default="transform"
+            ``"transform"``: raw rows in (float32, any number), what :meth:`transform`
+            gives out under the current ``placement`` and ``n_neighbors``. With the
+            neighbour placement the file holds the training rows as the placement searches
+            them (at most 50 columns) and their embedding, so it grows by about
+            ``4 * n_rows * (min(n_features, 50) + n_components)`` bytes, plus
+            ``200 * n_features`` for the projection of wide rows and 0.8 MB for the grid
+            of a 2-D embedding; its memory per call grows as batch rows times training rows
+            (4 bytes each): serve it batches of at most a few thousand rows. After
+            :meth:`partial_fit` it holds the updated reference. ``"encoder"``: the
+            posterior means out, the normalization inside; what :meth:`transform` gives with
+            ``placement="encoder"``: a few hundred kB, and faster, but its neighbourhoods
+            trail the placement's on unseen rows. ``"decoder"``: embeddings in, what
             :meth:`inverse_transform` gives out; under a count likelihood, also each row's
-            library size, as a ``(n_rows, 1)`` input.
+            library size, as a ``(n_rows, 1)`` input. Agreement, sizes and latency of each
+            part: benchmarks/README.md, "Serving".
 
         Returns
         -------
         path : pathlib.Path
         """
         self._check_fitted()
-        return export_module(self.module_, path, part, counts=self.spec_.is_count)
+        placer = None
+        if part == "transform":
+            reference = self._placement_reference()
+            placer = None if reference is None else reference.placer(self.n_neighbors)
+        return export_module(self.module_, path, part, counts=self.spec_.is_count, placer=placer)
 
 
 def run_batched(fn, source, n_out, batch_size, device, name, check=None):

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .neighbor_search import NEIGHBOR_COMPONENTS, nearest_rows
+from .neighbor_search import NEIGHBOR_COMPONENTS
 
-__all__ = ["NeighborReference", "PLACEMENTS"]
+__all__ = ["NeighborReference", "PLACEMENTS", "Placer"]
 
 # ``placement`` values of the estimator.
 PLACEMENTS = ("auto", "encoder", "neighbors")
@@ -43,6 +43,9 @@ _REFINE_ROWS = 512
 # A query this close (squared distance, relative to the reference rows' mean squared norm)
 # to a training row is that row: it keeps the row's embedding.
 _SAME_ROW = 1e-8
+# Squared distances that round to the same multiple of this (relative to the reference rows'
+# mean squared norm, and about 100 times float32's rounding there) are ties.
+_TIE_STEP = 1e-5
 
 
 @dataclass(frozen=True)
@@ -95,46 +98,35 @@ class NeighborReference:
 
     def project(self, standardized):
         """Standardized rows in the search space."""
-        if self.components is None:
-            return standardized
-        return (standardized - self.mean) @ self.components.T
+        return _project(standardized, self.mean, self.components)
 
     def place(self, standardized, n_neighbors):
         """Embed standardized rows (float32 tensor on the reference's device) by their
-        ``n_neighbors`` nearest training rows; a row equal to a training row gets its embedding."""
-        queries = self.project(standardized)
-        if len(queries) == 0:
+        ``n_neighbors`` nearest training rows; a row equal to a training row gets its embedding.
+        The rows are placed a block at a time by :meth:`placer`'s module, the one that
+        :meth:`cvae.CompressionVAE.export` writes."""
+        if len(standardized) == 0:
             return self.embedding.new_zeros((0, self.embedding.shape[1]))
-        # The search's |q|^2 - 2 q.r + |r|^2 rounds by the shape of the batch and loses the digits
-        # that tell a row from itself: the nearest are chosen among twice as many candidates
-        # by distances computed row by row, so that a row's neighbours do not depend on its batch.
-        n_neighbors = min(n_neighbors, len(self.rows))
-        _, candidates = nearest_rows(queries, self.rows, 2 * n_neighbors)
-        candidates = candidates.sort(dim=1).values
-        distances = (queries[:, None, :] - self.rows[candidates]).square().sum(dim=-1)
-        nearest = distances.topk(n_neighbors, dim=1, largest=False)
-        neighbors = self.embedding[candidates.gather(1, nearest.indices)]
-        start = neighbors.median(dim=1).values
-        field = self._field()
-        placed = torch.cat([_refine(start[rows], neighbors[rows], field)
-                            for rows in torch.arange(len(start)).split(_REFINE_ROWS)])
-        same = nearest.values[:, 0] <= self._same_row_distance
-        placed = torch.where(same[:, None], neighbors[:, 0], placed)
-        # A row whose distances overflow has no nearest rows: NaN, which the caller reports.
-        overflowed = ~queries.square().sum(dim=1).isfinite()
-        return placed.masked_fill(overflowed[:, None], float("nan"))
+        placer = self.placer(n_neighbors)
+        block = max(1, min(_REFINE_ROWS, 2**25 // len(self.rows)))
+        return torch.cat([placer(rows) for rows in standardized.split(block)])
 
-    def _field(self):
+    def placer(self, n_neighbors):
+        """The placement as a :class:`Placer` module (standardized rows in, embedding out),
+        built once per ``n_neighbors``."""
+        n_neighbors = min(n_neighbors, len(self.rows))
+        if n_neighbors not in self._placers:
+            self._placers[n_neighbors] = Placer(self, n_neighbors)
+        return self._placers[n_neighbors]
+
+    @functools.cached_property
+    def _placers(self):
+        return {}
+
+    @functools.cached_property
+    def _field(self):  # cached_property writes the instance's __dict__, as a frozen dataclass allows
         """What repels a placed row: all training rows through a grid for a 2-D embedding,
         else a fixed sample of them; built once per reference."""
-        return self._built_field
-
-    @functools.cached_property
-    def _same_row_distance(self):
-        return _SAME_ROW * self.rows.square().sum(dim=1).mean()
-
-    @functools.cached_property
-    def _built_field(self):  # cached_property writes the instance's __dict__, as a frozen dataclass allows
         scaled = KERNEL_SCALE * self.embedding
         if scaled.shape[1] == 2:
             return _GridField(scaled)
@@ -166,6 +158,71 @@ class NeighborReference:
         return NeighborReference(*moved)
 
 
+class Placer(torch.nn.Module):
+    """The placement of standardized rows as one torch module: the projection, the nearest
+    training rows, the start at their median embedding, the refinement, and a training row's
+    own embedding for a row equal to it. :meth:`NeighborReference.place` runs it a block of
+    rows at a time; :func:`cvae.export.export_module` writes it whole. Every operation is
+    one that ONNX and ``torch.export`` express, and each row's result depends on that row
+    alone.
+
+    Its buffers are the reference's tensors (not copies) and the field's grid or sample.
+    """
+
+    def __init__(self, reference, n_neighbors):
+        super().__init__()
+        self.n_neighbors = n_neighbors
+        self.register_buffer("rows", reference.rows)
+        self.register_buffer("embedding", reference.embedding)
+        self.register_buffer("mean", reference.mean)
+        self.register_buffer("components", reference.components)
+        norms = reference.rows.square().sum(dim=1)
+        self.register_buffer("norms", norms)
+        self.register_buffer("same_row_distance", _SAME_ROW * norms.mean())
+        self.register_buffer("tie_step", _TIE_STEP * norms.mean())
+        self.field = reference._field
+
+    def forward(self, standardized):
+        queries = _project(standardized, self.mean, self.components)
+        k = self.n_neighbors
+        # The search's |q|^2 - 2 q.r + |r|^2 rounds by the shape of the batch and loses the digits
+        # that tell a row from itself: the nearest are chosen among twice as many candidates
+        # by distances computed row by row, so that a row's neighbours do not depend on its batch.
+        ranking = torch.addmm(self.norms[None, :], queries, self.rows.T, alpha=-2)
+        candidates = ranking.topk(min(2 * k, len(self.rows)), dim=1, largest=False).indices
+        candidates = candidates.sort(dim=1).values
+        distances = (queries[:, None, :] - self.rows[candidates]).square().sum(dim=-1)
+        # Rows at equal distances (common in integer data) differ only by rounding, which
+        # differs between runtimes: distances are ranked on a grid much coarser than float32's
+        # rounding, and rows that share a grid point in the order they came.
+        order = _order_by_rank((distances / self.tie_step).round())
+        distances = distances.gather(1, order)
+        neighbors = self.embedding[candidates.gather(1, order[:, :k])]
+        # torch.median's lower median, written as a sort, which ONNX expresses
+        start = neighbors.sort(dim=1).values[:, (k - 1) // 2]
+        placed = _refine(start, neighbors, self.field)
+        same = distances[:, :1] <= self.same_row_distance
+        placed = torch.where(same, neighbors[:, 0], placed)
+        # A row whose distances overflow has no nearest rows: NaN, which the caller reports.
+        overflowed = ~queries.square().sum(dim=1, keepdim=True).isfinite()
+        return placed.masked_fill(overflowed, float("nan"))
+
+
+def _order_by_rank(distances):
+    """The order that sorts each row of ``distances``, equal distances in the order they came:
+    torch's ``topk`` leaves ties in an unspecified order and ONNX has no stable sort, so the
+    ranks are counted pairwise and scattered, which every runtime computes alike."""
+    before = distances[:, :, None] < distances[:, None, :]
+    position = torch.arange(distances.shape[1], device=distances.device)
+    tied_before = (distances[:, :, None] == distances[:, None, :]) & (position[:, None] < position[None, :])
+    rank = (before | tied_before).sum(dim=1)
+    return torch.zeros_like(rank).scatter(1, rank, position.expand_as(rank).contiguous())
+
+
+def _project(standardized, mean, components):
+    return standardized if components is None else (standardized - mean) @ components.T
+
+
 def _refine(start, neighbors, field):
     """Adam steps on ``-log(q_ij / S_i)`` for each row ``i`` and its neighbours ``j``, with
     ``S_i = sum_j q_ij + sum_k q_ik`` over its neighbours and the training rows ``k`` that
@@ -195,55 +252,68 @@ def _refine(start, neighbors, field):
     return z / KERNEL_SCALE
 
 
-class _SampledField:
+class _SampledField(torch.nn.Module):
     """``sum_k q(z, y_k)`` and ``sum_k q(z, y_k)^2 (z - y_k)`` over ``n_rows`` training rows,
     estimated from a sample ``points`` of them (scaled embedding)."""
 
     def __init__(self, points, n_rows):
-        self.points = points
+        super().__init__()
+        self.register_buffer("points", points)
         self.weight = n_rows / len(points)
 
-    def __call__(self, z):
+    def forward(self, z):
         to_points = z[:, None, :] - self.points
         q = 1 / (1 + to_points.square().sum(dim=-1))
         return self.weight * q.sum(dim=1), self.weight * (q.square()[..., None] * to_points).sum(dim=1)
 
 
-class _GridField:
+class _GridField(torch.nn.Module):
     """The same sums over every training row of a 2-D embedding, as FIt-SNE computes them:
     the rows are spread onto a ``_GRID`` x ``_GRID`` grid (bilinear weights), the sums at the
     grid's nodes are convolutions with the kernels (by FFT), and a point reads them off the
     grid by bilinear interpolation. The cost is the grid's, not the rows'."""
 
     def __init__(self, points):
+        super().__init__()
         points = points.double()
         centre = (points.amax(dim=0) + points.amin(dim=0)) / 2
         half = (points.amax(dim=0) - points.amin(dim=0)).max() / 2 + _GRID_MARGIN
-        self.low, self.spacing = centre - half, 2 * half / (_GRID - 1)
+        low, spacing = centre - half, 2 * half / (_GRID - 1)
+        dx, dy = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])  # a cell's corners
         counts = torch.zeros(_GRID * _GRID, dtype=torch.float64, device=points.device)
-        for index, weight in self._corners(points):
-            counts.index_add_(0, index, weight)
-        offsets = torch.arange(-(_GRID - 1), _GRID, dtype=torch.float64, device=points.device) * self.spacing
+        index, weight = _corners((points - low) / spacing, dx.to(points.device), dy.to(points.device))
+        for corner in range(4):
+            counts.index_add_(0, index[:, corner], weight[:, corner])
+        offsets = torch.arange(-(_GRID - 1), _GRID, dtype=torch.float64, device=points.device) * spacing
         ux, uy = torch.meshgrid(offsets, offsets, indexing="ij")
         q = 1 / (1 + ux.square() + uy.square())
         grids = _convolve(counts.view(_GRID, _GRID), torch.stack([q, q.square() * ux, q.square() * uy]))
-        self.values = grids.reshape(3, -1).to(torch.float32)
+        # node (i, j) at row j, column i of the image, so that a point (x, y) reads it at (i, j)
+        self.register_buffer("image", grids.transpose(1, 2)[None].to(torch.float32).contiguous())
+        scale = 2 / (spacing * (_GRID - 1))
+        self.register_buffer("unit_scale", scale.float())
+        self.register_buffer("unit_shift", (-1 - low * scale).float())
 
-    def _corners(self, points):
-        """The four grid nodes around each point (flat indices) and their bilinear weights."""
-        position = ((points - self.low) / self.spacing).clamp(0, _GRID - 1 - 1e-6)
-        cell = position.floor()
-        fraction = position - cell
-        cell = cell.long()
-        for dx in (0, 1):
-            for dy in (0, 1):
-                wx = fraction[:, 0] if dx else 1 - fraction[:, 0]
-                wy = fraction[:, 1] if dy else 1 - fraction[:, 1]
-                yield (cell[:, 0] + dx) * _GRID + cell[:, 1] + dy, (wx * wy).to(points.dtype)
-
-    def __call__(self, z):
-        read = sum(self.values[:, index] * weight.float() for index, weight in self._corners(z.double()))
+    def forward(self, z):
+        # grid_sample's bilinear read (one ONNX GridSample): coordinates in [-1, 1] from the
+        # grid's first node to its last, x along the last dimension of the image
+        at = (z * self.unit_scale + self.unit_shift).clamp(-1, 1)
+        read = torch.nn.functional.grid_sample(self.image, at[None, :, None, :], mode="bilinear",
+                                               padding_mode="border", align_corners=True)
+        read = read.reshape(3, -1)
         return read[0], read[1:].T
+
+
+def _corners(position, dx, dy):
+    """The four grid nodes around each point at ``position`` (in units of the grid's spacing
+    from its first node): flat indices and bilinear weights, each of shape ``(n_points, 4)``."""
+    position = position.clamp(0, _GRID - 1 - 1e-6)
+    cell = position.floor()
+    fraction = position - cell
+    cell = cell.long()
+    wx = torch.stack([1 - fraction[:, 0], fraction[:, 0]], dim=1)
+    wy = torch.stack([1 - fraction[:, 1], fraction[:, 1]], dim=1)
+    return (cell[:, :1] + dx) * _GRID + cell[:, 1:] + dy, wx[:, dx] * wy[:, dy]
 
 
 def _convolve(grid, kernels):

@@ -1,12 +1,13 @@
-"""Embed rows with an exported encoder, with onnxruntime and numpy alone: cvae is not imported.
+"""Embed rows with an exported model, with onnxruntime and numpy alone: cvae is not imported.
 
-    cvae export runs/mnist encoder.onnx --part encoder           # once, where cvae is installed
-    python examples/serve_onnx.py encoder.onnx rows.npy [-o embedding.npy]
+    cvae export runs/mnist transform.onnx        # once, where cvae is installed
+    python examples/serve_onnx.py transform.onnx rows.npy [-o embedding.npy]
 
-The encoder file holds the normalization, so it takes raw rows as the model was trained on
-them (float32, any number of rows) and returns their embedding: what ``transform`` gives
-with ``placement="encoder"``. A service needs ``pip install onnxruntime numpy`` and the
-file, nothing else.
+The file holds the normalization and, by default, the neighbour placement with its training
+rows, so it takes raw rows as the model was trained on them (float32, any number of rows)
+and returns what ``transform`` returns. A file written with ``--part encoder`` returns the
+encoder's map instead (``placement="encoder"``). A service needs
+``pip install onnxruntime numpy`` and the file, nothing else.
 """
 
 import argparse
@@ -16,8 +17,9 @@ import numpy as np
 import onnxruntime
 
 
-def embed(session, rows, batch_size=65536):
-    """The embedding of ``rows``, ``batch_size`` rows per call."""
+def embed(session, rows, batch_size=1024):
+    """The embedding of ``rows``, ``batch_size`` rows per call (the placement holds batch rows
+    times training rows distances at once)."""
     name = session.get_inputs()[0].name
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     return np.concatenate([session.run(None, {name: rows[i : i + batch_size]})[0]
@@ -26,7 +28,7 @@ def embed(session, rows, batch_size=65536):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="an encoder written by `cvae export ... --part encoder` (.onnx)")
+    parser.add_argument("model", help="a file written by `cvae export` (.onnx)")
     parser.add_argument("rows", help="a .npy file of rows to embed")
     parser.add_argument("-o", "--output", help="where to save the embedding (.npy); default: print the first rows")
     args = parser.parse_args(argv)
@@ -34,7 +36,7 @@ def main(argv=None):
     shape = session.get_inputs()[0].shape
     rows = np.load(args.rows, allow_pickle=False)
     if rows.ndim != 2 or rows.shape[1] != shape[1]:
-        raise SystemExit(f"{args.rows} holds an array of shape {rows.shape}; the encoder takes rows of {shape[1]}.")
+        raise SystemExit(f"{args.rows} holds an array of shape {rows.shape}; the model takes rows of {shape[1]}.")
     Z = embed(session, rows)
     if args.output:
         np.save(args.output, Z)

@@ -51,3 +51,16 @@ def ctrl_c_raises():
 def rows():
     """103 rows of 5 standard normal features, float32."""
     return np.random.default_rng(0).normal(size=(103, 5)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def exported_transform(digits, tmp_path_factory):
+    """A default model of digits (its transform: the neighbour placement) and its transform
+    exported to ONNX, shared because an export of the placement takes about 20 s."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from cvae import CompressionVAE
+
+    X = digits[0]
+    vae = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=100, random_state=0).fit(X[:1200])
+    return vae, vae.export(tmp_path_factory.mktemp("export") / "transform.onnx")

@@ -1,5 +1,6 @@
-"""export(): the encoder and decoder as ONNX and torch.export files that match transform and
-inverse_transform, with a dynamic batch size."""
+"""export(): the transform (the neighbour placement included), the encoder and the decoder as
+ONNX and torch.export files that match transform and inverse_transform, with a dynamic batch
+size."""
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_exported_encoder_and_decoder_match_transform_and_inverse_transform(fitt
         pytest.importorskip("onnxscript")
     vae = fitted[model]
     run = RUNNERS[suffix]
-    encoder = vae.export(tmp_path / f"encoder{suffix}")
+    encoder = vae.export(tmp_path / f"encoder{suffix}", part="encoder")
     decoder = vae.export(tmp_path / f"decoder{suffix}", part="decoder")
     for rows in (digits_module[:1], digits_module[:257]):  # batch sizes other than the traced one
         Z = vae.transform(rows)
@@ -69,20 +70,60 @@ def test_count_decoder_takes_the_library_size(tmp_path):
     expected = np.vstack([vae.inverse_transform(Z[i : i + 1], library_size=float(size))
                           for i, size in enumerate(sizes[:, 0])])
     np.testing.assert_allclose(run_pt2(path, Z, sizes), expected, rtol=1e-5, atol=1e-4)
-    encoder = vae.export(tmp_path / "encoder.pt2")
+    encoder = vae.export(tmp_path / "encoder.pt2")  # without a placement, the transform is the encoder's map
     np.testing.assert_allclose(run_pt2(encoder, X[:5]), Z, atol=1e-5, rtol=1e-5)
 
 
-def test_the_neighbour_placement_is_not_what_the_encoder_exports(fitted, digits_module, tmp_path):
-    vae = CompressionVAE(**FAST).fit(digits_module)  # the default: placement by nearest training rows
-    path = vae.export(tmp_path / "encoder.pt2")
-    encoder_map = vae.set_params(placement="encoder").transform(digits_module[:20])
-    np.testing.assert_allclose(run_pt2(path, digits_module[:20]), encoder_map, atol=1e-5, rtol=1e-5)
+def spread(Z):
+    return float(np.linalg.norm(Z.std(axis=0)))
+
+
+def unseen_rows(X, n, seed=0):
+    """``n`` rows near ``X``'s but none of them: training rows with noise, clipped to its range."""
+    rng = np.random.default_rng(seed)
+    rows = X[rng.integers(0, len(X), n)] + rng.normal(0, 1, (n, X.shape[1]))
+    return np.clip(rows, X.min(), X.max()).astype(np.float32)
+
+
+def test_the_exported_transform_is_the_neighbour_placement_at_any_batch_size(exported_transform, digits):
+    vae, path = exported_transform
+    X = digits[0]
+    rows = np.vstack([X[1200:], unseen_rows(X, 5000 - len(X[1200:]))])  # test rows, then noisy ones
+    placed = vae.transform(rows)
+    encoder_map = vae.set_params(placement="encoder").transform(rows[:257])
+    vae.set_params(placement="auto")
+    tolerance = 1e-3 * spread(placed)
+    for n in (1, 0, 257, 5000):
+        got = run_onnx(path, rows[:n])
+        assert got.shape == (n, 2)
+        np.testing.assert_allclose(got, placed[:n], rtol=0, atol=tolerance)
+    assert np.abs(run_onnx(path, rows[:257]) - encoder_map).max() > 100 * tolerance  # not the encoder's map
+    np.testing.assert_array_equal(run_onnx(path, X[:50]), vae.embedding_[:50])  # training rows keep their place
+
+
+def test_an_export_after_partial_fit_carries_the_updated_reference(digits, tmp_path):
+    pytest.importorskip("onnxscript")
+    X, y = digits
+    vae = CompressionVAE(iaf_flow_length=2, **FAST).fit(X[y < 5])
+    before = vae.transform(X[y >= 5][:257])
+    vae.partial_fit(X[y >= 5][:300])
+    after = vae.transform(X[y >= 5][:257])
+    assert np.abs(after - before).max() > 0.1 * spread(after)  # the update moved the placement
+    path = vae.export(tmp_path / "transform.onnx")
+    np.testing.assert_allclose(run_onnx(path, X[y >= 5][:257]), after, rtol=0, atol=1e-3 * spread(after))
+
+
+def test_a_placement_in_torch_export_matches_transform(exported_transform, digits, tmp_path):
+    vae, _ = exported_transform
+    rows = unseen_rows(digits[0], 300, seed=1)
+    path = vae.export(tmp_path / "transform.pt2")
+    placed = vae.transform(rows)
+    np.testing.assert_allclose(run_pt2(path, rows), placed, rtol=0, atol=1e-3 * spread(placed))
 
 
 @pytest.mark.parametrize("path, part, message", [
     ("model.zip", "encoder", r"the suffix must be one of \.onnx, \.pt2"),
-    ("model.pt2", "both", "part must be one of 'encoder', 'decoder'"),
+    ("model.pt2", "both", "part must be one of 'transform', 'encoder', 'decoder'"),
 ])
 def test_export_refuses_unknown_formats_and_parts(fitted, tmp_path, path, part, message):
     with pytest.raises(ValueError, match=message):
@@ -94,6 +135,16 @@ def test_export_needs_a_fitted_model(tmp_path):
 
     with pytest.raises(NotFittedError):
         CompressionVAE().export(tmp_path / "encoder.pt2")
+
+
+def test_cli_export_parts_are_the_exporters():
+    from cvae.cli import build_parser
+    from cvae.export import PARTS
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    part = next(a for a in commands.choices["export"]._actions if a.dest == "part")
+    assert tuple(part.choices) == PARTS and part.default == "transform"
 
 
 def test_cli_export(fitted, tmp_path, capsys):
