@@ -43,6 +43,10 @@ def neighbor_graph(X, n_neighbors, device=None, method="auto"):
     n_neighbors = min(n_neighbors, n - 1)
     if hasattr(X, "toarray") and n * X.shape[1] * 4 <= _DENSE_SEARCH_BYTES:
         X = X.toarray()  # the dense search's arithmetic, so that sparse input trains the dense model
+    # float32 whatever the input's dtype or format, so that float64 and float32, dense and
+    # sparse rows find the same neighbours; dense rows centred, since the search expands
+    # |x - y|^2 as |x|^2 - 2 x.y + |y|^2, which loses the distances of rows far from the origin
+    X = X.astype(np.float32) if hasattr(X, "toarray") else _centred(X)
     if n > EXACT_NEIGHBOR_ROWS and X.shape[1] > 2 * NEIGHBOR_COMPONENTS:
         X = _principal_components(X, NEIGHBOR_COMPONENTS)
     device = torch.device("cpu") if device is None else device
@@ -94,6 +98,18 @@ def search_rows(chunks, n_rows, n_features):
     return out
 
 
+def _centred(X, block=65536):
+    """A float32 copy of ``X`` less its column means (summed in float64), a block of rows at a time."""
+    mean = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], block):
+        mean += np.asarray(X[start : start + block], dtype=np.float64).sum(axis=0)
+    mean /= max(X.shape[0], 1)
+    out = np.empty(X.shape, dtype=np.float32)
+    for start in range(0, X.shape[0], block):
+        out[start : start + block] = np.asarray(X[start : start + block], dtype=np.float64) - mean
+    return out
+
+
 def _has_pynndescent():
     import importlib.util
 
@@ -130,8 +146,7 @@ def _self_nearest_rows(X, k, device):
         X = X.tocsr()
         squared_norms = torch.from_numpy(np.asarray(X.multiply(X).sum(axis=1)).ravel())
     else:
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float32
-        rows = torch.from_numpy(np.ascontiguousarray(X, dtype=dtype)).to(device)
+        rows = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
         squared_norms = rows.square().sum(dim=1)
     squared_norms = squared_norms.to(device)
     # Rows per block: about 2**25 distances at a time (2**28 on a GPU, where fewer, larger
