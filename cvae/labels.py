@@ -53,6 +53,8 @@ def check_labels(y, n_samples, classes=None):
     y : array-like of shape (n_samples,)
         Integer class labels with ``-1`` for unlabelled rows, or string or object labels
         with ``None`` for unlabelled rows. Floats that are whole numbers count as integers.
+        Whatever the type, ``None``, NaN (pandas' ``NA`` too), -1, and the texts ``""``,
+        ``"-1"`` and ``"nan"`` mark an unlabelled row.
     n_samples : int
         Rows of ``X``.
     classes : ndarray, default=None
@@ -73,6 +75,7 @@ def check_labels(y, n_samples, classes=None):
         raise ValueError(f"y has {len(values)} labels, but X has {n_samples} rows.")
     if values.dtype.kind == "b":
         values = values.astype(np.int64)
+    values = _with_missing_marked(values)
     if values.dtype.kind == "f":
         finite = np.isfinite(values)
         if not finite.all() or np.any(np.mod(values, 1) != 0):
@@ -106,6 +109,42 @@ def check_labels(y, n_samples, classes=None):
     codes = np.full(n_samples, UNLABELLED, dtype=np.int64)
     codes[labelled] = np.searchsorted(classes, values[labelled])
     return classes, codes
+
+
+def _is_missing(value):
+    """Whether a label marks an unlabelled row: ``None``, NaN (float, pandas' ``NA``, a
+    categorical's missing value), the integer -1, or the text ``""``, ``"-1"`` or ``"nan"``
+    (as a text file writes them)."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    if isinstance(value, (str, np.str_)):
+        return value.strip().lower() in ("", "-1", "nan")
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value)) or value == UNLABELLED
+    return isinstance(value, (int, np.integer)) and value == UNLABELLED
+
+
+def _with_missing_marked(values):
+    """``values`` with every missing label (:func:`_is_missing`) as -1 among integer labels
+    (floats: NaN -> -1) or ``None`` among string labels; object labels that are all whole
+    numbers become integers."""
+    if values.dtype.kind == "f":
+        return np.where(np.isnan(values), UNLABELLED, values)
+    if values.dtype.kind not in "UO":
+        return values
+    missing = np.array([_is_missing(v) for v in values], dtype=bool)
+    present = values[~missing]
+    numbers = all(isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, (bool, np.bool_))
+                  and float(v).is_integer() for v in present)
+    if numbers and len(present):
+        out = np.full(len(values), UNLABELLED, dtype=np.int64)
+        out[~missing] = present.astype(np.int64)
+        return out
+    out = values.astype(object)
+    out[missing] = None
+    return out
 
 
 def check_saved_classes(classes, logdir=None):

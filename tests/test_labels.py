@@ -45,7 +45,7 @@ def test_check_labels_codes_integer_string_and_float_labels():
     ([0, 1], 3, "y has 2 labels, but X has 3 rows"),
     (np.zeros((3, 2)), 3, r"1-D array; got shape \(3, 2\)"),
     ([0.5, 1.0, 2.0], 3, "not whole numbers: CompressionVAE takes class labels"),
-    ([np.nan, 1.0, 2.0], 3, "not whole numbers"),
+    ([np.inf, 1.0, 2.0], 3, "not whole numbers"),  # NaN marks an unlabelled row; infinity is no label
     ([-1, -1], 2, "every row unlabelled"),
     (np.array([1 + 2j, 0j]), 2, "class labels must be integers or strings"),
 ])
@@ -186,3 +186,28 @@ def test_damaged_classes_in_a_checkpoint_are_named(classes):
     with pytest.raises(ValueError, match="Cannot read the checkpoint in 'run': its classes are damaged"):
         check_saved_classes(classes, "run")
     assert check_saved_classes(["a", "b"]).tolist() == ["a", "b"] and check_saved_classes([0, 3]).tolist() == [0, 3]
+
+
+@pytest.mark.parametrize("y, classes", [
+    (np.array([0, 1, -1, 2], dtype=object), [0, 1, 2]),  # an object array of integers
+    ([0, None, -1, 1], [0, 1]),  # a list mixing None and -1
+    (np.array(["a", "b", "-1", "a"]), ["a", "b"]),  # a text file of string classes
+    ([0.0, float("nan"), 1.0, 2.0], [0, 1, 2]),  # float NaN
+    (np.array(["a", "nan", "b", ""]), ["a", "b"]),  # "nan" and empty lines in a file
+])
+def test_missing_labels_are_unlabelled_whatever_their_type(y, classes):
+    from cvae.labels import check_labels
+
+    found, codes = check_labels(y, 4)
+    assert found.tolist() == classes  # -1 and NaN never become a class
+    assert (codes == -1).sum() == sum(v is None or v in (-1, "-1", "nan", "") or v != v for v in list(y))
+
+
+def test_pandas_missing_labels_are_unlabelled():
+    pd = pytest.importorskip("pandas")
+    from cvae.labels import check_labels
+
+    for y in (pd.Series([0, 1, -1, 2], dtype=object), pd.Series([0, pd.NA, 1, 2], dtype="Int64"),
+              pd.Series(pd.Categorical(["a", None, "b", "a"]))):
+        found, codes = check_labels(y, 4)
+        assert -1 not in found.tolist() and (codes == -1).sum() == 1
