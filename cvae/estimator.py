@@ -485,13 +485,28 @@ numpy.memmap or anndata.AnnData
         -------
         self : CompressionVAE
         """
+        self._check_params()  # before landmark_weight is compared
         if self.landmark_weight > 0 and hasattr(self, "spec_"):  # replay: earlier rows train too
             stored = replay_source(self._checkpoint, self.spec_)
-            X, y, sample_weight = with_replay(X, y, sample_weight, None if stored is None else stored.numpy(),
+            X, y, sample_weight = with_replay(X, fit_labels(X, y), sample_weight,
+                                              None if stored is None else stored.numpy(),
                                               (self.spec_.seed, self.n_steps_))
         return self._fit(X, y, sample_weight, None, partial=True)
 
     def _fit(self, X, y, sample_weight, X_valid, partial=False):
+        # A refused X must not leave its width or column names behind on a fitted model.
+        checked = {name: self.__dict__[name] for name in ("n_features_in_", "feature_names_in_")
+                   if name in self.__dict__}
+        try:
+            return self._fit_checked(X, y, sample_weight, X_valid, partial)
+        except BaseException:
+            if hasattr(self, "spec_"):
+                for name in ("n_features_in_", "feature_names_in_"):
+                    self.__dict__.pop(name, None)
+                self.__dict__.update(checked)
+            raise
+
+    def _fit_checked(self, X, y, sample_weight, X_valid, partial):
         self._check_params()
 
         def rows():  # training_rows records n_features_in_ (and feature_names_in_)

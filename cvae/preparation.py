@@ -96,25 +96,56 @@ class FitData:
 
 def with_replay(X, y, sample_weight, stored, seed):
     """``X`` with rows drawn from ``stored`` (earlier rows, or ``None``) below it, and ``y``
-    and ``sample_weight`` extended to match (unlabelled, weight one): the earlier rows train
-    beside the new ones, as replay. As many are drawn, without replacement, as ``X`` has
-    rows, at least ``REPLAY_MIN_ROWS``, at most all of ``stored``; ``seed`` (integers)
-    seeds the draw. Only for ``X`` in memory (an array or sparse matrix) as wide as
-    ``stored``: other ``X`` comes back as it is (and is checked by the fit)."""
-    in_memory = (isinstance(X, np.ndarray) and not isinstance(X, np.memmap)) or sp.issparse(X)
-    if stored is None or not in_memory or X.ndim != 2 or X.shape[1] != stored.shape[1]:
+    and ``sample_weight`` extended to match (unlabelled; weight the mean of ``X``'s weights,
+    so that equal weights train as no weights): the earlier rows train beside the new ones,
+    as replay. As many are drawn, without replacement, as ``X`` has rows, at least
+    ``REPLAY_MIN_ROWS``, at most all of ``stored``; ``seed`` (integers) seeds the draw. Only
+    for ``X`` in memory (an array, a sparse matrix, a DataFrame, whose column names stay, or
+    a list of rows) as wide as ``stored``, with at least one row and a ``y`` and
+    ``sample_weight`` of its length: other ``X`` comes back as it is, to be checked (and
+    refused, for what does not match) by the fit, in terms of ``X`` alone."""
+    rows_in_memory = _rows_in_memory(X)
+    if stored is None or rows_in_memory is None or rows_in_memory.ndim != 2:
         return X, y, sample_weight
-    n = min(len(stored), max(X.shape[0], REPLAY_MIN_ROWS))
-    rows = stored[np.sort(np.random.default_rng([*seed, REPLAY_STREAM]).permutation(len(stored))[:n])]
-    stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr") if sp.issparse(X) else np.vstack([X, rows])
+    X = rows_in_memory
+    n = X.shape[0]
+    if n == 0 or X.shape[1] != stored.shape[1] or not _one_per_row(y, n) or not _one_per_row(sample_weight, n):
+        return X, y, sample_weight
+    count = min(len(stored), max(n, REPLAY_MIN_ROWS))
+    rows = stored[np.sort(np.random.default_rng([*seed, REPLAY_STREAM]).permutation(len(stored))[:count])]
+    if sp.issparse(X):
+        stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr")
+    elif hasattr(X, "columns"):  # a DataFrame: its column names are checked against the fit's
+        stacked = type(X)(np.vstack([X.to_numpy(dtype=np.float64), rows]), columns=X.columns)
+    else:
+        stacked = np.vstack([X, rows])
     if y is not None:
         y = np.asarray(y)
         text = y.dtype.kind in "UO"
         y = np.concatenate([y.astype(object) if text else y, np.full(len(rows), None if text else UNLABELLED)])
     if sample_weight is not None:
-        sample_weight = np.concatenate([np.broadcast_to(np.asarray(sample_weight, dtype=float), (X.shape[0],)),
-                                        np.ones(len(rows))])
+        weights = np.broadcast_to(np.asarray(sample_weight, dtype=float), (n,))
+        sample_weight = np.concatenate([weights, np.full(len(rows), weights.mean())])
     return stacked, y, sample_weight
+
+
+def _rows_in_memory(X):
+    """``X`` as rows in memory that replay can extend (a list of numeric rows as an array),
+    or ``None`` for rows read from files or memmaps, and what is not rows at all."""
+    if isinstance(X, (list, tuple)):
+        try:
+            return np.asarray(X, dtype=np.float64)
+        except (ValueError, TypeError):
+            return None
+    if isinstance(X, np.memmap) or not (isinstance(X, np.ndarray) or sp.issparse(X) or hasattr(X, "columns")):
+        return None
+    return X
+
+
+def _one_per_row(values, n):
+    """Whether ``values`` (labels or weights, or ``None``) give one value per row of ``n`` (a
+    scalar weight does)."""
+    return values is None or np.ndim(values) == 0 or (np.ndim(values) == 1 and len(values) == n)
 
 
 def prepare(source, valid_source, params, seed, saved_split=None, continued=None, logdir=None, sample_weight=None,

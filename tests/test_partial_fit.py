@@ -130,3 +130,78 @@ def test_partial_fit_refuses_other_features_and_damaged_landmarks(halves):
     vae._checkpoint["reservoir"]["rows"][0, 0] = float("inf")
     with pytest.raises(ValueError, match="reservoir .* is damaged"):
         vae.partial_fit(new)
+
+
+@pytest.fixture(scope="module")
+def fitted_on_old(halves):
+    return CompressionVAE(max_steps=100, **FAST).fit(halves[0])
+
+
+def replayed_rows(vae, monkeypatch, call):
+    """How many rows the fit behind ``call`` trained on (its X with any replayed rows)."""
+    import cvae.estimator as estimator
+
+    seen = []
+    real = estimator.with_replay
+    monkeypatch.setattr(estimator, "with_replay", lambda *a: seen.append(real(*a)) or seen[-1])
+    call()
+    return len(seen[-1][0])
+
+
+def test_a_dataframe_or_a_list_replays_as_an_array_does(fitted_on_old, halves, monkeypatch):
+    pd = pytest.importorskip("pandas")
+    import copy
+
+    new = halves[1][:50]
+    counts = [replayed_rows(fitted_on_old, monkeypatch, lambda rows=rows: copy.deepcopy(fitted_on_old).partial_fit(rows))
+              for rows in (new, pd.DataFrame(new), new.tolist())]
+    assert counts[0] > 50 and counts == [counts[0]] * 3  # every earlier row (fewer than REPLAY_MIN_ROWS)
+
+
+def test_a_refused_update_leaves_the_model_as_it_was(fitted_on_old, halves):
+    import copy
+
+    vae = copy.deepcopy(fitted_on_old)
+    expected = vae.transform(halves[1][:20])
+    for bad in (halves[1][:, :10], np.zeros((0, 64), np.float32)):
+        with pytest.raises(ValueError, match="10 features|0 sample"):
+            vae.partial_fit(bad)
+        assert vae.n_features_in_ == 64
+    with pytest.raises(ValueError, match="X has 10 features"):
+        vae.set_params(warm_start=True).fit(halves[1][:, :10])
+    np.testing.assert_array_equal(vae.transform(halves[1][:20]), expected)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(y=np.zeros(49)), "y has 49 labels, but X has 50 rows"),
+    (dict(sample_weight=np.ones(49)), r"sample_weight.shape == \(49,\), expected \(50,\)"),
+])
+def test_update_messages_speak_of_the_rows_given(fitted_on_old, halves, kwargs, message):
+    import copy
+
+    with pytest.raises(ValueError, match=message):
+        copy.deepcopy(fitted_on_old).partial_fit(halves[1][:50], **kwargs)
+
+
+def test_a_string_landmark_weight_gets_the_parameter_message(fitted_on_old, halves):
+    import copy
+
+    with pytest.raises(ValueError, match="'landmark_weight' parameter"):
+        copy.deepcopy(fitted_on_old).set_params(landmark_weight="1").partial_fit(halves[1][:50])
+
+
+def test_equal_weights_update_as_no_weights(fitted_on_old, halves):
+    import copy
+
+    new = halves[1][:50]
+    plain = copy.deepcopy(fitted_on_old).partial_fit(new)
+    weighted = copy.deepcopy(fitted_on_old).partial_fit(new, sample_weight=np.full(50, 3.0))
+    np.testing.assert_allclose(weighted.transform(new), plain.transform(new), atol=1e-4)
+
+
+def test_an_update_reads_labels_from_a_file(halves, tmp_path):
+    old, new = halves
+    vae = CompressionVAE(max_steps=60, **FAST).fit(old, np.arange(len(old)) % 2)
+    np.savetxt(tmp_path / "labels.txt", np.arange(50) % 2, fmt="%d")
+    vae.partial_fit(new[:50], str(tmp_path / "labels.txt"))
+    assert vae.classes_.tolist() == [0, 1]
