@@ -108,11 +108,21 @@ def export_module(vae, path, part, counts=False, placer=None):
         else:
             # onnxruntime optimizes the graph as it loads it; the exporter's own pass would
             # take longer than the export (a placement's refinement is unrolled, thousands of nodes)
-            _write_through(path, lambda tmp: torch.onnx.export(
-                program, example, tmp, input_names=names, output_names=outputs, opset_version=_OPSET,
-                dynamo=True, external_data=False, optimize=False, verbose=False,
-            ))
+            _write_through(path, lambda tmp: _write_onnx(program, example, tmp, names, outputs))
     return path
+
+
+def _write_onnx(program, example, path, names, outputs):
+    """``program`` as an ONNX file at ``path``, without the exporter's notes on each node (its
+    source lines, with this machine's paths, and the torch graph: most of the file)."""
+    import onnx
+
+    torch.onnx.export(program, example, path, input_names=names, output_names=outputs, opset_version=_OPSET,
+                      dynamo=True, external_data=False, optimize=False, verbose=False)
+    model = onnx.load(path)
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, path)
 
 
 @contextlib.contextmanager

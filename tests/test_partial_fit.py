@@ -153,7 +153,8 @@ def test_a_dataframe_or_a_list_replays_as_an_array_does(fitted_on_old, halves, m
     import copy
 
     new = halves[1][:50]
-    counts = [replayed_rows(fitted_on_old, monkeypatch, lambda rows=rows: copy.deepcopy(fitted_on_old).partial_fit(rows))
+    counts = [replayed_rows(fitted_on_old, monkeypatch,
+                            lambda rows=rows: copy.deepcopy(fitted_on_old).partial_fit(rows))
               for rows in (new, pd.DataFrame(new), new.tolist())]
     assert counts[0] > 50 and counts == [counts[0]] * 3  # every earlier row (fewer than REPLAY_MIN_ROWS)
 
