@@ -336,7 +336,7 @@ def test_placement_benchmark_scores_each_route(tmp_path, capsys):
     assert "rows/s" in capsys.readouterr().out
     import cvae.placement
 
-    assert cvae.placement.REFINE_STEPS == 30 and cvae.placement.NeighborReference._field.__name__ == "_field"
+    assert cvae.placement.REFINE_STEPS == 30 and cvae.placement.NeighborReference._field.func.__name__ == "_field"
 
 
 def test_get_mnist_splits_openml_rows_into_the_benchmarks_file(tmp_path):
@@ -346,3 +346,26 @@ def test_get_mnist_splits_openml_rows_into_the_benchmarks_file(tmp_path):
     with np.load(tmp_path / "m.npz") as data:
         assert data["X_train"].shape == (60000, 2) and data["X_test"].shape == (10000, 2)
         assert data["X_train"].dtype == np.uint8 and data["y_test"][0] == 60000
+
+
+def test_export_benchmark_scores_what_is_served(tmp_path, capsys):
+    pytest.importorskip("onnxscript")
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_export.py"))
+    out = tmp_path / "export.json"
+    # the encoder alone: an export of the placement takes about 20 s (tested in test_export.py)
+    module["main"](["--max-steps", "30", "--parts", "encoder", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]["digits"]
+    assert rows["exported encoder"]["megabytes"] > 0 and rows["exported encoder"]["export_seconds"] > 0
+    assert rows["exported encoder"]["max_difference_over_spread"] > 1e-3  # the encoder is not the placement
+    assert "max diff/spread" in capsys.readouterr().out
+
+
+def test_encoder_routes_benchmark_scores_each_route(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_encoder_routes.py"))
+    out = tmp_path / "routes.json"
+    module["main"](["--max-steps", "30", "--steps", "20", "--augment", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]["digits"]
+    routes = {"placement", "encoder", "distill-mix", "distill-noise-0.5", "distill-noise-1.0", "student-pcs"}
+    assert routes <= rows.keys() and rows["encoder"]["knn"] != rows["placement"]["knn"]
+    assert rows["distill-mix"]["seconds_after_fit"] > 0 and rows["encoder"]["seconds_after_fit"] == 0
+    assert "after the fit" in capsys.readouterr().out
