@@ -597,7 +597,8 @@ numpy.memmap or anndata.AnnData
 
     @property
     def _n_features_out(self):
-        return self.n_components
+        # the fitted model's, whatever n_components was set to since
+        return self.spec_.model.n_latent if hasattr(self, "spec_") else self.n_components
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

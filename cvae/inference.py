@@ -117,7 +117,7 @@ or anndata.AnnData
             Decoder means: expected counts at ``library_size`` under a count likelihood.
         """
         self._check_fitted()
-        source = latent_rows(Z, self.n_components)
+        source = latent_rows(Z, self.spec_.model.n_latent)
         if library_size is not None:
             if not self.spec_.is_count:
                 raise ValueError(f"library_size applies to count likelihoods; this model's is {self.likelihood_!r}.")
@@ -152,7 +152,7 @@ or anndata.AnnData
         check = self._count_check(whole_numbers=True)
         k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
         generator = torch.Generator().manual_seed(_SCORE_SEED)
-        draws = torch.randn(k, self.n_components, generator=generator).to(self.device_)
+        draws = torch.randn(k, self.spec_.model.n_latent, generator=generator).to(self.device_)
         score = self.module_.mean_elbo if n_importance_samples == 1 else self.module_.importance_weighted_bound
         return run_batched(lambda batch: score(batch, draws)[:, None], X, 1, self.eval_batch_size, self.device_,
                            "X", check)[:, 0]
@@ -186,11 +186,11 @@ or anndata.AnnData
         if not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         seed = draw_seed(random_state)
-        Z = torch.randn(n_samples, self.n_components, generator=torch.Generator().manual_seed(seed)).numpy()
+        Z = torch.randn(n_samples, self.spec_.model.n_latent, generator=torch.Generator().manual_seed(seed)).numpy()
         if not self.spec_.is_count:
             return self.inverse_transform(Z)
         likelihood = self.module_.likelihood
-        params = self._run_batched(self.module_.decode, latent_rows(Z, self.n_components),
+        params = self._run_batched(self.module_.decode, latent_rows(Z, self.spec_.model.n_latent),
                                    likelihood.n_params * self.n_features_in_, "Z", "The decoded data")
         with torch.no_grad():
             return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))

@@ -93,3 +93,15 @@ def test_importance_weighted_scores_tighten_the_elbo(digits, fast):
     np.testing.assert_allclose(vae.score_samples(X, n_importance_samples=16), iwae[16], rtol=1e-5)
     with pytest.raises(ValueError, match="n_importance_samples must be a positive integer, got 0"):
         vae.score_samples(X, n_importance_samples=0)
+
+
+def test_a_parameter_set_after_the_fit_does_not_change_the_fitted_model(X, fast):
+    from cvae import CompressionVAE
+
+    vae = CompressionVAE(**fast).fit(X)
+    Z = vae.transform(X[:5])
+    vae.set_params(n_components=3)
+    assert vae.inverse_transform(Z).shape == (5, 64)  # codes of the fitted width
+    assert vae.sample(4, random_state=0).shape == (4, 64)
+    assert vae.score_samples(X[:5]).shape == (5,)
+    assert vae.get_feature_names_out().tolist() == ["compressionvae0", "compressionvae1"]
