@@ -58,6 +58,7 @@ def test_exported_encoder_and_decoder_match_transform_and_inverse_transform(fitt
         Z = vae.transform(rows)
         np.testing.assert_allclose(run(encoder, rows), Z, atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(run(decoder, Z), vae.inverse_transform(Z), atol=1e-5, rtol=1e-5)
+    assert run(encoder, digits_module[:0]).shape == (0, 2)  # an empty batch, through the flow too
 
 
 def test_count_decoder_takes_the_library_size(tmp_path):

@@ -81,7 +81,7 @@ class InverseAutoregressiveFlow(nn.Module):
         first = self.first_bias
         if self.context is not None:
             # shape[0], not len(z): a symbolic batch size under torch.export
-            first = self.context(context).view(z.shape[0], self.n_steps, -1) + first
+            first = self.context(context).view(z.shape[0], self.n_steps, first.shape[-1]) + first  # no -1: 0 rows
         weights = [layer.masked_weight() for layer in self.layers]
         biases = [layer.bias for layer in self.layers[1:]]
         # In z's precision (float32 under mixed-precision autocast too: the flow is small and
