@@ -256,14 +256,18 @@ default="orthogonal"
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Normalization statistics (0 and 1 when ``normalize="none"``).
     history_ : list of dict
-        One row per validation: ``step``, ``train_loss``, ``validation_loss`` (the
-        negative ELBO, plus the neighbour term when ``neighbor_weight > 0``),
-        ``validation_log_likelihood``, ``validation_kl``, ``learning_rate``,
+        One row per validation: ``step``, ``train_loss``, ``validation_loss`` (what
+        training minimizes: the negative ELBO with ``beta``, plus the neighbour term when
+        ``neighbor_weight > 0``), ``validation_log_likelihood``, ``validation_kl``,
+        ``validation_elbo`` (the ELBO alone, log-likelihood less KL, as :meth:`score`
+        gives it; absent from runs saved before it was logged), ``learning_rate``,
         ``elapsed_seconds``.
     n_steps_ : int
         Optimization steps taken so far.
     best_validation_loss_ : float
-        Lowest validation loss (negative ELBO per sample, in nats).
+        Lowest validation loss per sample, in nats: the negative ELBO (with ``beta``), plus
+        the neighbour term when ``neighbor_weight > 0``; not a likelihood then (the ELBO
+        alone is the ``validation_elbo`` of ``history_``).
     stop_reason_ : {"converged", "no_improvement", "max_steps", "interrupted", "diverged"}
         Why the last fit ended.
 

@@ -238,7 +238,8 @@ def plot_latent_grid(estimator, shape, xy_range=None, grid_size=20, *, X=None, c
 
 
 def plot_history(estimator, *, filename=None, figsize=(8, 6)):
-    """Training and validation loss, and the learning rate, against the step.
+    """Training and validation loss (the negative ELBO, plus the neighbour term when the model
+    has one), the validation negative ELBO alone, and the learning rate, against the step.
 
     Parameters
     ----------
@@ -257,9 +258,11 @@ def plot_history(estimator, *, filename=None, figsize=(8, 6)):
     fig = _new_figure(figsize)
     loss_ax, rate_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     steps = [row["step"] for row in history]
-    loss_ax.plot(steps, [row["train_loss"] for row in history], label="train")
-    loss_ax.plot(steps, [row["validation_loss"] for row in history], label="validation")
-    loss_ax.set_ylabel("loss (negative ELBO, nats)")
+    loss_ax.plot(steps, [row["train_loss"] for row in history], label="train loss")
+    loss_ax.plot(steps, [row["validation_loss"] for row in history], label="validation loss")
+    if all("validation_elbo" in row for row in history):
+        loss_ax.plot(steps, [-row["validation_elbo"] for row in history], label="validation negative ELBO")
+    loss_ax.set_ylabel("nats per sample")  # the loss adds the neighbour term to the negative ELBO
     loss_ax.legend()
     rate_ax.plot(steps, [row["learning_rate"] for row in history], color="black")
     rate_ax.set_yscale("log")

@@ -70,7 +70,7 @@ def test_history_records_each_validation(X, fast):
     vae = fit(X, **fast)
     assert [row["step"] for row in vae.history_] == [20, 40, 60]
     assert set(vae.history_[0]) == {
-        "step", "train_loss", "validation_loss", "validation_log_likelihood", "validation_kl",
+        "step", "train_loss", "validation_loss", "validation_log_likelihood", "validation_kl", "validation_elbo",
         "learning_rate", "elapsed_seconds",
     }
     assert vae.best_validation_loss_ == min(row["validation_loss"] for row in vae.history_)

@@ -243,7 +243,7 @@ def test_tensorboard_events_hold_losses_kl_learning_rate_and_figures(X, params):
     vae = quiet_fit(CompressionVAE(**dict(params, tensorboard=True)), X)
     events = EventAccumulator(params["logdir"]).Reload()
     tags = events.Tags()
-    assert set(tags["scalars"]) == {"loss/train", "loss/validation", "validation/kl",
+    assert set(tags["scalars"]) == {"loss/train", "loss/validation", "validation/kl", "validation/elbo",
                                     "validation/reconstruction_log_likelihood", "learning_rate"}
     kl = events.Scalars("validation/kl")
     assert [e.step for e in kl] == [row["step"] for row in vae.history_]

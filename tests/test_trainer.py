@@ -268,3 +268,13 @@ def test_a_fit_schedules_its_cosine_over_the_auto_budget(digits):
     assert first["step"] == 5
     assert first["learning_rate"] == pytest.approx(CosineDecay(None, 3e-3, 1027, 51, 1e-5).rate(4))
     assert first["learning_rate"] != pytest.approx(CosineDecay(None, 3e-3, 3000, 150, 1e-5).rate(4))
+
+
+def test_history_logs_the_elbo_apart_from_the_neighbour_term(X, fast):
+    from cvae import CompressionVAE
+
+    plain = CompressionVAE(neighbor_weight=0, **fast).fit(X).history_[-1]
+    assert plain["validation_elbo"] == pytest.approx(-plain["validation_loss"], rel=1e-6)  # beta 1: the loss is -ELBO
+    row = CompressionVAE(**fast).fit(X).history_[-1]
+    assert row["validation_elbo"] == pytest.approx(row["validation_log_likelihood"] - row["validation_kl"])
+    assert row["validation_loss"] > -row["validation_elbo"] + 1  # the neighbour term, which is not a likelihood

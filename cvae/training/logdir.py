@@ -228,7 +228,8 @@ class LogDir:
         if not history:
             return
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(history[0]))
+        # every row's columns, in order: a run continued from an older version logs more
+        writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(key for row in history for key in row)), restval="")
         writer.writeheader()
         writer.writerows(history)
         atomic_write(self.file(self.HISTORY), out.getvalue().encode())

@@ -16,6 +16,7 @@ SCALAR_TAGS = {
     "validation_loss": "loss/validation",
     "validation_log_likelihood": "validation/reconstruction_log_likelihood",
     "validation_kl": "validation/kl",
+    "validation_elbo": "validation/elbo",
     "learning_rate": "learning_rate",
 }
 

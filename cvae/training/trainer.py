@@ -236,6 +236,8 @@ class Trainer:
             "validation_loss": scores["loss"],
             "validation_log_likelihood": scores["log_likelihood"],
             "validation_kl": scores["kl"],
+            # the ELBO alone (beta 1, no neighbour term), what score() reports
+            "validation_elbo": scores["log_likelihood"] - scores["kl"],
             "learning_rate": self.learning_rate,
             "elapsed_seconds": self.elapsed,
         }
