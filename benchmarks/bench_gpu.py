@@ -67,7 +67,7 @@ def transform_rate(vae, X, repeats=3):
 
 def graph_seconds(n_rows, device, n_features=64):
     """Seconds of the exact blockwise neighbour search of ``n_rows`` generated rows on ``device``."""
-    from cvae.neighbor_search import neighbor_graph
+    from cvae.neighbors.search import neighbor_graph
 
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=3, size=(50, n_features)).astype(np.float32)

@@ -3,7 +3,7 @@
 Finds each training row's 15 nearest other rows in MNIST's first 54,000 training rows
 scaled to [0, 1] (what a fit with the default 10% validation split searches) three ways:
 scikit-learn's exact ``NearestNeighbors`` (how the package searched before issue #10),
-:func:`cvae.neighbor_search.neighbor_graph` as a fit calls it (among 50 principal components at this
+:func:`cvae.neighbors.search.neighbor_graph` as a fit calls it (among 50 principal components at this
 size), and the same blockwise search on all 784 features. Prints seconds and the share of
 each row's exact neighbours found (recall), and writes them as JSON.
 
@@ -33,7 +33,7 @@ from sklearn.neighbors import NearestNeighbors
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_time_to_quality import machine, write_json  # noqa: E402
-from cvae import neighbor_search  # noqa: E402
+from cvae.neighbors import search as neighbor_search  # noqa: E402
 
 
 def recall(graph, exact):

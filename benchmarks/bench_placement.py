@@ -9,11 +9,11 @@ test rows embedded by each route, scored by test 10-NN accuracy and trustworthin
 - ``sample-512`` / ``sample-4096``: that start refined for 30 Adam steps against a fixed
   sample of 512 or 4,096 training rows (each counted once) as negatives;
 - ``grid`` (the default, ``placement="neighbors"``): refined against every training row,
-  summed on a grid by FFT (:class:`cvae.placement.NeighborReference`);
+  summed on a grid by FFT (:class:`cvae.neighbors.placement.NeighborReference`);
 - ``grid-60-steps``, ``grid-10-neighbours``: the default with 60 steps, or 10 neighbours.
 
 The routes other than ``encoder`` and ``grid`` change module constants of
-:mod:`cvae.placement` for their call, as no parameter reaches them.
+:mod:`cvae.neighbors.placement` for their call, as no parameter reaches them.
 
 Usage::
 
@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_time_to_quality import DATASETS, load_dataset, machine, score, write_json  # noqa: E402
 
-import cvae.placement as placement  # noqa: E402
+import cvae.neighbors.placement as placement  # noqa: E402
 from cvae import CompressionVAE  # noqa: E402
 
 
 @contextmanager
 def patched(**constants):
-    """Module constants of cvae.placement changed for the duration; ``sample=N`` places
+    """Module constants of cvae.neighbors.placement changed for the duration; ``sample=N`` places
     against a fixed sample of N training rows instead of the grid."""
     sample = constants.pop("sample", None)
     saved = {name: getattr(placement, name) for name in constants}

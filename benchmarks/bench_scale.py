@@ -134,15 +134,15 @@ def neighbor_worker(args):
     import torch
     from sklearn.neighbors import KNeighborsClassifier
 
-    import cvae.preparation
+    import cvae.data.preparation
     from cvae import CompressionVAE
-    from cvae.neighbor_search import nearest_rows
+    from cvae.neighbors.search import nearest_rows
     from cvae.training import LogDir
 
     baseline = rss_mb()
     workdir = Path(args.data).parent
     graph_seconds = []
-    search = cvae.preparation._graph
+    search = cvae.data.preparation._graph
 
     def timed(rows, normalize, n_neighbors, *rest, **kw):
         started = time.perf_counter()
@@ -150,7 +150,7 @@ def neighbor_worker(args):
         graph_seconds.append((n_neighbors, time.perf_counter() - started))
         return graph
 
-    cvae.preparation._graph = timed
+    cvae.data.preparation._graph = timed
     params = dict(max_steps=args.steps, random_state=0, logdir=args.logdir)
     if args.worker == "plain":
         params["neighbor_weight"] = 0

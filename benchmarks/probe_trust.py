@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_time_to_quality  # noqa: E402
 
-import cvae.neighbor_search  # noqa: E402
-from cvae.nn import neighbors, vae  # noqa: E402
+import cvae.neighbors.search  # noqa: E402
+from cvae.nn import neighbor_loss as neighbors, vae  # noqa: E402
 
 
 def interpolate_neighbors(high):
@@ -57,7 +57,7 @@ def main(argv=None):
         neighbors.NEIGHBOR_OBJECTIVES["tsne"] = functools.partial(neighbors.contrastive_neighbor_loss,
                                                                   scale=probe.scale)
     if probe.exact_graph:
-        cvae.neighbor_search.EXACT_NEIGHBOR_ROWS = sys.maxsize
+        cvae.neighbors.search.EXACT_NEIGHBOR_ROWS = sys.maxsize
     if probe.interpolate is not None:
         interpolate_neighbors(probe.interpolate)
     document = bench_time_to_quality.main(rest)

@@ -41,14 +41,14 @@ def _data(path, key=None, label_column=None, layer=None):
     ``IN_MEMORY_BYTES``, as its path, to be streamed; other files read into memory (a
     sparse .npz as a CSR matrix, an .h5ad file as an AnnData)."""
     from .files import read_array
-    from .inputs import is_streamed, open_source
+    from .data.inputs import is_streamed, open_source
 
     if is_streamed(path) and label_column is None:
         file = Path(path).expanduser()
         if file.is_dir() or file.stat().st_size > IN_MEMORY_BYTES:
             return path, open_source(path, layer=layer).n_samples
         if file.suffix.lower() == ".h5ad":
-            from .adata import read_h5ad
+            from .data.adata import read_h5ad
 
             adata = read_h5ad(file)
             return adata, adata.n_obs

@@ -23,7 +23,7 @@ import numpy as np
 
 from .estimator import CompressionVAE as _Estimator
 from .files import read_array
-from .inputs import is_streamed
+from .data.inputs import is_streamed
 from .training import LogDir
 
 __all__ = ["CompressionVAE"]
@@ -234,7 +234,7 @@ class CompressionVAE:
 def _read_if_path(X):
     """The original accepted a directory path wherever it took data.
 
-    A path the estimator streams (:func:`cvae.inputs.is_streamed`: a directory, a .npy or
+    A path the estimator streams (:func:`cvae.data.inputs.is_streamed`: a directory, a .npy or
     .h5ad file) stays a path; other files (.npz, .csv) are read into memory.
     """
     if not isinstance(X, (str, Path)):

@@ -1,5 +1,6 @@
 """The scikit-learn estimator: parameters, fit, transform, inverse_transform, score, sample."""
 
+import logging
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -9,15 +10,16 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin
 
 from ._validation import Interval, StrOptions, check_params, resolve_device
 from .inference import InferenceMixin
-from .inputs import training_rows, validation_rows
-from .labels import check_saved_classes, fit_labels
+from .data.inputs import training_rows, validation_rows
+from .data.rows import take_rows
+from .data.labels import check_saved_classes, fit_labels
 from .nn.likelihoods import LIKELIHOODS
 from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
-from .nn.neighbors import NEIGHBOR_OBJECTIVES
-from .placement import PLACEMENTS, NeighborReference
-from .preparation import with_replay
-from .preprocessing import NORMALIZATIONS
+from .nn.neighbor_loss import NEIGHBOR_OBJECTIVES
+from .neighbors.placement import PLACEMENTS, NeighborReference
+from .data.preparation import with_replay
+from .data.preprocessing import NORMALIZATIONS
 from .spec import build_module
 from .training import LogDir
 from .training.lifecycle import fit_run, read_run
@@ -26,6 +28,8 @@ from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
 __all__ = ["CompressionVAE"]
+
+logger = logging.getLogger(__name__)
 
 
 class CompressionVAE(ClassNamePrefixFeaturesOutMixin, InferenceMixin, BaseEstimator):
@@ -83,29 +87,32 @@ default="auto"
         graph is found once per fit in the normalized training rows; above 10,000 rows of
         more than 100 features, among the rows' first 50 principal components (found by
         an incremental PCA for rows streamed from files), and approximately above 100,000
-        rows where pynndescent is installed (:func:`cvae.neighbor_search.neighbor_graph`).
+        rows where pynndescent is installed (:func:`cvae.neighbors.search.neighbor_graph`).
         With a ``logdir`` it is kept there, and a continued run on the same rows reads it.
     neighbor_samples : int, default=1
         Neighbours drawn for each row of a training batch, 1 or more; each is encoded
         once more per step, so a step costs more but sees more neighbour pairs.
     neighbor_objective : {"tsne", "umap"}, default="tsne"
         The neighbour term: ``"tsne"``, InfoNCE under a Cauchy kernel, close to t-SNE's
-        normalized objective (:func:`cvae.nn.neighbors.contrastive_neighbor_loss`);
+        normalized objective (:func:`cvae.nn.neighbor_loss.contrastive_neighbor_loss`);
         ``"umap"``, UMAP's fuzzy cross-entropy with negative sampling
-        (:func:`cvae.nn.neighbors.neighbor_loss`), whose neighbourhoods measured worse.
+        (:func:`cvae.nn.neighbor_loss.neighbor_loss`), whose neighbourhoods measured worse.
     placement : {"auto", "encoder", "neighbors"}, default="auto"
         How :meth:`transform` embeds rows. ``"encoder"``: the encoder's posterior mean, a
         function of the row alone. ``"neighbors"``: the fit keeps its training rows (in
         the normalized space, projected onto 50 principal components when wider than 100
         features: the model grows by that array) and places a row at the median
         embedding of its ``n_neighbors`` nearest training rows, refined for 30 steps
-        against the fixed training embedding (:class:`cvae.placement.NeighborReference`),
+        against the fixed training embedding (:class:`cvae.neighbors.placement.NeighborReference`),
         as UMAP and openTSNE place unseen rows; a training row keeps its own embedding.
         Unseen rows then keep their neighbourhoods as well as the training rows do, at
-        tens of thousands of rows per second instead of the encoder's hundred thousands.
+        thousands to tens of thousands of rows per second instead of the encoder's
+        hundred thousands; the encoder's map trails it on unseen rows
+        (benchmarks/README.md, "Placing unseen rows" and "The encoder's own map").
         ``"auto"`` is ``"neighbors"`` with the neighbour term and training rows in memory,
         else ``"encoder"`` (for rows streamed from files, set ``"neighbors"``); it may
         be changed after fitting, between ``"encoder"`` and what the fit kept.
+        :meth:`export` writes whichever the placement is (``part="transform"``).
         :meth:`inverse_transform`, :meth:`score_samples` and :meth:`sample` use the
         encoder and decoder whatever the placement.
     target_weight : float, default=0.5
@@ -114,7 +121,7 @@ default="auto"
         neighbour term (so ``neighbor_weight`` must be above 0): a training row's
         neighbours of another class are replaced by neighbours of its own in this
         proportion; unlabelled rows take the class that spreads to them over the graph
-        where it is clear (:mod:`cvae.labels`; measured in benchmarks/README.md, "Labels").
+        where it is clear (:mod:`cvae.data.labels`; measured in benchmarks/README.md, "Labels").
     landmark_weight : float, default=1.0
         How firmly :meth:`partial_fit` keeps the rows a fit stored (its landmarks) where
         they were in the embedding while it learns new rows, 0 (not at all) or more; scaled
@@ -136,7 +143,7 @@ default="orthogonal"
         Normalization inside the model (inputs and outputs stay in the data's scale):
         ``"global"`` centers each feature and divides all by one scale, as PCA weighs them;
         ``"feature"`` standardizes each feature, for features in unrelated units
-        (:func:`cvae.preprocessing.normalization_statistics`).
+        (:func:`cvae.data.preprocessing.normalization_statistics`).
     layer : str, default=None
         For AnnData input (in memory or an ``.h5ad`` file), the key of ``layers`` to read
         instead of ``X``, e.g. raw counts; other inputs ignore it.
@@ -435,8 +442,8 @@ numpy.memmap or anndata.AnnData
         y : array-like of shape (n_samples,) or path, default=None
             Class labels, which shape the embedding as ``target_weight`` says: integers
             with -1 for unlabelled rows, or strings with ``None`` for unlabelled rows
-            (:func:`cvae.labels.check_labels`); a file of them, or for an AnnData ``X``
-            the name of a column of its ``obs`` (:func:`cvae.labels.fit_labels`).
+            (:func:`cvae.data.labels.check_labels`); a file of them, or for an AnnData ``X``
+            the name of a column of its ``obs`` (:func:`cvae.data.labels.fit_labels`).
             ``None`` fits the data alone. In a :class:`~sklearn.pipeline.Pipeline`, the
             pipeline's y arrives here: set ``target_weight=0`` to keep the embedding
             unsupervised. The classes are ``classes_``; a continued run takes no others.
@@ -522,10 +529,22 @@ numpy.memmap or anndata.AnnData
         run = fit_run(self.get_params(), rows, sample_weight, fitted, partial)
         self._adopt_run(run.spec, run.state, run.device)
         if self.tensorboard and self.logdir is not None and run.distributed.is_main:
-            write_figures(LogDir(self.logdir).path, self, run.data.valid)
+            self._write_figures(run.data.valid)
         if run.distributed.is_main:
             warn_on_stop(run.params, run.state)
         return self
+
+    def _write_figures(self, rows):
+        """TensorBoard figures of (up to 5,000 of) the validation ``rows``."""
+        from .plotting import tensorboard_figures
+
+        chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
+        try:
+            figures = tensorboard_figures(self, take_rows(rows.source, chosen))
+        except ImportError as exc:
+            logger.warning("No embedding figures in TensorBoard: %s", exc)
+            return
+        write_figures(LogDir(self.logdir).path, figures, self.n_steps_)
 
     def _check_params(self):
         """``_parameter_constraints`` and the checks they cannot express (in ``fit`` and ``load``)."""

@@ -2,7 +2,7 @@
 
 Every part takes raw rows or embeddings (float32, any batch size), the normalization inside
 the graph. ``"transform"`` returns what ``transform`` returns: with the neighbour placement,
-the placement itself (:class:`cvae.placement.Placer`, its training rows and embedding held
+the placement itself (:class:`cvae.neighbors.placement.Placer`, its training rows and embedding held
 in the file), else the encoder's map. ``"encoder"`` returns the posterior means, what
 ``transform`` returns with ``placement="encoder"``. ``"decoder"`` takes embeddings and
 returns what ``inverse_transform`` returns; under a count likelihood it also takes each
@@ -68,7 +68,7 @@ def export_module(vae, path, part, counts=False, placer=None):
     suffix names (:data:`EXPORT_FORMATS`); return the path.
 
     ``counts``: the decoder takes a library size per row as a second input. ``placer``: the
-    :class:`cvae.placement.Placer` that ``"transform"`` writes, or ``None`` where the
+    :class:`cvae.neighbors.placement.Placer` that ``"transform"`` writes, or ``None`` where the
     transform is the encoder's map.
     """
     path = Path(path).expanduser()

@@ -10,11 +10,11 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_chunk, check_finite_float, check_positive, draw_seed
-from .data import iterate_chunks
+from .data.rows import iterate_chunks
 from .export import export_module
-from .inputs import input_rows, latent_rows
+from .data.inputs import input_rows, latent_rows
 from .nn.likelihoods import check_count_rows
-from .placement import PLACEMENTS
+from .neighbors.placement import PLACEMENTS
 
 __all__ = ["InferenceMixin", "run_batched"]
 

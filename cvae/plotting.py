@@ -8,7 +8,8 @@ pyplot figure instead (for example to show it with ``plt.show()``).
 
 import numpy as np
 
-__all__ = ["embedding_range", "latent_grid", "plot_embedding", "plot_history", "plot_latent_grid", "square_image_shape"]
+__all__ = ["embedding_range", "latent_grid", "plot_embedding", "plot_history", "plot_latent_grid", "square_image_shape",
+           "tensorboard_figures"]
 
 DPI = 100
 # Above this many classes the colour bar shows a continuous scale instead of one colour per class.
@@ -269,3 +270,17 @@ def plot_history(estimator, *, filename=None, figsize=(8, 6)):
     rate_ax.set_ylabel("learning rate")
     rate_ax.set_xlabel("step")
     return _finish(fig, filename)
+
+
+def tensorboard_figures(estimator, X):
+    """The figures a fit with ``tensorboard=True`` writes, for a fitted 2-D ``estimator``: the
+    embedding of the rows ``X`` and, when the features form a square image, the decoded
+    latent grid; none for another number of components."""
+    Z = estimator.transform(X)
+    if Z.shape[1] != 2:
+        return {}
+    figures = {"embedding": plot_embedding(Z, title="validation data")}
+    shape = square_image_shape(estimator.n_features_in_)
+    if shape is not None:
+        figures["latent_grid"] = plot_latent_grid(estimator, shape, X=X)
+    return figures

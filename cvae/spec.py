@@ -19,7 +19,7 @@ from .nn.likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
 from .nn.vae import default_hidden_sizes, load_weights
-from .preprocessing import NORMALIZATIONS
+from .data.preprocessing import NORMALIZATIONS
 
 __all__ = ["FORMAT_VERSION", "ModelSpec", "RunSpec", "build_module", "check_warm_start", "new_spec"]
 
@@ -178,7 +178,7 @@ _RUN_FIELDS = set(RunSpec.__dataclass_fields__)
 
 def new_spec(params, data, seed, feature_names=None):
     """The spec of a new run from the estimator's parameters and its
-    :class:`cvae.preparation.FitData` (features, statistics, resolved likelihood)."""
+    :class:`cvae.data.preparation.FitData` (features, statistics, resolved likelihood)."""
     n_features, likelihood = data.n_features, data.likelihood
     sizes = params["hidden_layer_sizes"]
     if sizes is None:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from cvae.batches import BatchIterator, StreamingBatches, local_batch_size, shard_permutation
-from cvae.inputs import open_source
+from cvae.data.batches import BatchIterator, StreamingBatches, local_batch_size, shard_permutation
+from cvae.data.inputs import open_source
 
 
 @pytest.mark.parametrize("n, world_size", [(10, 1), (10, 3), (2, 4), (1000, 2)])

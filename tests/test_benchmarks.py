@@ -334,9 +334,10 @@ def test_placement_benchmark_scores_each_route(tmp_path, capsys):
     assert rows["encoder"]["knn"] != rows["grid"]["knn"] and rows["median"]["knn"] > 0.5
     assert all(rows[route]["rows_per_second"] > 0 for route in module["ROUTES"])
     assert "rows/s" in capsys.readouterr().out
-    import cvae.placement
+    import cvae.neighbors.placement
 
-    assert cvae.placement.REFINE_STEPS == 30 and cvae.placement.NeighborReference._field.func.__name__ == "_field"
+    placement = cvae.neighbors.placement
+    assert placement.REFINE_STEPS == 30 and placement.NeighborReference._field.func.__name__ == "_field"
 
 
 def test_get_mnist_splits_openml_rows_into_the_benchmarks_file(tmp_path):

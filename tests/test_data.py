@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from cvae.batches import BatchIterator
-from cvae.data import TensorChunks, fits_on_device, take_rows
-from cvae.inputs import open_source
+from cvae.data.batches import BatchIterator
+from cvae.data.rows import TensorChunks, fits_on_device, take_rows
+from cvae.data.inputs import open_source
 
 
 def test_take_rows_matches_fancy_indexing(rows, tmp_path):
@@ -19,7 +19,7 @@ def test_take_rows_matches_fancy_indexing(rows, tmp_path):
 
 @pytest.mark.parametrize("n, chunk_size, world_size", [(100, 32, 2), (101, 32, 3), (65, 32, 2), (5, 32, 4)])
 def test_shard_chunks_give_every_process_its_part_of_each_chunk(n, chunk_size, world_size):
-    from cvae.data import shard_chunks
+    from cvae.data.rows import shard_chunks
 
     parts = [shard_chunks(n, chunk_size, rank, world_size) for rank in range(world_size)]
     assert len({len(p) for p in parts}) == 1  # as many chunks everywhere

@@ -10,20 +10,20 @@ import pytest
 import torch.distributed
 
 from cvae import CompressionVAE
-from cvae.batches import shard_permutation
+from cvae.data.batches import shard_permutation
 from cvae.training.distributed import Distributed
 
 _TRAIN = """
 import os, sys
 import numpy as np
-import cvae.preparation
+import cvae.data.preparation
 import cvae.training.run
 from cvae import CompressionVAE
 data, logdir, out = sys.argv[1:4]
 rank = os.environ["RANK"]
 searched, batches = [], []
-search, make_batches = cvae.preparation.neighbor_graph, cvae.training.run.training_batches
-cvae.preparation.neighbor_graph = lambda X, k, **kw: searched.append(k) or search(X, k, **kw)
+search, make_batches = cvae.data.preparation.neighbor_graph, cvae.training.run.training_batches
+cvae.data.preparation.neighbor_graph = lambda X, k, **kw: searched.append(k) or search(X, k, **kw)
 cvae.training.run.training_batches = lambda *a, **kw: batches.append(make_batches(*a, **kw)) or batches[-1]
 params = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=200, validation_interval=25,
               learning_rate="constant", random_state=0, logdir=logdir)

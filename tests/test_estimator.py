@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
 from cvae import CompressionVAE
-from cvae.data import TensorChunks
+from cvae.data.rows import TensorChunks
 from cvae.training.io import load_checkpoint
 from cvae.training.trainer import cpp_compiler_found, evaluate
 
@@ -283,16 +283,16 @@ def test_free_bits_keep_latent_dimensions_in_use(digits, fast):
 @pytest.mark.parametrize("objective, loss_name", [("umap", "neighbor_loss"), ("tsne", "contrastive_neighbor_loss")])
 def test_neighbor_weight_adds_the_neighbor_loss_to_training_and_validation(digits, fast, monkeypatch, tmp_path,
                                                                            objective, loss_name):
-    import cvae.nn.neighbors
+    import cvae.nn.neighbor_loss
 
-    loss = getattr(cvae.nn.neighbors, loss_name)
+    loss = getattr(cvae.nn.neighbor_loss, loss_name)
     calls = []
 
     def spy(embedding, neighbor_embedding, weights=None, generator=None):
         calls.append(neighbor_embedding.shape)
         return loss(embedding, neighbor_embedding, weights=weights, generator=generator)
 
-    monkeypatch.setitem(cvae.nn.neighbors.NEIGHBOR_OBJECTIVES, objective, spy)
+    monkeypatch.setitem(cvae.nn.neighbor_loss.NEIGHBOR_OBJECTIVES, objective, spy)
     X = digits[0][:500]
     vae = fit(X, **dict(fast, neighbor_weight=0.5, n_neighbors=5, neighbor_samples=3, neighbor_objective=objective))
     assert vae.n_steps_ == 60 and len(calls) == 60 + len(vae.history_)  # each step, and each validation

@@ -9,7 +9,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
 from cvae import CompressionVAE
-from cvae.labels import check_labels, labelled_graph, spread_labels
+from cvae.data.labels import check_labels
+from cvae.neighbors.labels import labelled_graph, spread_labels
 
 FAST = dict(hidden_layer_sizes=(32,), max_steps=150, random_state=0)
 
@@ -181,7 +182,7 @@ def test_cli_fit_takes_labels_from_a_file_and_an_h5ad_obs_column(tmp_path, capsy
 
 @pytest.mark.parametrize("classes", [[], "ab", [1, 1], [2, 1], [0, "a"], [True, False], [0.5]])
 def test_damaged_classes_in_a_checkpoint_are_named(classes):
-    from cvae.labels import check_saved_classes
+    from cvae.data.labels import check_saved_classes
 
     with pytest.raises(ValueError, match="Cannot read the checkpoint in 'run': its classes are damaged"):
         check_saved_classes(classes, "run")
@@ -196,7 +197,7 @@ def test_damaged_classes_in_a_checkpoint_are_named(classes):
     (np.array(["a", "nan", "b", ""]), ["a", "b"]),  # "nan" and empty lines in a file
 ])
 def test_missing_labels_are_unlabelled_whatever_their_type(y, classes):
-    from cvae.labels import check_labels
+    from cvae.data.labels import check_labels
 
     found, codes = check_labels(y, 4)
     assert found.tolist() == classes  # -1 and NaN never become a class
@@ -205,7 +206,7 @@ def test_missing_labels_are_unlabelled_whatever_their_type(y, classes):
 
 def test_pandas_missing_labels_are_unlabelled():
     pd = pytest.importorskip("pandas")
-    from cvae.labels import check_labels
+    from cvae.data.labels import check_labels
 
     for y in (pd.Series([0, 1, -1, 2], dtype=object), pd.Series([0, pd.NA, 1, 2], dtype="Int64"),
               pd.Series(pd.Categorical(["a", None, "b", "a"]))):

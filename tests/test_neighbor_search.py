@@ -5,7 +5,7 @@ import pytest
 
 
 def test_neighbor_graph_lists_the_nearest_other_rows():
-    from cvae.neighbor_search import neighbor_graph
+    from cvae.neighbors.search import neighbor_graph
 
     X = np.random.default_rng(0).normal(size=(60, 3))
     X[7] = X[8]  # duplicates: each is the other's nearest neighbour, never itself
@@ -21,7 +21,7 @@ def test_neighbor_graph_lists_the_nearest_other_rows():
 
 
 def test_a_large_wide_neighbor_graph_is_searched_among_principal_components(monkeypatch):
-    from cvae import neighbor_search
+    from cvae.neighbors import search as neighbor_search
 
     rng = np.random.default_rng(0)
     latent = np.repeat(rng.normal(scale=5, size=(4, 8)), 60, axis=0) + rng.normal(size=(240, 8))
@@ -42,7 +42,7 @@ def test_a_large_wide_neighbor_graph_is_searched_among_principal_components(monk
 
 def test_large_graphs_on_the_cpu_are_approximate_where_pynndescent_is_installed(monkeypatch):
     pytest.importorskip("pynndescent")
-    from cvae import neighbor_search
+    from cvae.neighbors import search as neighbor_search
 
     rng = np.random.default_rng(0)
     X = (np.repeat(rng.normal(scale=4, size=(10, 6)), 300, axis=0) + rng.normal(size=(3000, 6))).astype(np.float32)
@@ -61,7 +61,7 @@ def test_large_graphs_on_the_cpu_are_approximate_where_pynndescent_is_installed(
 
 
 def test_search_rows_keeps_narrow_rows_and_projects_wide_ones_a_chunk_at_a_time(monkeypatch):
-    from cvae import neighbor_search
+    from cvae.neighbors import search as neighbor_search
 
     rng = np.random.default_rng(0)
     latent = np.repeat(rng.normal(scale=5, size=(4, 8)), 60, axis=0) + rng.normal(size=(240, 8))
@@ -104,7 +104,7 @@ def exact_distances(X, k):
 def test_rows_far_from_the_origin_find_their_neighbours(offset):
     """Blobs of standard deviation 1 offset by ``offset``: |x|^2 - 2x.y + |y|^2 in float32 on the
     raw rows gave recall@15 of 0.85 at 1e3 and 0.04 at 1e5; centred, the search is exact."""
-    from cvae.neighbor_search import neighbor_graph
+    from cvae.neighbors.search import neighbor_graph
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 10)) + np.repeat(rng.normal(scale=5, size=(3, 10)), 100, axis=0) + offset
@@ -132,7 +132,7 @@ def test_the_graph_does_not_depend_on_offset_dtype_or_format():
     from hypothesis import given, settings, strategies as st
     from scipy import sparse
 
-    from cvae.neighbor_search import neighbor_graph
+    from cvae.neighbors.search import neighbor_graph
 
     @settings(max_examples=25, deadline=None, derandomize=True)
     @given(seed=st.integers(0, 2**31 - 1), n=st.integers(20, 80), d=st.integers(1, 12),

@@ -187,7 +187,7 @@ def test_gaussian_variance_is_learned_per_feature_and_bounded_below():
 
 
 def test_normalization_statistics():
-    from cvae.preprocessing import normalization_statistics
+    from cvae.data.preprocessing import normalization_statistics
 
     X = np.array([[0.0, 1.0, 5.0], [2.0, 3.0, 5.0], [4.0, 5.0, 5.0]])
     loc, scale = normalization_statistics(X, "feature")
@@ -362,7 +362,7 @@ def test_free_bits_hold_each_dimensions_kl_at_the_floor():
 
 
 def test_neighbor_loss_is_umaps_cross_entropy():
-    from cvae.nn.neighbors import _A, _B, neighbor_loss
+    from cvae.nn.neighbor_loss import _A, _B, neighbor_loss
 
     e = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     neighbor = torch.tensor([[0.0, 0.5], [1.0, 2.0]])
@@ -377,7 +377,7 @@ def test_neighbor_loss_is_umaps_cross_entropy():
 
 
 def test_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_others_apart():
-    from cvae.nn.neighbors import neighbor_loss
+    from cvae.nn.neighbor_loss import neighbor_loss
 
     torch.manual_seed(0)
     e = torch.randn(64, 2, requires_grad=True)
@@ -393,7 +393,7 @@ def test_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_others_apart
 
 
 def test_contrastive_neighbor_loss_is_infonce_with_a_cauchy_kernel():
-    from cvae.nn.neighbors import contrastive_neighbor_loss
+    from cvae.nn.neighbor_loss import contrastive_neighbor_loss
 
     e = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
     neighbor = torch.tensor([[0.0, 0.5], [1.0, 2.0], [2.0, 3.0]])
@@ -408,9 +408,9 @@ def test_contrastive_neighbor_loss_is_infonce_with_a_cauchy_kernel():
 
 @pytest.mark.parametrize("loss_name", ["neighbor_loss", "contrastive_neighbor_loss"])
 def test_neighbor_losses_sum_over_each_rows_pairs(loss_name):
-    import cvae.nn.neighbors
+    import cvae.nn.neighbor_loss
 
-    loss = getattr(cvae.nn.neighbors, loss_name)
+    loss = getattr(cvae.nn.neighbor_loss, loss_name)
     kwargs = {"n_negative": 0} if loss_name == "neighbor_loss" else {}
     torch.manual_seed(0)
     e, first, second = torch.randn(5, 2), torch.randn(5, 2), torch.randn(5, 2)
@@ -419,7 +419,7 @@ def test_neighbor_losses_sum_over_each_rows_pairs(loss_name):
 
 
 def test_contrastive_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_others_apart():
-    from cvae.nn.neighbors import contrastive_neighbor_loss
+    from cvae.nn.neighbor_loss import contrastive_neighbor_loss
 
     torch.manual_seed(0)
     e = torch.randn(64, 2).mul(3).requires_grad_()
@@ -436,7 +436,7 @@ def test_contrastive_neighbor_loss_gradient_pulls_neighbors_together_and_pushes_
 
 @pytest.mark.parametrize("pairs_per_row", [1, 3])
 def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs(pairs_per_row):
-    from cvae.nn.neighbors import neighbor_loss
+    from cvae.nn.neighbor_loss import neighbor_loss
 
     model = _vae().eval()
     x, neighbors, eps = torch.randn(8, 6), torch.randn(8 * pairs_per_row, 6), torch.randn(8, 3)

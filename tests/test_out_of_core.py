@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import cvae.preparation
+import cvae.data.preparation
 from cvae import CompressionVAE
-from cvae.data import Split, TensorChunks
+from cvae.data.rows import Split, TensorChunks
 from cvae.files import transform_to_npy
 from cvae.spec import build_module
 from cvae.training import LogDir
@@ -56,7 +56,7 @@ def test_many_buffers_per_epoch_train_as_well_as_memory(on_disk, fast, monkeypat
     X, path = on_disk
     params = dict(fast, max_steps=300, learning_rate="constant")
     in_memory = quiet_fit(X, **params)
-    monkeypatch.setattr(cvae.preparation, "STREAM_BUFFER_BYTES", 4096)  # 16 rows per buffer: 34 buffers an epoch
+    monkeypatch.setattr(cvae.data.preparation, "STREAM_BUFFER_BYTES", 4096)  # 16 rows per buffer: 34 buffers an epoch
     streamed = quiet_fit(path / "X.npy", **params)  # neighbours read from the file, validation re-read
     assert streamed.n_steps_ == 300 and streamed.neighbor_weight_ == 0.4
     assert abs(streamed.best_validation_loss_ / in_memory.best_validation_loss_ - 1) < 0.05
@@ -144,7 +144,7 @@ def test_rows_too_large_for_the_device_stay_on_the_host_and_train_the_same_model
         asked.append(n_bytes)
         return False
 
-    monkeypatch.setattr(cvae.preparation, "fits_on_device", never_fits)
+    monkeypatch.setattr(cvae.data.preparation, "fits_on_device", never_fits)
     vae = quiet_fit(X, neighbor_weight=0.05, **fast)
     assert sorted(asked) == [60 * 64 * 4, 540 * 64 * 4]  # the validation and the training rows
     np.testing.assert_array_equal(vae.transform(X), reference.transform(X))
@@ -154,8 +154,9 @@ def test_a_continued_run_reads_its_neighbour_graph_and_searches_again_for_other_
         on_disk, fast, tmp_path, monkeypatch):
     X, path = on_disk
     searched = []
-    search = cvae.preparation.neighbor_graph
-    monkeypatch.setattr(cvae.preparation, "neighbor_graph", lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
+    search = cvae.data.preparation.neighbor_graph
+    monkeypatch.setattr(cvae.data.preparation, "neighbor_graph",
+                        lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
     run = LogDir(tmp_path / "run")
     first = quiet_fit(path / "X.npy", **dict(fast, logdir=run.path))
     assert searched == [15, 1]  # the training graph, and the validation rows' nearest neighbour

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cvae import CompressionVAE
-from cvae.preparation import REPLAY_MIN_ROWS
+from cvae.data.preparation import REPLAY_MIN_ROWS
 from cvae.training.run import LANDMARKS
 
 FAST = dict(hidden_layer_sizes=(32, 16), random_state=0)
@@ -20,11 +20,12 @@ def halves():
 
 
 def test_each_call_is_one_pass_and_the_first_sets_the_model_up(halves, monkeypatch):
-    import cvae.preparation
+    import cvae.data.preparation
 
     searched = []
-    search = cvae.preparation.neighbor_graph
-    monkeypatch.setattr(cvae.preparation, "neighbor_graph", lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
+    search = cvae.data.preparation.neighbor_graph
+    monkeypatch.setattr(cvae.data.preparation, "neighbor_graph",
+                        lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
     old, new = halves
     vae = CompressionVAE(batch_size=128, **FAST)
     vae.partial_fit(old)

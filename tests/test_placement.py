@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cvae import CompressionVAE
-from cvae.placement import NeighborReference
+from cvae.neighbors.placement import NeighborReference
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_a_damaged_reference_is_refused_with_its_place():
 
 
 def test_the_grid_sums_over_all_training_rows_match_the_exact_sums():
-    from cvae.placement import _GridField, _SampledField
+    from cvae.neighbors.placement import _GridField, _SampledField
 
     torch.manual_seed(0)
     points = torch.randn(3000, 2) * 6

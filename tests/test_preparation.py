@@ -1,4 +1,4 @@
-"""Preparing a fit's data (cvae.preparation): the split, the checked statistics pass, the
+"""Preparing a fit's data (cvae.data.preparation): the split, the checked statistics pass, the
 likelihood "auto" picks, validation rows, replayed rows."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from cvae import CompressionVAE
-from cvae.preparation import REPLAY_MIN_ROWS, with_replay
+from cvae.data.preparation import REPLAY_MIN_ROWS, with_replay
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -43,7 +43,7 @@ def test_replayed_rows_join_x_in_memory_of_their_width_and_nothing_else(tmp_path
     X, rows = np.ones((3, 4)), np.zeros((2, 4))
     stacked, y, weights = with_replay(X, [0, 1, 2], [2.0, 2.0, 2.0], rows, (0, 0))
     np.testing.assert_array_equal(stacked, np.vstack([X, rows]))
-    assert y.tolist() == [0, 1, 2, -1, -1] and weights.tolist() == [2, 2, 2, 1, 1]
+    assert y.tolist() == [0, 1, 2, -1, -1] and weights.tolist() == [2, 2, 2, 2, 2]  # replayed: the mean weight
     stacked, y, _ = with_replay(sp.csr_matrix(X), np.array(["a", "b", "c"]), None, rows, (0, 0))
     assert sp.issparse(stacked) and stacked.shape == (5, 4) and y.tolist() == ["a", "b", "c", None, None]
     path = tmp_path / "x.npy"

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from cvae.preprocessing import normalization_statistics, summarize
+from cvae.data.preprocessing import normalization_statistics, summarize
 
 
 def test_streaming_statistics_match_the_in_memory_ones():

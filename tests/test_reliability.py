@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from cvae import CompressionVAE
 from cvae.cli import main
-from cvae.data import Split
+from cvae.data.rows import Split
 from cvae.files import read_array, transform_to_npy
 from cvae.training import LogDir
 
@@ -570,7 +570,7 @@ def test_a_damaged_npz_is_named_and_its_file_closed(tmp_path):
     import gc
 
     from cvae.files import read_labels
-    from cvae.sources import is_sparse_npz, load_sparse_npz
+    from cvae.data.sources import is_sparse_npz, load_sparse_npz
 
     path = tmp_path / "bad.npz"
     path.write_bytes(b"PK\x03\x04 not an archive" * 8)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cvae.inputs import array_source, open_source
-from cvae.sources import ArraySource, NpyDirectorySource, RawFileSource, RowSource
+from cvae.data.inputs import array_source, open_source
+from cvae.data.sources import ArraySource, NpyDirectorySource, RawFileSource, RowSource
 
 
 def _save_shards(root, X, sizes):

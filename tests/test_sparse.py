@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from cvae import CompressionVAE
-from cvae.preprocessing import summarize
+from cvae.data.preprocessing import summarize
 
 FIT = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=60, validation_interval=20, random_state=0,
            learning_rate="constant")
@@ -78,7 +78,7 @@ def test_sparse_statistics_match_dense_ones(digits):
 
 
 def test_neighbor_option_on_sparse_input_finds_the_same_neighbours(digits):
-    from cvae.neighbor_search import neighbor_graph
+    from cvae.neighbors.search import neighbor_graph
 
     X = digits[0][:300].astype(np.float64) + np.random.default_rng(0).random((300, 64))  # no tied distances
     np.testing.assert_array_equal(neighbor_graph(sp.csr_matrix(X), 5), neighbor_graph(X, 5))
@@ -111,7 +111,7 @@ def test_cli_fits_and_transforms_a_sparse_npz_file(digits, tmp_path, capsys):
 
 
 def test_rows_are_made_dense_from_the_csr_arrays_where_the_model_runs():
-    from cvae.data import densify_on
+    from cvae.data.rows import densify_on
 
     block = sp.random(7, 11, density=0.3, format="csr", random_state=0, dtype=np.float64)
     dense = densify_on(block, torch.device("cpu"))  # the path a CUDA device takes

@@ -18,3 +18,61 @@ def test_every_python_line_is_within_the_configured_limit():
         if len(line) > limit
     ]
     assert limit == 120 and not long_lines, long_lines
+
+
+# The layers of cvae/, lowest first (docs/design.md): a module imports only from its own layer
+# or a lower one, counting imports inside functions.
+LAYERS = [
+    ["_random", "_validation", "atomic", "plotting", "metrics", "datasets", "nn", "neighbors"],
+    ["data"],
+    ["spec", "export"],
+    ["training"],
+    ["inference", "estimator"],
+    ["files", "cvae", "demo", "cli", "__init__", "__main__"],
+]
+
+
+def _layer(module):
+    """The layer of a module named relative to cvae (``data.rows`` -> data's layer)."""
+    head = module.split(".")[0]
+    return next(i for i, names in enumerate(LAYERS) if head in names)
+
+
+def _imports(path):
+    """The cvae modules ``path`` imports, relative to cvae, anywhere in the file."""
+    import ast
+
+    parts = list(path.relative_to(ROOT / "cvae").with_suffix("").parts)
+    package = parts if parts[-1] == "__init__" else parts[:-1]
+    package = [p for p in package if p != "__init__"]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            if node.module:
+                found.add(".".join(base + [node.module]))
+            else:
+                found.update(".".join(base + [alias.name]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cvae."):
+            found.add(node.module[len("cvae."):])
+    return {module for module in found if module}
+
+
+def test_imports_go_down_the_layers():
+    upward = []
+    for path in sorted((ROOT / "cvae").rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT / "cvae").with_suffix("").parts)
+        for module in _imports(path):
+            if _layer(module) > _layer(name):
+                upward.append(f"{name} imports {module}")
+    assert not upward, upward
+
+
+def test_the_neighbors_package_is_a_leaf():
+    for path in (ROOT / "cvae" / "neighbors").glob("*.py"):
+        assert all(module.startswith("neighbors") for module in _imports(path)), path.name
+
+
+def test_at_most_14_modules_at_the_top():
+    top = [p for p in (ROOT / "cvae").glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(top) <= 14, sorted(p.name for p in top)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cvae.batches import BatchIterator
-from cvae.data import TensorChunks
+from cvae.data.batches import BatchIterator
+from cvae.data.rows import TensorChunks
 from cvae.nn import VAE
 from cvae.nn.vae import LossSettings
 from cvae.training import Callback, Trainer, TrainerConfig

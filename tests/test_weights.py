@@ -83,7 +83,7 @@ def test_weighted_objective_and_gradient_equal_those_of_repeated_rows():
 
 @pytest.mark.parametrize("objective", ["umap", "tsne"])
 def test_neighbor_terms_are_linear_in_the_weights(objective):
-    from cvae.nn.neighbors import NEIGHBOR_OBJECTIVES
+    from cvae.nn.neighbor_loss import NEIGHBOR_OBJECTIVES
 
     loss = NEIGHBOR_OBJECTIVES[objective]
     gen = torch.Generator().manual_seed(0)

@@ -11,7 +11,7 @@ from .flows import InverseAutoregressiveFlow
 from .likelihoods import make_likelihood
 from .init import initialize_weights, linear
 from .mlp import MLP
-from .neighbors import NEIGHBOR_OBJECTIVES
+from .neighbor_loss import NEIGHBOR_OBJECTIVES
 
 __all__ = ["LossSettings", "VAE", "VAEOutput"]
 
@@ -33,7 +33,7 @@ class LossSettings:
     neighbor_weight : float, default=0.0
         Weight of the neighbour term, for batches that come with data-space neighbours.
     neighbor_objective : str, default="umap"
-        Key of :data:`cvae.nn.neighbors.NEIGHBOR_OBJECTIVES`.
+        Key of :data:`cvae.nn.neighbor_loss.NEIGHBOR_OBJECTIVES`.
     gather : callable, default=None
         In a distributed run, a function of this process's rows of the embedding that
         returns every process's rows and where this process's begin
@@ -194,7 +194,7 @@ class VAE(nn.Module):
         ``None``).
         ``neighbors`` (data-space nearest neighbours of the rows of ``x``: one block of
         ``len(x)`` rows per neighbour drawn for each row) adds ``loss.neighbor_weight``
-        times the neighbour objective of the pairs (:mod:`cvae.nn.neighbors`), summed over
+        times the neighbour objective of the pairs (:mod:`cvae.nn.neighbor_loss`), summed over
         a row's pairs: each pair counts as much however many a row has. ``weights`` (one
         per row, shape ``(batch,)``) weigh each row's terms in the loss, which is then the
         batch mean of the weighted terms.

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from .._validation import draw_seed, resolve_device
-from ..labels import check_saved_classes
-from ..preparation import FitData, prepare
+from ..data.labels import check_saved_classes
+from ..data.preparation import FitData, prepare
 from ..spec import RunSpec, check_warm_start, new_spec
 from .distributed import Distributed
 from .logdir import LogDir

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Split
-from ..sources import open_npz
+from ..data.rows import Split
+from ..data.sources import open_npz
 from ..spec import FORMAT_VERSION, RunSpec, build_module
 from ..atomic import TEMPORARY_MARK, atomic_write
 from .io import load_checkpoint, save_checkpoint
@@ -235,13 +235,13 @@ class LogDir:
         atomic_write(self.file(self.HISTORY), out.getvalue().encode())
 
     def write_split(self, split):
-        """Keep a :class:`cvae.data.Split`."""
+        """Keep a :class:`cvae.data.rows.Split`."""
         out = io.BytesIO()
         np.savez(out, validation_rows=np.asarray(split.validation_rows, np.int64), n_samples=np.int64(split.n_samples))
         atomic_write(self.file(self.SPLIT), out.getvalue())
 
     def read_split(self):
-        """The saved :class:`cvae.data.Split`, or ``None`` if there is none."""
+        """The saved :class:`cvae.data.rows.Split`, or ``None`` if there is none."""
         path = self.file(self.SPLIT)
         if not path.is_file():
             return None

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ..batches import local_batch_size
+from ..data.batches import local_batch_size
 from .._random import row_keys
-from ..data import take_rows
+from ..data.rows import take_rows
 from ..nn.vae import LossSettings
-from ..placement import NeighborReference
-from ..preparation import training_batches, training_graph, validation_chunks
+from ..neighbors.placement import NeighborReference
+from ..data.preparation import training_batches, training_graph, validation_chunks
 from ..spec import build_module
 from .callbacks import (
     Checkpoint,
@@ -91,7 +91,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         Its ``"auto"`` values resolved for this fit (``max_steps``, ``neighbor_weight``),
         which training uses.
     spec : cvae.spec.RunSpec
-    data : cvae.preparation.FitData
+    data : cvae.data.preparation.FitData
     device : torch.device
     distributed : cvae.training.distributed.Distributed
     logdir : cvae.training.LogDir, default=None
@@ -253,7 +253,7 @@ def keeps_reference(params, source):
 
 def _neighbor_reference(spec, state, data, device):
     """The training rows (with the held-out validation rows of ``X``) and their embedding
-    by the best weights, for :meth:`cvae.placement.NeighborReference.place`."""
+    by the best weights, for :meth:`cvae.neighbors.placement.NeighborReference.place`."""
     source = data.train.source
     indices = data.train.indices if data.held_out is None else np.union1d(data.train.indices, data.valid.indices)
 

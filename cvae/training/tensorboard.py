@@ -1,14 +1,8 @@
 """TensorBoard event files in the log directory (needs the ``tensorboard`` extra)."""
 
-import logging
-
-import numpy as np
-
-from ..data import take_rows
 
 __all__ = ["TensorBoardLog", "write_figures"]
 
-logger = logging.getLogger(__name__)
 
 # History column -> TensorBoard tag. Tags sharing a prefix are drawn in one section.
 SCALAR_TAGS = {
@@ -62,25 +56,8 @@ class TensorBoardLog:
         self.close()
 
 
-def write_figures(path, estimator, rows):
-    """For a 2-D embedding, figures of the fitted ``estimator`` in the event files under
-    ``path``: the embedding of (up to 5,000 of) the validation ``rows`` and, when the
-    features form a square image, the decoded latent grid."""
-    if estimator.n_components != 2:
-        return
-    try:
-        from .. import plotting
-
-        chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
-        rows_read = take_rows(rows.source, chosen)
-        Z = estimator.transform(rows_read)
-        figures = {"embedding": plotting.plot_embedding(Z, title="validation data")}
-        shape = plotting.square_image_shape(estimator.n_features_in_)
-        if shape is not None:
-            figures["latent_grid"] = plotting.plot_latent_grid(estimator, shape, X=rows_read)
-    except ImportError as exc:
-        logger.warning("No embedding figures in TensorBoard: %s", exc)
-        return
+def write_figures(path, figures, step):
+    """Write ``figures`` (tag -> matplotlib figure) to the event files under ``path`` at ``step``."""
     with TensorBoardLog(path) as log:
         for tag, figure in figures.items():
-            log.write_figure(tag, figure, estimator.n_steps_)
+            log.write_figure(tag, figure, step)

@@ -43,7 +43,7 @@ VALIDATION_SEED = 0
 def evaluate(model, chunks, loss=LossSettings(), distributed=Distributed()):
     """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``chunks`` (eval mode).
 
-    ``chunks`` is an iterable of :class:`cvae.data.Batch` es on the model's device; with
+    ``chunks`` is an iterable of :class:`cvae.data.rows.Batch` es on the model's device; with
     neighbour rows, their neighbour term joins the loss. The loss is the one
     ``loss`` describes without free bits: the negative ELBO (with ``beta``) plus the
     neighbour term. In a distributed run each process passes its shard and the means are
@@ -125,12 +125,12 @@ class Trainer:
     model : cvae.nn.VAE
         Module to train, on the training device.
     optimizer : torch.optim.Optimizer
-    batches : cvae.batches.BatchIterator or cvae.batches.StreamingBatches
+    batches : cvae.data.batches.BatchIterator or cvae.data.batches.StreamingBatches
         Endless training batches on the model's device (this process's shard), each a
-        :class:`cvae.data.Batch` (rows, and their neighbours' rows for the neighbour term).
-    valid_chunks : iterable of cvae.data.Batch
+        :class:`cvae.data.rows.Batch` (rows, and their neighbours' rows for the neighbour term).
+    valid_chunks : iterable of cvae.data.rows.Batch
         Re-iterable validation rows on the model's device (this process's shard), such as
-        :class:`cvae.data.TensorChunks`.
+        :class:`cvae.data.rows.TensorChunks`.
     loss : cvae.nn.vae.LossSettings
         The training loss; validation uses it without free bits.
     config : TrainerConfig

@@ -24,14 +24,14 @@ __all__ = [
 
 @runtime_checkable
 class RowSource(Protocol):
-    """What every row source offers (the sources here, and ``cvae.adata.H5adSource``).
+    """What every row source offers (the sources here, and ``cvae.data.adata.H5adSource``).
 
     ``n_samples`` and ``n_features`` are the data's shape and ``dtype`` its stored type;
     ``name`` is how error messages refer to it; ``in_memory`` says that reading a row costs
     no file read; ``checked`` that every value was validated as a whole (finite), so
     chunks need not be checked again. A source that is ``sparse`` (an attribute, default
     false) also gives ``block(indices)``, rows as a CSR matrix, and ``take(indices,
-    dtype)``; the others are read with :func:`cvae.data.take_rows`.
+    dtype)``; the others are read with :func:`cvae.data.rows.take_rows`.
     """
 
     n_samples: int

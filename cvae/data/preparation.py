@@ -18,14 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._random import REPLAY_STREAM
-from ._validation import (
+from .._random import REPLAY_STREAM
+from .._validation import (
     check_chunk,
     check_sample_weight,
     check_unit_interval,
 )
 from .batches import BatchIterator, StreamingBatches, local_batch_size
-from .data import (
+from .rows import (
     STREAM_BUFFER_BYTES,
     SourceChunks,
     SparseRows,
@@ -37,9 +37,10 @@ from .data import (
     take_rows,
     train_validation_split,
 )
-from .labels import UNLABELLED, check_labels, labelled_graph, spread_labels
-from .neighbor_search import neighbor_graph, search_rows
-from .nn.likelihoods import COUNT_LIKELIHOODS, check_counts
+from ..neighbors.labels import labelled_graph, spread_labels
+from .labels import UNLABELLED, check_labels
+from ..neighbors.search import neighbor_graph, search_rows
+from ..nn.likelihoods import COUNT_LIKELIHOODS, check_counts
 from .preprocessing import summarize
 
 __all__ = ["FitData", "Rows", "prepare", "training_batches", "training_graph", "validation_chunks"]
@@ -55,7 +56,7 @@ REPLAY_MIN_ROWS = 2048
 class Rows:
     """Chosen rows (sorted indices) of a row source, how errors name them, their sample
     weights (float32, scaled to average 1 over the training rows; ``None`` when all are
-    equal), their class codes (:func:`cvae.labels.check_labels`; ``None`` without y) and a
+    equal), their class codes (:func:`cvae.data.labels.check_labels`; ``None`` without y) and a
     digest of their values (hex; ``None`` until read), which names their neighbour graph."""
 
     source: object
@@ -76,7 +77,7 @@ class Rows:
 class FitData:
     """The rows of one fit and what one pass over them found.
 
-    ``held_out`` is the :class:`cvae.data.Split` drawn from ``X``, or ``None`` when
+    ``held_out`` is the :class:`cvae.data.rows.Split` drawn from ``X``, or ``None`` when
     validation data was given. ``likelihood`` is the one the model uses:
     the continued run's, or the estimator's with ``"auto"`` resolved.
     """
@@ -157,12 +158,12 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     ----------
     source, valid_source : row source or None
         The training data and the validation data, or ``None`` to hold out a share of
-        ``source`` (:mod:`cvae.inputs`).
+        ``source`` (:mod:`cvae.data.inputs`).
     params : dict
         The estimator's parameters; ``validation_fraction`` and ``likelihood`` are read.
     seed : int
         Seeds the split.
-    saved_split : cvae.data.Split, default=None
+    saved_split : cvae.data.rows.Split, default=None
         The split of the run being continued, used again when ``X`` has as many rows.
     continued : cvae.spec.RunSpec, default=None
         The spec of the run being continued, whose number of features ``X`` must have
@@ -174,7 +175,7 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
         as if ``X`` did not hold them; the others weigh the training and validation terms
         and the normalization statistics. ``X_valid``'s rows weigh one each.
     y : array-like of shape (n_samples,), default=None
-        Class labels of ``X``'s rows (:func:`cvae.labels.check_labels`).
+        Class labels of ``X``'s rows (:func:`cvae.data.labels.check_labels`).
     classes : ndarray, default=None
         The classes of the run being continued, which ``y`` may not go beyond.
     feature_names : ndarray of str, default=None
@@ -320,7 +321,7 @@ def training_batches(rows, batch_size, seed, device, distributed, graph=None, ne
 
     With ``graph`` (:func:`training_graph`), each row's neighbours come with every batch;
     rows with class codes (``rows.labels``) have neighbours of their own class in the
-    proportion ``target_weight`` (:func:`cvae.labels.labelled_graph`).
+    proportion ``target_weight`` (:func:`cvae.neighbors.labels.labelled_graph`).
     """
     rank, world_size = distributed.rank, distributed.world_size
     local = local_batch_size(batch_size, rank, world_size)
@@ -404,10 +405,10 @@ def _stored_graph(rows, normalize, n_neighbors, device, graphs):
 
 
 def _graph(rows, normalize, n_neighbors, device, array=None):
-    """Each of ``rows``' nearest neighbours (:func:`cvae.neighbor_search.neighbor_graph`), as
+    """Each of ``rows``' nearest neighbours (:func:`cvae.neighbors.search.neighbor_graph`), as
     positions among them, in the data normalized by ``normalize``. Rows in memory are
     searched as they are (``array``, or the sparse source's rows); rows on disk are read a
-    buffer at a time into :func:`cvae.neighbor_search.search_rows`."""
+    buffer at a time into :func:`cvae.neighbors.search.search_rows`."""
     source = rows.source
     if array is None and getattr(source, "sparse", False):
         array = source.block(rows.indices)

@@ -1,8 +1,8 @@
 """Endless shuffled training batches, from rows in memory or read from a source on disk.
 
 :class:`BatchIterator` gathers batches from rows in memory (a tensor, usually on the device,
-or :class:`cvae.data.SparseRows`); :class:`StreamingBatches` reads them from a row source a
-buffer at a time (see :mod:`cvae.sources`). Both deal each process of a distributed run its
+or :class:`cvae.data.rows.SparseRows`); :class:`StreamingBatches` reads them from a row source a
+buffer at a time (see :mod:`cvae.data.sources`). Both deal each process of a distributed run its
 own shard of every epoch, the way ``torch.utils.data.DistributedSampler`` does, both pair
 rows with neighbours drawn the same way, and both resume from ``(epoch, position)``.
 """
@@ -12,8 +12,8 @@ import math
 import numpy as np
 import torch
 
-from ._random import PICK_STREAM, seeded_generator
-from .data import STREAM_BUFFER_BYTES, Batch, gather_rows, row_runs, take_any_rows, take_rows, to_device
+from .._random import PICK_STREAM, seeded_generator
+from .rows import STREAM_BUFFER_BYTES, Batch, gather_rows, row_runs, take_any_rows, take_rows, to_device
 
 __all__ = [
     "BLOCKS_PER_BUFFER",
@@ -78,7 +78,7 @@ class BatchIterator:
     rank, world_size : int, default=0, 1
         This process's shard of each epoch in a distributed run.
     neighbors : torch.Tensor of shape (n_samples, n_neighbors), default=None
-        Row indices of each row's nearest neighbours (see :func:`cvae.neighbor_search.neighbor_graph`), where
+        Row indices of each row's nearest neighbours (see :func:`cvae.neighbors.search.neighbor_graph`), where
         ``data`` lives. When given, each batch is a pair ``(rows, neighbours)``: with every
         row, ``neighbor_samples`` of its neighbours drawn at random (with replacement), as
         ``neighbor_samples`` blocks of ``len(rows)`` rows.
@@ -149,7 +149,7 @@ class StreamingBatches:
     Parameters
     ----------
     source : row source
-        See :mod:`cvae.sources`.
+        See :mod:`cvae.data.sources`.
     indices : ndarray of int
         Sorted rows of ``source`` to train on.
     batch_size : int

@@ -10,7 +10,8 @@ exact search's grows as rows squared; without pynndescent it stays exact.
 import numpy as np
 import torch
 
-__all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "neighbor_graph", "search_rows"]
+__all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "nearest_rows", "neighbor_graph",
+           "search_rows"]
 
 # Above this many rows, neighbour graphs of wide data are searched among this many principal
 # components (see neighbor_graph).
@@ -134,6 +135,23 @@ def _principal_components(X, n_components):
 
     reducer = TruncatedSVD if sparse.issparse(X) else PCA
     return reducer(n_components, random_state=0).fit_transform(X).astype(np.float32)
+
+
+def nearest_rows(queries, reference, k):
+    """Squared distances and indices of each query row's ``k`` nearest reference rows,
+    nearest first: tensors of shape ``(n_queries, k)`` on the tensors' device, found by
+    blocks of queries (the benchmarks' exact recall)."""
+    k = min(k, len(reference))
+    reference_norms = reference.square().sum(dim=1)
+    block = max(1, 2**25 // max(len(reference), 1))
+    distances, indices = [], []
+    for start in range(0, len(queries), block):
+        rows = queries[start : start + block]
+        squared = torch.addmm(reference_norms[None, :], rows, reference.T, alpha=-2)
+        found = squared.topk(k, dim=1, largest=False)
+        distances.append((found.values + rows.square().sum(dim=1, keepdim=True)).clamp_min(0))
+        indices.append(found.indices)
+    return torch.cat(distances), torch.cat(indices)
 
 
 def _self_nearest_rows(X, k, device):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .neighbor_search import NEIGHBOR_COMPONENTS
+from .search import NEIGHBOR_COMPONENTS
 
 __all__ = ["NeighborReference", "PLACEMENTS", "Placer"]
 
@@ -28,7 +28,7 @@ _PROJECTION_ROWS = 20_000
 _PROJECTION_BYTES = 2**28
 # The refinement: Adam steps, step size in embedding units, the fixed sample of training
 # rows that a placed row is contrasted with, the seed of that sample, and the Cauchy
-# kernel's distance scale (the "tsne" objective's, cvae.nn.neighbors).
+# kernel's distance scale (the "tsne" objective's, cvae.nn.neighbor_loss).
 REFINE_STEPS = 30
 REFINE_LEARNING_RATE = 0.05
 REFINE_NEGATIVES = 512

@@ -2,8 +2,8 @@
 chunked passes over rows (validation, inference), and the shapes a batch and a split take.
 
 Rows live in memory (a tensor, or :class:`SparseRows` of a sparse matrix, densified a
-batch at a time) or in a row source on disk (see :mod:`cvae.sources`). Shuffled training
-batches are :mod:`cvae.batches`.
+batch at a time) or in a row source on disk (see :mod:`cvae.data.sources`). Shuffled training
+batches are :mod:`cvae.data.batches`.
 """
 
 from typing import NamedTuple, Optional
@@ -86,7 +86,7 @@ class SparseRows:
 
     Parameters
     ----------
-    source : cvae.sources.SparseSource
+    source : cvae.data.sources.SparseSource
     indices : ndarray of int
         The rows of ``source`` these rows are.
     """

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import check_input_array, check_latent, validate_input
+from .._validation import check_input_array, check_latent, validate_input
 from .adata import anndata_rows, h5ad_source
 from .sources import ArraySource, NpyDirectorySource, SparseSource, load_sparse_npz, memmap_source, npy_file_source
 
