@@ -52,14 +52,21 @@ _KILL_LOOP = textwrap.dedent(
         import anndata
         data = os.path.join(os.path.dirname(logdir), "cells.h5ad")
         anndata.AnnData(X).write_h5ad(data)
+    y = load_digits().target[:300] if kind in ("labels", "partial") else None
+    settings = dict(n_components=3, hidden_layer_sizes=(32, 16), batch_size=32, validation_interval=5,
+                    checkpoint_interval=5, logdir=logdir, random_state=0, **extra)
+    if kind == "partial":  # a finished fit on the first 150 rows, then updates on the others
+        CompressionVAE(max_steps=20, **settings).fit(data[:150], y[:150])
     random.seed(seed)
     steps, outcomes = [], []
     for kill in range(kills):
         pid = os.fork()
-        if pid == 0:  # the child fits, continuing whatever the last child saved
-            CompressionVAE(n_components=3, hidden_layer_sizes=(32, 16), batch_size=32, max_steps=10**7,
-                           validation_interval=5, checkpoint_interval=5, logdir=logdir, warm_start=True,
-                           random_state=0, **extra).fit(data)
+        if pid == 0 and kind == "partial":  # the child updates, again and again
+            vae = CompressionVAE.load(logdir)
+            while True:
+                vae.partial_fit(data[150:], y[150:])
+        elif pid == 0:  # the child fits, continuing whatever the last child saved
+            CompressionVAE(max_steps=10**7, warm_start=True, **settings).fit(data, y)
             os._exit(0)
         time.sleep(random.uniform(0.05, 0.8))
         os.kill(pid, signal.SIGKILL)
@@ -73,6 +80,11 @@ _KILL_LOOP = textwrap.dedent(
         assert Z.shape == (20, saved["spec"]["model"]["n_latent"]) == (20, saved["params"]["n_components"])
         assert np.isfinite(Z).all()
         assert not steps or vae.n_steps_ >= steps[-1], (steps, vae.n_steps_)
+        if y is not None:  # what the run keeps beside the trainer survives a kill after a checkpoint
+            assert vae.classes_.tolist() == list(range(10))
+        if kind == "partial":
+            kept = vae._checkpoint
+            assert kept.get("landmarks") is not None and kept.get("reservoir") is not None, sorted(kept)
         steps.append(vae.n_steps_)
         outcomes.append("loaded")
     print(json.dumps({"steps": steps, "outcomes": outcomes}))
@@ -80,7 +92,8 @@ _KILL_LOOP = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kind, kills", [("dense", 8), ("sparse", 4), ("counts", 4), ("anndata", 4)])
+@pytest.mark.parametrize("kind, kills", [("dense", 8), ("sparse", 4), ("counts", 4), ("anndata", 4), ("labels", 4),
+                                         ("partial", 6)])
 def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits, kind, kills):
     if kind == "anndata":
         pytest.importorskip("anndata")
@@ -99,7 +112,14 @@ def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits, 
         X = sp.csr_matrix(X)
     elif kind == "anndata":
         X = tmp_path / "cells.h5ad"
-    vae.set_params(max_steps=vae.n_steps_ + 10, warm_start=True).fit(X)  # the run continues
+    if kind == "partial":  # the next update replays the run's sample of earlier rows
+        from cvae.training.run import replay_source
+
+        assert replay_source(vae._checkpoint, vae.spec_) is not None
+        vae.partial_fit(X[150:], digits[1][150:300])
+    else:
+        y = digits[1][:300] if kind == "labels" else None
+        vae.set_params(max_steps=vae.n_steps_ + 10, warm_start=True).fit(X, y)  # the run continues
     # a fit killed mid-write may have left a temporary file: the next fit removed it
     assert not list(logdir.glob(".*.tmp"))
     assert vae.transform(digits[0][:5]).shape == (5, 3)

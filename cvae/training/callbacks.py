@@ -187,15 +187,19 @@ class NonFiniteRollback(Callback):
 
 
 class Checkpoint(Callback):
-    """Pass :meth:`Trainer.state_dict` to ``write`` every ``interval`` steps."""
+    """Pass :meth:`Trainer.state_dict` to ``write`` every ``interval`` steps, with the entries
+    of ``carried`` beside it: what the run keeps apart from the trainer (its classes, and an
+    update's landmarks and sample of earlier rows), so that a run killed after a checkpoint
+    loses none of it."""
 
-    def __init__(self, write, interval):
+    def __init__(self, write, interval, carried=None):
         self.write = write
         self.interval = interval
+        self.carried = {} if carried is None else carried
 
     def on_step_end(self, trainer):
         if trainer.step % self.interval == 0:
-            self.write(trainer.state_dict())
+            self.write({**trainer.state_dict(), **self.carried})
 
 
 class TensorBoardScalars(Callback):

@@ -127,7 +127,8 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         resume = _update_from(resume, params["learning_rate_init"])
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
     with tensorboard if tensorboard is not None else contextlib.nullcontext():
-        trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
+        trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard,
+                                 _carried(resume, data, partial))
         if partial and landmarks is not None and params["landmark_weight"] > 0:
             trainer.callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], params["landmark_weight"],
                                                spec.seed))
@@ -269,7 +270,18 @@ def _reference(spec, state, read, n_rows, device):
     return NeighborReference.build(read, n_rows, spec.n_features, model, seed=spec.seed)
 
 
-def _build_trainer(params, spec, data, device, distributed, writer, tensorboard):
+def _carried(resume, data, partial):
+    """What each checkpoint of a run carries beside the trainer's state: the run's classes,
+    and for an update, what the run it updates kept (landmarks, its sample of rows, the
+    placement's reference, the resolved "auto" values), until the update's end replaces them."""
+    carried = {} if data.classes is None else {"classes": data.classes.tolist()}
+    if partial and resume is not None:
+        kept = ("landmarks", "reservoir", "reference", "resolved", "data_range")
+        carried.update({key: resume[key] for key in kept if resume.get(key) is not None})
+    return carried
+
+
+def _build_trainer(params, spec, data, device, distributed, writer, tensorboard, carried=None):
     model = build_module(spec).to(device)
     optimizer = make_adam(model.parameters(), params["learning_rate_init"])
     callbacks = [NonFiniteRollback()]
@@ -288,7 +300,7 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard)
     if params["verbose"] and distributed.is_main:
         callbacks.append(Progress())
     if writer is not None:
-        callbacks.append(Checkpoint(writer.write_checkpoint, params["checkpoint_interval"]))
+        callbacks.append(Checkpoint(writer.write_checkpoint, params["checkpoint_interval"], carried))
     loss = LossSettings(
         beta=params["beta"],
         free_bits=float(params["free_bits"]),
