@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ._random import INIT_STREAM, seeded_generator
+from ._validation import draw_seed
 from .nn import VAE
 from .nn.likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from .nn.init import INITIALIZERS
@@ -195,10 +196,20 @@ def new_spec(params, data, seed, feature_names=None):
 
 
 def check_warm_start(params, spec):
-    """Refuse to continue the run ``spec`` describes with other architecture parameters.
+    """Refuse to continue the run ``spec`` describes with other parameters that define the
+    model: its architecture, its normalization and its seed (``random_state`` as an int).
 
-    ``None`` and ``"auto"`` stand for whatever the run has.
+    ``None`` and ``"auto"`` stand for whatever the run has; so does a ``RandomState``.
     """
+    if params["normalize"] != spec.normalize:
+        _refuse_warm_start("normalize", spec.normalize, params["normalize"])
+    random_state = params["random_state"]
+    if isinstance(random_state, Integral) and draw_seed(random_state) != spec.seed:
+        raise ValueError(
+            f"warm_start=True continues the saved model, whose seed came from another random_state than "
+            f"random_state={random_state!r}. Set random_state=None to continue it, or fit a new model "
+            "(warm_start=False, and a new logdir)."
+        )
     model = spec.model.to_dict()
     for param, name in ARCHITECTURE.items():
         value, saved = params[param], model[name]
@@ -207,11 +218,15 @@ def check_warm_start(params, spec):
         if param == "hidden_layer_sizes":
             value = [int(s) for s in value]
         if value != saved:
-            raise ValueError(
-                f"warm_start=True continues the saved model, whose {param} is {saved!r}, but {param}={value!r} "
-                f"was given. Set {param}={saved!r} to continue it, or fit a new model (warm_start=False, and "
-                "a new logdir)."
-            )
+            _refuse_warm_start(param, saved, value)
+
+
+def _refuse_warm_start(param, saved, value):
+    raise ValueError(
+        f"warm_start=True continues the saved model, whose {param} is {saved!r}, but {param}={value!r} "
+        f"was given. Set {param}={saved!r} to continue it, or fit a new model (warm_start=False, and "
+        "a new logdir)."
+    )
 
 
 def build_module(spec, state_dict=None):

@@ -78,7 +78,8 @@ def test_nan_in_the_statistics_is_refused(spec):
 
 def test_warm_start_accepts_the_runs_architecture_and_refuses_another(spec):
     params = dict(n_components=2, hidden_layer_sizes=(8, 4), iaf_flow_length=1, likelihood="auto",
-                  activation="relu", dropout=0.0, initializer="orthogonal")
+                  activation="relu", dropout=0.0, initializer="orthogonal", normalize=spec.normalize,
+                  random_state=None)
     check_warm_start(params, spec)
     check_warm_start(dict(params, hidden_layer_sizes=None), spec)
     with pytest.raises(ValueError, match="whose n_components is 2, but n_components=5 was given"):
@@ -112,3 +113,20 @@ def test_a_broken_params_file_is_named_in_the_error(digits, fast, tmp_path):
     path.write_text(json.dumps(dict(document, format_version=FORMAT_VERSION + 1)))
     with pytest.raises(ValueError, match=r"params.json: it has format_version 3.*a newer cvae wrote it"):
         CompressionVAE.load(tmp_path / "run")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(normalize="feature"), "whose normalize is 'global', but normalize='feature'"),
+    (dict(random_state=1), "seed came from another random_state"),
+])
+def test_a_warm_start_refuses_another_normalization_or_seed(X, fast, tmp_path, change, message):
+    from cvae import CompressionVAE
+
+    vae = CompressionVAE(**dict(fast, max_steps=20, logdir=str(tmp_path / "run"))).fit(X)
+    for attempt in (lambda: vae.set_params(warm_start=True, **change).fit(X),  # in memory
+                    lambda: vae.set_params(warm_start=False, **change).partial_fit(X),
+                    lambda: CompressionVAE(**dict(fast, logdir=str(tmp_path / "run"), warm_start=True,
+                                                  **change)).fit(X)):  # from the logdir
+        with pytest.raises(ValueError, match=message):
+            attempt()
+        vae.set_params(normalize="global", random_state=0)
