@@ -133,6 +133,7 @@ def test_ctrl_c_in_the_main_thread_stops_fit_cleanly(X, params, monkeypatch, ctr
 
 
 def test_failed_write_leaves_previous_checkpoint_intact(X, params, monkeypatch):
+    params = dict(params, learning_rate="constant")  # a finished run that more steps still train
     vae = quiet_fit(CompressionVAE(**params), X)
     path = LogDir(params["logdir"]).file(LogDir.CHECKPOINT)
     before = path.read_bytes()
@@ -271,3 +272,14 @@ def test_iaf_run_saved_by_0_1_0_loads_unchanged_and_continues(X, tmp_path, caplo
     assert "Adam restarts its moment estimates" in caplog.text
     assert resumed.n_steps_ == 60 and [row["step"] for row in resumed.history_] == [20, 40, 60]
     assert resumed.history_[-1]["validation_loss"] < resumed.history_[1]["validation_loss"]
+
+
+def test_a_finished_run_is_refused_where_continuing_would_not_train(X, params):
+    vae = quiet_fit(CompressionVAE(**dict(params, max_steps=40)), X)
+    assert vae.stop_reason_ == "max_steps"
+    for budget in (40, 80):  # nothing to train, or 40 steps at the cosine schedule's floor
+        with pytest.raises(ValueError, match="finished at step 40 .*fit a new run with a larger max_steps"):
+            CompressionVAE(**dict(params, max_steps=budget, warm_start=True)).fit(X)
+    constant = quiet_fit(CompressionVAE(**dict(params, max_steps=40, learning_rate="constant",
+                                               logdir=str(params["logdir"]) + "-constant")), X)
+    assert quiet_fit(constant.set_params(max_steps=60, warm_start=True), X).n_steps_ == 60  # its rate still moves
