@@ -13,7 +13,9 @@ import textwrap
 import warnings
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_INTERRUPTED", "build_parser", "main"]
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 # What a user can cause and mend: bad values, missing or unwritable files (OSError covers
 # permissions, read-only file systems, link loops, folders where files were expected),
@@ -85,12 +87,14 @@ def _fit(args):
         vae.fit(X, args.labels, X_valid=X_valid)
     except FileExistsError:
         raise FileExistsError(
-            f"{args.logdir!r} already holds a fitted model: add --resume to train it further, or choose a new --logdir."
+            f"{args.logdir!r} already holds a fitted model: add --resume to finish it if it was interrupted, or "
+            "choose a new --logdir (with a larger --max-steps to train longer)."
         ) from None
     print(f"fitted {n_samples} samples x {vae.n_features_in_} features -> {vae.n_components} components: "
           f"{vae.n_steps_} steps ({vae.stop_reason_}) on {vae.device_}, "
           f"best validation loss {vae.best_validation_loss_:.4g}; saved in {vae.logdir}")
-    return 0
+    # stopped by Ctrl-C, the model kept: the status a shell expects of an interrupted command
+    return EXIT_INTERRUPTED if vae.stop_reason_ == "interrupted" else 0
 
 
 def _write_output(vae, method, data, output):
@@ -290,7 +294,7 @@ def build_parser():
          "cvae fit mnist.npz --key X_train --logdir runs/mnist10 --n-components 10 --max-steps 5000",
          "cvae fit table.csv --label-column label --logdir runs/table --param dropout=0.1",
          "cvae fit cells.h5ad --layer counts --likelihood negative_binomial --logdir runs/cells",
-         "cvae fit data.npy --logdir runs/mnist --resume --max-steps 60000   # train further"],
+         "cvae fit data.npy --logdir runs/mnist --resume   # finish a run stopped by Ctrl-C"],
     )
     _add_input(fit)
     fit.add_argument("--logdir", required=True, help="directory for the model (must be new unless --resume)")
@@ -314,11 +318,12 @@ def build_parser():
     fit.add_argument("--learning-rate-init", type=float, help="initial (peak) learning rate (default: 3e-3)")
     fit.add_argument("--validation-fraction", type=float, help="held-out fraction (default: 0.1)")
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")
-    fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir, with its saved "
-                     "parameters except those given")
+    fit.add_argument("--resume", action="store_true", help="finish the interrupted run saved in --logdir, with its "
+                     "saved parameters except those given (a finished run is refused)")
     fit.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     fit.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"),
-                     help="arithmetic of the training steps; 16 bits = mixed precision (default: float32)")
+                     help="arithmetic of the training steps; 16 bits = mixed precision; auto: bfloat16 for large "
+                          "models where the hardware multiplies it natively, else float32 (default: auto)")
     fit.add_argument("--seed", type=int, default=None, help="random_state, for a reproducible fit")
     fit.add_argument("--param", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
                      help="any other CompressionVAE parameter, e.g. --param dropout=0.1 (repeatable)")

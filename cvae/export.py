@@ -122,7 +122,27 @@ def _write_onnx(program, example, path, names, outputs):
     model = onnx.load(path)
     for node in model.graph.node:
         del node.metadata_props[:]
+    _cast_likes_as_casts(model)
     onnx.save(model, path)
+
+
+def _cast_likes_as_casts(model):
+    """Each ``CastLike(x, like)`` of the graph as ``Cast(x, to=like's type)``: the exporter
+    writes one for every Python number in the model's arithmetic, and ONNX Runtime warns,
+    each time it loads the file, that it cannot fold them."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {value.name: value.type.tensor_type.elem_type
+             for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    types.update({tensor.name: tensor.data_type for tensor in model.graph.initializer})
+    for node in model.graph.node:
+        if node.op_type == "CastLike" and types.get(node.input[1]):
+            to = types[node.input[1]]
+            node.op_type = "Cast"
+            del node.input[1:]
+            del node.attribute[:]
+            node.attribute.append(onnx.helper.make_attribute("to", to))
 
 
 @contextlib.contextmanager

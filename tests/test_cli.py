@@ -195,3 +195,46 @@ def test_demo_writes_a_png(tmp_path, png_size):
     path = tmp_path / "digits.png"
     main(["demo", "--max-steps", "50", "--plot", str(path), "--quiet"])
     assert png_size(path) == (700, 600)
+
+
+def test_fit_help_states_each_default_as_the_estimator_has_it():
+    import re
+
+    from cvae import CompressionVAE
+    from cvae.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    defaults = CompressionVAE().get_params()
+    checked = 0
+    for action in commands.choices["fit"]._actions:
+        stated = re.search(r"\(default: ([^),:;]+)", action.help or "")
+        if action.dest not in defaults or stated is None:
+            continue
+        expected, said = defaults[action.dest], stated.group(1).strip()
+        if isinstance(expected, float):
+            assert float(said) == expected, action.dest
+        elif expected is None:
+            assert said.startswith("chosen"), action.dest
+        else:
+            assert said == str(expected), action.dest
+        checked += 1
+    assert checked >= 12
+
+
+def test_a_fit_stopped_by_ctrl_c_exits_130_and_keeps_the_model(tmp_path, monkeypatch, capsys):
+    from cvae import CompressionVAE
+    from cvae.cli import EXIT_INTERRUPTED, main
+    from cvae.training import Trainer
+
+    original = Trainer._train_step
+
+    def train_step(self, batch):  # the way Ctrl-C stops the loop, at step 20
+        if self.step == 19:
+            self.request_stop()
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "_train_step", train_step)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((100, 6), dtype=np.float32))
+    code = main(["fit", str(tmp_path / "x.npy"), "--logdir", str(tmp_path / "run"), "--max-steps", "200", "--quiet"])
+    assert code == EXIT_INTERRUPTED == 130 and "interrupted" in capsys.readouterr().err
+    assert CompressionVAE.load(tmp_path / "run").n_steps_ == 20
