@@ -68,7 +68,7 @@ def train(module, parameters, inputs, targets, args, generator):
         loss.backward()
         optimizer.step()
         schedule.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def routes(vae, X_train, args):

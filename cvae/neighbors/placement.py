@@ -238,17 +238,19 @@ def _refine(start, neighbors, field):
     first, second = torch.zeros_like(z), torch.zeros_like(z)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     lr = KERNEL_SCALE * REFINE_LEARNING_RATE
+    # written in few operations: an exported graph unrolls the steps, and on one row its
+    # time is the number of operations
     for step in range(1, REFINE_STEPS + 1):
         to_pairs = z[:, None, :] - pairs
         q_pairs = 1 / (1 + to_pairs.square().sum(dim=-1))
         total, repulsion = field(z)
-        total = total + q_pairs.sum(dim=1)
-        repulsion = repulsion + (q_pairs.square()[..., None] * to_pairs).sum(dim=1)
-        gradient = (2 / pairs.shape[1]) * (q_pairs[..., None] * to_pairs).sum(dim=1) - (2 / total)[:, None] * repulsion
+        inverse = 2 / (total + q_pairs.sum(dim=1, keepdim=True))
+        # attraction and the pairs' share of the repulsion, one weight per pair
+        weights = q_pairs * (2 / pairs.shape[1] - inverse * q_pairs)
+        gradient = (weights[..., None] * to_pairs).sum(dim=1) - inverse * repulsion
         first = beta1 * first + (1 - beta1) * gradient
         second = beta2 * second + (1 - beta2) * gradient.square()
-        step_size = lr / (1 - beta1**step)
-        z = z - step_size * first / ((second / (1 - beta2**step)).sqrt() + eps)
+        z = z - (lr / (1 - beta1**step)) * first / ((second / (1 - beta2**step)).sqrt() + eps)
     return z / KERNEL_SCALE
 
 
@@ -264,7 +266,7 @@ class _SampledField(torch.nn.Module):
     def forward(self, z):
         to_points = z[:, None, :] - self.points
         q = 1 / (1 + to_points.square().sum(dim=-1))
-        return self.weight * q.sum(dim=1), self.weight * (q.square()[..., None] * to_points).sum(dim=1)
+        return self.weight * q.sum(dim=1, keepdim=True), self.weight * (q.square()[..., None] * to_points).sum(dim=1)
 
 
 class _GridField(torch.nn.Module):
@@ -297,11 +299,12 @@ class _GridField(torch.nn.Module):
     def forward(self, z):
         # grid_sample's bilinear read (one ONNX GridSample): coordinates in [-1, 1] from the
         # grid's first node to its last, x along the last dimension of the image
-        at = (z * self.unit_scale + self.unit_shift).clamp(-1, 1)
-        read = torch.nn.functional.grid_sample(self.image, at[None, :, None, :], mode="bilinear",
-                                               padding_mode="border", align_corners=True)
-        read = read.reshape(3, -1)
-        return read[0], read[1:].T
+        # (border padding clamps a point outside the grid to its edge)
+        at = (z * self.unit_scale + self.unit_shift).reshape(1, -1, 1, 2)
+        read = torch.nn.functional.grid_sample(self.image, at, mode="bilinear", padding_mode="border",
+                                               align_corners=True)
+        read = read.reshape(3, -1).T
+        return read[:, :1], read[:, 1:]
 
 
 def _corners(position, dx, dy):
