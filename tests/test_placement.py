@@ -137,9 +137,10 @@ def test_the_grid_sums_over_all_training_rows_match_the_exact_sums():
     z = torch.randn(200, 2) * 5
     exact_total, exact_repulsion = _SampledField(points, len(points))(z)  # the sample is every row: exact
     total, repulsion = _GridField(points)(z)
+    assert total.shape == exact_total.shape == (200, 1) and repulsion.shape == exact_repulsion.shape == (200, 2)
     assert torch.allclose(total, exact_total, rtol=3e-3)
     # the repulsion enters the gradient divided by the total: its error is small beside that
-    assert ((repulsion - exact_repulsion).norm(dim=1) <= 0.005 * exact_total).all()
+    assert ((repulsion - exact_repulsion).norm(dim=1) <= 0.005 * exact_total[:, 0]).all()
 
 
 def test_a_wider_embedding_is_placed_against_a_sample_of_training_rows(split):
