@@ -87,8 +87,8 @@ def _fit(args):
         vae.fit(X, args.labels, X_valid=X_valid)
     except FileExistsError:
         raise FileExistsError(
-            f"{args.logdir!r} already holds a fitted model: add --resume to finish it if it was interrupted, or "
-            "choose a new --logdir (with a larger --max-steps to train longer)."
+            f"{args.logdir!r} already holds a fitted model: add --resume to continue it (with a larger --max-steps "
+            "once it has finished), or choose a new --logdir."
         ) from None
     print(f"fitted {n_samples} samples x {vae.n_features_in_} features -> {vae.n_components} components: "
           f"{vae.n_steps_} steps ({vae.stop_reason_}) on {vae.device_}, "
@@ -294,7 +294,8 @@ def build_parser():
          "cvae fit mnist.npz --key X_train --logdir runs/mnist10 --n-components 10 --max-steps 5000",
          "cvae fit table.csv --label-column label --logdir runs/table --param dropout=0.1",
          "cvae fit cells.h5ad --layer counts --likelihood negative_binomial --logdir runs/cells",
-         "cvae fit data.npy --logdir runs/mnist --resume   # finish a run stopped by Ctrl-C"],
+         "cvae fit data.npy --logdir runs/mnist --resume   # finish a run stopped by Ctrl-C",
+         "cvae fit data.npy --logdir runs/mnist --resume --max-steps 60000   # train a finished run further"],
     )
     _add_input(fit)
     fit.add_argument("--logdir", required=True, help="directory for the model (must be new unless --resume)")
@@ -318,8 +319,8 @@ def build_parser():
     fit.add_argument("--learning-rate-init", type=float, help="initial (peak) learning rate (default: 3e-3)")
     fit.add_argument("--validation-fraction", type=float, help="held-out fraction (default: 0.1)")
     fit.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the logdir")
-    fit.add_argument("--resume", action="store_true", help="finish the interrupted run saved in --logdir, with its "
-                     "saved parameters except those given (a finished run is refused)")
+    fit.add_argument("--resume", action="store_true", help="continue the run saved in --logdir with its saved "
+                     "parameters except those given: an interrupted run, or a finished one with a larger --max-steps")
     fit.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     fit.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"),
                      help="arithmetic of the training steps; 16 bits = mixed precision; auto: bfloat16 for large "

@@ -363,7 +363,7 @@ def test_compile_without_a_cpp_compiler_says_so_before_training(X, fast, monkeyp
 
 
 def test_float16_scales_the_loss_and_resumes_with_the_saved_scale(X, fast, tmp_path):
-    params = dict(fast, precision="float16", logdir=str(tmp_path / "run"), learning_rate="constant")
+    params = dict(fast, precision="float16", logdir=str(tmp_path / "run"))
     fit(X, **params)
     path = tmp_path / "run" / "checkpoint.pt"
     checkpoint = load_checkpoint(path)

@@ -66,33 +66,29 @@ def fit_run(params, rows, sample_weight=None, fitted=None, partial=False):
             resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
         else:
             resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
-            check_unfinished(resume, resolved["max_steps"], params["learning_rate"], params["logdir"])
+            check_unfinished(resume, resolved["max_steps"], params["logdir"])
         if spec is None:
             spec = new_spec({**params, **resolved}, data, seed, feature_names)
         state = run_training(params, resolved, spec, data, device, distributed, logdir, resume, partial)
     return FitResult(spec, state, device, data, {**params, **resolved}, distributed)
 
 
-# Why a run ended, for a run that ended by itself: continuing it trains nothing (its budget is
-# spent) or trains at the floor of its cosine schedule.
+# Why a run ended, for a run that ended by itself.
 _FINISHED = ("max_steps", "converged", "no_improvement")
 
 
-def check_unfinished(resume, max_steps, learning_rate, logdir):
+def check_unfinished(resume, max_steps, logdir):
     """Refuse to continue a finished run (``resume``, a trainer state, or ``None`` for a new
-    run) where that would train nothing, or train at the cosine schedule's floor rate: what
-    ``warm_start`` continues is an interrupted run."""
-    if resume is None or resume.get("stop_reason") not in _FINISHED:
+    run) that has no steps left in ``max_steps``: it would train nothing. With a larger
+    ``max_steps`` the run goes on, its learning rate following the schedule of the new
+    budget (the cosine's rate is a function of the step and the budget)."""
+    if resume is None or resume.get("stop_reason") not in _FINISHED or resume["step"] < max_steps:
         return
-    if resume["step"] < max_steps and learning_rate != "cosine":
-        return  # a constant or adaptive rate: more steps train at a rate that still moves
     where = "" if logdir is None else f" in {str(logdir)!r}"
-    would = "nothing" if resume["step"] >= max_steps else "at the floor of its cosine learning rate"
     raise ValueError(
-        f"The run{where} finished at step {resume['step']} ({resume['stop_reason']}): warm_start continues an "
-        f"interrupted run, and this one would train {would}. "
-        "To train longer, fit a new run with a larger max_steps (warm_start=False and a new logdir); to use this "
-        "one as it is, CompressionVAE.load() it."
+        f"The run{where} finished at step {resume['step']} ({resume['stop_reason']}), and max_steps={max_steps} "
+        "leaves it nothing to train. To train it further, continue it with a larger max_steps; to use it as "
+        "it is, CompressionVAE.load() it."
     )
 
 
