@@ -24,6 +24,9 @@ from .._validation import (
     check_sample_weight,
     check_unit_interval,
 )
+from ..neighbors.labels import labelled_graph, spread_labels
+from ..neighbors.search import neighbor_graph, search_rows
+from ..nn.likelihoods import COUNT_LIKELIHOODS, check_counts
 from .batches import BatchIterator, StreamingBatches, local_batch_size
 from .rows import (
     STREAM_BUFFER_BYTES,
@@ -37,10 +40,7 @@ from .rows import (
     take_rows,
     train_validation_split,
 )
-from ..neighbors.labels import labelled_graph, spread_labels
 from .labels import UNLABELLED, check_labels
-from ..neighbors.search import neighbor_graph, search_rows
-from ..nn.likelihoods import COUNT_LIKELIHOODS, check_counts
 from .preprocessing import summarize
 
 __all__ = ["FitData", "Rows", "prepare", "training_batches", "training_graph", "validation_chunks"]
