@@ -497,12 +497,23 @@ numpy.memmap or anndata.AnnData
         self : CompressionVAE
         """
         self._check_params()  # before landmark_weight is compared
-        if self.landmark_weight > 0 and hasattr(self, "spec_"):  # replay: earlier rows train too
-            stored = replay_source(self._checkpoint, self.spec_)
+        trained = self._trained_run() if self.landmark_weight > 0 else None
+        if trained is not None:  # replay: earlier rows train too
+            spec, state = trained
+            stored = replay_source(state, spec)
             X, y, sample_weight = with_replay(X, fit_labels(X, y), sample_weight,
-                                              None if stored is None else stored.numpy(),
-                                              (self.spec_.seed, self.n_steps_))
+                                              None if stored is None else stored.numpy(), (spec.seed, state["step"]))
         return self._fit(X, y, sample_weight, None, partial=True)
+
+    def _trained_run(self):
+        """``(spec, state)`` of the run an update continues: this estimator's, or the one in its
+        ``logdir`` (which an update continues as a loaded estimator would); ``None`` before any."""
+        if hasattr(self, "spec_"):
+            return self.spec_, self._checkpoint
+        if self.logdir is None or not LogDir(self.logdir).has_run():
+            return None
+        _, _, spec, state = read_run(self.logdir, self._get_param_names())
+        return spec, state
 
     def _fit(self, X, y, sample_weight, X_valid, partial=False):
         # A refused X must not leave its width or column names behind on a fitted model.

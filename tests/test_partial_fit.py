@@ -115,8 +115,11 @@ def test_partial_fit_is_reproducible_and_continues_a_logdir(halves, tmp_path):
     assert np.array_equal(a._checkpoint["landmarks"]["rows"].numpy(), rows)  # partial_fit keeps the fit's
     loaded = CompressionVAE.load(tmp_path / "run")
     assert loaded.n_steps_ == a.n_steps_
-    c = CompressionVAE(logdir=tmp_path / "run", **FAST).partial_fit(new)  # continues the run on disk
-    assert c.n_steps_ == a.n_steps_ + int(np.ceil(len(new) / 512))
+    c = CompressionVAE(logdir=tmp_path / "run", **FAST).partial_fit(new)  # continues the run on disk, replaying
+    from cvae.training.run import replay_source
+
+    replayed = min(len(replay_source(loaded._checkpoint, loaded.spec_)), max(len(new), REPLAY_MIN_ROWS))
+    assert c.n_steps_ == a.n_steps_ + int(np.ceil((len(new) + replayed) / 512))
 
 
 def test_partial_fit_refuses_other_features_and_damaged_landmarks(halves):
@@ -207,3 +210,15 @@ def test_an_update_reads_labels_from_a_file(halves, tmp_path):
     np.savetxt(tmp_path / "labels.txt", np.arange(50) % 2, fmt="%d")
     vae.partial_fit(new[:50], str(tmp_path / "labels.txt"))
     assert vae.classes_.tolist() == [0, 1]
+
+
+def test_a_fresh_estimator_on_a_saved_run_replays_as_a_loaded_one(halves, tmp_path, monkeypatch):
+    old, new = halves
+    CompressionVAE(max_steps=60, logdir=str(tmp_path / "run"), **FAST).fit(old)
+    fresh = CompressionVAE(logdir=str(tmp_path / "run"), **FAST)
+    n_fresh = replayed_rows(fresh, monkeypatch, lambda: fresh.partial_fit(new[:50]))
+    CompressionVAE(max_steps=60, logdir=str(tmp_path / "again"), **FAST).fit(old)
+    loaded = CompressionVAE.load(tmp_path / "again")
+    n_loaded = replayed_rows(loaded, monkeypatch, lambda: loaded.partial_fit(new[:50]))
+    assert n_fresh == n_loaded > 50
+    np.testing.assert_allclose(fresh.transform(new[:20]), loaded.transform(new[:20]), atol=1e-5)
