@@ -84,7 +84,7 @@ def _fit(args):
     if args.valid is not None:
         X_valid, _ = _data(args.valid, args.key, args.label_column, vae.layer)
     try:
-        vae.fit(X, args.labels, X_valid=X_valid)
+        vae.fit(X, _fit_labels(args), X_valid=X_valid)
     except FileExistsError:
         raise FileExistsError(
             f"{args.logdir!r} already holds a fitted model: add --resume to continue it (with a larger --max-steps "
@@ -95,6 +95,24 @@ def _fit(args):
           f"best validation loss {vae.best_validation_loss_:.4g}; saved in {vae.logdir}")
     # stopped by Ctrl-C, the model kept: the status a shell expects of an interrupted command
     return EXIT_INTERRUPTED if vae.stop_reason_ == "interrupted" else 0
+
+
+def _fit_labels(args):
+    """``--labels`` as fit takes it: a path or an obs column, or the array ``--labels-key``
+    names in an .npz archive."""
+    from .files import read_labels
+
+    if args.labels is None:
+        if args.labels_key is not None:
+            raise ValueError("--labels-key names an array of the --labels archive; give --labels too.")
+        return None
+    if args.labels_key is not None:
+        return read_labels(args.labels, key=args.labels_key)
+    same = Path(args.labels).expanduser().resolve() == Path(args.input).expanduser().resolve()
+    if same and Path(args.labels).suffix.lower() == ".npz":
+        raise ValueError(f"--labels names INPUT's archive {args.labels!r}: say which of its arrays holds the "
+                         "labels with --labels-key.")
+    return args.labels
 
 
 def _write_output(vae, method, data, output):
@@ -303,6 +321,8 @@ def build_parser():
                      "unlabelled rows): a .npy, .npz or text file of one per row, or for an .h5ad INPUT a column "
                      "of its obs; their weight is --param target_weight=W (default 0.5). A --label-column is left "
                      "out of the features, not used as labels")
+    fit.add_argument("--labels-key", metavar="KEY", help="array of the labels in a --labels .npz archive (needed "
+                     "when it is INPUT's archive too)")
     fit.add_argument("--valid", metavar="FILE", help="validation data (default: hold out --validation-fraction)")
     fit.add_argument("--n-components", type=int, help="embedding dimension (default: 2)")
     fit.add_argument("--hidden-layer-sizes", type=_sizes, default=None, metavar="N,N,...",

@@ -238,3 +238,16 @@ def test_a_fit_stopped_by_ctrl_c_exits_130_and_keeps_the_model(tmp_path, monkeyp
     code = main(["fit", str(tmp_path / "x.npy"), "--logdir", str(tmp_path / "run"), "--max-steps", "200", "--quiet"])
     assert code == EXIT_INTERRUPTED == 130 and "interrupted" in capsys.readouterr().err
     assert CompressionVAE.load(tmp_path / "run").n_steps_ == 20
+
+
+def test_labels_from_the_inputs_archive_need_their_key(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 5), dtype=np.float32)
+    y = (X[:, 0] > 0.5).astype(np.int64)
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    common = ["fit", str(tmp_path / "data.npz"), "--key", "X", "--labels", str(tmp_path / "data.npz"),
+              "--max-steps", "20", "--quiet"]
+    assert main([*common, "--logdir", str(tmp_path / "a")]) == 2  # X would have been read as the labels
+    assert "--labels-key" in capsys.readouterr().err
+    assert main([*common, "--labels-key", "y", "--logdir", str(tmp_path / "b")]) == 0
+    assert CompressionVAE.load(tmp_path / "b").classes_.tolist() == [0, 1]
