@@ -44,13 +44,14 @@ def timings(call, calls, warmup=20):
     return seconds
 
 
-def onnx_session(vae, part):
-    """An ONNX Runtime session of ``vae``'s exported ``part``, on as many threads as torch."""
+def onnx_session(vae, part, threads=None):
+    """An ONNX Runtime session of ``vae``'s exported ``part``, on ``threads`` threads (as many
+    as torch's by default)."""
     import onnxruntime
 
     path = vae.export(Path(tempfile.mkdtemp()) / f"{part}.onnx", part=part)
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -85,6 +86,9 @@ def runners(vae, X, placement_batch):
     try:
         placed = onnx_session(vae, "transform")
         found["placement: onnxruntime"] = in_batches(lambda rows: placed.run(None, {"x": rows})[0], placement_batch)
+        alone = onnx_session(vae, "transform", threads=1)  # on one row, a second thread waits more than it helps
+        found["placement: onnxruntime, 1 thread"] = in_batches(lambda rows: alone.run(None, {"x": rows})[0],
+                                                               placement_batch)
         encoder = onnx_session(vae, "encoder")
         encoders["encoder: onnxruntime"] = lambda rows: encoder.run(None, {"x": rows})[0]
     except ImportError as exc:
