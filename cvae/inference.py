@@ -215,11 +215,11 @@ or anndata.AnnData
             (4 bytes each): serve it batches of at most a few thousand rows. After
             :meth:`partial_fit` it holds the updated reference. ``"encoder"``: the
             posterior means out, the normalization inside; what :meth:`transform` gives with
-            ``placement="encoder"``: a few hundred kB, and faster, but its neighbourhoods
-            trail the placement's on unseen rows. ``"decoder"``: embeddings in, what
+            ``placement="encoder"``: a few hundred kB to a few MB, and faster, but its
+            neighbourhoods trail the placement's on unseen rows. ``"decoder"``: embeddings in, what
             :meth:`inverse_transform` gives out; under a count likelihood, also each row's
-            library size, as a ``(n_rows, 1)`` input. Agreement, sizes and latency of each
-            part: benchmarks/README.md, "Serving".
+            library size, as a ``(n_rows, 1)`` input. Agreement and sizes:
+            benchmarks/README.md, "What an export serves"; latency: "Serving".
 
         Returns
         -------
