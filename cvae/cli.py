@@ -67,6 +67,7 @@ _FIT_PARAMS = {"seed": "random_state", **{name: name for name in (
 
 def _fit(args):
     from .estimator import CompressionVAE
+    from .files import read_array
 
     given = {param: getattr(args, option) for option, param in _FIT_PARAMS.items() if getattr(args, option) is not None}
     twice = sorted(given.keys() & args.param.keys()) + (["logdir"] if "logdir" in args.param else [])
@@ -79,12 +80,19 @@ def _fit(args):
         vae = CompressionVAE.load(args.logdir).set_params(**{"verbose": not args.quiet, **given, "warm_start": True})
     else:
         vae = CompressionVAE(**{"logdir": args.logdir, "verbose": not args.quiet, **given})
-    X, n_samples = _data(args.input, args.key, args.label_column, vae.layer)
+    label_column = args.label_column
+    if _labels_are_a_csv_column(args):  # --labels NAME of a CSV INPUT: its column, as an .h5ad obs column
+        label_column = args.labels
+        X, labels = read_array(args.input, label_column=label_column)
+        n_samples = X.shape[0]
+    else:
+        X, n_samples = _data(args.input, args.key, label_column, vae.layer)
+        labels = _fit_labels(args)
     X_valid = None
     if args.valid is not None:
-        X_valid, _ = _data(args.valid, args.key, args.label_column, vae.layer)
+        X_valid, _ = _data(args.valid, args.key, label_column, vae.layer)
     try:
-        vae.fit(X, _fit_labels(args), X_valid=X_valid)
+        vae.fit(X, labels, X_valid=X_valid)
     except FileExistsError:
         raise FileExistsError(
             f"{args.logdir!r} already holds a fitted model: add --resume to continue it (with a larger --max-steps "
@@ -95,6 +103,11 @@ def _fit(args):
           f"best validation loss {vae.best_validation_loss_:.4g}; saved in {vae.logdir}")
     # stopped by Ctrl-C, the model kept: the status a shell expects of an interrupted command
     return EXIT_INTERRUPTED if vae.stop_reason_ == "interrupted" else 0
+
+
+def _labels_are_a_csv_column(args):
+    return (args.labels is not None and args.label_column is None and Path(args.input).suffix.lower() == ".csv"
+            and not Path(args.labels).expanduser().exists())
 
 
 def _fit_labels(args):
@@ -318,9 +331,10 @@ def build_parser():
     _add_input(fit)
     fit.add_argument("--logdir", required=True, help="directory for the model (must be new unless --resume)")
     fit.add_argument("--labels", metavar="FILE|COLUMN", help="class labels that shape the embedding (-1 for "
-                     "unlabelled rows): a .npy, .npz or text file of one per row, or for an .h5ad INPUT a column "
-                     "of its obs; their weight is --param target_weight=W (default 0.5). A --label-column is left "
-                     "out of the features, not used as labels")
+                     "unlabelled rows): a .npy, .npz or text file of one per row, for an .h5ad INPUT a column "
+                     "of its obs, for a .csv INPUT one of its columns (left out of the features); their weight is "
+                     "--param target_weight=W (default 0.5). A --label-column is left out of the features, not used "
+                     "as labels")
     fit.add_argument("--labels-key", metavar="KEY", help="array of the labels in a --labels .npz archive (needed "
                      "when it is INPUT's archive too)")
     fit.add_argument("--valid", metavar="FILE", help="validation data (default: hold out --validation-fraction)")

@@ -251,3 +251,17 @@ def test_labels_from_the_inputs_archive_need_their_key(tmp_path, capsys):
     assert "--labels-key" in capsys.readouterr().err
     assert main([*common, "--labels-key", "y", "--logdir", str(tmp_path / "b")]) == 0
     assert CompressionVAE.load(tmp_path / "b").classes_.tolist() == [0, 1]
+
+
+def test_a_csv_column_serves_as_labels_and_text_columns_name_the_option(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 4))
+    species = np.where(X[:, 0] > 0.5, "setosa", "virginica")
+    lines = ["a,b,c,d,species"] + [",".join([*map(str, row), s]) for row, s in zip(X, species)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    assert main(["fit", str(tmp_path / "t.csv"), "--logdir", str(tmp_path / "r"), "--max-steps", "20", "--quiet"]) == 2
+    assert "--label-column" in capsys.readouterr().err  # the text column, and the option that names it
+    assert main(["fit", str(tmp_path / "t.csv"), "--labels", "species", "--logdir", str(tmp_path / "s"),
+                 "--max-steps", "20", "--quiet"]) == 0
+    vae = CompressionVAE.load(tmp_path / "s")
+    assert vae.classes_.tolist() == ["setosa", "virginica"] and vae.n_features_in_ == 4

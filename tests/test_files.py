@@ -67,8 +67,10 @@ def test_unreadable_inputs_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="rows of different lengths"):
         read_array(tmp_path / "ragged.csv")
     (tmp_path / "words.csv").write_text("1,2\n3,x\n")
-    with pytest.raises(ValueError, match="non-numeric values outside the label column"):
+    with pytest.raises(ValueError, match="non-numeric values .*a column of labels is named with label_column"):
         read_array(tmp_path / "words.csv")
+    with pytest.raises(ValueError, match="non-numeric values outside the label column"):
+        read_array(tmp_path / "words.csv", label_column=0)
     np.save(tmp_path / "cube.npy", np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match=r"shape \(2, 2, 2\); expected rows of samples"):
         read_array(tmp_path / "cube.npy")

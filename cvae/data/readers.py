@@ -148,7 +148,10 @@ def _read_csv(path, label_column=None):
     try:
         X = table.astype(np.float64)
     except ValueError as exc:
-        raise ValueError(f"{str(path)!r} has non-numeric values outside the label column ({exc}).") from exc
+        if label_column is not None:
+            raise ValueError(f"{str(path)!r} has non-numeric values outside the label column ({exc}).") from exc
+        raise ValueError(f"{str(path)!r} has non-numeric values ({exc}); a column of labels is named with "
+                         "label_column (the command line's --label-column, or --labels NAME to fit on them).") from exc
     return X, labels
 
 
