@@ -9,8 +9,8 @@ the shell::
 
     cvae fit DIR --logdir runs/digits && cvae transform runs/digits DIR -o embedding.npy
 
-The directory is read into memory here; streaming a dataset larger than memory is tracked
-separately (issue 5). Takes under a minute on a 2-core CPU.
+The directory is read into memory here (``read_array``); ``fit(DIR)`` itself streams a
+directory, a buffer at a time, for a dataset larger than memory (README, "Data on disk").
 """
 
 import argparse

@@ -65,6 +65,7 @@ def test_torchrun_two_processes_train_one_model(digits, tmp_path):
                str(tmp_path / "X.npy"), str(tmp_path / "run"), str(tmp_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr.replace("OMP_NUM_THREADS", ""), result.stderr[-3000:]  # none of torch's
 
     Z0, Z1 = np.load(tmp_path / "Z0.npy"), np.load(tmp_path / "Z1.npy")
     np.testing.assert_array_equal(Z0, Z1)  # the same fitted estimator in every process

@@ -113,7 +113,7 @@ class Distributed:
         dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
         sizes = [int(size) for size in sizes]
         padded = torch.nn.functional.pad(tensor, (0, 0, 0, max(sizes) - len(tensor)))
-        parts = torch.distributed.nn.functional.all_gather(padded)
+        parts = _AllGather.apply(padded)
         return torch.cat([part[:size] for part, size in zip(parts, sizes)]), sum(sizes[: self.rank])
 
     def share(self, build, device):
@@ -138,3 +138,21 @@ class Distributed:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+class _AllGather(torch.autograd.Function):
+    """Every process's equally shaped tensor, in rank order, with the gradient of each part
+    summed over the processes and returned to the process it came from (what
+    ``torch.distributed.nn.functional.all_gather`` did, which torch now deprecates)."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grads = torch.stack(grads)
+        dist.all_reduce(grads, op=dist.ReduceOp.SUM)
+        return grads[dist.get_rank()]
