@@ -1,6 +1,8 @@
 """Preparing a fit's data (cvae.data.preparation): the split, the checked statistics pass, the
 likelihood "auto" picks, validation rows, replayed rows."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -63,3 +65,16 @@ def test_replay_draws_as_many_distinct_stored_rows_as_x_has_at_least_the_floor(n
     np.testing.assert_array_equal(with_replay(X, None, None, stored, (7, 100))[0], stacked)  # the seed decides
     assert not np.array_equal(with_replay(X, None, None, stored, (7, 101))[0], stacked)
     assert len(with_replay(X, None, None, stored[:50], (7, 100))[0]) == n_new + 50  # all of a small store
+
+
+def test_one_feature_on_its_own_scale_is_named_under_global_normalization(X, fast):
+    from cvae import CompressionVAE
+
+    scaled = X.copy()
+    scaled[:, 10] *= 1e6
+    with pytest.warns(UserWarning, match="Feature 10's spread is .* normalize='feature'"):
+        CompressionVAE(**dict(fast, max_steps=10)).fit(scaled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        CompressionVAE(**dict(fast, max_steps=10, normalize="feature")).fit(scaled)  # each feature its own scale
+        CompressionVAE(**dict(fast, max_steps=10)).fit(X)  # digits' pixels share one

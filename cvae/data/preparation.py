@@ -235,7 +235,31 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     same_rows = valid_source is source and weights is None and len(keep) == source.n_samples
     summaries = train_summary, train_summary if same_rows else summarize(_checked_chunks(valid), log_counts)
     likelihood = _resolve_likelihood(likelihood, summaries, (train.name, valid.name))
+    if params["normalize"] == "global" and likelihood not in COUNT_LIKELIHOODS:
+        _warn_if_one_feature_dominates(train_summary.scaler.scale_)
     return FitData(train, valid, *summaries, likelihood, held_out, classes)
+
+
+# Under normalize="global", a feature whose spread is this many times the median feature's
+# decides the distances alone (digits with one column scaled by 1e6: 10-NN 0.25, against 1.00).
+_DOMINANT_SPREAD = 100.0
+
+
+def _warn_if_one_feature_dominates(spreads):
+    """Warn when one scale of normalization (``normalize="global"``) leaves a feature's spread
+    ``_DOMINANT_SPREAD`` times the median feature's or more."""
+    spreads = np.asarray(spreads, dtype=np.float64)
+    median = np.median(spreads[spreads > 0]) if np.any(spreads > 0) else 0.0
+    if median == 0 or spreads.max() < _DOMINANT_SPREAD * median:
+        return
+    worst = int(np.argmax(spreads))
+    warnings.warn(
+        f"Feature {worst}'s spread is {spreads[worst] / median:.3g} times the median feature's: under "
+        "normalize='global' (one scale for all features) it decides the distances and the embedding alone. "
+        "normalize='feature' scales each feature to unit variance.",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 def _split(n_samples, validation_fraction, seed, saved, keep):
