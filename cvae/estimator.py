@@ -516,19 +516,6 @@ numpy.memmap or anndata.AnnData
         return spec, state
 
     def _fit(self, X, y, sample_weight, X_valid, partial=False):
-        # A refused X must not leave its width or column names behind on a fitted model.
-        checked = {name: self.__dict__[name] for name in ("n_features_in_", "feature_names_in_")
-                   if name in self.__dict__}
-        try:
-            return self._fit_checked(X, y, sample_weight, X_valid, partial)
-        except BaseException:
-            if hasattr(self, "spec_"):
-                for name in ("n_features_in_", "feature_names_in_"):
-                    self.__dict__.pop(name, None)
-                self.__dict__.update(checked)
-            raise
-
-    def _fit_checked(self, X, y, sample_weight, X_valid, partial):
         self._check_params()
 
         def rows():  # training_rows records n_features_in_ (and feature_names_in_)
@@ -537,7 +524,17 @@ numpy.memmap or anndata.AnnData
             return source, valid, fit_labels(X, y), getattr(self, "feature_names_in_", None)
 
         fitted = (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
-        run = fit_run(self.get_params(), rows, sample_weight, fitted, partial)
+        # A refused X must not leave its width or column names behind on a fitted model.
+        checked = {name: self.__dict__[name] for name in ("n_features_in_", "feature_names_in_")
+                   if name in self.__dict__}
+        try:
+            run = fit_run(self.get_params(), rows, sample_weight, fitted, partial)
+        except BaseException:
+            if fitted is not None:
+                for name in ("n_features_in_", "feature_names_in_"):
+                    self.__dict__.pop(name, None)
+                self.__dict__.update(checked)
+            raise
         self._adopt_run(run.spec, run.state, run.device)
         if self.tensorboard and self.logdir is not None and run.distributed.is_main:
             self._write_figures(run.data.valid)

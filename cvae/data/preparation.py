@@ -258,7 +258,7 @@ def _warn_if_one_feature_dominates(spreads):
         "normalize='global' (one scale for all features) it decides the distances and the embedding alone. "
         "normalize='feature' scales each feature to unit variance.",
         UserWarning,
-        stacklevel=5,
+        stacklevel=6,  # the caller of fit
     )
 
 
