@@ -96,3 +96,16 @@ def test_cli_fits_and_transforms_a_layer_of_a_file_whose_x_it_cannot_read(adata,
                      "--max-steps", "10", "--quiet"]) == 0
         assert main(["transform", str(run), str(path), "-o", str(tmp_path / f"{name}_z.npy")]) == 0
         assert np.load(tmp_path / f"{name}_z.npy").shape == (500, 2)
+
+
+def test_labels_of_a_streamed_h5ad_file_come_from_its_obs(tmp_path):
+    anndata = pytest.importorskip("anndata")
+    from cvae import CompressionVAE
+
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 6), dtype=np.float32)
+    kind = np.where(X[:, 0] > 0.5, "a", "b")
+    anndata.AnnData(X, obs={"kind": kind}).write_h5ad(tmp_path / "cells.h5ad")
+    vae = CompressionVAE(hidden_layer_sizes=(16,), max_steps=20, random_state=0)
+    vae.fit(str(tmp_path / "cells.h5ad"), "kind")  # read a block at a time; the column from the file's obs
+    assert vae.classes_.tolist() == ["a", "b"]

@@ -128,12 +128,13 @@ def obs_labels(adata, key):
     return values
 
 
-def read_h5ad(path):
-    """The AnnData in the ``.h5ad`` file at ``path``, read into memory."""
+def read_h5ad(path, backed=None):
+    """The AnnData in the ``.h5ad`` file at ``path``, read into memory, or with ``backed="r"``
+    its annotations alone (X stays in the file)."""
     _import_h5py()
     import anndata
 
     try:
-        return anndata.read_h5ad(path)
+        return anndata.read_h5ad(path, backed=backed)
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"Cannot read {str(path)!r} as an AnnData: {exc}") from exc

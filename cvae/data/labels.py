@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from ..neighbors.labels import UNLABELLED
-from .adata import obs_labels
+from .adata import obs_labels, read_h5ad
 from .readers import read_labels
 
 __all__ = ["UNLABELLED", "check_labels", "check_saved_classes", "fit_labels"]
@@ -17,13 +17,17 @@ __all__ = ["UNLABELLED", "check_labels", "check_saved_classes", "fit_labels"]
 
 def fit_labels(X, y):
     """``y`` as given to ``fit``, as an array: as given, the labels in the file it names
-    (:func:`cvae.files.read_labels`), or, for an AnnData ``X``, the column of ``X.obs`` it
-    names, as scANVI's ``labels_key`` (missing values mark unlabelled rows)."""
+    (:func:`cvae.files.read_labels`), or, for an AnnData ``X`` or an ``.h5ad`` path (streamed),
+    the column of its ``obs`` it names, as scANVI's ``labels_key`` (missing values mark
+    unlabelled rows)."""
     if not isinstance(y, (str, os.PathLike)):
         return y
     anndata = sys.modules.get("anndata")  # an AnnData exists only where anndata was imported
     if isinstance(y, str) and anndata is not None and isinstance(X, anndata.AnnData):
         return obs_labels(X, y)
+    streamed = isinstance(X, (str, os.PathLike)) and str(X).lower().endswith(".h5ad")
+    if isinstance(y, str) and streamed and not os.path.exists(os.path.expanduser(y)):
+        return obs_labels(read_h5ad(X, backed="r"), y)  # an obs column of the streamed file
     return read_labels(y)
 
 
