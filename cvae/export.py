@@ -82,12 +82,10 @@ def export_module(vae, path, part, counts=False, placer=None):
     # A float32 copy on the CPU, without gradients: the flow's inference path, traced once.
     vae = copy.deepcopy(vae).to("cpu", torch.float32).requires_grad_(False)
     batch = torch.export.Dim("batch")
-    if part == "transform" and placer is not None:
-        graph = _Placement(vae, copy.deepcopy(placer).to("cpu").requires_grad_(False))
+    if part in ("transform", "encoder"):
+        placement = part == "transform" and placer is not None
+        graph = _Placement(vae, copy.deepcopy(placer).to("cpu").requires_grad_(False)) if placement else _Encoder(vae)
         names, outputs = ["x"], ["embedding"]
-        example = (torch.zeros(_EXAMPLE_ROWS, vae.n_features),)
-    elif part in ("transform", "encoder"):
-        graph, names, outputs = _Encoder(vae), ["x"], ["embedding"]
         example = (torch.zeros(_EXAMPLE_ROWS, vae.n_features),)
     else:
         graph = _CountDecoder(vae) if counts else _Decoder(vae)

@@ -196,12 +196,12 @@ class Placer(torch.nn.Module):
         # differs between runtimes: distances are ranked on a grid much coarser than float32's
         # rounding, and rows that share a grid point in the order they came.
         order = _order_by_rank((distances / self.tie_step).round())
-        distances = distances.gather(1, order)
+        nearest = distances.gather(1, order[:, :1])
         neighbors = self.embedding[candidates.gather(1, order[:, :k])]
         # torch.median's lower median, written as a sort, which ONNX expresses
         start = neighbors.sort(dim=1).values[:, (k - 1) // 2]
         placed = _refine(start, neighbors, self.field)
-        same = distances[:, :1] <= self.same_row_distance
+        same = nearest <= self.same_row_distance
         placed = torch.where(same, neighbors[:, 0], placed)
         # A row whose distances overflow has no nearest rows: NaN, which the caller reports.
         overflowed = ~queries.square().sum(dim=1, keepdim=True).isfinite()
