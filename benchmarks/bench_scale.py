@@ -144,14 +144,19 @@ def neighbor_worker(args):
     graph_seconds = []
     search = cvae.data.preparation._graph
 
+    searched = {}
+
     def timed(rows, normalize, n_neighbors, *rest, **kw):
         started = time.perf_counter()
         graph = search(rows, normalize, n_neighbors, *rest, **kw)
-        graph_seconds.append((n_neighbors, time.perf_counter() - started))
+        graph_seconds.append((n_neighbors, time.perf_counter() - started, len(rows)))
+        searched[n_neighbors] = rows.indices
         return graph
 
     cvae.data.preparation._graph = timed
     params = dict(max_steps=args.steps, random_state=0, logdir=args.logdir)
+    if args.fit_batch_size is not None:
+        params["batch_size"] = args.fit_batch_size
     if args.worker == "plain":
         params["neighbor_weight"] = 0
     started = time.perf_counter()
@@ -161,8 +166,8 @@ def neighbor_worker(args):
     wall = time.perf_counter() - started
     result = {"run": args.worker, "rank": 0, "wall_seconds": wall, "steps": vae.n_steps_,
               "train_seconds": vae.history_[-1]["elapsed_seconds"],
-              "graph_seconds": sum(seconds for _, seconds in graph_seconds),  # training 15-NN and validation 1-NN
-              "graph_seconds_by_k": graph_seconds,
+              "graph_seconds": sum(seconds for _, seconds, _ in graph_seconds),  # training 15-NN and validation 1-NN
+              "graph_seconds_by_k": graph_seconds,  # (k, seconds, rows searched)
               "baseline_rss_mb": baseline, "peak_rss_mb": rss_mb("VmHWM"),
               "threads": torch.get_num_threads()}
     result["peak_rss_beyond_baseline_mb"] = result["peak_rss_mb"] - baseline
@@ -176,8 +181,7 @@ def neighbor_worker(args):
     result["test_knn10"] = float(knn.score(Z_test, np.load(workdir / "y_test.npy")))
     if args.worker == "neighbors":
         logdir = LogDir(args.logdir)
-        valid, n = logdir.read_split()
-        train = np.setdiff1d(np.arange(n), valid)
+        train = searched[max(searched)]  # the training rows the graph was searched among (all, or the budget's sample)
         with np.load(logdir.file(logdir.NEIGHBORS)) as saved:
             graph = saved["graph"]
         queries = np.sort(rng.choice(len(train), 1000, replace=False))
@@ -218,7 +222,7 @@ def neighbors_main(args, workdir):
     from bench_time_to_quality import machine
 
     result = {"machine": machine(), "rows": args.rows, "features": args.features, "steps": args.steps,
-              "runs": runs, "targets": targets}
+              "batch_size": args.fit_batch_size, "runs": runs, "targets": targets}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -285,6 +289,8 @@ def worker(args):
 def run_worker(name, data, logdir, args, torchrun=False):
     script = [str(Path(__file__).resolve()), "--worker", name, "--data", str(data), "--logdir", str(logdir),
               "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+    if args.fit_batch_size is not None:
+        script += ["--fit-batch-size", str(args.fit_batch_size)]
     if torchrun:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *script]
     else:
@@ -317,6 +323,8 @@ def main(argv=None):
                         help="only these runs (default: all; transform needs stream-npy)")
     parser.add_argument("--neighbors", action="store_true", help="the neighbour option on generated clusters")
     parser.add_argument("--skip-plain", action="store_true", help="with --neighbors: no plain VAE to compare")
+    parser.add_argument("--fit-batch-size", type=int, default=None,
+                        help="with --neighbors: the fits' batch_size (default: the estimator's)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)

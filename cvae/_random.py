@@ -10,12 +10,14 @@ import hashlib
 import numpy as np
 import torch
 
-__all__ = ["INIT_STREAM", "NOISE_STREAM", "PICK_STREAM", "REPLAY_STREAM", "row_keys", "seeded_generator"]
+__all__ = [
+    "GRAPH_STREAM", "INIT_STREAM", "NOISE_STREAM", "PICK_STREAM", "REPLAY_STREAM", "row_keys", "seeded_generator",
+]
 
 # What a fit's seed is combined with, for each of its streams: initial weights; training
 # noise, dropout and negatives; the neighbour each batch row is paired with; the stored rows
-# partial_fit replays.
-INIT_STREAM, NOISE_STREAM, PICK_STREAM, REPLAY_STREAM = 0, 1, 2, 3
+# partial_fit replays; the rows a large fit's neighbour graph is searched among.
+INIT_STREAM, NOISE_STREAM, PICK_STREAM, REPLAY_STREAM, GRAPH_STREAM = 0, 1, 2, 3, 4
 
 
 def seeded_generator(*entropy, device="cpu"):

@@ -90,12 +90,15 @@ def check_chunk(chunk, name, rows, where):
     check_finite_float(chunk, name)
 
 
-def check_unit_interval(low, high, name):
-    """Raise ``ValueError`` unless ``name``'s values, ranging over [low, high], lie in [0, 1]."""
+def check_unit_interval(low, high, name, upper=1.0):
+    """Raise ``ValueError`` unless ``name``'s values divided by ``upper``, ranging over
+    [low, high], lie in [0, 1]."""
     if low < 0 or high > 1:
+        interval = "[0, 1]" if upper == 1.0 else f"[0, {upper:g}] (the run's range)"
         raise ValueError(
-            f"likelihood='bernoulli' needs {name} in [0, 1], but its values range from {low:.4g} "
-            f"to {high:.4g}. Rescale it (e.g. divide pixels by 255) or use likelihood='gaussian'."
+            f"likelihood='bernoulli' needs {name} in {interval}, but its values range from {low * upper:.4g} "
+            f"to {high * upper:.4g}. Rescale it (e.g. divide intensities by their maximum) or use "
+            "likelihood='gaussian'."
         )
 
 
@@ -143,6 +146,11 @@ def check_params(estimator):
     sizes = estimator.hidden_layer_sizes
     if sizes is not None and not _positive_integers(sizes):
         raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive integers, got {sizes!r}.")
+    if estimator.placement == "neighbors" and not estimator.store_rows:
+        raise ValueError(
+            "placement='neighbors' places rows by the training rows the model keeps, and store_rows=False keeps "
+            "none: set placement='encoder' (or 'auto'), or store_rows=True."
+        )
     if estimator.tensorboard and estimator.logdir is None:
         raise ValueError("tensorboard=True writes event files into logdir; set logdir too.")
     if estimator.logdir is not None and not str(estimator.logdir).strip():

@@ -239,11 +239,12 @@ def _describe(vae, logdir):
     return {
         "model": {
             "n_features_in": vae.n_features_in_,
-            "n_components": vae.n_components,
+            "n_components": vae.spec_.model.n_latent,
             "hidden_layer_sizes": vae.hidden_layer_sizes_,
-            "iaf_flow_length": vae.iaf_flow_length,
-            "likelihood": vae.likelihood_,
-            "normalize": vae.normalize,
+            "iaf_flow_length": vae.spec_.model.n_flows,
+            "likelihood": vae.likelihood_
+            + ("" if vae.spec_.upper is None else f" of the values / {vae.spec_.upper:g}"),
+            "normalize": vae.spec_.normalize,
         },
         "training": {
             "steps": vae.n_steps_,
@@ -307,16 +308,7 @@ def _add_logdir(parser):
     parser.add_argument("--device", default=None, help="where to run: auto, cpu, cuda... (default: as saved)")
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="cvae",
-        description="CompressionVAE: dimensionality reduction with a variational autoencoder. Fit a model "
-        "into a log directory, then embed, decode, generate and plot with it.",
-        epilog="Run 'cvae COMMAND --help' for a command's options and examples.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
+def _add_fit_command(commands):
     fit = _add_command(
         commands, "fit", "fit a model and save it in a log directory",
         "Fit a CompressionVAE on INPUT and save parameters, normalization, history and checkpoints in "
@@ -365,9 +357,12 @@ def build_parser():
     fit.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     fit.set_defaults(run=_fit)
 
+
+def _add_transform_command(commands):
     transform = _add_command(
         commands, "transform", "embed data with a fitted model",
-        "Embed INPUT with the model in LOGDIR (the posterior mean) and write the embedding.",
+        "Embed INPUT with the model in LOGDIR as CompressionVAE.transform does (placed by its nearest training "
+        "rows where the model keeps them, else the encoder's posterior mean) and write the embedding.",
         ["cvae transform runs/mnist test.npy -o embedding.npy", "cvae transform runs/table new.csv -o z.csv"],
     )
     _add_logdir(transform)
@@ -375,6 +370,8 @@ def build_parser():
     transform.add_argument("-o", "--output", required=True, help="where to write the embedding (.npy or .csv)")
     transform.set_defaults(run=_transform)
 
+
+def _add_inverse_command(commands):
     inverse = _add_command(
         commands, "inverse-transform", "decode latent codes back to data space",
         "Decode the latent codes in INPUT (n_components columns) with the model in LOGDIR.",
@@ -385,6 +382,8 @@ def build_parser():
     inverse.add_argument("-o", "--output", required=True, help="where to write the decoded data (.npy or .csv)")
     inverse.set_defaults(run=_inverse_transform)
 
+
+def _add_sample_command(commands):
     sample = _add_command(
         commands, "sample", "generate new data from the prior",
         "Draw latent codes from the prior N(0, I) and decode them with the model in LOGDIR.",
@@ -396,6 +395,8 @@ def build_parser():
     sample.add_argument("--seed", type=int, default=None, help="random_state of the draws")
     sample.set_defaults(run=_sample)
 
+
+def _add_export_command(commands):
     export = _add_command(
         commands, "export", "write the transform, encoder or decoder as ONNX or a torch.export program",
         "Write what `cvae transform` computes (raw rows in, embedding out, the normalization and any neighbour "
@@ -412,6 +413,8 @@ def build_parser():
                              "where the model has one; encoder: the encoder's map; decoder (default: transform)")
     export.set_defaults(run=_export)
 
+
+def _add_plot_command(commands):
     plot = _add_command(
         commands, "plot", "draw an embedding, a decoded latent grid or the training history",
         "Save a figure (PNG, PDF, SVG... by extension): the 2-D embedding of INPUT coloured by labels, "
@@ -435,6 +438,8 @@ def build_parser():
     plot.add_argument("-o", "--output", required=True, help="image file to write")
     plot.set_defaults(run=_plot)
 
+
+def _add_info_command(commands):
     info = _add_command(
         commands, "info", "describe a fitted model: parameters, training history, device",
         "Print the model's architecture, how training went, the device and the files in LOGDIR.",
@@ -444,6 +449,8 @@ def build_parser():
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=_info)
 
+
+def _add_demo_command(commands):
     demo = _add_command(
         commands, "demo", "embed scikit-learn's digits and compare with PCA",
         "Fit a 2-D CompressionVAE on scikit-learn's bundled digits, print the validation loss and the 10-NN "
@@ -456,6 +463,26 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0, help="random_state (default: 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="cvae",
+        description="CompressionVAE: dimensionality reduction with a variational autoencoder. Fit a model "
+        "into a log directory, then embed, decode, generate and plot with it.",
+        epilog="Run 'cvae COMMAND --help' for a command's options and examples.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    _add_fit_command(commands)
+    _add_transform_command(commands)
+    _add_inverse_command(commands)
+    _add_sample_command(commands)
+    _add_export_command(commands)
+    _add_plot_command(commands)
+    _add_info_command(commands)
+    _add_demo_command(commands)
     return parser
 
 

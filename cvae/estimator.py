@@ -57,14 +57,17 @@ class CompressionVAE(ClassNamePrefixFeaturesOutMixin, InferenceMixin, BaseEstima
 default="auto"
         Decoder distribution. ``"gaussian"`` decodes a mean with one learned variance per
         feature (bounded below, so constant features cannot drive the loss to minus
-        infinity); ``"bernoulli"`` is for data in [0, 1] such as pixel intensities.
-        For counts (non-negative whole numbers, e.g. single-cell RNA): ``"poisson"``,
-        ``"negative_binomial"`` (a learned dispersion per feature) and ``"zinb"`` (zero-
-        inflated negative binomial) decode proportions that the row's observed total scales
+        infinity); ``"bernoulli"`` is for data in [0, 1] such as pixel intensities, or
+        8-bit pixel values (whole numbers in [0, 255] reaching 255), which it models divided
+        by 255 and decodes back to [0, 255] (``spec_.upper``). For counts (non-negative
+        whole numbers, e.g. single-cell RNA): ``"poisson"``, ``"negative_binomial"`` (a
+        learned dispersion per feature) and ``"zinb"`` (zero-inflated negative binomial)
+        decode proportions that the row's observed total scales
         (:mod:`cvae.nn.likelihoods`); the encoder sees ``log1p`` of the counts, normalized.
         ``"auto"`` picks ``"bernoulli"`` when every training and validation value lies in
-        [0, 1], else ``"gaussian"``, never a count likelihood (whole numbers are not always
-        counts: docs/data.md); the choice is stored in ``likelihood_``.
+        [0, 1], or is an 8-bit pixel value (saying so in a warning before training), else
+        ``"gaussian"``, never a count likelihood (whole numbers are not always counts:
+        docs/data.md); the choice is stored in ``likelihood_``.
     beta : float, default=1.0
         Weight of the KL term (beta-VAE), 0 or more; 1 gives the true ELBO.
     kl_warmup_steps : int, default=0
@@ -132,6 +135,14 @@ default="auto"
         small weight such as 0.01 (replay stays on) before the rest at the full one, which
         brings the earlier rows back (``examples/add_classes.py``; measured in
         benchmarks/README.md, "partial_fit").
+    store_rows : bool, default=True
+        Whether the fitted model (its ``logdir`` checkpoint and its pickle) keeps raw
+        training rows: a uniform sample of them that :meth:`partial_fit` replays, and the
+        landmarks it keeps in place (at most ``RESERVOIR_ROWS`` and ``LANDMARKS`` rows).
+        ``False`` keeps no training data of any kind: :meth:`partial_fit` then learns new
+        rows alone (no replay, no landmarks), and ``placement="auto"`` is ``"encoder"``,
+        since the neighbour placement keeps every training row, projected
+        (``"neighbors"`` is refused). What a model file holds: docs/data.md.
     activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
         Hidden-layer non-linearity.
     dropout : float, default=0.0
@@ -310,6 +321,7 @@ default="orthogonal"
         "placement": [StrOptions(set(PLACEMENTS))],
         "target_weight": [Interval(Real, 0, 1, closed="both")],
         "landmark_weight": [Interval(Real, 0, None, closed="left")],
+        "store_rows": ["boolean"],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "initializer": [StrOptions(set(INITIALIZERS))],
@@ -356,6 +368,7 @@ default="orthogonal"
         placement="auto",
         target_weight=0.5,
         landmark_weight=1.0,
+        store_rows=True,
         activation="relu",
         dropout=0.0,
         initializer="orthogonal",
@@ -398,6 +411,7 @@ default="orthogonal"
         self.placement = placement
         self.target_weight = target_weight
         self.landmark_weight = landmark_weight
+        self.store_rows = store_rows
         self.activation = activation
         self.dropout = dropout
         self.initializer = initializer
@@ -497,7 +511,7 @@ numpy.memmap or anndata.AnnData
         self : CompressionVAE
         """
         self._check_params()  # before landmark_weight is compared
-        trained = self._trained_run() if self.landmark_weight > 0 else None
+        trained = self._trained_run() if self.landmark_weight > 0 and self.store_rows else None
         if trained is not None:  # replay: earlier rows train too
             spec, state = trained
             stored = replay_source(state, spec)

@@ -75,6 +75,9 @@ class RunSpec:
     library_size : float or None
         Under a count likelihood, the mean total of the training rows, at which the model
         decodes by default; ``None`` otherwise.
+    upper : float or None
+        Under the Bernoulli likelihood of data in [0, upper] other than [0, 1] (8-bit pixel
+        values: 255), the value it models as 1; ``None`` otherwise.
     format_version : int
         :data:`FORMAT_VERSION` of the code that wrote it.
     """
@@ -86,6 +89,7 @@ class RunSpec:
     seed: int
     feature_names: tuple = None
     library_size: float = None
+    upper: float = None
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self):
@@ -102,6 +106,8 @@ class RunSpec:
         _check(self, "feature_names", lambda v: v is None or len(v) == n, f"None or {n} names")
         _check(self, "library_size", lambda v: (v is None) != self.is_count and (v is None or _real(v) and v > 0),
                "a positive number under a count likelihood, else None")
+        _check(self, "upper", lambda v: v is None or (self.model.likelihood == "bernoulli" and _real(v) and v > 0),
+               "None, or a positive number under the Bernoulli likelihood")
         _check(self, "format_version", lambda v: v == FORMAT_VERSION, f"{FORMAT_VERSION}")
 
     @property
@@ -125,6 +131,7 @@ class RunSpec:
             "feature_names": None if self.feature_names is None else list(self.feature_names),
             # written only where it applies, so that other runs' files read as before
             **({} if self.library_size is None else {"library_size": float(self.library_size)}),
+            **({} if self.upper is None else {"upper": float(self.upper)}),
         }
 
     @classmethod
@@ -142,7 +149,7 @@ class RunSpec:
         if not isinstance(model, dict):
             raise ValueError("the run specification has no 'model' object")
         for fields, given, where in ((_MODEL_FIELDS, model, "model."), (_RUN_FIELDS, data, "")):
-            missing = sorted(fields - {"format_version", "library_size"} - given.keys())
+            missing = sorted(fields - {"format_version", "library_size", "upper"} - given.keys())
             unknown = sorted(given.keys() - fields)
             if missing or unknown:
                 raise ValueError(
@@ -192,7 +199,8 @@ def new_spec(params, data, seed, feature_names=None):
     counts = likelihood in COUNT_LIKELIHOODS
     loc, scale = data.summary.normalization(params["normalize"], log=counts)
     library_size = data.summary.mean_total if counts else None
-    return RunSpec(model, params["normalize"], loc, scale, seed, feature_names, library_size)
+    upper = data.upper if likelihood == "bernoulli" and data.upper != 1.0 else None
+    return RunSpec(model, params["normalize"], loc, scale, seed, feature_names, library_size, upper)
 
 
 def check_warm_start(params, spec):
@@ -234,7 +242,8 @@ def build_module(spec, state_dict=None):
     else with initial weights drawn from a generator seeded by ``spec.seed``."""
     loc, scale = torch.from_numpy(spec.loc.copy()), torch.from_numpy(spec.scale.copy())
     generator = seeded_generator(spec.seed, INIT_STREAM)
-    module = VAE(loc=loc, scale=scale, library_size=spec.library_size, generator=generator, **asdict(spec.model))
+    module = VAE(loc=loc, scale=scale, library_size=spec.library_size, generator=generator, upper=spec.upper,
+                 **asdict(spec.model))
     if state_dict is not None:
         load_weights(module, state_dict)
     return module

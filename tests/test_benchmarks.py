@@ -54,8 +54,9 @@ def test_scale_benchmark_of_the_neighbour_option_measures_graph_memory_and_quali
     document = json.loads(out.read_text())
     runs = {run["run"]: run for run in document["runs"]}
     assert set(runs) == {"neighbors"} and runs["neighbors"]["steps"] == 8
-    assert [k for k, _ in runs["neighbors"]["graph_seconds_by_k"]] == [15, 1]
-    assert runs["neighbors"]["graph_recall"] == 1.0  # 2,700 training rows: an exact graph
+    # (k, seconds, rows searched): 2,700 training rows, 300 validation rows, below the budget's sample
+    assert [(k, rows) for k, _, rows in runs["neighbors"]["graph_seconds_by_k"]] == [(15, 2700), (1, 300)]
+    assert runs["neighbors"]["graph_recall"] == 1.0  # an exact graph
     assert runs["neighbors"]["peak_rss_beyond_baseline_mb"] > 0 and "test_knn10" in runs["neighbors"]
     assert not document["targets"]["cluster 10-NN above the plain VAE's"]  # no plain VAE to be above
 

@@ -78,3 +78,33 @@ def test_one_feature_on_its_own_scale_is_named_under_global_normalization(X, fas
         warnings.simplefilter("error", UserWarning)
         CompressionVAE(**dict(fast, max_steps=10, normalize="feature")).fit(scaled)  # each feature its own scale
         CompressionVAE(**dict(fast, max_steps=10)).fit(X)  # digits' pixels share one
+
+
+def test_eight_bit_pixels_train_the_model_of_the_values_over_255(digits, tmp_path):
+    X = np.round(digits[0][:400] * 255 / 16).astype(np.uint8)
+    params = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=60, validation_interval=20, random_state=0,
+                  learning_rate="constant")
+    with pytest.warns(UserWarning, match="like 8-bit pixel values: likelihood='auto' chose 'bernoulli' on the values "
+                      "/ 255"):
+        pixels = CompressionVAE(**params, logdir=tmp_path / "run").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # an explicit choice is not warned about
+        scaled = CompressionVAE(**dict(params, likelihood="bernoulli")).fit(X / 255.0)
+        assert CompressionVAE(**dict(params, likelihood="bernoulli")).fit(X).spec_.upper == 255
+        assert CompressionVAE(**dict(params, likelihood="gaussian")).fit(X).likelihood_ == "gaussian"
+    assert pixels.likelihood_ == "bernoulli" and pixels.spec_.upper == 255 and scaled.spec_.upper is None
+    # the same model as on X / 255, up to rounding, decoded back to pixel values
+    np.testing.assert_allclose(pixels.transform(X), scaled.transform(X / 255.0), atol=1e-3)
+    Z = pixels.transform(X[:50])
+    np.testing.assert_allclose(pixels.inverse_transform(Z), 255 * scaled.inverse_transform(Z), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(pixels.score_samples(X[:50]), scaled.score_samples(X[:50] / 255.0), rtol=1e-4)
+    generated = pixels.sample(200, random_state=0)
+    assert generated.min() >= 0 and generated.max() <= 255 and generated.max() > 1
+    # the range is part of the run: it loads, and an update keeps it whatever its rows' maximum
+    loaded = CompressionVAE.load(tmp_path / "run")
+    assert loaded.spec_.upper == 255
+    np.testing.assert_array_equal(loaded.transform(X[:20]), pixels.transform(X[:20]))
+    assert loaded.partial_fit(X[:100] // 2).spec_.upper == 255
+    # a model of [0, 1] does not take 8-bit rows for more training
+    with pytest.raises(ValueError, match=r"likelihood='bernoulli' needs X in \[0, 1\], but its values range from 0 to"):
+        scaled.partial_fit(X[:100])

@@ -313,18 +313,6 @@ def test_warm_start_with_renamed_columns_is_refused(X, fast):
     assert vae.n_steps_ == 80
 
 
-# 16. Data that looks like 8-bit images.
-def test_eight_bit_pixels_under_auto_likelihood_warn_with_the_fix(fast):
-    X = np.random.default_rng(0).integers(0, 256, (200, 16)).astype(np.uint8)
-    with pytest.warns(UserWarning, match="like 8-bit pixel values.*divide them by 255"):
-        CompressionVAE(**fast).fit(X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        constant = dict(fast, learning_rate="constant")  # no ConvergenceWarning (a UserWarning)
-        CompressionVAE(**dict(constant, likelihood="gaussian")).fit(X)
-        CompressionVAE(**constant).fit(X / 255.0)
-
-
 # 17.
 def test_plot_reads_labels_from_an_npz_key(run, npy, tmp_path, capsys):
     pytest.importorskip("matplotlib")

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._random import REPLAY_STREAM
+from .._random import GRAPH_STREAM, REPLAY_STREAM
 from .._validation import (
     check_chunk,
     check_sample_weight,
@@ -43,13 +43,19 @@ from .rows import (
 from .labels import UNLABELLED, check_labels
 from .preprocessing import summarize
 
-__all__ = ["FitData", "Rows", "prepare", "training_batches", "training_graph", "validation_chunks"]
+__all__ = ["FitData", "Rows", "graph_rows", "prepare", "training_batches", "training_graph", "validation_chunks"]
 
 # Rows of a sparse matrix summarized at a time (CSR blocks: their size is their stored values).
 _SPARSE_CHUNK_ROWS = 65536
 # partial_fit replays as many stored rows as a call brings new ones, and at least this many:
 # a small call's neighbour graph then still links rows across the data seen so far.
 REPLAY_MIN_ROWS = 2048
+# With the neighbour term, a fit over more rows than its step budget visits trains on a
+# seeded sample of as many rows (at least GRAPH_MIN_ROWS, at most GRAPH_MAX_ROWS), and its
+# validation on at most GRAPH_MIN_ROWS rows, so that the graphs' time and memory follow the
+# budget rather than the file (2,000,000 rows, 300 steps: benchmarks/README.md, "Scale").
+GRAPH_MIN_ROWS = 50_000
+GRAPH_MAX_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class FitData:
     likelihood: str
     held_out: Split = None
     classes: np.ndarray = None
+    upper: float = 1.0
 
     @property
     def n_features(self):
@@ -234,10 +241,11 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     # partial_fit validates on its training rows: unweighted, they are one pass, not two
     same_rows = valid_source is source and weights is None and len(keep) == source.n_samples
     summaries = train_summary, train_summary if same_rows else summarize(_checked_chunks(valid), log_counts)
-    likelihood = _resolve_likelihood(likelihood, summaries, (train.name, valid.name))
+    upper = None if continued is None else continued.upper or 1.0  # a continued run keeps its range
+    likelihood, upper = _resolve_likelihood(likelihood, summaries, (train.name, valid.name), upper)
     if params["normalize"] == "global" and likelihood not in COUNT_LIKELIHOODS:
         _warn_if_one_feature_dominates(train_summary.scaler.scale_)
-    return FitData(train, valid, *summaries, likelihood, held_out, classes)
+    return FitData(train, valid, *summaries, likelihood, held_out, classes, upper)
 
 
 # Under normalize="global", a feature whose spread is this many times the median feature's
@@ -302,31 +310,57 @@ def _digested(chunks, digest):
         yield item
 
 
-def _resolve_likelihood(likelihood, summaries, names):
-    """``likelihood``, with ``"auto"`` resolved: Bernoulli when every training and validation
-    value lies in [0, 1], else Gaussian. Bernoulli data is checked to lie in [0, 1]."""
+def _resolve_likelihood(likelihood, summaries, names, upper=None):
+    """``(likelihood, upper)``: ``likelihood`` with ``"auto"`` resolved, and for the Bernoulli
+    the value it models as 1 (``upper``, the continued run's when given). ``"auto"`` is
+    Bernoulli when every training and validation value lies in [0, 1] or, for 8-bit pixel
+    values (whole numbers in [0, 255], the largest 255), in [0, 255], which it says; else
+    Gaussian. Bernoulli data is checked to lie in [0, upper]."""
+    train = summaries[0]
+    # counts can span [0, 255] too, but rarely reach 255 exactly, as 8-bit images do
+    eight_bit = all(s.integers and s.low >= 0 and s.high <= 255 for s in summaries) and train.high == 255
     if likelihood == "auto":
         in_unit_interval = all(s.low >= 0 and s.high <= 1 for s in summaries)
-        likelihood = "bernoulli" if in_unit_interval else "gaussian"
-        train = summaries[0]
-        if likelihood == "gaussian" and train.integers and train.low >= 0 and 128 <= train.high <= 255:
+        likelihood = "bernoulli" if in_unit_interval or eight_bit else "gaussian"
+        if likelihood == "bernoulli" and upper is None and not in_unit_interval:
             warnings.warn(
                 f"{names[0]} holds whole numbers from {train.low:.0f} to {train.high:.0f}, like 8-bit pixel values: "
-                "likelihood='auto' chose 'gaussian'. If they are intensities, divide them by 255 (or by their "
-                "maximum) for the Bernoulli likelihood of images in [0, 1], or set likelihood='gaussian' to keep "
-                "this choice without this warning.",
+                "likelihood='auto' chose 'bernoulli' on the values / 255 (decoded and sampled back in [0, 255]). "
+                "Set likelihood='bernoulli' to keep this choice without this warning, or likelihood='gaussian' "
+                "to model the values themselves.",
                 UserWarning,
                 stacklevel=4,
             )
     if likelihood == "bernoulli":
+        if upper is None:
+            upper = 255.0 if eight_bit and not all(s.high <= 1 for s in summaries) else 1.0
         for summary, name in zip(summaries, names):
-            check_unit_interval(summary.low, summary.high, name)
+            check_unit_interval(summary.low / upper, summary.high / upper, name, upper)
     if likelihood in COUNT_LIKELIHOODS:
         for summary, name in zip(summaries, names):
             check_counts(summary.low, summary.integers, name, likelihood)
         if summaries[0].high == 0:
             raise ValueError(f"likelihood={likelihood!r}: every count in {names[0]} is zero; there is nothing to fit.")
-    return likelihood
+    return likelihood, upper
+
+
+def graph_rows(rows, visits, seed):
+    """The rows a fit with the neighbour term trains (or validates) on: ``rows``, or when
+    they are more than ``visits`` (the rows its step budget draws; 0 for validation
+    rows), ``GRAPH_MIN_ROWS`` and ``GRAPH_MAX_ROWS``, a sample of ``min(max(visits,
+    GRAPH_MIN_ROWS), GRAPH_MAX_ROWS)`` of them drawn with ``seed``: the same for a run
+    continued with the same budget, and more of the same with a larger one."""
+    n = min(max(int(visits), GRAPH_MIN_ROWS), GRAPH_MAX_ROWS)
+    if len(rows) <= n:
+        return rows
+    # the first n of one seeded order: a run continued with a larger budget trains on more of the same rows
+    chosen = np.sort(np.random.default_rng([seed, GRAPH_STREAM]).permutation(len(rows))[:n])
+    digest = None
+    if rows.digest is not None:
+        digest = hashlib.blake2b(f"{rows.digest}:{seed}:{n}".encode(), digest_size=16).hexdigest()
+    return replace(rows, indices=rows.indices[chosen], digest=digest,
+                   weights=None if rows.weights is None else rows.weights[chosen],
+                   labels=None if rows.labels is None else rows.labels[chosen])
 
 
 def training_graph(rows, normalize, n_neighbors, device, distributed, graphs=None):

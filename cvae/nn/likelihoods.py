@@ -125,28 +125,38 @@ class GaussianLikelihood(_NormalizedLikelihood):
 
 
 class BernoulliLikelihood(_NormalizedLikelihood):
-    """Independent Bernoulli per feature, for data in [0, 1] (e.g. pixel intensities).
+    """Independent Bernoulli per feature, for data in [0, ``upper``] (e.g. pixel intensities).
 
-    The encoder still sees standardized features; the likelihood is evaluated on ``x``
-    itself. For values strictly between 0 and 1 this is the binary cross-entropy that the
-    VAE literature uses for grey-level images; it is a density only for binary data.
+    The encoder still sees standardized features; the likelihood is evaluated on
+    ``x / upper``. For values strictly between 0 and ``upper`` this is the binary
+    cross-entropy that the VAE literature uses for grey-level images; it is a density only
+    for binary data.
 
     Parameters
     ----------
     loc, scale : torch.Tensor of shape (n_features,)
         Normalization statistics used to standardize the encoder input.
+    upper : float, default=1.0
+        The value modelled as 1: 255 for 8-bit pixel values, which are then modelled as
+        ``x / 255`` and decoded back to [0, 255].
     """
 
     n_params = 1
 
+    def __init__(self, loc, scale, upper=1.0):
+        super().__init__(loc, scale)
+        self.upper = float(upper)
+
     def log_prob(self, params, x):
         """Per-sample ``log p(x | z)`` of shape ``(batch,)``."""
-        bce = nn.functional.binary_cross_entropy_with_logits(params, x, reduction="none")
+        target = x if self.upper == 1.0 else x / self.upper
+        bce = nn.functional.binary_cross_entropy_with_logits(params, target, reduction="none")
         return -bce.sum(dim=-1)
 
     def mean(self, params):
-        """Success probabilities, the decoder mean."""
-        return torch.sigmoid(params)
+        """Success probabilities times ``upper``, the decoder mean."""
+        probabilities = torch.sigmoid(params)
+        return probabilities if self.upper == 1.0 else probabilities * self.upper
 
 
 # The smallest total a row's rates are scaled by: a row of zeros then has rates near zero
@@ -274,9 +284,11 @@ LIKELIHOODS = {
 COUNT_LIKELIHOODS = ("poisson", "negative_binomial", "zinb")
 
 
-def make_likelihood(name, loc, scale, library_size=None):
+def make_likelihood(name, loc, scale, library_size=None, upper=None):
     """Build the likelihood called ``name`` with the given normalization statistics (and,
-    for counts, the total at which it decodes)."""
+    for counts, the total at which it decodes; for the Bernoulli, the value it models as 1)."""
     if name in COUNT_LIKELIHOODS:
         return LIKELIHOODS[name](loc, scale, 1.0 if library_size is None else library_size)
+    if name == "bernoulli":
+        return LIKELIHOODS[name](loc, scale, 1.0 if upper is None else upper)
     return LIKELIHOODS[name](loc, scale)

@@ -32,7 +32,7 @@ class LossSettings:
         penalize (Kingma et al., 2016); the reported ``kl`` stays exact.
     neighbor_weight : float, default=0.0
         Weight of the neighbour term, for batches that come with data-space neighbours.
-    neighbor_objective : str, default="umap"
+    neighbor_objective : str, default="tsne"
         Key of :data:`cvae.nn.neighbor_loss.NEIGHBOR_OBJECTIVES`.
     gather : callable, default=None
         In a distributed run, a function of this process's rows of the embedding that
@@ -44,7 +44,7 @@ class LossSettings:
     beta: float = 1.0
     free_bits: float = 0.0
     neighbor_weight: float = 0.0
-    neighbor_objective: str = "umap"
+    neighbor_objective: str = "tsne"
     gather: Optional[Callable] = None
 
 
@@ -103,6 +103,8 @@ class VAE(nn.Module):
         Weight initialization scheme (see :func:`initialize_weights`).
     library_size : float, default=None
         For a count likelihood, the total at which :meth:`decode_mean` decodes.
+    upper : float, default=None
+        For the Bernoulli likelihood, the value it models as 1 (``None``: 1).
     generator : torch.Generator, default=None
         Where the initial weights are drawn from; ``None`` means torch's default generator.
     """
@@ -121,12 +123,13 @@ class VAE(nn.Module):
         initializer="orthogonal",
         library_size=None,
         generator=None,
+        upper=None,
     ):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
         self.n_features = n_features
         self.n_latent = n_latent
-        self.likelihood = make_likelihood(likelihood, loc.float(), scale.float(), library_size)
+        self.likelihood = make_likelihood(likelihood, loc.float(), scale.float(), library_size, upper)
         self.encoder = MLP(n_features, hidden_sizes, dropout, activation, generator)
         width = self.encoder.out_features
         context = min(width, 64) if n_flows else 0

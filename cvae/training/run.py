@@ -2,6 +2,7 @@
 parameters and a run specification; the log directory written; the stop reported."""
 
 import contextlib
+from dataclasses import replace
 import math
 import warnings
 
@@ -14,7 +15,7 @@ from .._random import row_keys
 from ..data.rows import take_rows
 from ..nn.vae import LossSettings
 from ..neighbors.placement import NeighborReference
-from ..data.preparation import training_batches, training_graph, validation_chunks
+from ..data.preparation import graph_rows, training_batches, training_graph, validation_chunks
 from ..spec import build_module
 from .callbacks import (
     Checkpoint,
@@ -121,6 +122,9 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         if data.held_out is not None:
             writer.write_split(data.held_out)
     params = {**params, **resolved}
+    if params["neighbor_weight"] > 0:  # the graphs' cost follows the budget (GRAPH_MIN_ROWS)
+        data = replace(data, train=graph_rows(data.train, params["max_steps"] * params["batch_size"], spec.seed),
+                       valid=graph_rows(data.valid, 0, spec.seed))
     landmarks = None if resume is None else checked_landmarks(resume.get("landmarks"), spec)
     reservoir = None if resume is None or not partial else _checked_reservoir(resume.get("reservoir"), spec)
     if partial and resume is not None:
@@ -128,8 +132,8 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
     with tensorboard if tensorboard is not None else contextlib.nullcontext():
         trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard,
-                                 _carried(resume, data, partial))
-        if partial and landmarks is not None and params["landmark_weight"] > 0:
+                                 _carried(resume, data, partial, params["store_rows"]))
+        if partial and landmarks is not None and params["landmark_weight"] > 0 and params["store_rows"]:
             trainer.callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], params["landmark_weight"],
                                                spec.seed))
         if resume is not None:
@@ -140,11 +144,12 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     state["data_range"] = [data.summary.low, data.summary.high]
     if data.classes is not None:
         state["classes"] = data.classes.tolist()
-    # a fit stores landmarks; partial_fit keeps the fit's (or none, before any fit)
-    state["landmarks"] = landmarks if partial else _landmarks(spec, state, data, device, params["eval_batch_size"])
-    # every run keeps its sample of rows, which partial_fit replays (and places unseen rows by)
-    state["reservoir"] = _reservoir(reservoir, data.train.source, data.train.indices, spec.seed,
-                                    params["eval_batch_size"])
+    if params["store_rows"]:
+        # a fit stores landmarks; partial_fit keeps the fit's (or none, before any fit)
+        state["landmarks"] = landmarks if partial else _landmarks(spec, state, data, device, params["eval_batch_size"])
+        # every run keeps its sample of rows, which partial_fit replays (and places unseen rows by)
+        state["reservoir"] = _reservoir(reservoir, data.train.source, data.train.indices, spec.seed,
+                                        params["eval_batch_size"])
     if keeps_reference(params, data.train.source) and not partial:
         state["reference"] = _neighbor_reference(spec, state, data, device).state_dict()
     elif keeps_reference(params, data.train.source):
@@ -246,9 +251,10 @@ def _reservoir_reference(spec, state, rows, device):
 
 def keeps_reference(params, source):
     """Whether a fit keeps its training rows (of ``source``) to place unseen rows
-    (``placement``): ``"auto"`` keeps rows held in memory, not rows streamed from files."""
+    (``placement``): ``"auto"`` keeps rows held in memory, not rows streamed from files,
+    and none with ``store_rows=False``."""
     if params["placement"] == "auto":
-        return params["neighbor_weight"] > 0 and source.in_memory
+        return params["neighbor_weight"] > 0 and source.in_memory and params["store_rows"]
     return params["placement"] == "neighbors"
 
 
@@ -270,13 +276,13 @@ def _reference(spec, state, read, n_rows, device):
     return NeighborReference.build(read, n_rows, spec.n_features, model, seed=spec.seed)
 
 
-def _carried(resume, data, partial):
+def _carried(resume, data, partial, store_rows=True):
     """What each checkpoint of a run carries beside the trainer's state: the run's classes,
     and for an update, what the run it updates kept (landmarks, its sample of rows, the
     placement's reference, the resolved "auto" values), until the update's end replaces them."""
     carried = {} if data.classes is None else {"classes": data.classes.tolist()}
     if partial and resume is not None:
-        kept = ("landmarks", "reservoir", "reference", "resolved", "data_range")
+        kept = ("resolved", "data_range") + (("landmarks", "reservoir", "reference") if store_rows else ())
         carried.update({key: resume[key] for key in kept if resume.get(key) is not None})
     return carried
 
@@ -320,15 +326,15 @@ def _build_trainer(params, spec, data, device, distributed, writer, tensorboard,
 
     normalize = model.likelihood.scale_rows
     with_neighbors = params["neighbor_weight"] > 0
-    graph = None
+    train, valid, graph = data.train, data.valid, None
     if with_neighbors:
-        graph = training_graph(data.train, normalize, params["n_neighbors"], device, distributed, graphs=writer)
-    batches = training_batches(data.train, params["batch_size"], spec.seed, device, distributed, graph,
+        graph = training_graph(train, normalize, params["n_neighbors"], device, distributed, graphs=writer)
+    batches = training_batches(train, params["batch_size"], spec.seed, device, distributed, graph,
                                params["neighbor_samples"], params["target_weight"])
     # partial_fit validates on its training rows: their nearest neighbours are known
-    same_rows = data.valid.source is data.train.source and np.array_equal(data.valid.indices, data.train.indices)
+    same_rows = valid.source is train.source and np.array_equal(valid.indices, train.indices)
     nearest = graph[:, 0] if graph is not None and same_rows else None
-    chunks = validation_chunks(data.valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors,
+    chunks = validation_chunks(valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors,
                                nearest)
     local = local_batch_size(params["batch_size"], distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / params["batch_size"]
