@@ -24,13 +24,20 @@ def fit(X, X_valid=None, **params):
         return CompressionVAE(**params).fit(X, X_valid=X_valid)
 
 
-def test_fit_transform_shapes_and_finite_outputs(X, fast):
-    vae = fit(X, n_components=3, **fast)
+def test_fit_transform_shapes_and_what_each_method_gives(X, fast):
+    vae = fit(X, n_components=3, **dict(fast, max_steps=300))
     Z = vae.transform(X)
     assert Z.shape == (400, 3) and np.isfinite(Z).all()
-    assert vae.inverse_transform(Z).shape == (400, 64)
-    assert vae.sample(5, random_state=0).shape == (5, 64)
-    assert vae.score_samples(X).shape == (400,)
+    # a row's own code decodes closer to it than other rows' codes do
+    X_hat, other = vae.inverse_transform(Z), vae.inverse_transform(np.roll(Z, 1, axis=0))
+    assert X_hat.shape == (400, 64) and np.square(X_hat - X).mean() < 0.5 * np.square(other - X).mean()
+    samples = vae.sample(500, random_state=0)
+    assert samples.shape == (500, 64)
+    np.testing.assert_array_equal(samples, vae.sample(500, random_state=0))  # seeded draws repeat
+    assert np.abs(samples.mean() - X.mean()) < 0.25 * X.std()  # drawn around the data's level
+    scores = vae.score_samples(X)
+    assert scores.shape == (400,) and vae.score(X) == pytest.approx(scores.mean(), rel=1e-5)
+    assert vae.score(X) > vae.score(np.random.default_rng(0).permutation(X.ravel()).reshape(X.shape))
     assert list(vae.get_feature_names_out()) == ["compressionvae0", "compressionvae1", "compressionvae2"]
     assert vae.n_features_in_ == 64 and vae.hidden_layer_sizes_ == [32, 16]
     assert vae.device_ == torch.device("cpu")

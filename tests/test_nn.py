@@ -442,7 +442,7 @@ def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs
     x, neighbors, eps = torch.randn(8, 6), torch.randn(8 * pairs_per_row, 6), torch.randn(8, 3)
     plain = model(x, eps=eps)
     torch.manual_seed(0)
-    out = model(x, LossSettings(neighbor_weight=2.5), eps=eps, neighbors=neighbors)
+    out = model(x, LossSettings(neighbor_weight=2.5, neighbor_objective="umap"), eps=eps, neighbors=neighbors)
     torch.manual_seed(0)
     term = neighbor_loss(model.embed(x), model.embed(neighbors))
     torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)

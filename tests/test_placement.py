@@ -103,10 +103,27 @@ def test_a_model_without_reference_says_how_to_place_rows(split):
         vae.set_params(placement="auto", n_neighbors=0).transform(split[1])
 
 
+def _shared_neighbours(Z_new, Z_train, X_new, X_train, k=15):
+    """Mean share of each new row's k nearest training rows in the data that are among its k
+    nearest in the embedding."""
+    from sklearn.neighbors import NearestNeighbors
+
+    in_data = NearestNeighbors(n_neighbors=k).fit(X_train).kneighbors(X_new, return_distance=False)
+    in_embedding = NearestNeighbors(n_neighbors=k).fit(Z_train).kneighbors(Z_new, return_distance=False)
+    return np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(in_data, in_embedding)])
+
+
 def test_the_plain_vae_can_keep_a_reference(split):
+    X, X_new = split
     vae = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=10, neighbor_weight=0, placement="neighbors",
-                         random_state=0).fit(split[0])
-    assert vae._reference is not None and len(vae._reference.rows) == 600
+                         random_state=0).fit(X)
+    # every row of X (training and held-out) is kept with its encoder embedding, and keeps it in transform
+    encoded = vae.set_params(placement="encoder").transform(X)
+    np.testing.assert_allclose(vae.embedding_, encoded, atol=1e-5)
+    np.testing.assert_array_equal(vae.set_params(placement="neighbors").transform(X), vae.embedding_)
+    # unseen rows land among their nearest training rows, as the encoder's map of this model does not
+    placed, mapped = vae.transform(X_new), vae.set_params(placement="encoder").transform(X_new)
+    assert _shared_neighbours(placed, encoded, X_new, X) > 1.5 * _shared_neighbours(mapped, encoded, X_new, X)
 
 
 def test_wide_rows_are_searched_among_principal_components():
@@ -144,8 +161,16 @@ def test_the_grid_sums_over_all_training_rows_match_the_exact_sums():
 
 
 def test_a_wider_embedding_is_placed_against_a_sample_of_training_rows(split):
+    from cvae.neighbors.placement import KERNEL_SCALE, REFINE_NEGATIVES, _SampledField
+
     X, X_new = split
     vae = CompressionVAE(3, hidden_layer_sizes=(32, 16), max_steps=30, random_state=0).fit(X)
     Z = vae.transform(X_new)
     assert Z.shape == (100, 3) and np.isfinite(Z).all()
     np.testing.assert_array_equal(vae.transform(X[:10]), vae.embedding_[:10])
+    # no grid beyond 2-D: the repulsion is estimated from a fixed sample of the training rows
+    field = vae._reference._field
+    assert isinstance(field, _SampledField) and len(field.points) == REFINE_NEGATIVES
+    assert field.weight == len(vae.embedding_) / REFINE_NEGATIVES
+    scaled = KERNEL_SCALE * torch.from_numpy(vae.embedding_)
+    assert all(torch.isclose(scaled, point).all(dim=1).any() for point in field.points)

@@ -62,8 +62,13 @@ def test_a_latent_grid_without_data_spans_the_training_embedding_and_values(digi
 
 def test_many_classes_get_a_continuous_colour_bar():
     Z = np.random.default_rng(0).normal(size=(300, 2))
-    fig = plot_embedding(Z, labels=np.arange(300) % 50)
-    assert len(fig.axes) == 2 and len(fig.axes[1].get_yticklabels()) < 50
+    points = plot_embedding(Z, labels=np.arange(300) % 50).axes[0].collections[0]
+    # one continuous map over the 50 codes, not 50 colour bands
+    assert points.get_cmap().name == "viridis" and points.get_cmap().N == 256
+    assert points.get_clim() == (-0.5, 49.5)
+    few = plot_embedding(Z, labels=np.array(list("abcde"))[np.arange(300) % 5])
+    assert few.axes[0].collections[0].get_cmap().N == 5  # a band per class, named on its tick
+    assert [t.get_text() for t in few.axes[1].get_yticklabels()] == list("abcde")
 
 
 def test_plot_embedding_rejects_wrong_shapes():
