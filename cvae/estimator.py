@@ -18,12 +18,12 @@ from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
 from .nn.neighbor_loss import NEIGHBOR_OBJECTIVES
 from .neighbors.placement import PLACEMENTS, NeighborReference
-from .data.preparation import with_replay
 from .data.preprocessing import NORMALIZATIONS
 from .spec import build_module
 from .training import LogDir
 from .training.lifecycle import fit_run, read_run
-from .training.run import replay_source, warn_on_stop
+from .training.run import warn_on_stop
+from .training.update import replayed, update_run
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
@@ -510,39 +510,37 @@ numpy.memmap or anndata.AnnData
         -------
         self : CompressionVAE
         """
+        def rows():  # every row trains, and the update validates on them
+            source = training_rows(self, X)
+            return source, source, fit_labels(X, y), getattr(self, "feature_names_in_", None)
+
         self._check_params()  # before landmark_weight is compared
-        trained = self._trained_run() if self.landmark_weight > 0 and self.store_rows else None
-        if trained is not None:  # replay: earlier rows train too
-            spec, state = trained
-            stored = replay_source(state, spec)
-            X, y, sample_weight = with_replay(X, fit_labels(X, y), sample_weight,
-                                              None if stored is None else stored.numpy(), (spec.seed, state["step"]))
-        return self._fit(X, y, sample_weight, None, partial=True)
+        X, y, sample_weight = replayed(X, fit_labels(X, y), sample_weight, self.get_params(), self._fitted())
+        return self._train(update_run, rows, sample_weight)
 
-    def _trained_run(self):
-        """``(spec, state)`` of the run an update continues: this estimator's, or the one in its
-        ``logdir`` (which an update continues as a loaded estimator would); ``None`` before any."""
-        if hasattr(self, "spec_"):
-            return self.spec_, self._checkpoint
-        if self.logdir is None or not LogDir(self.logdir).has_run():
-            return None
-        _, _, spec, state = read_run(self.logdir, self._get_param_names())
-        return spec, state
-
-    def _fit(self, X, y, sample_weight, X_valid, partial=False):
-        self._check_params()
-
+    def _fit(self, X, y, sample_weight, X_valid):
         def rows():  # training_rows records n_features_in_ (and feature_names_in_)
             source = training_rows(self, X)
-            valid = source if partial else None if X_valid is None else validation_rows(self, X_valid)
+            valid = None if X_valid is None else validation_rows(self, X_valid)
             return source, valid, fit_labels(X, y), getattr(self, "feature_names_in_", None)
 
-        fitted = (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
+        return self._train(fit_run, rows, sample_weight)
+
+    def _fitted(self):
+        """``(spec_, checkpoint)`` when fitted, else ``None``."""
+        return (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
+
+    def _train(self, run_fit, rows, sample_weight):
+        """Train with ``run_fit`` (:func:`cvae.training.lifecycle.fit_run` or
+        :func:`cvae.training.update.update_run`) and adopt its run; a refused X leaves a
+        fitted model as it was."""
+        self._check_params()
+        fitted = self._fitted()
         # A refused X must not leave its width or column names behind on a fitted model.
         checked = {name: self.__dict__[name] for name in ("n_features_in_", "feature_names_in_")
                    if name in self.__dict__}
         try:
-            run = fit_run(self.get_params(), rows, sample_weight, fitted, partial)
+            run = run_fit(self.get_params(), rows, sample_weight, fitted)
         except BaseException:
             if fitted is not None:
                 for name in ("n_features_in_", "feature_names_in_"):

@@ -113,7 +113,7 @@ def test_kill_9_at_random_moments_never_loses_or_breaks_a_run(tmp_path, digits, 
     elif kind == "anndata":
         X = tmp_path / "cells.h5ad"
     if kind == "partial":  # the next update replays the run's sample of earlier rows
-        from cvae.training.run import replay_source
+        from cvae.training.stored import replay_source
 
         assert replay_source(vae._checkpoint, vae.spec_) is not None
         vae.partial_fit(X[150:], digits[1][150:300])

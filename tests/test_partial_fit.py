@@ -5,7 +5,7 @@ import pytest
 
 from cvae import CompressionVAE
 from cvae.data.preparation import REPLAY_MIN_ROWS
-from cvae.training.run import LANDMARKS
+from cvae.training.stored import LANDMARKS
 
 FAST = dict(hidden_layer_sizes=(32, 16), random_state=0)
 
@@ -44,13 +44,13 @@ def test_each_call_is_one_pass_and_the_first_sets_the_model_up(halves, monkeypat
 
 
 def test_partial_fit_keeps_a_uniform_sample_of_its_rows_to_place_unseen_rows(halves, monkeypatch):
-    import cvae.training.run
+    import cvae.training.stored
 
     old, new = halves
     vae = CompressionVAE(**FAST).partial_fit(old)
     reservoir = vae._checkpoint["reservoir"]["rows"].numpy()
     np.testing.assert_array_equal(reservoir, old)  # all of the first call's rows: fewer than the cap
-    monkeypatch.setattr(cvae.training.run, "RESERVOIR_ROWS", 600)
+    monkeypatch.setattr(cvae.training.stored, "RESERVOIR_ROWS", 600)
     for _ in range(3):
         vae.partial_fit(new)
         reservoir = vae._checkpoint["reservoir"]["rows"].numpy()
@@ -116,7 +116,7 @@ def test_partial_fit_is_reproducible_and_continues_a_logdir(halves, tmp_path):
     loaded = CompressionVAE.load(tmp_path / "run")
     assert loaded.n_steps_ == a.n_steps_
     c = CompressionVAE(logdir=tmp_path / "run", **FAST).partial_fit(new)  # continues the run on disk, replaying
-    from cvae.training.run import replay_source
+    from cvae.training.stored import replay_source
 
     replayed = min(len(replay_source(loaded._checkpoint, loaded.spec_)), max(len(new), REPLAY_MIN_ROWS))
     assert c.n_steps_ == a.n_steps_ + int(np.ceil((len(new) + replayed) / 512))
@@ -143,11 +143,11 @@ def fitted_on_old(halves):
 
 def replayed_rows(vae, monkeypatch, call):
     """How many rows the fit behind ``call`` trained on (its X with any replayed rows)."""
-    import cvae.estimator as estimator
+    import cvae.training.update as update
 
     seen = []
-    real = estimator.with_replay
-    monkeypatch.setattr(estimator, "with_replay", lambda *a: seen.append(real(*a)) or seen[-1])
+    real = update.with_replay
+    monkeypatch.setattr(update, "with_replay", lambda *a: seen.append(real(*a)) or seen[-1])
     call()
     return len(seen[-1][0])
 

@@ -192,20 +192,8 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     -------
     FitData
     """
-    if continued is not None and feature_names is not None and continued.feature_names is not None:
-        pairs = zip_longest([str(n) for n in feature_names], continued.feature_names)
-        given, saved = next(((a, b) for a, b in pairs if a != b), (None, None))
-        if given != saved:
-            raise ValueError(
-                f"X's column names differ from those of the run being continued: {given!r} where it had {saved!r}. "
-                "Give the columns the run was trained on."
-            )
-    if continued is not None and source.n_features != continued.n_features:
-        where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
-        raise ValueError(
-            f"X has {source.n_features} features, but CompressionVAE is expecting "
-            f"{continued.n_features} features as input: the run being continued ({where}) was trained on them."
-        )
+    if continued is not None:
+        _check_continued_columns(continued, source, feature_names, logdir)
     weights = None if sample_weight is None else check_sample_weight(sample_weight, source.n_samples)
     classes, codes = (classes, None) if y is None else check_labels(y, source.n_samples, classes)
     keep = np.arange(source.n_samples) if weights is None else np.flatnonzero(weights > 0)
@@ -221,18 +209,7 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
         valid = Rows(source, valid_idx)
         held_out = Split(valid_idx, source.n_samples)
     if weights is not None:
-        weights = weights / weights[keep].max()  # no overflow in the mean, whatever the weights' scale
-        scale = weights[train.indices].mean()
-        lost = (weights[keep] > 0) & ((weights[keep] / scale).astype(np.float32) == 0)
-        if lost.any():
-            raise ValueError(
-                f"sample_weight spans too wide a range: {int(lost.sum())} row(s) weigh less than float32 can hold "
-                f"beside the largest weight (ratio {weights[keep][lost].min():.3g}). Give those rows weight 0 to "
-                "leave them out, or narrow the range."
-            )
-        train = replace(train, weights=(weights[train.indices] / scale).astype(np.float32))
-        if valid_source is None:
-            valid = replace(valid, weights=(weights[valid.indices] / scale).astype(np.float32))
+        train, valid = _weighted(train, valid, weights, keep, held_out is not None)
     likelihood = params["likelihood"] if continued is None else continued.model.likelihood
     log_counts = likelihood in COUNT_LIKELIHOODS
     digest = hashlib.blake2b(digest_size=16)
@@ -246,6 +223,44 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     if params["normalize"] == "global" and likelihood not in COUNT_LIKELIHOODS:
         _warn_if_one_feature_dominates(train_summary.scaler.scale_)
     return FitData(train, valid, *summaries, likelihood, held_out, classes, upper)
+
+
+def _check_continued_columns(continued, source, feature_names, logdir):
+    """Refuse ``source`` (with ``feature_names``) for the run ``continued`` describes when
+    its column names or its width differ from the run's."""
+    if feature_names is not None and continued.feature_names is not None:
+        pairs = zip_longest([str(n) for n in feature_names], continued.feature_names)
+        given, saved = next(((a, b) for a, b in pairs if a != b), (None, None))
+        if given != saved:
+            raise ValueError(
+                f"X's column names differ from those of the run being continued: {given!r} where it had {saved!r}. "
+                "Give the columns the run was trained on."
+            )
+    if source.n_features != continued.n_features:
+        where = "in memory" if logdir is None else f"in {str(logdir.path)!r}"
+        raise ValueError(
+            f"X has {source.n_features} features, but CompressionVAE is expecting "
+            f"{continued.n_features} features as input: the run being continued ({where}) was trained on them."
+        )
+
+
+def _weighted(train, valid, weights, keep, held_out):
+    """``train`` and ``valid`` with their sample weights, scaled to average 1 over the
+    training rows (``valid`` too when ``held_out`` of X, else its rows weigh 1 each); a
+    range float32 cannot hold is refused."""
+    weights = weights / weights[keep].max()  # no overflow in the mean, whatever the weights' scale
+    scale = weights[train.indices].mean()
+    lost = (weights[keep] > 0) & ((weights[keep] / scale).astype(np.float32) == 0)
+    if lost.any():
+        raise ValueError(
+            f"sample_weight spans too wide a range: {int(lost.sum())} row(s) weigh less than float32 can hold "
+            f"beside the largest weight (ratio {weights[keep][lost].min():.3g}). Give those rows weight 0 to "
+            "leave them out, or narrow the range."
+        )
+    train = replace(train, weights=(weights[train.indices] / scale).astype(np.float32))
+    if held_out:
+        valid = replace(valid, weights=(weights[valid.indices] / scale).astype(np.float32))
+    return train, valid
 
 
 # Under normalize="global", a feature whose spread is this many times the median feature's

@@ -1,9 +1,9 @@
 """A fit around its training run, and a fitted run read back: the process group, the log
 directory's lock, which run a fit continues, what its "auto" parameters resolve to, and the
-parameters saved in a log directory decoded for :meth:`cvae.CompressionVAE.load`."""
+parameters saved in a log directory decoded for :meth:`cvae.CompressionVAE.load`.
+``partial_fit``'s path is :mod:`cvae.training.update`, on the same opening."""
 
 import contextlib
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -17,7 +17,7 @@ from .distributed import Distributed
 from .logdir import LogDir
 from .run import neighbor_weight_for, run_training, step_budget
 
-__all__ = ["FitResult", "fit_run", "previous_run", "read_run"]
+__all__ = ["FitResult", "OpenedRun", "fit_run", "opened_run", "previous_run", "read_run", "resolved_weight"]
 
 
 @dataclass
@@ -33,44 +33,72 @@ class FitResult:
     distributed: Distributed
 
 
-def fit_run(params, rows, sample_weight=None, fitted=None, partial=False):
-    """Train the run that a fit with the estimator parameters ``params`` asks for.
+@dataclass
+class OpenedRun:
+    """A fit's place in the world, once its log directory is locked: the process group
+    and device, the log directory, and the run it continues (its spec, trainer state,
+    saved split and classes; ``None`` each for a new run) with the seed it trains with."""
 
-    Joins the process group of a ``torchrun`` launch, locks ``params["logdir"]`` (in the
-    first process), finds the run to continue (:func:`previous_run`), reads the rows,
-    prepares the data, resolves ``"auto"``, and trains. ``rows()``, called once the lock is
-    held, returns ``(training source, validation source or None, labels or None, feature
-    names or None)``. ``fitted`` is the estimator's own ``(spec, checkpoint)`` when it is
-    fitted; ``partial`` makes the run one pass at a constant rate (``partial_fit``).
-    """
+    distributed: Distributed
+    device: torch.device
+    logdir: LogDir
+    spec: RunSpec
+    resume: dict
+    saved_split: object
+    seed: int
+    classes: object
+
+
+@contextlib.contextmanager
+def opened_run(params, fitted=None, warm_start=None):
+    """Join the process group of a ``torchrun`` launch, lock ``params["logdir"]`` (in the
+    first process) for the duration, and find the run to continue (:func:`previous_run`;
+    ``warm_start`` overrides the parameter): yields an :class:`OpenedRun`. ``fitted`` is
+    the estimator's own ``(spec, checkpoint)`` when it is fitted."""
     distributed = Distributed.from_environment()
     device = distributed.device(resolve_device(params["device"]))
     distributed.join(device)
     logdir = LogDir(params["logdir"]) if params["logdir"] is not None else None
+    warm_start = params["warm_start"] if warm_start is None else warm_start
     with logdir.locked() if logdir is not None and distributed.is_main else contextlib.nullcontext():
-        spec, resume, saved_split = previous_run(dict(params, warm_start=params["warm_start"] or partial), logdir,
-                                                 fitted)
+        spec, resume, saved_split = previous_run(dict(params, warm_start=warm_start), logdir, fitted)
         seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(params["random_state"]))
         saved_classes = None if resume is None else resume.get("classes")
         classes = None if saved_classes is None else check_saved_classes(saved_classes, params["logdir"])
+        yield OpenedRun(distributed, device, logdir, spec, resume, saved_split, seed, classes)
+
+
+def resolved_weight(params, run, labels):
+    """``{"neighbor_weight": w}``, ``"auto"`` resolved for ``run`` (an :class:`OpenedRun`),
+    and the warning that labels have no effect without the neighbour term."""
+    continued = None if run.resume is None else run.resume.get("resolved", {}).get("neighbor_weight")
+    resolved = {"neighbor_weight": neighbor_weight_for(params, continued)}
+    if labels is not None and resolved["neighbor_weight"] == 0 and params["target_weight"] > 0:
+        warnings.warn("y is not used: labels shape the embedding through the neighbour term, which is off "
+                      "(neighbor_weight=0).", UserWarning, stacklevel=5)
+    return resolved
+
+
+def fit_run(params, rows, sample_weight=None, fitted=None):
+    """Train the run that a fit with the estimator parameters ``params`` asks for.
+
+    Opens the run (:func:`opened_run`), reads the rows, prepares the data, resolves
+    ``"auto"`` (the step budget: :func:`cvae.training.run.step_budget`), and trains.
+    ``rows()``, called once the lock is held, returns ``(training source, validation
+    source or None, labels or None, feature names or None)``. ``fitted`` is the estimator's
+    own ``(spec, checkpoint)`` when it is fitted. :mod:`cvae.training.update` is
+    ``partial_fit``'s path.
+    """
+    with opened_run(params, fitted) as run:
         source, valid, labels, feature_names = rows()
-        data = prepare(source, valid, params, seed, None if partial else saved_split, spec, logdir, sample_weight,
-                       labels, classes, feature_names)
-        continued = None if resume is None else resume.get("resolved", {}).get("neighbor_weight")
-        resolved = {"neighbor_weight": neighbor_weight_for(params, continued)}
-        if labels is not None and resolved["neighbor_weight"] == 0 and params["target_weight"] > 0:
-            warnings.warn("y is not used: labels shape the embedding through the neighbour term, which is off "
-                          "(neighbor_weight=0).", UserWarning, stacklevel=4)
-        if partial:  # one pass at a constant rate, validated once, at its end
-            end = (0 if resume is None else resume["step"]) + math.ceil(len(data.train) / params["batch_size"])
-            resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
-        else:
-            resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
-            check_unfinished(resume, resolved["max_steps"], params["logdir"])
-        if spec is None:
-            spec = new_spec({**params, **resolved}, data, seed, feature_names)
-        state = run_training(params, resolved, spec, data, device, distributed, logdir, resume, partial)
-    return FitResult(spec, state, device, data, {**params, **resolved}, distributed)
+        data = prepare(source, valid, params, run.seed, run.saved_split, run.spec, run.logdir, sample_weight,
+                       labels, run.classes, feature_names)
+        resolved = resolved_weight(params, run, labels)
+        resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
+        check_unfinished(run.resume, resolved["max_steps"], params["logdir"])
+        spec = run.spec if run.spec is not None else new_spec({**params, **resolved}, data, run.seed, feature_names)
+        state = run_training(params, resolved, spec, data, run.device, run.distributed, run.logdir, run.resume)
+    return FitResult(spec, state, run.device, data, {**params, **resolved}, run.distributed)
 
 
 # Why a run ended, for a run that ended by itself.

@@ -1,0 +1,149 @@
+"""What a run stores beside its weights: the landmarks a fit keeps in place for
+:meth:`partial_fit`, the uniform sample of its rows that updates replay (the reservoir), and
+the neighbour placement's reference; each checked when read back from a checkpoint.
+``store_rows=False`` stores none of them (docs/data.md, "What a model file holds")."""
+
+import numpy as np
+import torch
+
+from .._random import row_keys
+from ..data.rows import take_rows
+from ..neighbors.placement import NeighborReference
+from ..spec import build_module
+
+__all__ = [
+    "LANDMARKS", "LANDMARK_BYTES", "RESERVOIR_BYTES", "RESERVOIR_ROWS", "checked_landmarks", "checked_reservoir",
+    "fit_keeps", "keeps_reference", "replay_source", "reservoir_reference", "sampled_rows",
+]
+
+# Training rows a fit stores, with their embedding, for partial_fit to keep in place, and
+# the most bytes they take as float32 (wide rows: fewer of them).
+LANDMARKS = 1024
+LANDMARK_BYTES = 2**24
+# Rows partial_fit keeps, a uniform sample of every row it has trained on, to place unseen
+# rows by them (placement), and the most bytes they take as float32.
+RESERVOIR_ROWS = 20_000
+RESERVOIR_BYTES = 2**27
+
+
+def fit_keeps(params, spec, state, data, device):
+    """What a fit stores beside the trainer's ``state``: with ``store_rows``, its landmarks
+    and a sample of its training rows; with the neighbour placement, the reference of its
+    rows (``data``, those it trained and validated on)."""
+    kept = {}
+    if params["store_rows"]:
+        kept["landmarks"] = fit_landmarks(spec, state, data, device, params["eval_batch_size"])
+        kept["reservoir"] = sampled_rows(None, data.train.source, data.train.indices, spec.seed,
+                                         params["eval_batch_size"])
+    if keeps_reference(params, data.train.source):
+        kept["reference"] = training_reference(spec, state, data, device).state_dict()
+    return kept
+
+
+def checked_landmarks(landmarks, spec):
+    """The landmarks of a saved state (as float32 tensors), or ``None``; ``ValueError`` when
+    they are damaged."""
+    if landmarks is None:
+        return None
+    rows, embedding = (landmarks.get(k) if isinstance(landmarks, dict) else None for k in ("rows", "embedding"))
+    valid = (isinstance(rows, torch.Tensor) and isinstance(embedding, torch.Tensor) and rows.ndim == 2
+             and rows.shape[1] == spec.n_features and embedding.shape == (len(rows), spec.model.n_latent)
+             and len(rows) > 0 and bool(torch.isfinite(rows).all()) and bool(torch.isfinite(embedding).all()))
+    if not valid:
+        raise ValueError("the checkpoint's landmarks (the stored rows partial_fit keeps in place) are damaged: "
+                         f"expected finite arrays of shape (n, {spec.n_features}) and (n, {spec.model.n_latent}).")
+    return {"rows": rows.float(), "embedding": embedding.float()}
+
+
+def fit_landmarks(spec, state, data, device, chunk_rows):
+    """Up to ``LANDMARKS`` training rows (fewer for wide rows: ``LANDMARK_BYTES`` in all),
+    drawn with the run's seed, and their embedding by the best weights: what
+    ``partial_fit`` keeps in place. Read and embedded ``chunk_rows`` rows at a time."""
+    model = build_module(spec, state["best_model"]).to(device).eval()
+    indices = data.train.indices
+    n = min(LANDMARKS, max(1, LANDMARK_BYTES // (4 * spec.n_features)))
+    chosen = indices[np.sort(np.random.default_rng(spec.seed).permutation(len(indices))[:n])]
+    rows, embedding = [], []
+    for part in range(0, len(chosen), chunk_rows):
+        block = torch.from_numpy(np.ascontiguousarray(take_rows(data.train.source, chosen[part:part + chunk_rows])))
+        with torch.no_grad():
+            embedding.append(model.embed(block.to(device)).float().cpu())
+        rows.append(block)
+    return {"rows": torch.cat(rows), "embedding": torch.cat(embedding)}
+
+
+def sampled_rows(previous, source, indices, seed, chunk_rows):
+    """``previous`` (or nothing) and rows ``indices`` of ``source``, sampled down to
+    ``RESERVOIR_ROWS`` distinct rows (fewer for wide rows): each row's key comes from its
+    content (:func:`cvae._random.row_keys`), and the rows of smallest keys stay, a uniform
+    sample of the distinct rows seen, whatever was offered twice (rows passed again, rows
+    replayed). Read ``chunk_rows`` rows at a time (fewer for wide rows); kept in the order
+    they came."""
+    cap = min(RESERVOIR_ROWS, max(1, RESERVOIR_BYTES // (4 * source.n_features)))
+    chunk_rows = min(chunk_rows, cap)  # wide rows (sparse ones densified): at most the sample's bytes at once
+    rows = np.empty((0, source.n_features), np.float32) if previous is None else previous["rows"].numpy()
+    keys = np.empty(0) if previous is None else previous["keys"].numpy()
+    for part in range(0, len(indices), chunk_rows):
+        block = take_rows(source, indices[part:part + chunk_rows])
+        rows, keys = np.concatenate([rows, block]), np.concatenate([keys, row_keys(block, seed)])
+        _, first = np.unique(keys, return_index=True)  # sorted by key: the smallest first
+        keep = np.sort(first[:cap])
+        rows, keys = rows[keep], keys[keep]
+    return {"rows": torch.from_numpy(rows), "keys": torch.from_numpy(keys)}
+
+
+def replay_source(state, spec):
+    """The stored rows that :meth:`partial_fit` replays from a saved ``state``: its
+    reservoir, or for a state saved before runs kept one, its landmarks' rows (``None``
+    when it has neither); checked."""
+    reservoir = checked_reservoir(state.get("reservoir"), spec)
+    if reservoir is not None:
+        return reservoir["rows"]
+    landmarks = checked_landmarks(state.get("landmarks"), spec)
+    return None if landmarks is None else landmarks["rows"]
+
+
+def checked_reservoir(reservoir, spec):
+    """The reservoir of a saved state, or ``None``; ``ValueError`` when it is damaged."""
+    if reservoir is None:
+        return None
+    rows, keys = (reservoir.get(k) if isinstance(reservoir, dict) else None for k in ("rows", "keys"))
+    valid = (isinstance(rows, torch.Tensor) and isinstance(keys, torch.Tensor) and rows.ndim == 2
+             and rows.shape[1] == spec.n_features and keys.shape == (len(rows),) and len(rows) > 0
+             and bool(torch.isfinite(rows).all()))
+    if not valid:
+        raise ValueError("the checkpoint's reservoir (the rows partial_fit replays and places unseen rows by) is "
+                         f"damaged: expected finite arrays of shape (n, {spec.n_features}) and (n,).")
+    return {"rows": rows.float(), "keys": keys.double()}
+
+
+def reservoir_reference(spec, state, rows, device):
+    """The reservoir's rows and their embedding by the last weights, for placement."""
+    return _reference(spec, state, lambda chosen: rows[chosen].to(device), len(rows), device)
+
+
+def keeps_reference(params, source):
+    """Whether a fit keeps its training rows (of ``source``) to place unseen rows
+    (``placement``): ``"auto"`` keeps rows held in memory, not rows streamed from files,
+    and none with ``store_rows=False``."""
+    if params["placement"] == "auto":
+        return params["neighbor_weight"] > 0 and source.in_memory and params["store_rows"]
+    return params["placement"] == "neighbors"
+
+
+def training_reference(spec, state, data, device):
+    """The training rows (with the held-out validation rows of ``X``) and their embedding
+    by the best weights, for :meth:`cvae.neighbors.placement.NeighborReference.place`."""
+    source = data.train.source
+    indices = data.train.indices if data.held_out is None else np.union1d(data.train.indices, data.valid.indices)
+
+    def read(chosen):
+        return torch.from_numpy(take_rows(source, indices[chosen])).to(device)
+
+    return _reference(spec, state, read, len(indices), device)
+
+
+def _reference(spec, state, read, n_rows, device):
+    """:meth:`NeighborReference.build` of ``n_rows`` rows read by ``read`` with the best weights."""
+    model = build_module(spec, state["best_model"]).to(device).eval()
+    return NeighborReference.build(read, n_rows, spec.n_features, model, seed=spec.seed)
