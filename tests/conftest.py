@@ -64,3 +64,19 @@ def exported_transform(digits, tmp_path_factory):
     X = digits[0]
     vae = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=100, random_state=0).fit(X[:1200])
     return vae, vae.export(tmp_path_factory.mktemp("export") / "transform.onnx")
+
+
+@pytest.fixture
+def npy(tmp_path, X):
+    """The first 400 rows of digits as a .npy file."""
+    np.save(tmp_path / "X.npy", X)
+    return tmp_path / "X.npy"
+
+
+@pytest.fixture
+def run(tmp_path, X, fast):
+    """A fitted run in a log directory: the estimator and the directory."""
+    from cvae import CompressionVAE
+
+    vae = CompressionVAE(**dict(fast, logdir=str(tmp_path / "run"))).fit(X)
+    return vae, tmp_path / "run"

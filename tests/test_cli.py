@@ -12,6 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from cvae import CompressionVAE
 from cvae.cli import build_parser, main
+import os
+from cvae.files import read_array
 
 FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--quiet"]
 COMMANDS = ["fit", "transform", "inverse-transform", "sample", "plot", "info", "demo"]
@@ -265,3 +267,117 @@ def test_a_csv_column_serves_as_labels_and_text_columns_name_the_option(tmp_path
                  "--max-steps", "20", "--quiet"]) == 0
     vae = CompressionVAE.load(tmp_path / "s")
     assert vae.classes_.tolist() == ["setosa", "virginica"] and vae.n_features_in_ == 4
+
+
+CLI_FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--quiet"]
+
+
+def cli(capsys, *argv):
+    """Exit status and standard error of the command line."""
+    status = main([str(a) for a in argv])
+    return status, capsys.readouterr().err
+
+
+def test_cli_resume_keeps_the_saved_architecture(npy, tmp_path, capsys):
+    logdir = tmp_path / "r"
+    assert main(["fit", str(npy), "--logdir", str(logdir), "--n-components", "5", *CLI_FAST]) == 0
+    assert main(["fit", str(npy), "--logdir", str(logdir), "--resume", "--max-steps", "80", "--quiet"]) == 0
+    assert main(["transform", str(logdir), str(npy), "-o", str(tmp_path / "z.npy")]) == 0
+    assert np.load(tmp_path / "z.npy").shape == (400, 5)
+    loaded = CompressionVAE.load(logdir)
+    assert loaded.n_components == loaded.spec_.model.n_latent == 5 and loaded.n_steps_ == 80
+    capsys.readouterr()
+    assert main(["info", str(logdir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["n_components"] == 5
+    status, err = cli(capsys, "fit", npy, "--logdir", logdir, "--resume", "--n-components", "2", "--quiet")
+    assert status == 2 and "whose n_components is 5, but n_components=2 was given" in err
+
+
+def test_csv_label_column_may_hold_text(tmp_path, capsys):
+    rows = ["1,2,zero", "3,4,one", "5,6,zero"]
+    (tmp_path / "t.csv").write_text("\n".join(["a,b,label"] + rows * 40) + "\n")
+    data, labels = read_array(tmp_path / "t.csv", label_column="label")
+    assert data.shape == (120, 2) and list(labels[:3]) == ["zero", "one", "zero"]
+    assert main(["fit", str(tmp_path / "t.csv"), "--label-column", "label", "--logdir", str(tmp_path / "r"),
+                 *CLI_FAST]) == 0
+
+
+def test_cli_os_and_device_errors_are_one_line(run, npy, tmp_path, capsys):
+    _, logdir = run
+    status, err = cli(capsys, "fit", npy, "--logdir", tmp_path / "m", "--device", "mps", "--quiet")
+    assert status == 2 and "Apple MPS is not available" in err and "Traceback" not in err
+    status, err = cli(capsys, "transform", logdir, npy, "-o", npy / "z.npy")  # under a file
+    assert status == 2 and err.startswith("cvae transform: error:")
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    os.symlink(loop, loop / "again")
+    status, err = cli(capsys, "fit", loop, "--logdir", tmp_path / "l", "--quiet")
+    assert status == 2 and err.startswith("cvae fit: error:")
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    np.save(dangling / "a.npy", np.zeros((3, 4), np.float32))
+    os.symlink(tmp_path / "gone.npy", dangling / "b.npy")
+    status, err = cli(capsys, "fit", dangling, "--logdir", tmp_path / "d", "--quiet")
+    assert status == 2 and "b.npy" in err and "dangling link" in err
+
+
+def test_logdir_naming_a_file_says_so(npy, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    for extra in ([], ["--resume"]):
+        status, err = cli(capsys, "fit", npy, "--logdir", tmp_path / "f", *extra, *CLI_FAST)
+        assert status == 2 and "is a file, not a directory" in err
+
+
+def test_fit_reports_where_it_saved(npy, tmp_path, capsys):
+    assert main(["fit", str(npy), "--logdir", str(tmp_path / "B"), *CLI_FAST]) == 0
+    assert f"saved in {tmp_path / 'B'}" in capsys.readouterr().out
+    assert (tmp_path / "B" / "checkpoint.pt").is_file()
+
+
+def test_plot_reads_labels_from_an_npz_key(run, npy, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    _, logdir = run
+    np.savez(tmp_path / "labels.npz", y_train=np.arange(400) % 10, X_train=np.zeros((400, 2)))
+    status, err = cli(capsys, "plot", logdir, npy, "--labels", tmp_path / "labels.npz", "-o", tmp_path / "e.png")
+    assert status == 2 and "choose one with a key" in err
+    assert main(["plot", str(logdir), str(npy), "--labels", str(tmp_path / "labels.npz"), "--labels-key", "y_train",
+                 "-o", str(tmp_path / "e.png")]) == 0
+
+
+def test_a_vector_given_as_data_is_an_error(tmp_path, capsys):
+    np.save(tmp_path / "v.npy", np.arange(10.0))
+    status, err = cli(capsys, "fit", tmp_path / "v.npy", "--logdir", tmp_path / "r", "--quiet")
+    assert status == 2 and "shape (10,); expected rows of samples (2-D" in err
+
+
+def test_help_does_not_load_torch():
+    script = ("import sys\nfrom cvae.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_cli_options_given_twice_are_refused_and_resume_takes_verbose(run, npy, capsys):
+    run = run[1]  # trained in memory with the neighbour term: the CLI reads a small .npy into memory to continue it
+    resume = ["fit", str(npy), "--logdir", str(run), "--resume", "--max-steps", "70", "--param", "verbose=false"]
+    assert main(resume) == 0
+    assert CompressionVAE.load(run).n_steps_ == 70
+    assert main(["fit", str(npy), "--logdir", str(run) + "F", *CLI_FAST]) == 0
+    assert main(["fit", str(npy), "--logdir", str(run) + "F", "--resume", "--max-steps", "70",
+                 "--param", "verbose=false"]) == 0
+    capsys.readouterr()
+    assert main(["fit", str(npy), "--logdir", str(run) + "A", "--param", "logdir=B"]) == 2
+    assert "logdir is given both by its own option and by --param" in capsys.readouterr().err
+    assert main(["fit", str(npy), "--logdir", str(run) + "A", "--max-steps", "30", "--param", "max_steps=50"]) == 2
+    assert "max_steps is given both by its own option and by --param" in capsys.readouterr().err
+
+
+def test_cli_bugs_show_their_traceback(npy, tmp_path, monkeypatch):
+    import cvae.estimator
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(cvae.estimator.CompressionVAE, "fit", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        main(["fit", str(npy), "--logdir", str(tmp_path / "r")])

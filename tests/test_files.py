@@ -2,11 +2,12 @@
 
 import os
 import stat
+import warnings
 
 import numpy as np
 import pytest
 
-from cvae.files import read_array, read_labels, read_npy_directory, write_array
+from cvae.files import read_array, read_labels, read_npy_directory, transform_to_npy, write_array
 
 
 @pytest.fixture
@@ -95,3 +96,50 @@ def test_written_files_get_the_usual_permissions(tmp_path, X):
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     assert [p.name for p in path.parent.iterdir()] == ["z.npy"]  # no temporary file left
+
+
+def test_transform_to_npy_checks_chunk_size(run, X, tmp_path):
+    vae, _ = run
+    for bad in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+            transform_to_npy(vae, X, tmp_path / "z.npy", chunk_size=bad)
+
+
+def test_no_rows_to_write_leave_the_output_file_as_it_was(run, tmp_path):
+    vae, _ = run
+    np.save(tmp_path / "empty.npy", np.zeros((0, 64), dtype=np.float32))
+    out = tmp_path / "out.npy"
+    np.save(out, np.ones(3))
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="holds no rows: there is nothing to write to"):
+        transform_to_npy(vae, tmp_path / "empty.npy", out)
+    assert out.read_bytes() == before
+
+
+def test_upper_case_npy_suffixes_are_read_and_written(run, X, tmp_path):
+    vae, _ = run
+    np.save(tmp_path / "A.npy", X[:10])
+    (tmp_path / "A.npy").rename(tmp_path / "A.NPY")
+    transform_to_npy(vae, tmp_path / "A.NPY", tmp_path / "Z.NPY")
+    np.testing.assert_array_equal(np.load(tmp_path / "Z.NPY"), vae.transform(X[:10]))
+    (tmp_path / "dir.npy").mkdir()
+    with pytest.raises(ValueError, match=r"dir.npy': it is a directory"):
+        transform_to_npy(vae, tmp_path / "A.NPY", tmp_path / "dir.npy")
+
+
+def test_a_damaged_npz_is_named_and_its_file_closed(tmp_path):
+    import gc
+
+    from cvae.files import read_labels
+    from cvae.data.sources import is_sparse_npz, load_sparse_npz
+
+    path = tmp_path / "bad.npz"
+    path.write_bytes(b"PK\x03\x04 not an archive" * 8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not is_sparse_npz(path)
+        for read in (read_array, read_labels, load_sparse_npz):
+            with pytest.raises(ValueError, match=r"bad\.npz.*not a readable"):
+                read(path)
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -2,6 +2,7 @@
 
 import _thread
 import csv
+import gc
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from cvae import CompressionVAE
 from cvae import atomic
+from cvae.data.rows import Split
 from cvae.training import Trainer
 from cvae.spec import FORMAT_VERSION, RunSpec
 from cvae.training import LogDir, load_checkpoint
@@ -281,3 +283,117 @@ def test_a_finished_run_goes_on_only_with_steps_left(X, params):
     longer = quiet_fit(CompressionVAE(**dict(params, max_steps=80, warm_start=True)), X)
     # the extra steps follow the cosine of the 80-step budget, not the floor the 40-step one ended at
     assert longer.n_steps_ == 80 and longer.history_[len(vae.history_)]["learning_rate"] > 1e-4
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d["params"].update(n_components="two"), "n_components"),
+        (lambda d: d["spec"].pop("seed"), "lacks seed"),
+        (lambda d: d.pop("spec"), "must be a JSON object"),
+        (lambda d: d["params"].update(colour=1), "unknown parameters colour"),
+    ],
+)
+def test_damaged_params_json_is_named(run, damage, message):
+    _, logdir = run
+    path = logdir / "params.json"
+    document = json.loads(path.read_text())
+    damage(document)
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=rf"params.json.*{message}"):
+        CompressionVAE.load(logdir)
+
+
+def test_deeply_nested_params_json_is_a_clear_error(run):
+    _, logdir = run
+    (logdir / "params.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ValueError, match="params.json: it is not valid JSON"):
+        CompressionVAE.load(logdir)
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04broken", b"", np.zeros(3).tobytes()])
+def test_damaged_split_is_named(run, X, content):
+    _, logdir = run
+    (logdir / "split.npz").write_bytes(content)
+    with pytest.raises(ValueError, match="split.npz"):
+        CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=80).fit(X)
+
+
+def test_split_with_impossible_rows_is_named(run, X):
+    _, logdir = run
+    LogDir(logdir).write_split(Split(np.array([5, 5, 900]), 400))
+    with pytest.raises(ValueError, match="split.npz: its validation rows are not distinct"):
+        CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=80).fit(X)
+
+
+def test_checkpoint_with_non_finite_weights_is_named(run):
+    _, logdir = run
+    run_dir = LogDir(logdir)
+    spec = run_dir.read_params()[1]
+    state = run_dir.read_checkpoint(spec)
+    name = next(iter(state["best_model"]))
+    state["best_model"][name] = torch.full_like(state["best_model"][name], float("nan"))
+    run_dir.write_checkpoint(state)  # a consistent digest: the weights themselves are wrong
+    with pytest.raises(ValueError, match=rf"checkpoint.pt holds non-finite or missing weights \({name}\)"):
+        CompressionVAE.load(logdir)
+
+
+def test_stale_temporaries_are_cleaned_and_history_follows_checkpoints(run, X):
+    _, logdir = run
+    stale = [logdir / ".checkpoint.pt.cvae-abc123.tmp", logdir / ".history.csv.cvae-xyz.tmp"]
+    for path in stale:
+        path.write_bytes(b"left by a killed process")
+    users = logdir / ".notes.tmp"  # a user's own hidden file is not the package's to delete
+    users.write_text("mine")
+    resumed = CompressionVAE.load(logdir).set_params(warm_start=True, max_steps=100, checkpoint_interval=20)
+    resumed.fit(X)
+    assert not any(path.exists() for path in stale) and users.read_text() == "mine"
+    assert len((logdir / "history.csv").read_text().splitlines()) == 1 + len(resumed.history_)
+
+
+def test_history_is_written_with_every_checkpoint(tmp_path, X, fast):
+    seen = []
+    write = LogDir.write_checkpoint
+
+    def spy(self, state):
+        write(self, state)
+        seen.append(len((self.path / "history.csv").read_text().splitlines()) - 1)
+
+    LogDir.write_checkpoint = spy
+    try:
+        CompressionVAE(**dict(fast, logdir=str(tmp_path / "r"), checkpoint_interval=20)).fit(X)
+    finally:
+        LogDir.write_checkpoint = write
+    assert seen == [1, 2, 3, 3]  # after the validations at 20, 40, 60, and at the end
+
+
+def test_logdir_expands_the_home_directory_and_refuses_empty(tmp_path, monkeypatch, X, fast):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    CompressionVAE(**dict(fast, logdir="~/x")).fit(X)
+    assert (tmp_path / "x" / "checkpoint.pt").is_file() and not (tmp_path / "~").exists()
+    assert CompressionVAE.load("~/x").n_steps_ == 60
+    with pytest.raises(ValueError, match="logdir='' names no directory"):
+        CompressionVAE(**dict(fast, logdir="")).fit(X)
+
+
+def test_flipped_bits_in_the_weights_are_detected(run):
+    _, logdir = run
+    path = logdir / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    tensor = next(iter(state["best_model"].values()))
+    tensor.view(-1)[0] = tensor.view(-1)[0] + 1e-3  # what a flipped bit does to a weight
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="checkpoint.pt is damaged: its weights do not match the digest"):
+        CompressionVAE.load(logdir)
+
+
+@pytest.mark.filterwarnings("error::ResourceWarning")  # no file is left open on the way
+def test_an_edited_params_file_is_named_in_the_error(run):
+    run = run[1]
+    document = json.loads((run / "params.json").read_text())
+    document["spec"]["model"]["hidden_sizes"] = [8]
+    (run / "params.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=r"Cannot read .*: the model .*params.json describes does not match"):
+        CompressionVAE.load(run)
+    gc.collect()  # an unclosed file would warn when collected

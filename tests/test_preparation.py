@@ -108,3 +108,13 @@ def test_eight_bit_pixels_train_the_model_of_the_values_over_255(digits, tmp_pat
     # a model of [0, 1] does not take 8-bit rows for more training
     with pytest.raises(ValueError, match=r"likelihood='bernoulli' needs X in \[0, 1\], but its values range from 0 to"):
         scaled.partial_fit(X[:100])
+
+
+def test_warm_start_with_renamed_columns_is_refused(X, fast):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(64)])
+    vae = CompressionVAE(**fast).fit(frame)
+    with pytest.raises(ValueError, match="'q3' where it had 'p3'"):
+        vae.set_params(warm_start=True, max_steps=80).fit(frame.rename(columns={"p3": "q3"}))
+    vae.fit(frame)  # the same columns continue
+    assert vae.n_steps_ == 80

@@ -1,8 +1,10 @@
 """Normalization statistics, in one pass or streamed."""
 
 import numpy as np
+import pytest
 from sklearn.preprocessing import StandardScaler
 
+from cvae import CompressionVAE
 from cvae.data.preprocessing import normalization_statistics, summarize
 
 
@@ -18,3 +20,10 @@ def test_streaming_statistics_match_the_in_memory_ones():
         for got, want in zip(summary.normalization(method), normalization_statistics(X, method)):
             np.testing.assert_allclose(got, want, rtol=1e-6)
     assert (summary.low, summary.high, summary.n_samples) == (X.min(), X.max(), 20000)
+
+
+def test_data_whose_scale_underflows_float32_is_refused_and_large_data_trains(X, fast):
+    with pytest.raises(ValueError, match="below float32's smallest normal number.*Rescale X"):
+        CompressionVAE(**fast).fit(X.astype(np.float64) * 1e-40)
+    big = CompressionVAE(**fast).fit((X / 16 * 3.3e38).astype(np.float32))
+    assert np.isfinite(big.best_validation_loss_) and np.isfinite(big.transform(X)).all()

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cvae import CompressionVAE
 from cvae.data.inputs import array_source, open_source
 from cvae.data.sources import ArraySource, NpyDirectorySource, RawFileSource, RowSource
+from cvae.files import read_array
 
 
 def _save_shards(root, X, sizes):
@@ -107,3 +109,21 @@ def test_every_kind_of_input_becomes_a_row_source(rows, tmp_path):
         assert isinstance(source, RowSource), type(source)
         assert (source.n_samples, source.n_features) == rows.shape
         np.testing.assert_array_equal(np.asarray(source.read(100, 103)), rows[100:103])
+
+
+@pytest.mark.parametrize("mode", ["c", "r+"])
+def test_modified_memmaps_are_read_from_memory(run, npy, mode):
+    vae, _ = run
+    m = np.load(npy, mmap_mode=mode)
+    m[:10] += 3.0
+    np.testing.assert_array_equal(vae.transform(m), vae.transform(np.array(m)))
+    np.testing.assert_array_equal(vae.score_samples(m), vae.score_samples(np.array(m)))
+
+
+def test_a_folder_named_like_a_npy_file_is_not_read(tmp_path, fast):
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((50, 4)).astype(np.float32))
+    (tmp_path / "b.npy").mkdir()
+    np.save(tmp_path / "b.npy" / "c.NPY", np.random.default_rng(1).random((30, 4)).astype(np.float32))
+    vae = CompressionVAE(**fast).fit(tmp_path)
+    assert vae.n_features_in_ == 4
+    assert read_array(tmp_path)[0].shape == (80, 4)  # .NPY counts too (15.)

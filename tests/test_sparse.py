@@ -147,3 +147,29 @@ def test_any_coo_layout_gives_the_dense_statistics_and_model():
         np.testing.assert_allclose(a.transform(coo), b.transform(dense), atol=1e-4)
 
     check()
+
+
+def test_duplicate_sparse_entries_are_summed_as_the_dense_matrix_sums_them(X, fast):
+    import scipy.sparse as sp
+
+    dense = X[:200].astype(np.float32)
+    csr = sp.csr_matrix(dense)
+    # every value stored as two halves: the same matrix to toarray()
+    doubled = sp.csr_matrix((np.repeat(csr.data / 2, 2), np.repeat(csr.indices, 2), 2 * csr.indptr), shape=dense.shape)
+    assert not doubled.has_canonical_format and np.array_equal(doubled.toarray(), dense)
+    a = CompressionVAE(**fast).fit(doubled)
+    b = CompressionVAE(**fast).fit(dense)
+    np.testing.assert_array_equal(a.scale_, b.scale_)
+    np.testing.assert_array_equal(a.transform(doubled), b.transform(dense))
+    assert not doubled.has_canonical_format  # the caller's matrix is not changed
+
+
+def test_large_sparse_float32_values_are_summarized_as_dense_ones(fast):
+    import scipy.sparse as sp
+
+    X = np.zeros((100, 10), dtype=np.float32)
+    X[::7, 3] = 1e25
+    X[1::3, 5] = 2.0
+    a = CompressionVAE(**dict(fast, max_steps=5)).fit(sp.csr_matrix(X))
+    b = CompressionVAE(**dict(fast, max_steps=5)).fit(X)
+    np.testing.assert_allclose(a.scale_, b.scale_, rtol=1e-6)

@@ -130,3 +130,14 @@ def test_a_warm_start_refuses_another_normalization_or_seed(X, fast, tmp_path, c
         with pytest.raises(ValueError, match=message):
             attempt()
         vae.set_params(normalize="global", random_state=0)
+
+
+def test_warm_start_refuses_another_architecture(run, X):
+    vae, _ = run
+    for change in (dict(n_components=3), dict(hidden_layer_sizes=(8,)), dict(likelihood="bernoulli"),
+                   dict(iaf_flow_length=2), dict(activation="tanh"), dict(dropout=0.5)):
+        with pytest.raises(ValueError, match="warm_start=True continues the saved model"):
+            CompressionVAE.load(run[1]).set_params(warm_start=True, **change).fit(X)
+    vae.set_params(warm_start=True, n_components=7)
+    with pytest.raises(ValueError, match="whose n_components is 2"):
+        vae.fit(X)

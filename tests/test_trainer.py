@@ -2,9 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from cvae import CompressionVAE
 from cvae.data.batches import BatchIterator
 from cvae.data.rows import TensorChunks
 from cvae.nn import VAE
@@ -278,3 +280,39 @@ def test_history_logs_the_elbo_apart_from_the_neighbour_term(X, fast):
     row = CompressionVAE(**fast).fit(X).history_[-1]
     assert row["validation_elbo"] == pytest.approx(row["validation_log_likelihood"] - row["validation_kl"])
     assert row["validation_loss"] > -row["validation_elbo"] + 1  # the neighbour term, which is not a likelihood
+
+
+def test_seeded_fits_in_threads_give_the_model_of_a_fit_alone(digits):
+    # Two seeded fits at once, beside a thread that draws from torch's default generator
+    # all the while: each fit gives the model it gives alone, the drawing thread gets the
+    # numbers its seed gives alone, and the caller's random state is left as it was.
+    import threading
+
+    X = digits[0][:400]
+    params = dict(hidden_layer_sizes=(16,), max_steps=30, validation_interval=10, random_state=3, dropout=0.1,
+                  neighbor_objective="umap")
+    alone = CompressionVAE(**params).fit(X).transform(X)
+    results, draws, done = {}, [], threading.Event()
+
+    def fit(name):
+        results[name] = CompressionVAE(**params).fit(X).transform(X)
+
+    def draw():
+        torch.manual_seed(11)
+        while not done.is_set() or len(draws) < 10:
+            draws.append(torch.rand(3))
+
+    drawer = threading.Thread(target=draw)
+    drawer.start()
+    threads = [threading.Thread(target=fit, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    drawer.join()
+    after = torch.get_rng_state()
+    generator = torch.Generator().manual_seed(11)
+    assert all(torch.equal(d, torch.rand(3, generator=generator)) for d in draws)
+    assert torch.equal(after, generator.get_state())
+    assert np.array_equal(results["a"], alone) and np.array_equal(results["b"], alone)

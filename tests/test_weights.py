@@ -135,3 +135,20 @@ def test_streamed_rows_take_their_weights_along(X, tmp_path):
 def test_bad_sample_weights_are_clear_errors(X, weights, match):
     with pytest.raises(ValueError, match=match):
         CompressionVAE(**FIT).fit(X, sample_weight=weights)
+
+
+@pytest.mark.parametrize("weights, match", [
+    (np.nan, "sample_weight must be a finite number, got nan"),
+    (np.inf, "sample_weight must be a finite number, got inf"),
+    ([1.0] * 99 + [np.inf], r"sample_weight holds 1 non-finite value\(s\) \(NaN or infinity\), first at row 99"),
+    ([1e-300] * 99 + [1.0], "sample_weight spans too wide a range: 99 row"),
+])
+def test_unusable_sample_weights_say_what_is_wrong(weights, match, X, fast):
+    with pytest.raises(ValueError, match=match):
+        CompressionVAE(**fast).fit(X[:100], sample_weight=weights)
+
+
+def test_huge_sample_weights_are_rescaled_without_overflow(X, fast):
+    big = CompressionVAE(**fast).fit(X[:100], sample_weight=[1e308] * 99 + [1e307])
+    small = CompressionVAE(**fast).fit(X[:100], sample_weight=[10.0] * 99 + [1.0])
+    np.testing.assert_allclose(big.transform(X[:20]), small.transform(X[:20]), atol=1e-5)
