@@ -55,15 +55,24 @@ def rows():
 
 @pytest.fixture(scope="session")
 def exported_transform(digits, tmp_path_factory):
-    """A default model of digits (its transform: the neighbour placement) and its transform
-    exported to ONNX, shared because an export of the placement takes about 20 s."""
+    """A default model with IAF flows fitted on digits 0-4 and updated by ``partial_fit`` on
+    5-9 (its transform: the neighbour placement by its sample of rows), its transform
+    exported to ONNX, and the update's rows with their placement before the update; shared
+    because an export of the placement takes about 10 s. The placement's graph holds no
+    encoder, so this one export stands for plain models too."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
+    from types import SimpleNamespace
+
     from cvae import CompressionVAE
 
-    X = digits[0]
-    vae = CompressionVAE(hidden_layer_sizes=(32, 16), max_steps=100, random_state=0).fit(X[:1200])
-    return vae, vae.export(tmp_path_factory.mktemp("export") / "transform.onnx")
+    X, y = digits[0][:1200], digits[1][:1200]
+    vae = CompressionVAE(hidden_layer_sizes=(32, 16), iaf_flow_length=2, max_steps=100, random_state=0).fit(X[y < 5])
+    later = X[y >= 5]
+    before = vae.transform(later[:257])
+    vae.partial_fit(later)
+    path = vae.export(tmp_path_factory.mktemp("export") / "transform.onnx")
+    return SimpleNamespace(vae=vae, path=path, later=later, before=before)
 
 
 @pytest.fixture

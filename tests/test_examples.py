@@ -117,7 +117,7 @@ def test_serve_onnx_embeds_without_cvae(tmp_path, digits, exported_transform):
     import subprocess
     import sys
 
-    vae, path = exported_transform  # the default transform: the neighbour placement, training rows inside
+    vae, path = exported_transform.vae, exported_transform.path  # the neighbour placement, its rows inside
     X = digits[0]
     np.save(tmp_path / "rows.npy", X[1000:1300])
     script = ROOT / "examples" / "serve_onnx.py"
