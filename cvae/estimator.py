@@ -551,7 +551,7 @@ numpy.memmap or anndata.AnnData
         if self.tensorboard and self.logdir is not None and run.distributed.is_main:
             self._write_figures(run.data.valid)
         if run.distributed.is_main:
-            warn_on_stop(run.params, run.state)
+            warn_on_stop(run.plan, run.state)
         return self
 
     def _write_figures(self, rows):

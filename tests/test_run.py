@@ -104,9 +104,11 @@ def test_a_fit_that_never_validates_finitely_warns(X, fast):
     ],
 )
 def test_each_way_a_fit_ends_badly_is_warned(reason, best, category, message):
+    from cvae.training.plan import TrainingPlan
     from cvae.training.run import warn_on_stop
 
-    params = dict(logdir=None, learning_rate="adaptive", max_steps=9, learning_rate_min=1e-5)
+    params = CompressionVAE(learning_rate="adaptive", learning_rate_min=1e-5).get_params()
+    params = TrainingPlan.from_params(params, max_steps=9, neighbor_weight=0.4)
     with pytest.warns(category, match=message):
         warn_on_stop(params, {"stop_reason": reason, "step": 7, "best_loss": best})
     with warnings.catch_warnings():
@@ -121,3 +123,15 @@ def test_numpy_scalar_parameters_are_saved_with_the_run(tmp_path, X, fast):
     saved = json.loads((tmp_path / "run" / "params.json").read_text())["params"]
     assert saved["max_steps"] == 20 and saved["random_state"] == 3 and vae.n_steps_ == 20
     np.testing.assert_array_equal(CompressionVAE.load(tmp_path / "run").transform(X[:5]), vae.transform(X[:5]))
+
+
+def test_the_plan_holds_the_resolved_values_and_plain_numbers():
+    from cvae.training.plan import TrainingPlan
+
+    params = CompressionVAE(batch_size=np.int64(64), learning_rate_init=np.float32(1e-3)).get_params()
+    plan = TrainingPlan.from_params(params, max_steps=120, neighbor_weight=0.4)
+    assert (plan.max_steps, plan.neighbor_weight, plan.batch_size) == (120, 0.4, 64)
+    assert type(plan.batch_size) is int and type(plan.learning_rate_init) is float  # NumPy scalars as numbers
+    assert plan.resolved_values() == {"max_steps": 120, "neighbor_weight": 0.4}  # what the checkpoint records
+    with pytest.raises(Exception):  # frozen: nothing below the estimator changes how a run trains
+        plan.max_steps = 1

@@ -15,6 +15,7 @@ from ..data.preparation import FitData, prepare
 from ..spec import RunSpec, check_warm_start, new_spec
 from .distributed import Distributed
 from .logdir import LogDir
+from .plan import TrainingPlan
 from .run import neighbor_weight_for, run_training, step_budget
 
 __all__ = ["FitResult", "OpenedRun", "fit_run", "opened_run", "previous_run", "read_run", "resolved_weight"]
@@ -23,13 +24,13 @@ __all__ = ["FitResult", "OpenedRun", "fit_run", "opened_run", "previous_run", "r
 @dataclass
 class FitResult:
     """What a fit trained: the run's specification, the trainer's final state, where it
-    ran, its prepared data and the parameters with "auto" resolved."""
+    ran, its prepared data and its plan (how it trained, "auto" resolved)."""
 
     spec: RunSpec
     state: dict
     device: torch.device
     data: FitData
-    params: dict
+    plan: TrainingPlan
     distributed: Distributed
 
 
@@ -96,9 +97,10 @@ def fit_run(params, rows, sample_weight=None, fitted=None):
         resolved = resolved_weight(params, run, labels)
         resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
         check_unfinished(run.resume, resolved["max_steps"], params["logdir"])
+        plan = TrainingPlan.from_params(params, **resolved)
         spec = run.spec if run.spec is not None else new_spec({**params, **resolved}, data, run.seed, feature_names)
-        state = run_training(params, resolved, spec, data, run.device, run.distributed, run.logdir, run.resume)
-    return FitResult(spec, state, run.device, data, {**params, **resolved}, run.distributed)
+        state = run_training(params, plan, spec, data, run.device, run.distributed, run.logdir, run.resume)
+    return FitResult(spec, state, run.device, data, plan, run.distributed)
 
 
 # Why a run ended, for a run that ended by itself.

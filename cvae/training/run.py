@@ -69,17 +69,16 @@ def step_budget(params, n_rows):
     return int(min(AUTO_MAX_STEPS, max(1, math.ceil(passes * n_rows / params["batch_size"]))))
 
 
-def run_training(params, resolved, spec, data, device, distributed, logdir=None, resume=None, keep=fit_keeps,
+def run_training(params, plan, spec, data, device, distributed, logdir=None, resume=None, keep=fit_keeps,
                  callbacks=(), carried=None):
     """Train the model ``spec`` describes on ``data``; return the final trainer state.
 
     Parameters
     ----------
     params : dict
-        The estimator's parameters (``get_params()``), as saved in ``logdir``.
-    resolved : dict
-        Its ``"auto"`` values resolved for this fit (``max_steps``, ``neighbor_weight``),
-        which training uses.
+        The estimator's parameters (``get_params()``), saved in ``logdir`` as given.
+    plan : cvae.training.plan.TrainingPlan
+        How the run trains, every "auto" resolved: what the run reads.
     spec : cvae.spec.RunSpec
     data : cvae.data.preparation.FitData
         With the neighbour term, the run trains and validates on the rows its budget
@@ -92,7 +91,7 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
     resume : dict, default=None
         A trainer state to continue from.
     keep : callable, default=:func:`cvae.training.stored.fit_keeps`
-        ``keep(params, spec, state, data, device)``: what the run stores beside the
+        ``keep(plan, spec, state, data, device)``: what the run stores beside the
         trainer's state at its end (landmarks, its sample of rows, the placement's
         reference), a dict.
     callbacks : sequence of Callback, default=()
@@ -114,92 +113,92 @@ def run_training(params, resolved, spec, data, device, distributed, logdir=None,
         writer.write_params(params, spec)
         if data.held_out is not None:
             writer.write_split(data.held_out)
-    params = {**params, **resolved}
-    if params["neighbor_weight"] > 0:  # the graphs' cost follows the budget (GRAPH_MIN_ROWS)
-        data = replace(data, train=graph_rows(data.train, params["max_steps"] * params["batch_size"], spec.seed),
+    if plan.neighbor_weight > 0:  # the graphs' cost follows the budget (GRAPH_MIN_ROWS)
+        data = replace(data, train=graph_rows(data.train, plan.max_steps * plan.batch_size, spec.seed),
                        valid=graph_rows(data.valid, 0, spec.seed))
     if resume is not None:
         checked_landmarks(resume.get("landmarks"), spec)  # a damaged part is named before training
     carried = {**({} if data.classes is None else {"classes": data.classes.tolist()}), **(carried or {})}
-    tensorboard = TensorBoardLog(writer.path) if params["tensorboard"] and writer is not None else None
+    tensorboard = TensorBoardLog(writer.path) if plan.tensorboard and writer is not None else None
     with tensorboard if tensorboard is not None else contextlib.nullcontext():
-        trainer = _build_trainer(params, spec, data, device, distributed, writer, tensorboard, carried)
+        trainer = _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, carried)
         trainer.callbacks.extend(callbacks)
         if resume is not None:
             trainer.load_state_dict(resume)
         trainer.run()
         state = trainer.state_dict()
-    state["resolved"] = dict(resolved, precision=trainer.precision, threads=trainer.threads)
+    state["resolved"] = dict(plan.resolved_values(), precision=trainer.precision, threads=trainer.threads)
     state["data_range"] = [data.summary.low, data.summary.high]
     if data.classes is not None:
         state["classes"] = data.classes.tolist()
-    state.update(keep(params, spec, state, data, device))
+    state.update(keep(plan, spec, state, data, device))
     if writer is not None:
         writer.write_checkpoint(state)
     return state
 
 
-def _build_trainer(params, spec, data, device, distributed, writer, tensorboard, carried=None):
+def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, carried=None):
     model = build_module(spec).to(device)
-    optimizer = make_adam(model.parameters(), params["learning_rate_init"])
+    optimizer = make_adam(model.parameters(), plan.learning_rate_init)
     callbacks = [NonFiniteRollback()]
     if tensorboard is not None:
         callbacks.insert(0, TensorBoardScalars(tensorboard))
-    if params["learning_rate"] == "adaptive":
-        callbacks.append(LearningRatePlateau(optimizer, params["learning_rate_factor"], params["patience"],
-                                             params["tol"], params["learning_rate_min"]))
-    elif params["learning_rate"] == "cosine":
-        max_steps = params["max_steps"]
+    if plan.learning_rate == "adaptive":
+        callbacks.append(LearningRatePlateau(optimizer, plan.learning_rate_factor, plan.patience,
+                                             plan.tol, plan.learning_rate_min))
+    elif plan.learning_rate == "cosine":
+        max_steps = plan.max_steps
         warmup = max_steps // COSINE_WARMUP_DIVISOR
-        callbacks.append(CosineDecay(optimizer, params["learning_rate_init"], max_steps, warmup,
-                                     params["learning_rate_min"]))
-    if params["n_iter_no_change"] is not None:
-        callbacks.append(EarlyStopping(params["n_iter_no_change"], params["tol"]))
-    if params["verbose"] and distributed.is_main:
+        callbacks.append(CosineDecay(optimizer, plan.learning_rate_init, max_steps, warmup,
+                                     plan.learning_rate_min))
+    if plan.n_iter_no_change is not None:
+        callbacks.append(EarlyStopping(plan.n_iter_no_change, plan.tol))
+    if plan.verbose and distributed.is_main:
         callbacks.append(Progress())
     if writer is not None:
-        callbacks.append(Checkpoint(writer.write_checkpoint, params["checkpoint_interval"], carried))
+        callbacks.append(Checkpoint(writer.write_checkpoint, plan.checkpoint_interval, carried))
     loss = LossSettings(
-        beta=params["beta"],
-        free_bits=float(params["free_bits"]),
+        beta=plan.beta,
+        free_bits=float(plan.free_bits),
         # The reconstruction term grows with the number of features: so does the neighbour term.
-        neighbor_weight=float(params["neighbor_weight"]) * spec.n_features,
-        neighbor_objective=params["neighbor_objective"],
+        neighbor_weight=float(plan.neighbor_weight) * spec.n_features,
+        neighbor_objective=plan.neighbor_objective,
         gather=distributed.gather_rows if distributed.enabled else None,
     )
     config = TrainerConfig(
-        max_steps=params["max_steps"],
-        validation_interval=params["validation_interval"],
-        kl_warmup_steps=params["kl_warmup_steps"],
-        precision=params["precision"],
-        compile=params["compile"],
-        n_jobs=params["n_jobs"],
+        max_steps=plan.max_steps,
+        validation_interval=plan.validation_interval,
+        kl_warmup_steps=plan.kl_warmup_steps,
+        precision=plan.precision,
+        compile=plan.compile,
+        n_jobs=plan.n_jobs,
     )
 
     normalize = model.likelihood.scale_rows
-    with_neighbors = params["neighbor_weight"] > 0
+    with_neighbors = plan.neighbor_weight > 0
     train, valid, graph = data.train, data.valid, None
     if with_neighbors:
-        graph = training_graph(train, normalize, params["n_neighbors"], device, distributed, graphs=writer)
-    batches = training_batches(train, params["batch_size"], spec.seed, device, distributed, graph,
-                               params["neighbor_samples"], params["target_weight"])
+        graph = training_graph(train, normalize, plan.n_neighbors, device, distributed, graphs=writer)
+    batches = training_batches(train, plan.batch_size, spec.seed, device, distributed, graph,
+                               plan.neighbor_samples, plan.target_weight)
     # partial_fit validates on its training rows: their nearest neighbours are known
     same_rows = valid.source is train.source and np.array_equal(valid.indices, train.indices)
     nearest = graph[:, 0] if graph is not None and same_rows else None
-    chunks = validation_chunks(valid, params["eval_batch_size"], device, distributed, normalize, with_neighbors,
+    chunks = validation_chunks(valid, plan.eval_batch_size, device, distributed, normalize, with_neighbors,
                                nearest)
-    local = local_batch_size(params["batch_size"], distributed.rank, distributed.world_size)
-    batch_weight = local * distributed.world_size / params["batch_size"]
+    local = local_batch_size(plan.batch_size, distributed.rank, distributed.world_size)
+    batch_weight = local * distributed.world_size / plan.batch_size
     return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight, spec.seed)
 
 
-def warn_on_stop(params, state):
-    """Warn about a fit that ended otherwise than by converging."""
+def warn_on_stop(plan, state):
+    """Warn about a fit that ended otherwise than by converging (``plan``: its
+    :class:`cvae.training.plan.TrainingPlan`)."""
     reason, step = state["stop_reason"], state["step"]
     if reason == "interrupted":
         warnings.warn(
             f"Training interrupted at step {step}; the model holds the best weights so far"
-            + (f" and a checkpoint was saved in {params['logdir']!r}." if params["logdir"] is not None else "."),
+            + (f" and a checkpoint was saved in {plan.logdir!r}." if plan.logdir is not None else "."),
             UserWarning,
             stacklevel=3,
         )
@@ -218,10 +217,10 @@ def warn_on_stop(params, state):
             RuntimeWarning,
             stacklevel=3,
         )
-    elif reason == "max_steps" and params["learning_rate"] == "adaptive":
+    elif reason == "max_steps" and plan.learning_rate == "adaptive":
         warnings.warn(
-            f"Reached max_steps={params['max_steps']} before the learning rate fell below "
-            f"learning_rate_min={params['learning_rate_min']}; the model may improve with more steps.",
+            f"Reached max_steps={plan.max_steps} before the learning rate fell below "
+            f"learning_rate_min={plan.learning_rate_min}; the model may improve with more steps.",
             ConvergenceWarning,
             stacklevel=3,
         )

@@ -26,16 +26,16 @@ RESERVOIR_ROWS = 20_000
 RESERVOIR_BYTES = 2**27
 
 
-def fit_keeps(params, spec, state, data, device):
+def fit_keeps(plan, spec, state, data, device):
     """What a fit stores beside the trainer's ``state``: with ``store_rows``, its landmarks
     and a sample of its training rows; with the neighbour placement, the reference of its
     rows (``data``, those it trained and validated on)."""
     kept = {}
-    if params["store_rows"]:
-        kept["landmarks"] = fit_landmarks(spec, state, data, device, params["eval_batch_size"])
+    if plan.store_rows:
+        kept["landmarks"] = fit_landmarks(spec, state, data, device, plan.eval_batch_size)
         kept["reservoir"] = sampled_rows(None, data.train.source, data.train.indices, spec.seed,
-                                         params["eval_batch_size"])
-    if keeps_reference(params, data.train.source):
+                                         plan.eval_batch_size)
+    if keeps_reference(plan, data.train.source):
         kept["reference"] = training_reference(spec, state, data, device).state_dict()
     return kept
 
@@ -122,13 +122,13 @@ def reservoir_reference(spec, state, rows, device):
     return _reference(spec, state, lambda chosen: rows[chosen].to(device), len(rows), device)
 
 
-def keeps_reference(params, source):
+def keeps_reference(plan, source):
     """Whether a fit keeps its training rows (of ``source``) to place unseen rows
     (``placement``): ``"auto"`` keeps rows held in memory, not rows streamed from files,
     and none with ``store_rows=False``."""
-    if params["placement"] == "auto":
-        return params["neighbor_weight"] > 0 and source.in_memory and params["store_rows"]
-    return params["placement"] == "neighbors"
+    if plan.placement == "auto":
+        return plan.neighbor_weight > 0 and source.in_memory and plan.store_rows
+    return plan.placement == "neighbors"
 
 
 def training_reference(spec, state, data, device):

@@ -15,6 +15,7 @@ from ..spec import new_spec
 from .callbacks import Landmarks
 from .lifecycle import FitResult, opened_run, resolved_weight
 from .logdir import LogDir
+from .plan import TrainingPlan
 from .run import run_training
 from .stored import (
     checked_landmarks,
@@ -60,40 +61,40 @@ def update_run(params, rows, sample_weight=None, fitted=None):
         # one pass at a constant rate, validated once, at its end
         end = (0 if run.resume is None else run.resume["step"]) + math.ceil(len(data.train) / params["batch_size"])
         resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
+        plan = TrainingPlan.from_params(params, **resolved)
         spec = run.spec if run.spec is not None else new_spec({**params, **resolved}, data, run.seed, feature_names)
-        state = _train_update(params, resolved, spec, data, run)
-    return FitResult(spec, state, run.device, data, {**params, **resolved}, run.distributed)
+        state = _train_update(params, plan, spec, data, run)
+    return FitResult(spec, state, run.device, data, plan, run.distributed)
 
 
-def _train_update(params, resolved, spec, data, run):
+def _train_update(params, plan, spec, data, run):
     """The update's training run: from the run's best weights (none for a new run), the
     stored landmarks held in place, the stored parts carried by every checkpoint until the
     update's end replaces them."""
-    resume, store = run.resume, params["store_rows"]
+    resume, store = run.resume, plan.store_rows
     landmarks = reservoir = None
     callbacks, carried = [], {}
     if resume is not None:
         landmarks = checked_landmarks(resume.get("landmarks"), spec)
         reservoir = checked_reservoir(resume.get("reservoir"), spec)
-        if landmarks is not None and params["landmark_weight"] > 0 and store:
-            callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], params["landmark_weight"],
-                                       spec.seed))
+        if landmarks is not None and plan.landmark_weight > 0 and store:
+            callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], plan.landmark_weight, spec.seed))
         kept = ("resolved", "data_range") + (("landmarks", "reservoir", "reference") if store else ())
         carried = {key: resume[key] for key in kept if resume.get(key) is not None}
-        resume = _update_from(resume, params["learning_rate_init"])
+        resume = _update_from(resume, plan.learning_rate_init)
 
-    def keep(params, spec, state, data, device):
+    def keep(plan, spec, state, data, device):
         """The run's landmarks, its sample of rows with the update's, and the placement by it."""
         if not store:
             return {}
         kept = {"landmarks": landmarks,
                 "reservoir": sampled_rows(reservoir, data.train.source, data.train.indices, spec.seed,
-                                          params["eval_batch_size"])}
-        if keeps_reference(params, data.train.source):
+                                          plan.eval_batch_size)}
+        if keeps_reference(plan, data.train.source):
             kept["reference"] = reservoir_reference(spec, state, kept["reservoir"]["rows"], device).state_dict()
         return kept
 
-    return run_training(params, resolved, spec, data, run.device, run.distributed, run.logdir, resume, keep,
+    return run_training(params, plan, spec, data, run.device, run.distributed, run.logdir, resume, keep,
                         callbacks, carried)
 
 
