@@ -4,7 +4,7 @@ This is the only module that imports private scikit-learn helpers.
 """
 
 import os
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -170,6 +170,18 @@ def _positive_integers(sizes):
         return len(sizes) > 0 and all(not isinstance(s, bool) and float(s).is_integer() and s >= 1 for s in sizes)
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def is_positive_int(value):
+    """Whether ``value`` is an integer (not a bool) of at least 1: the one test of it."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
+
+
+def check_positive_int(value, name):
+    """``value`` as an int, or a ``ValueError`` naming ``name`` unless :func:`is_positive_int`."""
+    if not is_positive_int(value):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
 
 
 def check_positive(value, name):

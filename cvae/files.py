@@ -6,11 +6,11 @@ command line and the original CompressionVAE interface accept.
 """
 
 import io
-import numbers
 from pathlib import Path
 
 import numpy as np
 
+from ._validation import check_positive_int
 from .atomic import atomic_open, atomic_write
 from .data.inputs import open_source
 from .data.readers import READABLE, read_array, read_labels, read_npy_directory
@@ -69,8 +69,7 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
         raise ValueError(f"Cannot write {str(path)!r}: transform_to_npy writes a .npy file.")
     if path.is_dir():
         raise ValueError(f"Cannot write {str(path)!r}: it is a directory.")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    check_positive_int(chunk_size, "chunk_size")
     if method not in ("transform", "inverse_transform", "score_samples"):
         raise ValueError(f"method must be 'transform', 'inverse_transform' or 'score_samples', got {method!r}.")
     apply = getattr(estimator, method)

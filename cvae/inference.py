@@ -2,14 +2,13 @@
 time (:class:`InferenceMixin`, the fitted half of :class:`cvae.CompressionVAE`)."""
 
 from functools import partial
-from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_chunk, check_finite_float, check_positive, draw_seed
+from ._validation import check_chunk, check_finite_float, check_positive, check_positive_int, draw_seed
 from .data.rows import iterate_chunks
 from .export import export_module
 from .data.inputs import input_rows, latent_rows
@@ -44,9 +43,7 @@ class InferenceMixin(TransformerMixin):
 
     def _check_positive_int(self, name):
         """A parameter that inference reads, which may have been set since fit."""
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int(getattr(self, name), name)
 
     def _run_batched(self, fn, source, n_out, name, what, check=None):
         out = run_batched(fn, source, n_out, self.eval_batch_size, self.device_, name, check)
@@ -145,8 +142,7 @@ or anndata.AnnData
         -------
         scores : ndarray of shape (n_samples,)
         """
-        if not isinstance(n_importance_samples, Integral) or n_importance_samples < 1:
-            raise ValueError(f"n_importance_samples must be a positive integer, got {n_importance_samples!r}.")
+        check_positive_int(n_importance_samples, "n_importance_samples")
         self._check_fitted()
         X = input_rows(self, X)
         check = self._count_check(whole_numbers=True)
@@ -183,8 +179,7 @@ or anndata.AnnData
             The decoded codes; counts under a count likelihood.
         """
         self._check_fitted()
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        check_positive_int(n_samples, "n_samples")
         seed = draw_seed(random_state)
         Z = torch.randn(n_samples, self.spec_.model.n_latent, generator=torch.Generator().manual_seed(seed)).numpy()
         if not self.spec_.is_count:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ._random import INIT_STREAM, seeded_generator
-from ._validation import draw_seed
+from ._validation import draw_seed, is_positive_int
 from .nn import VAE
-from .nn.likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
+from .nn.likelihoods import LIKELIHOODS, is_count_likelihood
 from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
 from .nn.vae import default_hidden_sizes, load_weights
@@ -117,7 +117,7 @@ class RunSpec:
     @property
     def is_count(self):
         """Whether the model's likelihood is a count likelihood (and ``library_size`` is set)."""
-        return self.model.likelihood in COUNT_LIKELIHOODS
+        return is_count_likelihood(self.model.likelihood)
 
     def to_dict(self):
         """A JSON-ready dict that :meth:`from_dict` reads back."""
@@ -196,7 +196,7 @@ def new_spec(params, data, seed, feature_names=None):
     # int(): NumPy integers (np.arange grids) would not be plain JSON numbers
     model = ModelSpec(n_features, int(params["n_components"]), sizes, likelihood, int(params["iaf_flow_length"]),
                       float(params["dropout"]), params["activation"], params["initializer"])
-    counts = likelihood in COUNT_LIKELIHOODS
+    counts = is_count_likelihood(likelihood)
     loc, scale = data.summary.normalization(params["normalize"], log=counts)
     library_size = data.summary.mean_total if counts else None
     upper = data.upper if likelihood == "bernoulli" and data.upper != 1.0 else None
@@ -254,7 +254,7 @@ def _int(value):
 
 
 def _positive_int(value):
-    return _int(value) and value >= 1
+    return is_positive_int(value)
 
 
 def _real(value):

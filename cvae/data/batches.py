@@ -13,7 +13,16 @@ import numpy as np
 import torch
 
 from .._random import PICK_STREAM, seeded_generator
-from .rows import STREAM_BUFFER_BYTES, Batch, gather_rows, row_runs, take_any_rows, take_rows, to_device
+from .rows import (
+    STREAM_BUFFER_BYTES,
+    Batch,
+    gather_rows,
+    row_runs,
+    rows_within,
+    take_any_rows,
+    take_rows,
+    to_device,
+)
 
 __all__ = [
     "BLOCKS_PER_BUFFER",
@@ -179,7 +188,7 @@ class StreamingBatches:
         self.device = device
         self.rank = rank
         self.world_size = world_size
-        buffer_rows = max(self.batch_size, buffer_bytes // (4 * source.n_features))
+        buffer_rows = max(self.batch_size, rows_within(buffer_bytes, source.n_features))
         block_rows = max(1, buffer_rows // BLOCKS_PER_BUFFER)
         # Each block: a range of positions in ``indices``.
         self.blocks = [np.arange(i, min(i + block_rows, len(self.indices))) for i in range(0, len(self.indices),

@@ -26,7 +26,7 @@ from .._validation import (
 )
 from ..neighbors.labels import labelled_graph, spread_labels
 from ..neighbors.search import neighbor_graph, search_rows
-from ..nn.likelihoods import COUNT_LIKELIHOODS, check_counts
+from ..nn.likelihoods import check_counts, is_count_likelihood
 from .batches import BatchIterator, StreamingBatches, local_batch_size
 from .rows import (
     STREAM_BUFFER_BYTES,
@@ -36,6 +36,7 @@ from .rows import (
     TensorChunks,
     fits_on_device,
     iterate_chunks,
+    rows_within,
     shard_chunks,
     take_rows,
     train_validation_split,
@@ -211,7 +212,7 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     if weights is not None:
         train, valid = _weighted(train, valid, weights, keep, held_out is not None)
     likelihood = params["likelihood"] if continued is None else continued.model.likelihood
-    log_counts = likelihood in COUNT_LIKELIHOODS
+    log_counts = is_count_likelihood(likelihood)
     digest = hashlib.blake2b(digest_size=16)
     train_summary = summarize(_digested(_checked_chunks(train), digest), log_counts)
     train = replace(train, digest=digest.hexdigest())
@@ -220,7 +221,7 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     summaries = train_summary, train_summary if same_rows else summarize(_checked_chunks(valid), log_counts)
     upper = None if continued is None else continued.upper or 1.0  # a continued run keeps its range
     likelihood, upper = _resolve_likelihood(likelihood, summaries, (train.name, valid.name), upper)
-    if params["normalize"] == "global" and likelihood not in COUNT_LIKELIHOODS:
+    if params["normalize"] == "global" and not is_count_likelihood(likelihood):
         _warn_if_one_feature_dominates(train_summary.scaler.scale_)
     return FitData(train, valid, *summaries, likelihood, held_out, classes, upper)
 
@@ -308,7 +309,7 @@ def _checked_chunks(rows):
     source, indices = rows.source, rows.indices
     dtype = np.float64 if source.dtype == np.float64 else np.float32
     sparse = getattr(source, "sparse", False)
-    chunk_rows = _SPARSE_CHUNK_ROWS if sparse else max(1, STREAM_BUFFER_BYTES // (dtype().itemsize * source.n_features))
+    chunk_rows = _SPARSE_CHUNK_ROWS if sparse else rows_within(STREAM_BUFFER_BYTES, source.n_features, dtype().itemsize)
     for part in iterate_chunks(len(indices), chunk_rows):
         chunk = source.block(indices[part]) if sparse else take_rows(source, indices[part], dtype)
         check_chunk(chunk, rows.name, slice(indices[part.start], indices[part.stop - 1] + 1), source.name)
@@ -351,7 +352,7 @@ def _resolve_likelihood(likelihood, summaries, names, upper=None):
             upper = 255.0 if eight_bit and not all(s.high <= 1 for s in summaries) else 1.0
         for summary, name in zip(summaries, names):
             check_unit_interval(summary.low / upper, summary.high / upper, name, upper)
-    if likelihood in COUNT_LIKELIHOODS:
+    if is_count_likelihood(likelihood):
         for summary, name in zip(summaries, names):
             check_counts(summary.low, summary.integers, name, likelihood)
         if summaries[0].high == 0:
@@ -424,7 +425,7 @@ def validation_chunks(rows, chunk_size, device, distributed, normalize=None, wit
     shard = np.arange(distributed.rank, len(rows), distributed.world_size)
     weights = None if rows.weights is None else rows.weights[shard]
     source = rows.source
-    in_memory = source.in_memory or len(rows) * source.n_features * 4 <= STREAM_BUFFER_BYTES
+    in_memory = source.in_memory or len(rows) <= rows_within(STREAM_BUFFER_BYTES, source.n_features)
     array = _in_memory_array(rows) if in_memory else None
     # Chunks of all processes' rows, each shared among them, since the neighbour term's
     # negatives are its chunk's rows: every process then needs a row in every chunk.
@@ -489,7 +490,7 @@ def _graph(rows, normalize, n_neighbors, device, array=None):
         array = rows.read()
     if array is not None:
         return neighbor_graph(normalize(array), n_neighbors, device=device)
-    chunk_rows = max(1, STREAM_BUFFER_BYTES // (4 * source.n_features))
+    chunk_rows = rows_within(STREAM_BUFFER_BYTES, source.n_features)
 
     def chunks():
         for part in iterate_chunks(len(rows), chunk_rows):

@@ -24,6 +24,7 @@ __all__ = [
     "ZeroInflatedNegativeBinomialLikelihood",
     "check_count_rows",
     "check_counts",
+    "is_count_likelihood",
     "make_likelihood",
 ]
 
@@ -284,10 +285,16 @@ LIKELIHOODS = {
 COUNT_LIKELIHOODS = ("poisson", "negative_binomial", "zinb")
 
 
+def is_count_likelihood(name):
+    """Whether the likelihood called ``name`` models counts (the one test of it: the encoder
+    then sees ``log1p`` of the rows, and the model decodes at a library size)."""
+    return name in COUNT_LIKELIHOODS
+
+
 def make_likelihood(name, loc, scale, library_size=None, upper=None):
     """Build the likelihood called ``name`` with the given normalization statistics (and,
     for counts, the total at which it decodes; for the Bernoulli, the value it models as 1)."""
-    if name in COUNT_LIKELIHOODS:
+    if is_count_likelihood(name):
         return LIKELIHOODS[name](loc, scale, 1.0 if library_size is None else library_size)
     if name == "bernoulli":
         return LIKELIHOODS[name](loc, scale, 1.0 if upper is None else upper)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .._random import row_keys
-from ..data.rows import take_rows
+from ..data.rows import rows_within, take_rows
 from ..neighbors.placement import NeighborReference
 from ..spec import build_module
 
@@ -61,7 +61,7 @@ def fit_landmarks(spec, state, data, device, chunk_rows):
     ``partial_fit`` keeps in place. Read and embedded ``chunk_rows`` rows at a time."""
     model = build_module(spec, state["best_model"]).to(device).eval()
     indices = data.train.indices
-    n = min(LANDMARKS, max(1, LANDMARK_BYTES // (4 * spec.n_features)))
+    n = min(LANDMARKS, rows_within(LANDMARK_BYTES, spec.n_features))
     chosen = indices[np.sort(np.random.default_rng(spec.seed).permutation(len(indices))[:n])]
     rows, embedding = [], []
     for part in range(0, len(chosen), chunk_rows):
@@ -79,7 +79,7 @@ def sampled_rows(previous, source, indices, seed, chunk_rows):
     sample of the distinct rows seen, whatever was offered twice (rows passed again, rows
     replayed). Read ``chunk_rows`` rows at a time (fewer for wide rows); kept in the order
     they came."""
-    cap = min(RESERVOIR_ROWS, max(1, RESERVOIR_BYTES // (4 * source.n_features)))
+    cap = min(RESERVOIR_ROWS, rows_within(RESERVOIR_BYTES, source.n_features))
     chunk_rows = min(chunk_rows, cap)  # wide rows (sparse ones densified): at most the sample's bytes at once
     rows = np.empty((0, source.n_features), np.float32) if previous is None else previous["rows"].numpy()
     keys = np.empty(0) if previous is None else previous["keys"].numpy()
