@@ -77,8 +77,9 @@ def test_sample_is_reproducible_and_decodes_prior_draws(X, fast):
     vae = CompressionVAE(**fast).fit(X)
     np.testing.assert_array_equal(vae.sample(4, random_state=3), vae.sample(4, random_state=3))
     assert not np.array_equal(vae.sample(4, random_state=3), vae.sample(4, random_state=4))
-    with pytest.raises(ValueError, match="n_samples"):
-        vae.sample(0)
+    for bad in (0, True, 2.0):  # a bool or a float is not a count of samples
+        with pytest.raises(ValueError, match=f"n_samples must be a positive integer, got {bad!r}"):
+            vae.sample(bad)
 
 
 def test_importance_weighted_scores_tighten_the_elbo(digits, fast):
