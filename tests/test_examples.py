@@ -72,9 +72,9 @@ def test_npy_directory(tmp_path):
 
 def test_interrupt_and_resume(tmp_path, ctrl_c_raises):
     vae, resumed = run_example("interrupt_and_resume", ["--logdir", str(tmp_path / "run"), "--after", "1.0",
-                                                        "--max-steps", "800"])
-    assert vae.stop_reason_ == "interrupted" and 0 < vae.n_steps_ < 800
-    assert resumed.n_steps_ == 800 and resumed.stop_reason_ == "max_steps"
+                                                        "--max-steps", "500"])
+    assert vae.stop_reason_ == "interrupted" and 0 < vae.n_steps_ < 500
+    assert resumed.n_steps_ == 500 and resumed.stop_reason_ == "max_steps"
 
 
 def test_latent_usage(capsys):
