@@ -44,12 +44,13 @@ def _data(path, key=None, label_column=None, layer=None):
     sparse .npz as a CSR matrix, an .h5ad file as an AnnData)."""
     from .files import read_array
     from .data.inputs import is_streamed, open_source
+    from .data.sources import file_format
 
     if is_streamed(path) and label_column is None:
         file = Path(path).expanduser()
         if file.is_dir() or file.stat().st_size > IN_MEMORY_BYTES:
             return path, open_source(path, layer=layer).n_samples
-        if file.suffix.lower() == ".h5ad":
+        if file_format(file) == "h5ad":
             from .data.adata import read_h5ad
 
             adata = read_h5ad(file)
@@ -106,13 +107,16 @@ def _fit(args):
 
 
 def _labels_are_a_csv_column(args):
-    return (args.labels is not None and args.label_column is None and Path(args.input).suffix.lower() == ".csv"
+    from .data.sources import file_format
+
+    return (args.labels is not None and args.label_column is None and file_format(args.input) == "csv"
             and not Path(args.labels).expanduser().exists())
 
 
 def _fit_labels(args):
     """``--labels`` as fit takes it: a path or an obs column, or the array ``--labels-key``
     names in an .npz archive."""
+    from .data.sources import file_format
     from .files import read_labels
 
     if args.labels is None:
@@ -122,7 +126,7 @@ def _fit_labels(args):
     if args.labels_key is not None:
         return read_labels(args.labels, key=args.labels_key)
     same = Path(args.labels).expanduser().resolve() == Path(args.input).expanduser().resolve()
-    if same and Path(args.labels).suffix.lower() == ".npz":
+    if same and file_format(args.labels) == "npz":
         raise ValueError(f"--labels names INPUT's archive {args.labels!r}: say which of its arrays holds the "
                          "labels with --labels-key.")
     return args.labels
@@ -130,9 +134,10 @@ def _fit_labels(args):
 
 def _write_output(vae, method, data, output):
     """Write ``vae.<method>(data)``; a .npy output is written a chunk at a time."""
+    from .data.sources import file_format
     from .files import transform_to_npy, write_array
 
-    if Path(output).suffix.lower() == ".npy":
+    if file_format(output, directories=False) == "npy":
         transform_to_npy(vae, data, output, method=method)
     else:
         write_array(output, getattr(vae, method)(data), _columns(vae, method))

@@ -15,6 +15,7 @@ from .atomic import atomic_open, atomic_write
 from .data.inputs import open_source
 from .data.readers import READABLE, read_array, read_labels, read_npy_directory
 from .data.rows import iterate_chunks
+from .data.sources import file_format
 
 __all__ = ["READABLE", "read_array", "read_labels", "read_npy_directory", "transform_to_npy", "write_array"]
 
@@ -26,10 +27,11 @@ def write_array(path, array, columns=None):
     """
     path = Path(path).expanduser()
     array = np.asarray(array)
-    if path.suffix.lower() not in (".npy", ".csv"):
+    kind = file_format(path, directories=False)
+    if kind not in ("npy", "csv"):
         raise ValueError(f"Cannot write {str(path)!r}: use a .npy or .csv file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".npy":
+    if kind == "npy":
         buffer = io.BytesIO()
         np.save(buffer, array)
         data = buffer.getvalue()
@@ -65,7 +67,7 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
         Shape of the array written.
     """
     path = Path(path).expanduser()
-    if path.suffix.lower() != ".npy":
+    if file_format(path, directories=False) != "npy":
         raise ValueError(f"Cannot write {str(path)!r}: transform_to_npy writes a .npy file.")
     if path.is_dir():
         raise ValueError(f"Cannot write {str(path)!r}: it is a directory.")

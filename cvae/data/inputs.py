@@ -15,10 +15,18 @@ import scipy.sparse as sp
 
 from .._validation import check_input_array, check_latent, validate_input
 from .adata import anndata_rows, h5ad_source
-from .sources import ArraySource, NpyDirectorySource, SparseSource, load_sparse_npz, memmap_source, npy_file_source
+from .sources import (
+    ArraySource,
+    NpyDirectorySource,
+    SparseSource,
+    file_format,
+    load_sparse_npz,
+    memmap_source,
+    npy_file_source,
+)
 
 __all__ = [
-    "STREAMED_SUFFIXES",
+    "STREAMED_FORMATS",
     "array_source",
     "input_rows",
     "is_streamed",
@@ -28,15 +36,14 @@ __all__ = [
     "validation_rows",
 ]
 
-# Files whose rows are read a block at a time rather than loaded; directories are too.
-STREAMED_SUFFIXES = (".npy", ".h5ad")
+# Formats whose rows are read a block at a time rather than loaded (cvae.data.sources.file_format).
+STREAMED_FORMATS = ("directory", "npy", "h5ad")
 
 
 def is_streamed(path):
-    """Whether the data at ``path`` is streamed from disk (a directory, or a file with a
-    suffix in ``STREAMED_SUFFIXES``, in any case) rather than read into memory."""
-    path = Path(path).expanduser()
-    return path.is_dir() or path.suffix.lower() in STREAMED_SUFFIXES
+    """Whether the data at ``path`` is streamed from disk (a directory, a ``.npy`` or an
+    ``.h5ad`` file, in any case) rather than read into memory."""
+    return file_format(path) in STREAMED_FORMATS
 
 
 def open_source(X, name="X", layer=None):
@@ -64,12 +71,12 @@ def open_source(X, name="X", layer=None):
             return NpyDirectorySource(path)
         if not path.exists():
             raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
+        kind = file_format(path)
+        if kind == "npz":
             return SparseSource(load_sparse_npz(path), name=repr(str(path)), checked=True)
-        if suffix == ".h5ad":
+        if kind == "h5ad":
             return h5ad_source(path, layer)
-        if suffix != ".npy":
+        if kind != "npy":
             raise ValueError(
                 f"{name}={str(path)!r}: paths must be a .npy file, a directory of .npy files, a sparse .npz file "
                 "or an .h5ad file. Read other formats into memory with cvae.files.read_array."

@@ -11,6 +11,7 @@ import numpy as np
 from ..neighbors.labels import UNLABELLED
 from .adata import obs_labels, read_h5ad
 from .readers import read_labels
+from .sources import file_format
 
 __all__ = ["UNLABELLED", "check_labels", "check_saved_classes", "fit_labels"]
 
@@ -25,7 +26,7 @@ def fit_labels(X, y):
     anndata = sys.modules.get("anndata")  # an AnnData exists only where anndata was imported
     if isinstance(y, str) and anndata is not None and isinstance(X, anndata.AnnData):
         return obs_labels(X, y)
-    streamed = isinstance(X, (str, os.PathLike)) and str(X).lower().endswith(".h5ad")
+    streamed = isinstance(X, (str, os.PathLike)) and file_format(X, directories=False) == "h5ad"
     if isinstance(y, str) and streamed and not os.path.exists(os.path.expanduser(y)):
         return obs_labels(read_h5ad(X, backed="r"), y)  # an obs column of the streamed file
     return read_labels(y)

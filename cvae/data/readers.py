@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sources import NpyDirectorySource, is_sparse_npz, load_sparse_npz, open_npz
+from .sources import NpyDirectorySource, file_format, is_sparse_npz, load_sparse_npz, open_npz
 
 __all__ = ["READABLE", "read_array", "read_labels", "read_npy_directory"]
 
@@ -38,19 +38,20 @@ def read_array(path, *, key=None, label_column=None):
         The ``label_column``, when one was asked for.
     """
     path = Path(path).expanduser()
-    if path.is_dir():
+    kind = file_format(path)
+    if kind == "directory":
         X, names = read_npy_directory(path), None
     elif not path.exists():
         raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
-    elif path.suffix.lower() == ".npy":
+    elif kind == "npy":
         X, names = np.load(path, allow_pickle=False), None
-    elif path.suffix.lower() == ".npz" and key is None and is_sparse_npz(path):
+    elif kind == "npz" and key is None and is_sparse_npz(path):
         if label_column is not None:
             raise ValueError(f"{str(path)!r} holds a sparse matrix, which has no label column; give labels apart.")
         return load_sparse_npz(path), None
-    elif path.suffix.lower() == ".npz":
+    elif kind == "npz":
         X, names = _read_npz(path, key), None
-    elif path.suffix.lower() == ".csv":
+    elif kind == "csv":
         return _read_csv(path, label_column)
     else:
         raise ValueError(f"Cannot read {str(path)!r}: expected a directory or one of {', '.join(READABLE)} files.")
@@ -72,8 +73,9 @@ def read_labels(path, *, key=None):
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {str(path)!r}")
-    if path.suffix.lower() in (".npy", ".npz"):
-        labels = np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy" else _read_npz(path, key)
+    kind = file_format(path, directories=False)
+    if kind in ("npy", "npz"):
+        labels = np.load(path, allow_pickle=False) if kind == "npy" else _read_npz(path, key)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         if labels.ndim != 1:

@@ -17,9 +17,22 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 __all__ = [
-    "ArraySource", "NpyDirectorySource", "RawFileSource", "RowSource", "SparseSource", "is_sparse_npz",
+    "ArraySource", "NpyDirectorySource", "RawFileSource", "RowSource", "SparseSource", "file_format", "is_sparse_npz",
     "load_sparse_npz", "memmap_source", "npy_file_source", "open_npz",
 ]
+
+# The data formats a path's suffix names, in any case: the one place a suffix is read.
+FORMATS = {".npy": "npy", ".npz": "npz", ".csv": "csv", ".h5ad": "h5ad"}
+
+
+def file_format(path, *, directories=True):
+    """What ``path`` holds by its name: ``"directory"`` (with ``directories``, for an
+    existing directory), ``"npy"``, ``"npz"``, ``"csv"``, ``"h5ad"``, or ``None`` for
+    another suffix."""
+    path = Path(path).expanduser()
+    if directories and path.is_dir():
+        return "directory"
+    return FORMATS.get(path.suffix.lower())
 
 
 @runtime_checkable
@@ -163,7 +176,7 @@ class NpyDirectorySource:
     def __init__(self, path):
         path = Path(path)
         try:
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".npy" and not p.is_dir())
+            files = sorted(p for p in path.rglob("*") if file_format(p, directories=False) == "npy" and not p.is_dir())
         except OSError as exc:  # e.g. a symbolic link loop
             raise ValueError(f"Cannot list the .npy files under {str(path)!r}: {exc}") from exc
         broken = [p for p in files if not p.is_file()]
