@@ -27,3 +27,17 @@ def test_data_whose_scale_underflows_float32_is_refused_and_large_data_trains(X,
         CompressionVAE(**fast).fit(X.astype(np.float64) * 1e-40)
     big = CompressionVAE(**fast).fit((X / 16 * 3.3e38).astype(np.float32))
     assert np.isfinite(big.best_validation_loss_) and np.isfinite(big.transform(X)).all()
+
+
+def test_normalization_statistics():
+    from cvae.data.preprocessing import normalization_statistics
+
+    X = np.array([[0.0, 1.0, 5.0], [2.0, 3.0, 5.0], [4.0, 5.0, 5.0]])
+    loc, scale = normalization_statistics(X, "feature")
+    np.testing.assert_allclose(loc, [2, 3, 5])
+    np.testing.assert_allclose(scale, [np.sqrt(8 / 3), np.sqrt(8 / 3), 1.0], rtol=1e-6)
+    loc, scale = normalization_statistics(X, "global")
+    np.testing.assert_allclose(scale, np.full(3, np.sqrt(np.mean([8 / 3, 8 / 3, 0.0]))), rtol=1e-6)
+    loc, scale = normalization_statistics(X, "none")
+    assert np.all(loc == 0) and np.all(scale == 1)
+    assert np.all(normalization_statistics(np.ones((4, 2)), "global")[1] == 1)
