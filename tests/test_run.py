@@ -135,3 +135,21 @@ def test_the_plan_holds_the_resolved_values_and_plain_numbers():
     assert plan.resolved_values() == {"max_steps": 120, "neighbor_weight": 0.4}  # what the checkpoint records
     with pytest.raises(Exception):  # frozen: nothing below the estimator changes how a run trains
         plan.max_steps = 1
+
+
+def test_a_sampled_graph_keeps_each_rows_label_and_weight_and_streams(X, digits, fast, monkeypatch, tmp_path):
+    searched = []
+    graph = cvae.data.preparation._graph
+    monkeypatch.setattr(cvae.data.preparation, "_graph",
+                        lambda rows, *a, **kw: searched.append(rows) or graph(rows, *a, **kw))
+    monkeypatch.setattr(cvae.data.preparation, "GRAPH_MIN_ROWS", 30)
+    y, weights = digits[1][:400], np.linspace(0.5, 2.0, 400)
+    vae = CompressionVAE(**dict(fast, max_steps=5, batch_size=20)).fit(X, y, sample_weight=weights)
+    train = searched[0]
+    assert len(train) == 100 and vae.classes_.tolist() == list(range(10))
+    np.testing.assert_array_equal(train.labels, y[train.indices])  # each sampled row keeps its own label
+    assert train.weights is not None and np.corrcoef(train.weights, weights[train.indices])[0, 1] > 0.999
+    np.save(tmp_path / "X.npy", X)  # rows streamed from a file sample the same way
+    searched.clear()
+    streamed = CompressionVAE(**dict(fast, max_steps=5, batch_size=20)).fit(tmp_path / "X.npy")
+    assert [len(rows) for rows in searched] == [100, 30] and np.isfinite(streamed.transform(X[:5])).all()
