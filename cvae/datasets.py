@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["make_counts", "make_documents"]
+__all__ = ["make_batched_counts", "make_counts", "make_documents"]
 
 
 def make_counts(n_samples=2000, n_features=500, *, n_clusters=8, n_expressed=None, separation=1.0,
@@ -48,17 +48,79 @@ def make_counts(n_samples=2000, n_features=500, *, n_clusters=8, n_expressed=Non
     abundance /= abundance.sum(axis=1, keepdims=True)
     labels = rng.integers(n_clusters, size=n_samples)
     library = rng.lognormal(np.log(mean_library), library_spread, n_samples)
+    X = _negative_binomial_rows(rng, lambda rows: library[rows, None] * abundance[labels[rows]], n_samples,
+                                n_features, expressed, dispersion, chunk_rows)
+    return X, labels, library
+
+
+def _negative_binomial_rows(rng, mean_of, n_samples, n_features, expressed, dispersion, chunk_rows):
+    """CSR counts whose rows' means over the ``expressed`` features are ``mean_of(rows)``
+    (a slice of rows), drawn ``chunk_rows`` at a time as negative binomials of inverse
+    dispersion ``dispersion``."""
     blocks = []
     for start in range(0, n_samples, chunk_rows):
-        rows = slice(start, min(start + chunk_rows, n_samples))
-        mean = library[rows, None] * abundance[labels[rows]]
+        mean = mean_of(slice(start, min(start + chunk_rows, n_samples)))
         counts = rng.poisson(rng.gamma(dispersion, mean / dispersion)).astype(np.float32)
         r, c = np.nonzero(counts)
         blocks.append(sp.csr_matrix((counts[r, c], (r, expressed[c])), shape=(len(mean), n_features),
                                     dtype=np.float32))
     X = sp.vstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
     X.sort_indices()
-    return X, labels, library
+    return X
+
+
+def make_batched_counts(n_samples=3000, n_features=500, *, n_batches=3, n_clusters=8, n_expressed=None,
+                        separation=1.0, batch_effect=0.5, library_shift=0.5, composition=1.0,
+                        mean_library=150.0, library_spread=0.4, dispersion=2.0, chunk_rows=20000,
+                        random_state=None):
+    """Counts as :func:`make_counts` makes them, measured in ``n_batches`` batches whose
+    technical effects are known, for data integration.
+
+    Each batch multiplies every expressed feature by its own log-normal factor (log-scale
+    spread ``batch_effect``), shifts the rows' library sizes by a log-normal factor
+    (log-scale spread ``library_shift``), and holds the clusters in its own proportions,
+    drawn from a Dirichlet of concentration ``1 / composition`` (0 gives equal proportions;
+    larger values, batches that miss some clusters). A row's cluster is its biology and its
+    batch the effect to remove.
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+    n_batches : int, default=3
+    n_clusters, n_expressed, separation, mean_library, library_spread, dispersion, chunk_rows
+        As for :func:`make_counts`.
+    batch_effect : float, default=0.5
+    library_shift : float, default=0.5
+    composition : float, default=1.0
+    random_state : int or None, default=None
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix of shape (n_samples, n_features), float32
+    labels : ndarray of shape (n_samples,)
+        Each row's cluster.
+    batch : ndarray of shape (n_samples,)
+        Each row's batch.
+    library_size : ndarray of shape (n_samples,)
+        Each row's expected total.
+    """
+    rng = np.random.default_rng(random_state)
+    n_expressed = max(2, n_features // 2) if n_expressed is None else min(n_expressed, n_features)
+    expressed = np.sort(rng.choice(n_features, n_expressed, replace=False))
+    base = rng.lognormal(0.0, 1.0, n_expressed)
+    biology = base * rng.lognormal(0.0, separation, (n_clusters, n_expressed))
+    factors = rng.lognormal(0.0, batch_effect, (n_batches, n_expressed))
+    batch = rng.integers(n_batches, size=n_samples)
+    proportions = (np.full((n_batches, n_clusters), 1.0 / n_clusters) if composition == 0
+                   else rng.dirichlet(np.full(n_clusters, 1.0 / composition), n_batches))
+    labels = np.array([rng.choice(n_clusters, p=proportions[b]) for b in batch])
+    shift = rng.lognormal(0.0, library_shift, n_batches)
+    library = rng.lognormal(np.log(mean_library), library_spread, n_samples) * shift[batch]
+    abundance = biology[:, None, :] * factors[None, :, :]  # (cluster, batch, feature)
+    abundance /= abundance.sum(axis=2, keepdims=True)
+    X = _negative_binomial_rows(rng, lambda rows: library[rows, None] * abundance[labels[rows], batch[rows]],
+                                n_samples, n_features, expressed, dispersion, chunk_rows)
+    return X, labels, batch, library
 
 
 def make_documents(n_documents, n_topics=5, random_state=0):

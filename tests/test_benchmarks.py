@@ -367,3 +367,15 @@ def test_encoder_routes_benchmark_scores_each_route(tmp_path, capsys):
     assert routes <= rows.keys() and rows["encoder"]["knn"] != rows["placement"]["knn"]
     assert rows["distill-mix"]["seconds_after_fit"] > 0 and rows["encoder"]["seconds_after_fit"] == 0
     assert "after the fit" in capsys.readouterr().out
+
+
+def test_integration_benchmark_scores_bio_and_batch(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_integration.py"))
+    out = tmp_path / "integration.json"
+    rows = module["main"](["--cells", "600", "--genes", "100", "--max-steps", "30", "--out", str(out)])
+    assert [row["method"] for row in rows] == ["PCA of log1p counts", "CompressionVAE, no covariates"]
+    pca, vae = rows
+    assert vae["celltype_knn"] > max(0.6, pca["celltype_knn"])  # 8 types: chance 0.125
+    assert vae["batch_knn"] > 0.45  # without covariates the batches stay apart (chance 1/3)
+    assert json.loads(out.read_text())["data"]["cells"] == 600
+    assert "batch 10-NN chance: 0.333" in capsys.readouterr().out
