@@ -66,7 +66,8 @@ def main(argv=None):
 
     datasets = [("digits", load_digits().data.astype(np.float32))]
     if args.data:
-        X = np.load(args.data)["X_train"].reshape(60000, -1).astype(np.float32) / 255
+        X = np.load(args.data)["X_train"]
+        X = X.reshape(len(X), -1).astype(np.float32) / 255
         datasets += [("mnist-5k", X[:5000]), ("mnist-60k", X)]
     rows = []
     print(f"{'data':<10} {'neighbour':>9} {'store_rows':>10} {'pickle MB':>9} {'checkpoint MB':>13} {'weights MB':>10} "

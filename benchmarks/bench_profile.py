@@ -130,6 +130,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="mnist.npz, for the MNIST sizes")
     parser.add_argument("--datasets", nargs="+", default=["digits"])
+    parser.add_argument("--square", type=int, default=2048, help="side of the square matmul timed beside the layers")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     rows = []
@@ -145,14 +146,14 @@ def main(argv=None):
         torch.set_num_threads(vae.n_threads_)
         inp, out = widest_layer(vae.module_)
         layer_rate = matmul_rate(vae.batch_size, inp, out, dtype)
-        square_rate = matmul_rate(2048, 2048, 2048, dtype, repeats=5)
+        square_rate = matmul_rate(args.square, args.square, args.square, dtype, repeats=5)
         compute = seconds["forward"] + seconds["backward"]
         achieved = flops * vae.n_steps_ / compute / 1e9
         row = {"data": name, "rows": len(X_train), "features": X_train.shape[1], "steps": vae.n_steps_,
                "precision": vae.precision_, "threads": vae.n_threads_, "batch_size": vae.batch_size,
                "seconds": seconds, "ms_per_step": 1e3 * seconds["steps"] / vae.n_steps_,
                "step_gflop": flops / 1e9, "achieved_gflops": achieved,
-               "matmul_gflops_widest_layer": layer_rate, "matmul_gflops_2048": square_rate,
+               "matmul_gflops_widest_layer": layer_rate, "matmul_gflops_square": square_rate, "square": args.square,
                "widest_layer": [vae.batch_size, inp, out], "share_of_layer_rate": achieved / layer_rate}
         rows.append(row)
         print(f"{name:<10} {seconds['total']:>7.1f} " + " ".join(f"{seconds[p]:>10.2f}" for p in PARTS) +

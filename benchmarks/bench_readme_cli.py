@@ -50,7 +50,8 @@ def main(argv=None):
             cvae("transform", "runs/mnist", data, "--key", key, "-o", f"{key}.npy", cwd=work)
         Z_train, Z_test = (np.load(Path(work) / f"{key}.npy") for key in ("X_train", "X_test"))
     with np.load(data) as mnist:
-        X_test, y_train, y_test = mnist["X_test"].reshape(10000, -1), mnist["y_train"], mnist["y_test"]
+        X_test, y_train, y_test = mnist["X_test"], mnist["y_train"], mnist["y_test"]
+    X_test = X_test.reshape(len(X_test), -1)
     result = {
         "machine": machine(), "command": "cvae " + " ".join(str(a) for a in fit[:1] + ["mnist.npz"] + fit[2:]),
         "fit_seconds": fit_seconds, "fit_messages": messages.strip().splitlines(),

@@ -379,3 +379,19 @@ def test_integration_benchmark_scores_bio_and_batch(tmp_path, capsys):
     assert vae["batch_knn"] > 0.45  # without covariates the batches stay apart (chance 1/3)
     assert json.loads(out.read_text())["data"]["cells"] == 600
     assert "batch 10-NN chance: 0.333" in capsys.readouterr().out
+
+
+def test_profile_and_model_size_benchmarks_write_their_tables(tmp_path):
+    for script, argv in [("bench_profile.py", ["--datasets", "digits", "--square", "256"]),
+                         ("bench_model_size.py", ["--steps", "20"])]:
+        runpy.run_path(str(ROOT / "benchmarks" / script))["main"]([*argv, "--out", str(tmp_path / f"{script}.json")])
+    profile, sizes = (json.loads((tmp_path / f"{name}.json").read_text())
+                      for name in ("bench_profile.py", "bench_model_size.py"))
+    row = profile["rows"][0]
+    assert row["data"] == "digits" and row["step_gflop"] > 0 and row["steps"] > 0
+    parts = row["seconds"]
+    assert parts["steps"] == pytest.approx(parts["forward"] + parts["backward"] + parts["optimizer"])
+    # without stored rows a model file is smaller, and holds none of them
+    kept, bare = (next(r for r in sizes["runs"] if r["neighbor_weight"] == "auto" and r["store_rows"] == s)
+                  for s in (True, False))
+    assert bare["pickle_mb"] < kept["pickle_mb"] and bare["reservoir_mb"] == bare["reference_mb"] == 0
