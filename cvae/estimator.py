@@ -23,7 +23,7 @@ from .spec import build_module
 from .training import LogDir
 from .training.lifecycle import fit_run, read_run
 from .training.run import warn_on_stop
-from .training.update import replayed, update_run
+from .training.update import update_run
 from .training.tensorboard import write_figures
 from .training.trainer import PRECISIONS
 
@@ -510,12 +510,11 @@ numpy.memmap or anndata.AnnData
         -------
         self : CompressionVAE
         """
-        def rows():  # every row trains, and the update validates on them
-            source = training_rows(self, X)
-            return source, source, fit_labels(X, y), getattr(self, "feature_names_in_", None)
+        def rows(replay):  # every row trains (with the replayed ones), and the update validates on them
+            rows_x, labels, weights = replay(X, fit_labels(X, y))
+            source = training_rows(self, rows_x)
+            return source, source, labels, getattr(self, "feature_names_in_", None), weights
 
-        self._check_params()  # before landmark_weight is compared
-        X, y, sample_weight = replayed(X, fit_labels(X, y), sample_weight, self.get_params(), self._fitted())
         return self._train(update_run, rows, sample_weight)
 
     def _fit(self, X, y, sample_weight, X_valid):
@@ -526,16 +525,12 @@ numpy.memmap or anndata.AnnData
 
         return self._train(fit_run, rows, sample_weight)
 
-    def _fitted(self):
-        """``(spec_, checkpoint)`` when fitted, else ``None``."""
-        return (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
-
     def _train(self, run_fit, rows, sample_weight):
         """Train with ``run_fit`` (:func:`cvae.training.lifecycle.fit_run` or
         :func:`cvae.training.update.update_run`) and adopt its run; a refused X leaves a
         fitted model as it was."""
         self._check_params()
-        fitted = self._fitted()
+        fitted = (self.spec_, self._checkpoint) if hasattr(self, "spec_") else None
         # A refused X must not leave its width or column names behind on a fitted model.
         checked = {name: self.__dict__[name] for name in ("n_features_in_", "feature_names_in_")
                    if name in self.__dict__}

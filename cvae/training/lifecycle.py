@@ -17,6 +17,7 @@ from .distributed import Distributed
 from .logdir import LogDir
 from .plan import TrainingPlan
 from .run import neighbor_weight_for, run_training, step_budget
+from .stored import checked_landmarks
 
 __all__ = ["FitResult", "OpenedRun", "fit_run", "opened_run", "previous_run", "read_run", "resolved_weight"]
 
@@ -97,6 +98,8 @@ def fit_run(params, rows, sample_weight=None, fitted=None):
         resolved = resolved_weight(params, run, labels)
         resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
         check_unfinished(run.resume, resolved["max_steps"], params["logdir"])
+        if run.resume is not None:  # a damaged part of the run is named before training, though the fit replaces it
+            checked_landmarks(run.resume.get("landmarks"), run.spec)
         plan = TrainingPlan.from_params(params, **resolved)
         spec = run.spec if run.spec is not None else new_spec({**params, **resolved}, data, run.seed, feature_names)
         state = run_training(params, plan, spec, data, run.device, run.distributed, run.logdir, run.resume)

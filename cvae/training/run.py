@@ -22,7 +22,7 @@ from .callbacks import (
     Progress,
     TensorBoardScalars,
 )
-from .stored import checked_landmarks, fit_keeps
+from .stored import fit_keeps
 from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainerConfig, make_adam
 
@@ -116,8 +116,6 @@ def run_training(params, plan, spec, data, device, distributed, logdir=None, res
     if plan.neighbor_weight > 0:  # the graphs' cost follows the budget (GRAPH_MIN_ROWS)
         data = replace(data, train=graph_rows(data.train, plan.max_steps * plan.batch_size, spec.seed),
                        valid=graph_rows(data.valid, 0, spec.seed))
-    if resume is not None:
-        checked_landmarks(resume.get("landmarks"), spec)  # a damaged part is named before training
     carried = {**({} if data.classes is None else {"classes": data.classes.tolist()}), **(carried or {})}
     tensorboard = TensorBoardLog(writer.path) if plan.tensorboard and writer is not None else None
     with tensorboard if tensorboard is not None else contextlib.nullcontext():

@@ -14,7 +14,6 @@ from ..data.preparation import prepare, with_replay
 from ..spec import new_spec
 from .callbacks import Landmarks
 from .lifecycle import FitResult, opened_run, resolved_weight
-from .logdir import LogDir
 from .plan import TrainingPlan
 from .run import run_training
 from .stored import (
@@ -29,32 +28,31 @@ from .stored import (
 __all__ = ["replayed", "update_run"]
 
 
-def replayed(X, y, sample_weight, params, fitted=None):
+def replayed(X, y, sample_weight, params, run):
     """``(X, y, sample_weight)`` with rows the run stored drawn beside ``X``
     (:func:`cvae.data.preparation.with_replay`), when ``landmark_weight`` is above 0 and
-    the run stores rows: the run is ``fitted`` (the estimator's ``(spec, checkpoint)``) or
-    else the one in ``params["logdir"]``; before any run, ``X`` as it is."""
-    if params["landmark_weight"] == 0 or not params["store_rows"]:
+    the run (an :class:`cvae.training.lifecycle.OpenedRun`) stores rows; before any run,
+    ``X`` as it is."""
+    if params["landmark_weight"] == 0 or not params["store_rows"] or run.resume is None:
         return X, y, sample_weight
-    if fitted is None and params["logdir"] is not None and LogDir(params["logdir"]).has_run():
-        logdir = LogDir(params["logdir"])
-        spec = logdir.read_params()[1]
-        fitted = spec, logdir.read_checkpoint(spec)
-    if fitted is None:
-        return X, y, sample_weight
-    spec, state = fitted
-    stored = replay_source(state, spec)
-    return with_replay(X, y, sample_weight, None if stored is None else stored.numpy(), (spec.seed, state["step"]))
+    stored = replay_source(run.resume, run.spec)
+    return with_replay(X, y, sample_weight, None if stored is None else stored.numpy(),
+                       (run.spec.seed, run.resume["step"]))
 
 
 def update_run(params, rows, sample_weight=None, fitted=None):
     """Update the run of the estimator parameters ``params`` (``fitted``, the estimator's
     own ``(spec, checkpoint)``, or else the run in its ``logdir``; a new run before any)
-    with one pass over the rows ``rows()`` returns (as for
-    :func:`cvae.training.lifecycle.fit_run`, the validation rows being the training
-    rows); return a :class:`cvae.training.lifecycle.FitResult`."""
+    with one pass over new rows; return a :class:`cvae.training.lifecycle.FitResult`.
+
+    ``rows(replay)``, called once the run is open (its log directory locked, its
+    checkpoint read once), returns ``(training source, validation source, labels, feature
+    names, sample weights)`` as :func:`cvae.training.lifecycle.fit_run`'s ``rows()`` does,
+    the validation rows being the training rows, after ``replay(X, y)`` has drawn the
+    run's stored rows beside them (:func:`replayed`, with ``sample_weight``)."""
     with opened_run(params, fitted, warm_start=True) as run:
-        source, valid, labels, feature_names = rows()
+        source, valid, labels, feature_names, sample_weight = rows(
+            lambda X, y: replayed(X, y, sample_weight, params, run))
         data = prepare(source, valid, params, run.seed, None, run.spec, run.logdir, sample_weight, labels,
                        run.classes, feature_names)
         resolved = resolved_weight(params, run, labels)
