@@ -44,9 +44,9 @@ class ModelSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        _check(self, "n_features", _positive_int)
-        _check(self, "n_latent", _positive_int)
-        _check(self, "hidden_sizes", lambda v: all(_positive_int(s) for s in v))
+        _check(self, "n_features", is_positive_int)
+        _check(self, "n_latent", is_positive_int)
+        _check(self, "hidden_sizes", lambda v: all(is_positive_int(s) for s in v))
         _check(self, "likelihood", lambda v: v in LIKELIHOODS)
         _check(self, "n_flows", lambda v: _int(v) and v >= 0)
         _check(self, "dropout", lambda v: _real(v) and 0 <= v < 1)
@@ -251,10 +251,6 @@ def build_module(spec, state_dict=None):
 
 def _int(value):
     return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _positive_int(value):
-    return is_positive_int(value)
 
 
 def _real(value):

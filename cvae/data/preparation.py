@@ -349,7 +349,7 @@ def _resolve_likelihood(likelihood, summaries, names, upper=None):
             )
     if likelihood == "bernoulli":
         if upper is None:
-            upper = 255.0 if eight_bit and not all(s.high <= 1 for s in summaries) else 1.0
+            upper = 255.0 if eight_bit else 1.0
         for summary, name in zip(summaries, names):
             check_unit_interval(summary.low / upper, summary.high / upper, name, upper)
     if is_count_likelihood(likelihood):

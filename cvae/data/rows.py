@@ -30,17 +30,15 @@ __all__ = [
 
 # Rows are read from a source about this many bytes of float32 rows at a time.
 STREAM_BUFFER_BYTES = 64 * 2**20
+# Rows this close together are read in one call and the rows between them dropped: a read
+# of 64 extra rows costs about what a separate read call does.
+_MAX_GAP = 64
 
 
 def rows_within(n_bytes, n_features, itemsize=4):
     """How many rows of ``n_features`` values of ``itemsize`` bytes fit in ``n_bytes``, at
     least 1: the one rule by which buffers, chunks and stored samples are sized."""
     return max(1, int(n_bytes) // (itemsize * max(int(n_features), 1)))
-
-
-# Rows this close together are read in one call and the rows between them dropped: a read
-# of 64 extra rows costs about what a separate read call does.
-_MAX_GAP = 64
 
 
 def train_validation_split(n_samples, validation_fraction, seed):
