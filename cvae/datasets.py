@@ -41,16 +41,23 @@ def make_counts(n_samples=2000, n_features=500, *, n_clusters=8, n_expressed=Non
         Each row's expected total.
     """
     rng = np.random.default_rng(random_state)
-    n_expressed = max(2, n_features // 2) if n_expressed is None else min(n_expressed, n_features)
-    expressed = np.sort(rng.choice(n_features, n_expressed, replace=False))
-    base = rng.lognormal(0.0, 1.0, n_expressed)
-    abundance = base * rng.lognormal(0.0, separation, (n_clusters, n_expressed))
+    expressed, abundance = _cluster_model(rng, n_features, n_expressed, n_clusters, separation)
     abundance /= abundance.sum(axis=1, keepdims=True)
     labels = rng.integers(n_clusters, size=n_samples)
     library = rng.lognormal(np.log(mean_library), library_spread, n_samples)
     X = _negative_binomial_rows(rng, lambda rows: library[rows, None] * abundance[labels[rows]], n_samples,
                                 n_features, expressed, dispersion, chunk_rows)
     return X, labels, library
+
+
+def _cluster_model(rng, n_features, n_expressed, n_clusters, separation):
+    """The expressed features (``n_expressed``, ``None`` for half) and each cluster's
+    abundances over them, not yet normalized: log-normal base abundances times each
+    cluster's log-normal fold changes of log-scale spread ``separation``."""
+    n_expressed = max(2, n_features // 2) if n_expressed is None else min(n_expressed, n_features)
+    expressed = np.sort(rng.choice(n_features, n_expressed, replace=False))
+    base = rng.lognormal(0.0, 1.0, n_expressed)
+    return expressed, base * rng.lognormal(0.0, separation, (n_clusters, n_expressed))
 
 
 def _negative_binomial_rows(rng, mean_of, n_samples, n_features, expressed, dispersion, chunk_rows):
@@ -105,15 +112,14 @@ def make_batched_counts(n_samples=3000, n_features=500, *, n_batches=3, n_cluste
         Each row's expected total.
     """
     rng = np.random.default_rng(random_state)
-    n_expressed = max(2, n_features // 2) if n_expressed is None else min(n_expressed, n_features)
-    expressed = np.sort(rng.choice(n_features, n_expressed, replace=False))
-    base = rng.lognormal(0.0, 1.0, n_expressed)
-    biology = base * rng.lognormal(0.0, separation, (n_clusters, n_expressed))
-    factors = rng.lognormal(0.0, batch_effect, (n_batches, n_expressed))
+    expressed, biology = _cluster_model(rng, n_features, n_expressed, n_clusters, separation)
+    factors = rng.lognormal(0.0, batch_effect, (n_batches, len(expressed)))
     batch = rng.integers(n_batches, size=n_samples)
     proportions = (np.full((n_batches, n_clusters), 1.0 / n_clusters) if composition == 0
                    else rng.dirichlet(np.full(n_clusters, 1.0 / composition), n_batches))
-    labels = np.array([rng.choice(n_clusters, p=proportions[b]) for b in batch])
+    # each row's cluster from its batch's proportions, by the inverse of their cumulative sums
+    cumulative = np.cumsum(proportions, axis=1)[batch]
+    labels = np.minimum((rng.random(n_samples)[:, None] >= cumulative).sum(axis=1), n_clusters - 1)
     shift = rng.lognormal(0.0, library_shift, n_batches)
     library = rng.lognormal(np.log(mean_library), library_spread, n_samples) * shift[batch]
     abundance = biology[:, None, :] * factors[None, :, :]  # (cluster, batch, feature)
