@@ -79,7 +79,7 @@ def _negative_binomial_rows(rng, mean_of, n_samples, n_features, expressed, disp
 def make_batched_counts(n_samples=3000, n_features=500, *, n_batches=3, n_clusters=8, n_expressed=None,
                         separation=1.0, batch_effect=0.5, library_shift=0.5, composition=1.0,
                         mean_library=150.0, library_spread=0.4, dispersion=2.0, chunk_rows=20000,
-                        random_state=None):
+                        random_state=None, return_effects=False):
     """Counts as :func:`make_counts` makes them, measured in ``n_batches`` batches whose
     technical effects are known, for data integration.
 
@@ -100,6 +100,8 @@ def make_batched_counts(n_samples=3000, n_features=500, *, n_batches=3, n_cluste
     library_shift : float, default=0.5
     composition : float, default=1.0
     random_state : int or None, default=None
+    return_effects : bool, default=False
+        Also return the batches' effects, the truth that an integration should recover.
 
     Returns
     -------
@@ -110,6 +112,11 @@ def make_batched_counts(n_samples=3000, n_features=500, *, n_batches=3, n_cluste
         Each row's batch.
     library_size : ndarray of shape (n_samples,)
         Each row's expected total.
+    effects : dict
+        With ``return_effects``: ``"factors"``, each batch's factor on every feature (an
+        array of shape ``(n_batches, n_features)``, 1 on features no cluster expresses),
+        ``"library_shift"`` (``(n_batches,)``) and ``"proportions"`` (``(n_batches,
+        n_clusters)``).
     """
     rng = np.random.default_rng(random_state)
     expressed, biology = _cluster_model(rng, n_features, n_expressed, n_clusters, separation)
@@ -126,7 +133,11 @@ def make_batched_counts(n_samples=3000, n_features=500, *, n_batches=3, n_cluste
     abundance /= abundance.sum(axis=2, keepdims=True)
     X = _negative_binomial_rows(rng, lambda rows: library[rows, None] * abundance[labels[rows], batch[rows]],
                                 n_samples, n_features, expressed, dispersion, chunk_rows)
-    return X, labels, batch, library
+    if not return_effects:
+        return X, labels, batch, library
+    full = np.ones((n_batches, n_features))
+    full[:, expressed] = factors
+    return X, labels, batch, library, {"factors": full, "library_shift": shift, "proportions": proportions}
 
 
 def make_documents(n_documents, n_topics=5, random_state=0):

@@ -12,6 +12,7 @@ from ._validation import Interval, StrOptions, check_params, resolve_device
 from .inference import InferenceMixin
 from .data.inputs import training_rows, validation_rows
 from .data.rows import take_rows
+from .data.covariates import covariate_table
 from .data.labels import check_saved_classes, fit_labels
 from .nn.likelihoods import LIKELIHOODS
 from .nn.init import INITIALIZERS
@@ -442,7 +443,7 @@ default="orthogonal"
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y=None, sample_weight=None, *, X_valid=None):
+    def fit(self, X, y=None, sample_weight=None, *, X_valid=None, covariates=None):
         """Fit the VAE to ``X``.
 
         Parameters
@@ -467,16 +468,36 @@ numpy.memmap or anndata.AnnData
             as if ``X`` lacked it; integer weights act as repeated rows, in expectation.
         X_valid : array-like, path or numpy.memmap, default=None
             Validation data. If None, ``validation_fraction`` of ``X``'s rows is held out
-            (saved in ``logdir``, so a continued run validates on the same rows).
+            (saved in ``logdir``, so a continued run validates on the same rows). Not with
+            ``covariates``.
+        covariates : array-like, DataFrame, str or list of str, default=None
+            What each row was measured under (its batch, donor, a dose), which the encoder
+            and the decoder are conditioned on, so that the embedding need not hold it: a
+            1-D array-like (one categorical covariate), a DataFrame (category, object,
+            bool and integer columns categorical, float columns continuous, standardized),
+            a 2-D array (a covariate per column), a file of one value per row, or for an
+            AnnData ``X`` the names of ``obs`` columns (a list, or separated by commas).
+            Every later call on the rows (:meth:`transform`, :meth:`score_samples`) takes
+            theirs; :meth:`inverse_transform` and :meth:`sample` decode under any.
+            docs/covariates.md.
 
         Returns
         -------
         self : CompressionVAE
             Fitted; after Ctrl-C, with the best model so far (and a checkpoint in ``logdir``).
         """
-        return self._fit(X, y, sample_weight, X_valid)
+        return self._fit(X, y, sample_weight, X_valid, covariates)
 
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def fit_transform(self, X, y=None, sample_weight=None, *, X_valid=None, covariates=None):
+        """Fit to ``X`` and embed it: ``fit(X, ...).transform(X, covariates)``.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+        """
+        return self.fit(X, y, sample_weight, X_valid=X_valid, covariates=covariates).transform(X, covariates)
+
+    def partial_fit(self, X, y=None, sample_weight=None, covariates=None):
         """Update the model with one pass over the rows of ``X``.
 
         The first call (on an estimator that is not fitted, and whose ``logdir`` holds no
@@ -505,23 +526,27 @@ numpy.memmap or anndata.AnnData
         y : array-like of shape (n_samples,), default=None
             As for :meth:`fit`; the classes of later calls must be among the first's.
         sample_weight : array-like of shape (n_samples,), default=None
+        covariates : array-like, DataFrame, str or list of str, default=None
+            As for :meth:`fit`: the first call sets which covariates the model is
+            conditioned on, and every later call gives them.
 
         Returns
         -------
         self : CompressionVAE
         """
         def rows(replay):  # every row trains (with the replayed ones), and the update validates on them
-            rows_x, labels, weights = replay(X, fit_labels(X, y))
+            rows_x, labels, weights, table = replay(X, fit_labels(X, y), covariate_table(covariates, X))
             source = training_rows(self, rows_x)
-            return source, source, labels, getattr(self, "feature_names_in_", None), weights
+            return source, source, labels, getattr(self, "feature_names_in_", None), weights, table
 
         return self._train(update_run, rows, sample_weight)
 
-    def _fit(self, X, y, sample_weight, X_valid):
+    def _fit(self, X, y, sample_weight, X_valid, covariates):
         def rows():  # training_rows records n_features_in_ (and feature_names_in_)
             source = training_rows(self, X)
             valid = None if X_valid is None else validation_rows(self, X_valid)
-            return source, valid, fit_labels(X, y), getattr(self, "feature_names_in_", None)
+            table = covariate_table(covariates, X)
+            return source, valid, fit_labels(X, y), getattr(self, "feature_names_in_", None), table
 
         return self._train(fit_run, rows, sample_weight)
 
@@ -553,6 +578,9 @@ numpy.memmap or anndata.AnnData
         """TensorBoard figures of (up to 5,000 of) the validation ``rows``."""
         from .plotting import tensorboard_figures
 
+        if self.spec_.covariates is not None:
+            logger.info("No embedding figures in TensorBoard: they are not drawn for a model with covariates.")
+            return
         chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
         try:
             figures = tensorboard_figures(self, take_rows(rows.source, chosen))

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import check_chunk, check_finite_float, check_positive, check_positive_int, draw_seed
 from .data.rows import iterate_chunks
 from .export import export_module
+from .data.covariates import CovariateSource, covariate_table
 from .data.inputs import input_rows, latent_rows
 from .nn.likelihoods import check_count_rows
 from .neighbors.placement import PLACEMENTS
@@ -54,13 +55,31 @@ class InferenceMixin(TransformerMixin):
             )
         return out
 
+    def _conditioned(self, source, covariates, X=None, broadcast=False):
+        """``source``'s rows with their encoded ``covariates`` after them, for a model
+        conditioned on covariates; ``source`` itself for one without. ``X`` is what the
+        caller was given (an AnnData's obs columns can be named); with ``broadcast``, one
+        row of covariates serves every row."""
+        spec = self.spec_.covariates
+        if spec is None:
+            if covariates is not None:
+                raise ValueError("covariates were given, but this model was fitted without covariates.")
+            return source
+        table = covariate_table(covariates, X)
+        if table is None:
+            raise ValueError(f"This model is conditioned on the covariates {list(spec.names)}: pass covariates= with "
+                             "one value per row (or, for an AnnData X, the names of its obs columns).")
+        if broadcast and all(len(values) == 1 for _, values in table):
+            table = [(name, np.repeat(np.asarray(values), source.n_samples)) for name, values in table]
+        return CovariateSource(source, spec.encode(table, source.n_samples))
+
     def _count_check(self, whole_numbers):
         """What a count model checks of its input rows (``None`` for other likelihoods)."""
         if not self.spec_.is_count:
             return None
         return partial(check_count_rows, likelihood=self.likelihood_, whole_numbers=whole_numbers)
 
-    def transform(self, X):
+    def transform(self, X, covariates=None):
         """Embed ``X``: the posterior mean (through the flow at zero noise, with IAF).
 
         Parameters
@@ -69,6 +88,9 @@ class InferenceMixin(TransformerMixin):
 or anndata.AnnData
             As for :meth:`fit`, read ``eval_batch_size`` rows at a time (to disk:
             :func:`cvae.files.transform_to_npy`).
+        covariates : array-like, DataFrame or str, default=None
+            For a model fitted with covariates, those of ``X``'s rows, as :meth:`fit` takes
+            them; categories must be among those it was fitted with.
 
         Returns
         -------
@@ -80,8 +102,9 @@ or anndata.AnnData
         if reference is None:
             embed = self.module_.embed
         else:
-            embed = partial(_place, reference, self.module_.likelihood.standardize, self.n_neighbors)
-        return self._run_batched(embed, input_rows(self, X), self.spec_.model.n_latent, "X", "The embedding",
+            embed = partial(_place, reference, self.module_.standardize, self.n_neighbors)
+        source = self._conditioned(input_rows(self, X), covariates, X)
+        return self._run_batched(embed, source, self.spec_.model.n_latent, "X", "The embedding",
                                  self._count_check(whole_numbers=False))
 
     def _placement_reference(self):
@@ -97,7 +120,7 @@ or anndata.AnnData
             )
         return None if self.placement == "encoder" else self._reference
 
-    def inverse_transform(self, Z, library_size=None):
+    def inverse_transform(self, Z, library_size=None, covariates=None):
         """Decode latent codes to the decoder mean, in the original feature scale.
 
         Parameters
@@ -107,6 +130,10 @@ or anndata.AnnData
         library_size : float, default=None
             Count likelihoods only: the total (library size) of the decoded rows, above 0.
             ``None`` decodes at the mean total of the training rows (``spec_.library_size``).
+        covariates : array-like or DataFrame, default=None
+            For a model fitted with covariates, those to decode under, one row per code or
+            one for all: the rows as if measured under them (a counterfactual: "this cell
+            as batch 2").
 
         Returns
         -------
@@ -114,15 +141,15 @@ or anndata.AnnData
             Decoder means: expected counts at ``library_size`` under a count likelihood.
         """
         self._check_fitted()
-        source = latent_rows(Z, self.spec_.model.n_latent)
+        source = self._conditioned(latent_rows(Z, self.spec_.model.n_latent), covariates, broadcast=True)
         if library_size is not None:
             if not self.spec_.is_count:
                 raise ValueError(f"library_size applies to count likelihoods; this model's is {self.likelihood_!r}.")
             library_size = check_positive(library_size, "library_size")
-        return self._run_batched(partial(self.module_.decode_mean, library_size=library_size), source,
+        return self._run_batched(partial(self.module_.decode_inputs, library_size=library_size), source,
                                  self.n_features_in_, "Z", "The decoded data")
 
-    def score_samples(self, X, n_importance_samples=1):
+    def score_samples(self, X, n_importance_samples=1, covariates=None):
         """Per-sample lower bound on log p(x) in nats, in the original data scale.
 
         ``n_importance_samples=1``: the ELBO over ``_SCORE_DRAWS`` posterior samples (exact
@@ -137,6 +164,8 @@ or anndata.AnnData
             As for :meth:`transform`.
         n_importance_samples : int, default=1
             ``k``; 1000 or more gives the test log-likelihoods reported in the literature.
+        covariates : array-like, DataFrame or str, default=None
+            As for :meth:`transform`.
 
         Returns
         -------
@@ -144,25 +173,25 @@ or anndata.AnnData
         """
         check_positive_int(n_importance_samples, "n_importance_samples")
         self._check_fitted()
-        X = input_rows(self, X)
+        source = self._conditioned(input_rows(self, X), covariates, X)
         check = self._count_check(whole_numbers=True)
         k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
         generator = torch.Generator().manual_seed(_SCORE_SEED)
         draws = torch.randn(k, self.spec_.model.n_latent, generator=generator).to(self.device_)
         score = self.module_.mean_elbo if n_importance_samples == 1 else self.module_.importance_weighted_bound
-        return run_batched(lambda batch: score(batch, draws)[:, None], X, 1, self.eval_batch_size, self.device_,
+        return run_batched(lambda batch: score(batch, draws)[:, None], source, 1, self.eval_batch_size, self.device_,
                            "X", check)[:, 0]
 
-    def score(self, X, y=None):
+    def score(self, X, y=None, covariates=None):
         """Mean ELBO per sample in nats (higher is better), for model selection; ``y`` is ignored.
 
         Returns
         -------
         score : float
         """
-        return float(np.mean(self.score_samples(X)))
+        return float(np.mean(self.score_samples(X, covariates=covariates)))
 
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, covariates=None):
         """Generate data: draw latent codes from the prior N(0, I) and decode them; under
         a count likelihood, draw counts from the decoded distribution at the mean total of
         the training rows.
@@ -172,6 +201,9 @@ or anndata.AnnData
         n_samples : int, default=1
         random_state : int, RandomState instance or None, default=None
             Seeds the latent draws.
+        covariates : array-like or DataFrame, default=None
+            For a model fitted with covariates, those to generate under: one row per sample,
+            or one for all.
 
         Returns
         -------
@@ -183,10 +215,11 @@ or anndata.AnnData
         seed = draw_seed(random_state)
         Z = torch.randn(n_samples, self.spec_.model.n_latent, generator=torch.Generator().manual_seed(seed)).numpy()
         if not self.spec_.is_count:
-            return self.inverse_transform(Z)
+            return self.inverse_transform(Z, covariates=covariates)
         likelihood = self.module_.likelihood
-        params = self._run_batched(self.module_.decode, latent_rows(Z, self.spec_.model.n_latent),
-                                   likelihood.n_params * self.n_features_in_, "Z", "The decoded data")
+        source = self._conditioned(latent_rows(Z, self.spec_.model.n_latent), covariates, broadcast=True)
+        params = self._run_batched(self.module_.decode_params, source, likelihood.n_params * self.n_features_in_, "Z",
+                                   "The decoded data")
         with torch.no_grad():
             return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
 
@@ -245,7 +278,7 @@ def run_batched(fn, source, n_out, batch_size, device, name, check=None):
             else:
                 check_chunk(batch, name, rows, source.name)
             if check is not None:
-                check(batch, name)
+                check(batch[:, : getattr(source, "n_data", batch.shape[1])], name)
             out[rows] = fn(_as_tensor(batch, device)).cpu().numpy()
     return out
 

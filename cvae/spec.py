@@ -20,6 +20,7 @@ from .nn.likelihoods import LIKELIHOODS, is_count_likelihood
 from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
 from .nn.vae import default_hidden_sizes, load_weights
+from .data.covariates import CovariateSpec
 from .data.preprocessing import NORMALIZATIONS
 
 __all__ = ["FORMAT_VERSION", "ModelSpec", "RunSpec", "build_module", "check_warm_start", "new_spec"]
@@ -41,6 +42,7 @@ class ModelSpec:
     dropout: float = 0.0
     activation: str = "relu"
     initializer: str = "orthogonal"
+    n_covariates: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -52,9 +54,13 @@ class ModelSpec:
         _check(self, "dropout", lambda v: _real(v) and 0 <= v < 1)
         _check(self, "activation", lambda v: v in ACTIVATIONS)
         _check(self, "initializer", lambda v: v in INITIALIZERS)
+        _check(self, "n_covariates", lambda v: _int(v) and v >= 0)
 
     def to_dict(self):
-        return dict(asdict(self), hidden_sizes=list(self.hidden_sizes))
+        out = dict(asdict(self), hidden_sizes=list(self.hidden_sizes))
+        if not self.n_covariates:  # written only where it applies, so that other runs' files read as before
+            del out["n_covariates"]
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +84,9 @@ class RunSpec:
     upper : float or None
         Under the Bernoulli likelihood of data in [0, upper] other than [0, 1] (8-bit pixel
         values: 255), the value it models as 1; ``None`` otherwise.
+    covariates : cvae.data.covariates.CovariateSpec or None
+        The covariates the model is conditioned on (``model.n_covariates`` encoded columns
+        after the data's), or ``None``.
     format_version : int
         :data:`FORMAT_VERSION` of the code that wrote it.
     """
@@ -90,6 +99,7 @@ class RunSpec:
     feature_names: tuple = None
     library_size: float = None
     upper: float = None
+    covariates: CovariateSpec = None
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self):
@@ -108,11 +118,18 @@ class RunSpec:
                "a positive number under a count likelihood, else None")
         _check(self, "upper", lambda v: v is None or (self.model.likelihood == "bernoulli" and _real(v) and v > 0),
                "None, or a positive number under the Bernoulli likelihood")
+        _check(self, "covariates", lambda v: (v.width if v is not None else 0) == self.model.n_covariates,
+               f"covariates of {self.model.n_covariates} encoded columns (model.n_covariates)")
         _check(self, "format_version", lambda v: v == FORMAT_VERSION, f"{FORMAT_VERSION}")
 
     @property
     def n_features(self):
         return self.model.n_features
+
+    @property
+    def n_inputs(self):
+        """Columns of the rows the model takes: the data's, then the encoded covariates'."""
+        return self.model.n_features + self.model.n_covariates
 
     @property
     def is_count(self):
@@ -132,6 +149,7 @@ class RunSpec:
             # written only where it applies, so that other runs' files read as before
             **({} if self.library_size is None else {"library_size": float(self.library_size)}),
             **({} if self.upper is None else {"upper": float(self.upper)}),
+            **({} if self.covariates is None else {"covariates": self.covariates.to_dict()}),
         }
 
     @classmethod
@@ -149,7 +167,8 @@ class RunSpec:
         if not isinstance(model, dict):
             raise ValueError("the run specification has no 'model' object")
         for fields, given, where in ((_MODEL_FIELDS, model, "model."), (_RUN_FIELDS, data, "")):
-            missing = sorted(fields - {"format_version", "library_size", "upper"} - given.keys())
+            missing = sorted(fields - {"format_version", "library_size", "upper", "covariates", "n_covariates"}
+                             - given.keys())
             unknown = sorted(given.keys() - fields)
             if missing or unknown:
                 raise ValueError(
@@ -162,7 +181,9 @@ class RunSpec:
         for name in ("loc", "scale"):
             if not isinstance(data[name], list) or not all(_real(v) for v in data[name]):
                 raise ValueError(f"{name} must be a list of numbers")
-        return cls(**dict(data, model=ModelSpec(**model)))
+        covariates = data.get("covariates")
+        covariates = None if covariates is None else CovariateSpec.from_dict(covariates)
+        return cls(**dict(data, model=ModelSpec(**model), covariates=covariates))
 
     def __eq__(self, other):
         if not isinstance(other, RunSpec):
@@ -186,8 +207,9 @@ _RUN_FIELDS = set(RunSpec.__dataclass_fields__)
 
 def new_spec(params, data, seed, feature_names=None):
     """The spec of a new run from the estimator's parameters and its
-    :class:`cvae.data.preparation.FitData` (features, statistics, resolved likelihood)."""
+    :class:`cvae.data.preparation.FitData` (features, statistics, resolved likelihood, covariates)."""
     n_features, likelihood = data.n_features, data.likelihood
+    width = 0 if data.covariates is None else data.covariates.width
     sizes = params["hidden_layer_sizes"]
     if sizes is None:
         sizes = default_hidden_sizes(n_features, int(params["n_components"]), neighbors=params["neighbor_weight"] > 0)
@@ -195,12 +217,12 @@ def new_spec(params, data, seed, feature_names=None):
         sizes = [int(s) for s in sizes]
     # int(): NumPy integers (np.arange grids) would not be plain JSON numbers
     model = ModelSpec(n_features, int(params["n_components"]), sizes, likelihood, int(params["iaf_flow_length"]),
-                      float(params["dropout"]), params["activation"], params["initializer"])
+                      float(params["dropout"]), params["activation"], params["initializer"], width)
     counts = is_count_likelihood(likelihood)
     loc, scale = data.summary.normalization(params["normalize"], log=counts)
     library_size = data.summary.mean_total if counts else None
     upper = data.upper if likelihood == "bernoulli" and data.upper != 1.0 else None
-    return RunSpec(model, params["normalize"], loc, scale, seed, feature_names, library_size, upper)
+    return RunSpec(model, params["normalize"], loc, scale, seed, feature_names, library_size, upper, data.covariates)
 
 
 def check_warm_start(params, spec):

@@ -154,3 +154,23 @@ def test_the_graph_does_not_depend_on_offset_dtype_or_format():
 
     assert hypothesis is not None
     check()
+
+
+def test_a_balanced_graph_links_every_row_to_its_nearest_rows_in_every_group():
+    from cvae.neighbors.search import balanced_graph
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 3))
+    groups = np.repeat([0, 1, 2], 30)
+    X[groups == 1] += 100  # far apart: an unbalanced graph would never leave a group
+    graph = balanced_graph(X, groups, 6)
+    assert graph.shape == (90, 6)
+    assert (groups[graph] == np.repeat([[0, 0, 1, 1, 2, 2]], 90, axis=0)).all()  # 2 per group, groups in order
+    assert not (graph == np.arange(90)[:, None]).any()  # never a row itself
+    distances = np.linalg.norm(X[:, None] - X[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    for group in range(3):
+        members = np.flatnonzero(groups == group)
+        nearest = np.sort(np.sort(distances[:, members], axis=1)[:, :2], axis=1)
+        listed = np.sort(np.take_along_axis(distances, graph[:, 2 * group : 2 * group + 2], axis=1), axis=1)
+        np.testing.assert_allclose(listed, nearest, rtol=1e-4)

@@ -45,10 +45,10 @@ def test_auto_likelihood_is_bernoulli_exactly_for_unit_interval_data(digits, fas
 
 def test_replayed_rows_join_x_in_memory_of_their_width_and_nothing_else(tmp_path):
     X, rows = np.ones((3, 4)), np.zeros((2, 4))
-    stacked, y, weights = with_replay(X, [0, 1, 2], [2.0, 2.0, 2.0], rows, (0, 0))
+    stacked, y, weights, _ = with_replay(X, [0, 1, 2], [2.0, 2.0, 2.0], rows, (0, 0))
     np.testing.assert_array_equal(stacked, np.vstack([X, rows]))
     assert y.tolist() == [0, 1, 2, -1, -1] and weights.tolist() == [2, 2, 2, 2, 2]  # replayed: the mean weight
-    stacked, y, _ = with_replay(sp.csr_matrix(X), np.array(["a", "b", "c"]), None, rows, (0, 0))
+    stacked, y, _, _ = with_replay(sp.csr_matrix(X), np.array(["a", "b", "c"]), None, rows, (0, 0))
     assert sp.issparse(stacked) and stacked.shape == (5, 4) and y.tolist() == ["a", "b", "c", None, None]
     path = tmp_path / "x.npy"
     for other in (np.ones((3, 5)), str(path), np.ones(4)):  # another width, a file, a vector: as they are
@@ -60,7 +60,7 @@ def test_replayed_rows_join_x_in_memory_of_their_width_and_nothing_else(tmp_path
 def test_replay_draws_as_many_distinct_stored_rows_as_x_has_at_least_the_floor(n_new):
     stored = np.arange(3 * REPLAY_MIN_ROWS, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
     X = -np.ones((n_new, 3), np.float32)
-    stacked, _, _ = with_replay(X, None, None, stored, (7, 100))
+    stacked, _, _, _ = with_replay(X, None, None, stored, (7, 100))
     replayed = stacked[n_new:, 0]
     assert len(replayed) == max(n_new, REPLAY_MIN_ROWS) and len(np.unique(replayed)) == len(replayed)
     assert np.isin(replayed, stored[:, 0]).all() and np.all(np.diff(replayed) > 0)  # stored rows, in their order

@@ -26,6 +26,20 @@ def test_round_trip_through_json(spec):
     assert again.loc.dtype == np.float32 and again.feature_names == ("a", "b", "c")
 
 
+def test_covariates_round_trip_and_widen_the_model(spec):
+    from dataclasses import replace
+
+    from cvae.data.covariates import CovariateSpec, covariate_table
+
+    covariates = CovariateSpec.fit(covariate_table(np.array(["x", "y", "z"])))
+    conditioned = replace(spec, covariates=covariates, model=replace(spec.model, n_covariates=3))
+    assert "covariates" not in spec.to_dict() and "n_covariates" not in spec.to_dict()["model"]  # files as before
+    again = RunSpec.from_dict(json.loads(json.dumps(conditioned.to_dict())))
+    assert again == conditioned and again.covariates == covariates and again.n_inputs == 6
+    module = build_module(conditioned)
+    assert module.encoder[0].in_features == 3 + 3 and module.decoder[0][0].in_features == 2 + 3
+
+
 def test_build_module_follows_the_spec_and_loads_weights(spec):
     torch.manual_seed(0)
     module = build_module(spec)
@@ -60,6 +74,9 @@ def test_build_module_follows_the_spec_and_loads_weights(spec):
         (lambda d: d.update(format_version=99), "format_version=99"),
         (lambda d: d.update(seed=-1), "seed=-1"),
         (lambda d: d.update(model=[]), "no 'model' object"),
+        (lambda d: d["model"].update(n_covariates=2), "covariates=None.*2 encoded columns"),
+        (lambda d: d.update(covariates=[{"name": "b", "kind": "categorical", "categories": ["x"]}]),
+         "covariates=.*0 encoded columns"),
     ],
 )
 def test_from_dict_names_what_is_wrong(spec, change, message):

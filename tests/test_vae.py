@@ -166,3 +166,29 @@ def test_vae_forward_adds_the_weighted_neighbor_loss_summed_over_each_rows_pairs
     term = neighbor_loss(model.embed(x), model.embed(neighbors))
     torch.testing.assert_close(out.loss, plain.loss + 2.5 * term)
     torch.testing.assert_close(out.kl, plain.kl)
+
+
+def test_covariates_condition_the_encoder_and_the_decoder():
+    torch.manual_seed(0)
+    plain = VAE(4, 2, [8], torch.zeros(4), torch.ones(4))
+    torch.manual_seed(0)
+    conditioned = VAE(4, 2, [8], torch.zeros(4), torch.ones(4), n_covariates=3)
+    assert [p.shape for p in plain.parameters()] != [p.shape for p in conditioned.parameters()]
+    x = torch.randn(5, 4)
+    one_hot = torch.eye(3)[[0, 1, 2, 0, 1]]
+    rows = torch.cat([x, one_hot], dim=1)
+    data, covariates = conditioned.split(rows)
+    assert torch.equal(data, x) and torch.equal(covariates, one_hot)
+    assert torch.equal(conditioned.standardize(rows), x)
+    with torch.no_grad():
+        conditioned.encoder[0].weight[:, 4:] += 1.0  # the covariates' columns reach the encoder ...
+        conditioned.decoder[0][0].weight[:, 2:] += 1.0  # ... and the decoder
+        z = conditioned.embed(rows)
+        other = torch.cat([x, torch.eye(3)[[1, 2, 0, 1, 2]]], dim=1)
+        assert not torch.allclose(conditioned.embed(other), z)
+        shuffled = one_hot[[1, 2, 0, 1, 2]]
+        assert not torch.allclose(conditioned.decode(z, covariates=one_hot), conditioned.decode(z, covariates=shuffled))
+        assert torch.equal(conditioned.decode_params(torch.cat([z, one_hot], dim=1)),
+                           conditioned.decode(z, covariates=one_hot))
+        out = conditioned(rows, eps=torch.zeros(5, 2))
+        assert out.log_likelihood.shape == (5,)  # scored on the data's 4 columns, not the covariates'

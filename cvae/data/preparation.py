@@ -25,7 +25,7 @@ from .._validation import (
     check_unit_interval,
 )
 from ..neighbors.labels import labelled_graph, spread_labels
-from ..neighbors.search import neighbor_graph, search_rows
+from ..neighbors.search import balanced_graph, neighbor_graph, search_rows
 from ..nn.likelihoods import check_counts, is_count_likelihood
 from .batches import BatchIterator, StreamingBatches, local_batch_size
 from .rows import (
@@ -41,6 +41,7 @@ from .rows import (
     take_rows,
     train_validation_split,
 )
+from .covariates import CovariateSource, CovariateSpec
 from .labels import UNLABELLED, check_labels
 from .preprocessing import summarize
 
@@ -97,16 +98,20 @@ class FitData:
     held_out: Split = None
     classes: np.ndarray = None
     upper: float = 1.0
+    covariates: CovariateSpec = None
 
     @property
     def n_features(self):
-        return self.train.source.n_features
+        """The data's columns (the rows' sources carry the encoded covariates after them)."""
+        return self.train.source.n_features - (0 if self.covariates is None else self.covariates.width)
 
 
-def with_replay(X, y, sample_weight, stored, seed):
-    """``X`` with rows drawn from ``stored`` (earlier rows, or ``None``) below it, and ``y``
-    and ``sample_weight`` extended to match (unlabelled; weight the mean of ``X``'s weights,
-    so that equal weights train as no weights): the earlier rows train beside the new ones,
+def with_replay(X, y, sample_weight, stored, seed, covariates=None, stored_covariates=None):
+    """``(X, y, sample_weight, covariates)``: ``X`` with rows drawn from ``stored`` (earlier
+    rows, or ``None``) below it, and ``y``, ``sample_weight`` and ``covariates`` (a table,
+    :func:`cvae.data.covariates.covariate_table`) extended to match (unlabelled; weight the
+    mean of ``X``'s weights, so that equal weights train as no weights; the stored rows'
+    own covariates, ``stored_covariates``): the earlier rows train beside the new ones,
     as replay. As many are drawn, without replacement, as ``X`` has rows, at least
     ``REPLAY_MIN_ROWS``, at most all of ``stored``; ``seed`` (integers) seeds the draw. Only
     for ``X`` in memory (an array, a sparse matrix, a DataFrame, whose column names stay, or
@@ -115,13 +120,17 @@ def with_replay(X, y, sample_weight, stored, seed):
     refused, for what does not match) by the fit, in terms of ``X`` alone."""
     rows_in_memory = _rows_in_memory(X)
     if stored is None or rows_in_memory is None or rows_in_memory.ndim != 2:
-        return X, y, sample_weight
+        return X, y, sample_weight, covariates
     X = rows_in_memory
     n = X.shape[0]
-    if n == 0 or X.shape[1] != stored.shape[1] or not _one_per_row(y, n) or not _one_per_row(sample_weight, n):
-        return X, y, sample_weight
+    matching = (covariates is None) == (stored_covariates is None) and (
+        covariates is None or all(_one_per_row(values, n) for _, values in covariates))
+    if (n == 0 or X.shape[1] != stored.shape[1] or not _one_per_row(y, n) or not _one_per_row(sample_weight, n)
+            or not matching):
+        return X, y, sample_weight, covariates
     count = min(len(stored), max(n, REPLAY_MIN_ROWS))
-    rows = stored[np.sort(np.random.default_rng([*seed, REPLAY_STREAM]).permutation(len(stored))[:count])]
+    chosen = np.sort(np.random.default_rng([*seed, REPLAY_STREAM]).permutation(len(stored))[:count])
+    rows = stored[chosen]
     if sp.issparse(X):
         stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr")
     elif hasattr(X, "columns"):  # a DataFrame: its column names are checked against the fit's
@@ -135,7 +144,10 @@ def with_replay(X, y, sample_weight, stored, seed):
     if sample_weight is not None:
         weights = np.broadcast_to(np.asarray(sample_weight, dtype=float), (n,))
         sample_weight = np.concatenate([weights, np.full(len(rows), weights.mean())])
-    return stacked, y, sample_weight
+    if covariates is not None:
+        covariates = [(name, np.concatenate([np.asarray(values, dtype=object), np.asarray(stored_values)[chosen]]))
+                      for (name, values), (_, stored_values) in zip(covariates, stored_covariates)]
+    return stacked, y, sample_weight, covariates
 
 
 def _rows_in_memory(X):
@@ -158,7 +170,7 @@ def _one_per_row(values, n):
 
 
 def prepare(source, valid_source, params, seed, saved_split=None, continued=None, logdir=None, sample_weight=None,
-            y=None, classes=None, feature_names=None):
+            y=None, classes=None, feature_names=None, covariates=None):
     """Split ``source``'s rows (or take ``valid_source``'s to validate), check every row and
     summarize.
 
@@ -188,6 +200,10 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
         The classes of the run being continued, which ``y`` may not go beyond.
     feature_names : ndarray of str, default=None
         The column names of ``X``, checked against the continued run's.
+    covariates : list of (name, values), default=None
+        The covariates of ``X``'s rows (:func:`cvae.data.covariates.covariate_table`),
+        encoded by the continued run's :class:`~cvae.data.covariates.CovariateSpec` or a new
+        one; the training and validation rows then carry them after the data's columns.
 
     Returns
     -------
@@ -223,7 +239,35 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     likelihood, upper = _resolve_likelihood(likelihood, summaries, (train.name, valid.name), upper)
     if params["normalize"] == "global" and not is_count_likelihood(likelihood):
         _warn_if_one_feature_dominates(train_summary.scaler.scale_)
-    return FitData(train, valid, *summaries, likelihood, held_out, classes, upper)
+    covariate_spec = None
+    if covariates is not None or (continued is not None and continued.covariates is not None):
+        covariate_spec, train, valid = _with_covariates(covariates, continued, train, valid)
+    return FitData(train, valid, *summaries, likelihood, held_out, classes, upper, covariate_spec)
+
+
+def _with_covariates(table, continued, train, valid):
+    """``(spec, train, valid)``: the covariates' spec (the continued run's, or fitted on
+    ``table``) and the rows with the encoded covariates after their own columns."""
+    saved = None if continued is None else continued.covariates
+    if table is None:
+        raise ValueError(f"The run being continued is conditioned on the covariates {list(saved.names)}: pass "
+                         "covariates= with the rows.")
+    if continued is not None and saved is None:
+        raise ValueError("covariates were given, but the run being continued has none: fit a new model "
+                         "(warm_start=False, and a new logdir) to condition on them.")
+    source = train.source
+    if valid.source is not source:
+        raise ValueError("X_valid cannot be given with covariates: leave it out, and validation_fraction of X's rows "
+                         "(with their covariates) is held out.")
+    spec = saved if saved is not None else CovariateSpec.fit(table)
+    encoded = spec.encode(table, source.n_samples)
+    wrapped = CovariateSource(source, encoded, spec.groups(encoded))
+    digest = hashlib.blake2b(f"{train.digest}".encode(), digest_size=16)
+    digest.update(wrapped.encoded.view(np.uint8))  # the graph of rows with other covariates is another graph
+    train = replace(train, source=wrapped, digest=digest.hexdigest())
+    if valid.source is source:
+        valid = replace(valid, source=wrapped)
+    return spec, train, valid
 
 
 def _check_continued_columns(continued, source, feature_names, logdir):
@@ -488,6 +532,9 @@ def _graph(rows, normalize, n_neighbors, device, array=None):
         array = source.block(rows.indices)
     elif array is None and source.in_memory:
         array = rows.read()
+    groups = getattr(source, "groups", None)
+    if groups is not None and array is not None:  # rows with covariates: linked across their batches
+        return balanced_graph(normalize(array), groups[rows.indices], n_neighbors, device=device)
     if array is not None:
         return neighbor_graph(normalize(array), n_neighbors, device=device)
     chunk_rows = rows_within(STREAM_BUFFER_BYTES, source.n_features)
@@ -496,7 +543,10 @@ def _graph(rows, normalize, n_neighbors, device, array=None):
         for part in iterate_chunks(len(rows), chunk_rows):
             yield normalize(take_rows(source, rows.indices[part]))
 
-    return neighbor_graph(search_rows(chunks, len(rows), source.n_features), n_neighbors, device=device)
+    searched = search_rows(chunks, len(rows), source.n_features)
+    if groups is not None:
+        return balanced_graph(searched, groups[rows.indices], n_neighbors, device=device)
+    return neighbor_graph(searched, n_neighbors, device=device)
 
 
 def _weights_tensor(rows, device):

@@ -81,7 +81,7 @@ class NeighborReference:
             n_fit = min(n_rows, _PROJECTION_ROWS, max(4 * NEIGHBOR_COMPONENTS, _PROJECTION_BYTES // (4 * n_features)))
             sample = np.sort(np.random.default_rng(seed).choice(n_rows, n_fit, replace=False))
             with torch.inference_mode():
-                fitted = module.likelihood.standardize(read(sample)).cpu().numpy()
+                fitted = module.standardize(read(sample)).cpu().numpy()
             pca = PCA(NEIGHBOR_COMPONENTS, random_state=seed).fit(fitted)
             device = next(module.parameters()).device
             mean = torch.from_numpy(pca.mean_.astype(np.float32)).to(device)
@@ -92,7 +92,7 @@ class NeighborReference:
         with torch.inference_mode():
             for start in range(0, n_rows, chunk_rows):
                 x = read(np.arange(start, min(n_rows, start + chunk_rows)))
-                rows.append(projection.project(module.likelihood.standardize(x)))
+                rows.append(projection.project(module.standardize(x)))
                 embedding.append(module.embed(x).float())
         return cls(torch.cat(rows).clone(), torch.cat(embedding).clone(), mean, components)
 

@@ -10,8 +10,8 @@ exact search's grows as rows squared; without pynndescent it stays exact.
 import numpy as np
 import torch
 
-__all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "nearest_rows", "neighbor_graph",
-           "search_rows"]
+__all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "balanced_graph", "nearest_rows",
+           "neighbor_graph", "search_rows"]
 
 # Above this many rows, neighbour graphs of wide data are searched among this many principal
 # components (see neighbor_graph).
@@ -61,6 +61,46 @@ def neighbor_graph(X, n_neighbors, device=None, method="auto"):
     own = graph == np.arange(n)[:, None]
     own[~own.any(axis=1), -1] = True
     return graph[~own].reshape(n, n_neighbors).astype(np.int64)
+
+
+def balanced_graph(X, groups, n_neighbors, device=None):
+    """Indices of each row's nearest other rows in every group, as int64: ``ceil(n_neighbors
+    / n_groups)`` in each (fewer where a group has fewer rows), nearest first within a
+    group, groups in order.
+
+    A batch-balanced graph, as BBKNN builds (Polanski et al. 2020): rows of one batch
+    (``groups``, an integer per row) are linked to the rows most like them in every other
+    batch, so that a neighbour-preserving embedding mixes batches where the rows match.
+    Rows of more than ``2 * NEIGHBOR_COMPONENTS`` features are searched among their first
+    ``NEIGHBOR_COMPONENTS`` principal components, where rows of different batches match
+    better than in the full space (benchmarks/README.md, "Covariates"); exact, by blocks of
+    rows on ``device``.
+    """
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    X = _centred(X)
+    if X.shape[1] > 2 * NEIGHBOR_COMPONENTS and X.shape[0] > NEIGHBOR_COMPONENTS:
+        X = _principal_components(X, NEIGHBOR_COMPONENTS)
+    device = torch.device("cpu") if device is None else device
+    rows = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+    groups = np.asarray(groups)
+    distinct = np.unique(groups)
+    per_group = -(-n_neighbors // len(distinct))
+    columns = []
+    for group in distinct:
+        members = np.flatnonzero(groups == group)
+        k = min(per_group, len(members) - 1)
+        if k < 1:
+            continue
+        # k + 1 found, so that a member can drop itself and keep k
+        found = nearest_rows(rows, rows[torch.from_numpy(members).to(device)], k + 1)[1].cpu().numpy()
+        found = members[found]
+        own = found == np.arange(len(found))[:, None]
+        own[~own.any(axis=1), -1] = True  # a non-member (or a duplicate) drops its farthest
+        columns.append(found[~own].reshape(len(found), k))
+    if not columns:
+        return neighbor_graph(X, n_neighbors, device)
+    return np.concatenate(columns, axis=1).astype(np.int64)
 
 
 def search_rows(chunks, n_rows, n_features):

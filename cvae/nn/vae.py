@@ -107,6 +107,11 @@ class VAE(nn.Module):
         For the Bernoulli likelihood, the value it models as 1 (``None``: 1).
     generator : torch.Generator, default=None
         Where the initial weights are drawn from; ``None`` means torch's default generator.
+    n_covariates : int, default=0
+        Encoded covariate columns (:mod:`cvae.data.covariates`) that follow the
+        ``n_features`` data columns of every input row. The encoder and the decoder both
+        take them: the decoder so that the latent code need not hold what they explain (a
+        batch's effect), the encoder so that rows of a new batch can be mapped.
     """
 
     def __init__(
@@ -124,13 +129,15 @@ class VAE(nn.Module):
         library_size=None,
         generator=None,
         upper=None,
+        n_covariates=0,
     ):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
         self.n_features = n_features
         self.n_latent = n_latent
+        self.n_covariates = n_covariates
         self.likelihood = make_likelihood(likelihood, loc.float(), scale.float(), library_size, upper)
-        self.encoder = MLP(n_features, hidden_sizes, dropout, activation, generator)
+        self.encoder = MLP(n_features + n_covariates, hidden_sizes, dropout, activation, generator)
         width = self.encoder.out_features
         context = min(width, 64) if n_flows else 0
         self.posterior = linear(width, 2 * n_latent + context, generator=generator)
@@ -139,7 +146,7 @@ class VAE(nn.Module):
             self.flow = InverseAutoregressiveFlow(n_latent, n_flows, [max(context, 2 * n_latent)] * 2, context,
                                                   generator=generator)
         self.decoder = nn.Sequential(
-            MLP(n_latent, hidden_sizes[::-1], dropout, activation, generator),
+            MLP(n_latent + n_covariates, hidden_sizes[::-1], dropout, activation, generator),
             linear(hidden_sizes[0] if hidden_sizes else n_latent, self.likelihood.n_params * n_features,
                    generator=generator),
         )
@@ -147,8 +154,24 @@ class VAE(nn.Module):
         if self.flow is not None:
             self.flow.zero_output_layer()  # initialize_weights randomized it
 
+    def split(self, x):
+        """Input rows as ``(data, covariates)``; ``covariates`` is ``None`` for a model without."""
+        if not self.n_covariates:
+            return x, None
+        return x[:, : self.n_features], x[:, self.n_features :]
+
+    def standardize(self, x):
+        """The data columns of input rows as the encoder sees them."""
+        return self.likelihood.standardize(self.split(x)[0])
+
+    def scale_rows(self, rows):
+        """The data columns of input rows (an array or CSR matrix) as the neighbour search
+        sees them (:meth:`cvae.nn.likelihoods._NormalizedLikelihood.scale_rows`)."""
+        return self.likelihood.scale_rows(rows[:, : self.n_features] if self.n_covariates else rows)
+
     def encode(self, x, generator=None):
-        """Return ``(mu, log_var, context)`` of q(z_0 | x) for raw data ``x``.
+        """Return ``(mu, log_var, context)`` of q(z_0 | x) for raw input rows ``x`` (data,
+        then covariates).
 
         In training mode, dropout masks come from ``generator`` (torch's default generator
         when ``None``).
@@ -159,7 +182,11 @@ class VAE(nn.Module):
         """
         # .float(): under mixed-precision autocast the products run in 16 bits, but the
         # posterior parameters and the loss terms computed from them stay float32.
-        out = self.posterior(self.encoder(self.likelihood.standardize(x), generator)).float()
+        data, covariates = self.split(x)
+        inputs = self.likelihood.standardize(data)
+        if covariates is not None:
+            inputs = torch.cat([inputs, covariates.to(inputs.dtype)], dim=1)
+        out = self.posterior(self.encoder(inputs, generator)).float()
         n = self.n_latent
         log_var = LOG_VAR_BOUND * torch.tanh(out[:, n : 2 * n] / LOG_VAR_BOUND)
         return out[:, :n], log_var, out[:, 2 * n :]
@@ -174,18 +201,30 @@ class VAE(nn.Module):
         mu, _, context = self.encode(x)
         return self._transform_posterior(mu, context)[0]
 
-    def decode(self, z, generator=None):
-        """Decoder distribution parameters for latent codes ``z`` (float32, as in :meth:`encode`);
-        dropout as in :meth:`encode`."""
+    def decode(self, z, generator=None, covariates=None):
+        """Decoder distribution parameters for latent codes ``z`` (float32, as in :meth:`encode`)
+        under encoded ``covariates`` (required when the model has them); dropout as in
+        :meth:`encode`."""
         hidden, output = self.decoder
+        if self.n_covariates:
+            z = torch.cat([z, covariates.to(z.dtype)], dim=1)
         return output(hidden(z, generator)).float()
 
-    def decode_mean(self, z, library_size=None):
+    def decode_mean(self, z, library_size=None, covariates=None):
         """Decoder mean in the original data scale; for counts, at ``library_size``
         (default: the likelihood's)."""
+        params = self.decode(z, covariates=covariates)
         if library_size is None:
-            return self.likelihood.mean(self.decode(z))
-        return self.likelihood.mean(self.decode(z), library_size)
+            return self.likelihood.mean(params)
+        return self.likelihood.mean(params, library_size)
+
+    def decode_inputs(self, rows, library_size=None):
+        """:meth:`decode_mean` of rows of latent codes followed by encoded covariates."""
+        return self.decode_mean(rows[:, : self.n_latent], library_size, rows[:, self.n_latent :])
+
+    def decode_params(self, rows):
+        """:meth:`decode` of rows of latent codes followed by encoded covariates."""
+        return self.decode(rows[:, : self.n_latent], covariates=rows[:, self.n_latent :])
 
     def forward(self, x, loss=LossSettings(), eps=None, neighbors=None, weights=None, generator=None):
         """One stochastic pass: sample z ~ q(z|x), decode, and return a :class:`VAEOutput`.
@@ -257,7 +296,9 @@ class VAE(nn.Module):
         z0 = mu + eps * torch.exp(0.5 * log_var)
         z, log_det = self._transform_posterior(z0, context)
         log_q = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1) - log_det
-        return self.likelihood.log_prob(self.decode(z), x) + _standard_normal_log_prob(z) - log_q
+        data, covariates = self.split(x)
+        log_likelihood = self.likelihood.log_prob(self.decode(z, covariates=covariates), data)
+        return log_likelihood + _standard_normal_log_prob(z) - log_q
 
     def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0, weights=None, generator=None):
         z0 = mu + eps * torch.exp(0.5 * log_var)
@@ -271,7 +312,8 @@ class VAE(nn.Module):
             log_q0 = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1)
             kl = log_q0 - log_det - _standard_normal_log_prob(z)
             kl_per_dim = None  # the flow mixes dimensions: only the total is known
-        log_likelihood = self.likelihood.log_prob(self.decode(z, generator), x)
+        data, covariates = self.split(x)
+        log_likelihood = self.likelihood.log_prob(self.decode(z, generator, covariates), data)
         if weights is not None:
             kl_w, ll_w = kl * weights, log_likelihood * weights
             kl_per_dim = None if kl_per_dim is None else kl_per_dim * weights[:, None]

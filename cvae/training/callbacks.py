@@ -23,6 +23,7 @@ __all__ = [
     "NonFiniteRollback",
     "Progress",
     "TensorBoardScalars",
+    "TrainOnly",
 ]
 
 logger = logging.getLogger("cvae.training.trainer")
@@ -273,6 +274,39 @@ def _say(message, *args):
 def _interactive():
     """True where a progress bar can redraw: a terminal, or a Jupyter kernel."""
     return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+class TrainOnly(Callback):
+    """Train only chosen columns of chosen weights, every other parameter held as it is:
+    ``partial_fit`` that adds categories of a covariate trains the weights of the new ones
+    alone (architecture surgery, as scArches maps a query onto a reference), so that the
+    reference's rows embed and decode exactly as before.
+
+    Parameters
+    ----------
+    columns : dict of str to list of int
+        For each parameter (by its name in the model) that may train, the columns that do.
+    """
+
+    def __init__(self, columns):
+        self.columns = columns
+        self._handles = []
+
+    def on_train_begin(self, trainer):
+        for name, parameter in trainer.model.named_parameters():
+            mask = torch.zeros_like(parameter)
+            if name in self.columns:
+                mask[:, self.columns[name]] = 1
+            self._handles.append(parameter.register_hook(lambda grad, mask=mask: grad * mask))
+            # Adam moves a parameter by its moments even at a zero gradient: they start at zero
+            for moment in trainer.optimizer.state.get(parameter, {}).values():
+                if isinstance(moment, torch.Tensor) and moment.shape == parameter.shape:
+                    moment.zero_()
+
+    def on_train_end(self, trainer):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
 
 class Landmarks(Callback):

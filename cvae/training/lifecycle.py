@@ -87,14 +87,14 @@ def fit_run(params, rows, sample_weight=None, fitted=None):
     Opens the run (:func:`opened_run`), reads the rows, prepares the data, resolves
     ``"auto"`` (the step budget: :func:`cvae.training.run.step_budget`), and trains.
     ``rows()``, called once the lock is held, returns ``(training source, validation
-    source or None, labels or None, feature names or None)``. ``fitted`` is the estimator's
+    source or None, labels or None, feature names or None, covariates or None)``. ``fitted`` is the estimator's
     own ``(spec, checkpoint)`` when it is fitted. :mod:`cvae.training.update` is
     ``partial_fit``'s path.
     """
     with opened_run(params, fitted) as run:
-        source, valid, labels, feature_names = rows()
+        source, valid, labels, feature_names, covariates = rows()
         data = prepare(source, valid, params, run.seed, run.saved_split, run.spec, run.logdir, sample_weight,
-                       labels, run.classes, feature_names)
+                       labels, run.classes, feature_names, covariates)
         resolved = resolved_weight(params, run, labels)
         resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
         check_unfinished(run.resume, resolved["max_steps"], params["logdir"])

@@ -172,7 +172,7 @@ def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, c
         n_jobs=plan.n_jobs,
     )
 
-    normalize = model.likelihood.scale_rows
+    normalize = model.scale_rows
     with_neighbors = plan.neighbor_weight > 0
     train, valid, graph = data.train, data.valid, None
     if with_neighbors:

@@ -47,11 +47,11 @@ def checked_landmarks(landmarks, spec):
         return None
     rows, embedding = (landmarks.get(k) if isinstance(landmarks, dict) else None for k in ("rows", "embedding"))
     valid = (isinstance(rows, torch.Tensor) and isinstance(embedding, torch.Tensor) and rows.ndim == 2
-             and rows.shape[1] == spec.n_features and embedding.shape == (len(rows), spec.model.n_latent)
+             and rows.shape[1] == spec.n_inputs and embedding.shape == (len(rows), spec.model.n_latent)
              and len(rows) > 0 and bool(torch.isfinite(rows).all()) and bool(torch.isfinite(embedding).all()))
     if not valid:
         raise ValueError("the checkpoint's landmarks (the stored rows partial_fit keeps in place) are damaged: "
-                         f"expected finite arrays of shape (n, {spec.n_features}) and (n, {spec.model.n_latent}).")
+                         f"expected finite arrays of shape (n, {spec.n_inputs}) and (n, {spec.model.n_latent}).")
     return {"rows": rows.float(), "embedding": embedding.float()}
 
 
@@ -61,7 +61,7 @@ def fit_landmarks(spec, state, data, device, chunk_rows):
     ``partial_fit`` keeps in place. Read and embedded ``chunk_rows`` rows at a time."""
     model = build_module(spec, state["best_model"]).to(device).eval()
     indices = data.train.indices
-    n = min(LANDMARKS, rows_within(LANDMARK_BYTES, spec.n_features))
+    n = min(LANDMARKS, rows_within(LANDMARK_BYTES, spec.n_inputs))
     chosen = indices[np.sort(np.random.default_rng(spec.seed).permutation(len(indices))[:n])]
     rows, embedding = [], []
     for part in range(0, len(chosen), chunk_rows):
@@ -109,11 +109,11 @@ def checked_reservoir(reservoir, spec):
         return None
     rows, keys = (reservoir.get(k) if isinstance(reservoir, dict) else None for k in ("rows", "keys"))
     valid = (isinstance(rows, torch.Tensor) and isinstance(keys, torch.Tensor) and rows.ndim == 2
-             and rows.shape[1] == spec.n_features and keys.shape == (len(rows),) and len(rows) > 0
+             and rows.shape[1] == spec.n_inputs and keys.shape == (len(rows),) and len(rows) > 0
              and bool(torch.isfinite(rows).all()))
     if not valid:
         raise ValueError("the checkpoint's reservoir (the rows partial_fit replays and places unseen rows by) is "
-                         f"damaged: expected finite arrays of shape (n, {spec.n_features}) and (n,).")
+                         f"damaged: expected finite arrays of shape (n, {spec.n_inputs}) and (n,).")
     return {"rows": rows.float(), "keys": keys.double()}
 
 

@@ -1,6 +1,7 @@
 """``partial_fit``'s path: an update of a run on new rows.
 
-An update replays rows the run stored beside the new ones (:func:`replayed`), trains one
+An update replays rows the run stored beside the new ones (:func:`replayed`), adds the
+new categories of the run's covariates (:func:`cvae.training.widen.widened`), trains one
 pass over them at a constant rate from the run's best weights, keeps the landmarks a fit
 stored in place (:class:`cvae.training.callbacks.Landmarks`), and adds its rows to the
 run's sample of rows, by which the neighbour placement then places unseen rows. The first
@@ -9,13 +10,15 @@ update of an unfitted estimator sets the model up, as a fit would. ``fit``'s pat
 """
 
 import math
+from dataclasses import replace
 
 from ..data.preparation import prepare, with_replay
 from ..spec import new_spec
-from .callbacks import Landmarks
+from .callbacks import Landmarks, TrainOnly
 from .lifecycle import FitResult, opened_run, resolved_weight
 from .plan import TrainingPlan
-from .run import run_training
+from .run import run_training, step_budget
+from .widen import widened
 from .stored import (
     checked_landmarks,
     checked_reservoir,
@@ -28,47 +31,66 @@ from .stored import (
 __all__ = ["replayed", "update_run"]
 
 
-def replayed(X, y, sample_weight, params, run):
-    """``(X, y, sample_weight)`` with rows the run stored drawn beside ``X``
+def replayed(X, y, covariates, sample_weight, params, run):
+    """``(X, y, sample_weight, covariates)`` with rows the run stored drawn beside ``X``
     (:func:`cvae.data.preparation.with_replay`), when ``landmark_weight`` is above 0 and
     the run (an :class:`cvae.training.lifecycle.OpenedRun`) stores rows; before any run,
-    ``X`` as it is."""
+    ``X`` as it is. The stored rows carry their encoded covariates, decoded here."""
     if params["landmark_weight"] == 0 or not params["store_rows"] or run.resume is None:
-        return X, y, sample_weight
+        return X, y, sample_weight, covariates
     stored = replay_source(run.resume, run.spec)
-    return with_replay(X, y, sample_weight, None if stored is None else stored.numpy(),
-                       (run.spec.seed, run.resume["step"]))
+    stored = None if stored is None else stored.numpy()
+    stored_covariates = None
+    if stored is not None and run.spec.covariates is not None:
+        n = run.spec.n_features
+        stored, stored_covariates = stored[:, :n], run.spec.covariates.decode(stored[:, n:])
+    return with_replay(X, y, sample_weight, stored, (run.spec.seed, run.resume["step"]), covariates,
+                       stored_covariates)
 
 
 def update_run(params, rows, sample_weight=None, fitted=None):
     """Update the run of the estimator parameters ``params`` (``fitted``, the estimator's
     own ``(spec, checkpoint)``, or else the run in its ``logdir``; a new run before any)
-    with one pass over new rows; return a :class:`cvae.training.lifecycle.FitResult`.
+    with one pass over new rows; return a :class:`cvae.training.lifecycle.FitResult`. An
+    update whose covariates hold categories the run lacks adds them and trains their
+    weights alone (:func:`cvae.training.widen.widened`), for the steps a fit on its rows
+    would take.
 
     ``rows(replay)``, called once the run is open (its log directory locked, its
     checkpoint read once), returns ``(training source, validation source, labels, feature
-    names, sample weights)`` as :func:`cvae.training.lifecycle.fit_run`'s ``rows()`` does,
-    the validation rows being the training rows, after ``replay(X, y)`` has drawn the
-    run's stored rows beside them (:func:`replayed`, with ``sample_weight``)."""
+    names, sample weights, covariates)`` as :func:`cvae.training.lifecycle.fit_run`'s
+    ``rows()`` does, the validation rows being the training rows, after ``replay(X, y,
+    covariates)`` has drawn the run's stored rows beside them (:func:`replayed`, with
+    ``sample_weight``)."""
     with opened_run(params, fitted, warm_start=True) as run:
-        source, valid, labels, feature_names, sample_weight = rows(
-            lambda X, y: replayed(X, y, sample_weight, params, run))
+        source, valid, labels, feature_names, sample_weight, covariates = rows(
+            lambda X, y, table: replayed(X, y, table, sample_weight, params, run))
+        new_columns = None
+        if run.spec is not None and run.spec.covariates is not None and covariates is not None:
+            spec, resume, new_columns = widened(run.spec, run.resume, covariates)
+            run = replace(run, spec=spec, resume=resume)
         data = prepare(source, valid, params, run.seed, None, run.spec, run.logdir, sample_weight, labels,
-                       run.classes, feature_names)
+                       run.classes, feature_names, covariates)
         resolved = resolved_weight(params, run, labels)
-        # one pass at a constant rate, validated once, at its end
-        end = (0 if run.resume is None else run.resume["step"]) + math.ceil(len(data.train) / params["batch_size"])
+        # one pass at a constant rate, validated once, at its end; a new category's weights
+        # train alone for as many steps as a fit on the rows would take (max_steps="auto")
+        steps = math.ceil(len(data.train) / params["batch_size"])
+        if new_columns is not None:
+            steps = step_budget({**params, **resolved, "max_steps": "auto", "learning_rate": "constant"},
+                                len(data.train))
+        end = (0 if run.resume is None else run.resume["step"]) + steps
         resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
         plan = TrainingPlan.from_params(params, **resolved)
         spec = run.spec if run.spec is not None else new_spec({**params, **resolved}, data, run.seed, feature_names)
-        state = _train_update(params, plan, spec, data, run)
+        state = _train_update(params, plan, spec, data, run, new_columns)
     return FitResult(spec, state, run.device, data, plan, run.distributed)
 
 
-def _train_update(params, plan, spec, data, run):
+def _train_update(params, plan, spec, data, run, new_columns=None):
     """The update's training run: from the run's best weights (none for a new run), the
     stored landmarks held in place, the stored parts carried by every checkpoint until the
-    update's end replaces them."""
+    update's end replaces them; with ``new_columns`` (new categories of a covariate), only
+    their weights train (:class:`cvae.training.callbacks.TrainOnly`)."""
     resume, store = run.resume, plan.store_rows
     landmarks = reservoir = None
     callbacks, carried = [], {}
@@ -80,6 +102,8 @@ def _train_update(params, plan, spec, data, run):
         kept = ("resolved", "data_range") + (("landmarks", "reservoir", "reference") if store else ())
         carried = {key: resume[key] for key in kept if resume.get(key) is not None}
         resume = _update_from(resume, plan.learning_rate_init)
+    if new_columns is not None:
+        callbacks.append(TrainOnly(new_columns))
 
     def keep(plan, spec, state, data, device):
         """The run's landmarks, its sample of rows with the update's, and the placement by it."""
