@@ -10,7 +10,9 @@ Methods side by side, each timed:
   covariate, in 2 dimensions (the default) and in 10;
 - the query mapping: ``CompressionVAE`` with the batch as a covariate fitted on every batch
   but the last, which one ``partial_fit`` call then adds (``reference_moved``: how far the
-  reference rows moved in the encoder's map, over their embedding's spread).
+  reference rows moved in the encoder's map, over their embedding's spread), and the label
+  transfer to that batch: ``predict`` of the model fitted with the other batches' cell
+  types as ``y``, beside a 10-NN on PCA's and Harmony's components of the other batches.
 
 Metrics, as scIB defines them (Luecken et al. 2022):
 
@@ -89,17 +91,18 @@ def metrics(Z, labels, batch):
     return out
 
 
-def query_mapping(vae, X, batch):
-    """``((Z, seconds), moved)``: ``vae`` fitted on every batch but the last, which
-    ``partial_fit`` then maps (one call: its new category's weights alone train); ``Z`` the
-    embedding of all rows after, and ``moved`` the median distance the reference rows moved
-    in the encoder's map, over the spread of their embedding (the square root of its
-    total variance)."""
+def query_mapping(vae, X, batch, labels):
+    """``((Z, seconds), moved, accuracy)``: ``vae`` fitted on every batch but the last (with
+    their cell types as ``y``), which ``partial_fit`` then maps (one call: its new
+    category's weights alone train); ``Z`` the embedding of all rows after, ``moved`` the
+    median distance the reference rows moved in the encoder's map, over the spread of
+    their embedding (the square root of its total variance), and ``accuracy`` that of
+    ``predict`` on the last batch's cells (label transfer)."""
     reference, query = batch != batch.max(), batch == batch.max()
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        vae.fit(X[reference], covariates=batch[reference])
+        vae.fit(X[reference], labels[reference], covariates=batch[reference])
         vae.placement = "encoder"
         before = vae.transform(X[reference], covariates=batch[reference])
         vae.placement = "auto"
@@ -109,7 +112,9 @@ def query_mapping(vae, X, batch):
     vae.placement = "encoder"
     after = vae.transform(X[reference], covariates=batch[reference])
     moved = np.median(np.linalg.norm(after - before, axis=1)) / np.sqrt(before.var(axis=0).sum())
-    return (Z, seconds), float(moved)
+    vae.placement = "auto"
+    accuracy = np.mean(vae.predict(X[query], covariates=batch[query]) == labels[query])
+    return (Z, seconds), float(moved), float(accuracy)
 
 
 def log_normalized(X):
@@ -145,7 +150,7 @@ def main(argv=None):
         Z = Z.T if Z.shape[0] != len(pcs) else Z
         methods["Harmony on PCA"] = (Z, time.perf_counter() - started + methods["PCA (unintegrated)"][1])
     budget = {} if args.max_steps is None else {"max_steps": args.max_steps}
-    moved = {}
+    moved, transfer = {}, {}
     for n_components in [int(d) for d in args.dims.split(",")]:
         def model():
             return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=0, **budget)
@@ -158,19 +163,27 @@ def main(argv=None):
             condition = "batch covariate" if covariates is not None else "no covariates"
             methods[f"CompressionVAE {n_components}-D, {condition}"] = (Z, time.perf_counter() - started)
         name = f"CompressionVAE {n_components}-D, last batch mapped"
-        methods[name], moved[name] = query_mapping(model(), X, batch)
+        methods[name], moved[name], transfer[name] = query_mapping(model(), X, batch, labels)
+    last = batch == batch.max()
+    for name in ("PCA (unintegrated)", "Harmony on PCA"):  # 10-NN label transfer to the last batch
+        if name in methods:
+            Z = methods[name][0]
+            transfer[name] = float(KNeighborsClassifier(10).fit(Z[~last], labels[~last]).score(Z[last], labels[last]))
     rows = [{"method": name, "fit_seconds": seconds, **metrics(Z, labels, batch),
-             **({"reference_moved": moved[name]} if name in moved else {})}
+             **({"reference_moved": moved[name]} if name in moved else {}),
+             **({"last_batch_label_transfer": transfer[name]} if name in transfer else {})}
             for name, (Z, seconds) in methods.items()]
     columns = ["fit_seconds", "celltype_knn", "label_asw", "nmi", "ari", "clisi", "batch_asw", "ilisi", "batch_knn",
-               "overall", "reference_moved"]
+               "overall", "reference_moved", "last_batch_label_transfer"]
     columns = [c for c in columns if any(c in row for row in rows)]
-    print(f"{'method':<40}" + "".join(f"{c:>13}" for c in columns))
+    print(f"{'method':<40}" + "".join(f"{c[:12]:>13}" for c in columns))
     for row in rows:
         print(f"{row['method']:<40}" + "".join(f"{row[c]:>13.3f}" if c in row else f"{'':>13}" for c in columns))
     print(f"batch 10-NN chance: {1 / args.batches:.3f}; PCA and Harmony in {args.components} dimensions; "
           "fit_seconds for Harmony include its PCA; 'last batch mapped': fit on the other batches, the last one "
-          "added by one partial_fit, fit_seconds both together")
+          "added by one partial_fit, fit_seconds both together; last_batch_label_transfer: accuracy on the last "
+          "batch's cell types, by predict for the mapped model (fitted with the other batches' types as y), by a "
+          "10-NN on the other batches' cells for PCA and Harmony")
     write_json(args.out, {"machine": machine(), "data": vars(args), "rows": rows})
     return rows
 

@@ -9,7 +9,9 @@ unsupervised fit; ``--per-class N`` adds a fit with N labelled rows of each clas
 them, classifiers of the test rows from the same labelled rows: scikit-learn's
 ``LabelSpreading`` (k-NN kernel) on the data, 10-NN and 1-NN classifiers on
 CompressionVAE's embedding fitted on the labelled training rows alone, and a 10-NN on the
-embedding of all training rows labelled by ``LabelSpreading`` over that embedding.
+embedding of all training rows labelled by ``LabelSpreading`` over that embedding, and
+``CompressionVAE.predict`` (label transfer: accuracy, and ``predict_proba``'s log-loss and
+expected calibration error).
 ``--supervised`` adds classifiers of the data given every training label (an RBF SVC tuned
 by 5-fold search, 1-NN and 10-NN on the features, an MLP over three seeds): what labels
 could at most make of the test rows, for the targets that ask labels to raise them.
@@ -81,6 +83,21 @@ def supervised(X_train, X_test, y_train, y_test, seed):
             "mlp_mean": float(np.mean(mlp))}
 
 
+def predict_scores(model, X_test, y_test):
+    """``CompressionVAE.predict``'s accuracy on the test rows, and ``predict_proba``'s
+    log-loss and expected calibration error (10 bins of the top probability)."""
+    from sklearn.metrics import log_loss
+
+    proba = model.predict_proba(X_test)
+    predicted = model.classes_[proba.argmax(axis=1)]
+    confidence, correct = proba.max(axis=1), predicted == np.asarray(y_test)
+    bins = np.minimum((confidence * 10).astype(int), 9)
+    ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.mean(bins == b)
+              for b in range(10) if (bins == b).any())
+    return {"accuracy": float(correct.mean()), "log_loss": float(log_loss(y_test, proba, labels=model.classes_)),
+            "ece": float(ece)}
+
+
 def fit_method(method, X_train, X_test, y_fit, args):
     started = time.perf_counter()
     if method == "umap":
@@ -89,11 +106,11 @@ def fit_method(method, X_train, X_test, y_fit, args):
         model = umap.UMAP(random_state=args.seed, target_weight=args.target_weight)
         Z_train = model.fit_transform(X_train, y=None if y_fit is None else y_fit)
         seconds = time.perf_counter() - started
-        return Z_train, model.transform(X_test), seconds
+        return Z_train, model.transform(X_test), seconds, model
     model = CompressionVAE(random_state=args.seed, target_weight=args.target_weight)
     model.fit(X_train, y_fit)
     seconds = time.perf_counter() - started
-    return model.embedding_, model.transform(X_test), seconds
+    return model.embedding_, model.transform(X_test), seconds, model
 
 
 def main(argv=None):
@@ -130,7 +147,7 @@ def main(argv=None):
                 y_fit = None if share == 0 else partial_labels(np.asarray(y_train), share, args.seed)
             row = results[key] = {}
             for method in methods:
-                Z_train, Z_test, seconds = fit_method(method, X_train, X_test, y_fit, args)
+                Z_train, Z_test, seconds, model = fit_method(method, X_train, X_test, y_fit, args)
                 row[method] = dict(score(Z_train, Z_test, X_test, y_train, y_test), seconds=seconds)
                 if method == "vae" and y_fit is not None:
                     known = y_fit != -1
@@ -140,6 +157,9 @@ def main(argv=None):
                     spread = LabelSpreading(kernel="knn", n_neighbors=10, alpha=0.99, max_iter=3000).fit(Z_train, y_fit)
                     row["vae_knn_after_spreading_on_embedding"] = float(
                         KNeighborsClassifier(10).fit(Z_train, spread.transduction_).score(Z_test, y_test))
+                    row["vae_predict"] = predict_scores(model, X_test, y_test)
+                    print(f"{name:9s} labels {key:>12s} predict accuracy {row['vae_predict']['accuracy']:.4f}  "
+                          f"log-loss {row['vae_predict']['log_loss']:.3f}", flush=True)
                 print(f"{name:9s} labels {key:>12s} {method:5s} 10-NN {row[method]['knn']:.3f}  "
                       f"trust {row[method]['trustworthiness']:.3f}  fit {seconds:6.1f} s", flush=True)
             if y_fit is not None and share < 1:

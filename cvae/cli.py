@@ -93,7 +93,7 @@ def _fit(args):
     if args.valid is not None:
         X_valid, _ = _data(args.valid, args.key, label_column, vae.layer)
     try:
-        vae.fit(X, labels, X_valid=X_valid)
+        vae.fit(X, labels, X_valid=X_valid, covariates=args.covariates)
     except FileExistsError:
         raise FileExistsError(
             f"{args.logdir!r} already holds a fitted model: add --resume to continue it (with a larger --max-steps "
@@ -132,21 +132,23 @@ def _fit_labels(args):
     return args.labels
 
 
-def _write_output(vae, method, data, output):
-    """Write ``vae.<method>(data)``; a .npy output is written a chunk at a time."""
+def _write_output(vae, method, data, output, covariates=None):
+    """Write ``vae.<method>(data)`` (under ``covariates``, for a model that has them); a .npy
+    output is written a chunk at a time."""
     from .data.sources import file_format
     from .files import transform_to_npy, write_array
 
     if file_format(output, directories=False) == "npy":
-        transform_to_npy(vae, data, output, method=method)
+        transform_to_npy(vae, data, output, method=method, covariates=covariates)
     else:
-        write_array(output, getattr(vae, method)(data), _columns(vae, method))
+        out = getattr(vae, method)(data) if covariates is None else getattr(vae, method)(data, covariates=covariates)
+        write_array(output, out, _columns(vae, method))
 
 
 def _transform(args):
     vae = _load(args)
     X, n_samples = _data(args.input, args.key, args.label_column, vae.layer)
-    _write_output(vae, "transform", X, args.output)
+    _write_output(vae, "transform", X, args.output, args.covariates)
     print(f"wrote the {n_samples} x {vae.n_components} embedding to {args.output}")
     return 0
 
@@ -154,7 +156,7 @@ def _transform(args):
 def _inverse_transform(args):
     vae = _load(args)
     Z, n_samples = _data(args.input, args.key)
-    _write_output(vae, "inverse_transform", Z, args.output)
+    _write_output(vae, "inverse_transform", Z, args.output, args.covariates)
     print(f"wrote {n_samples} decoded samples x {vae.n_features_in_} features to {args.output}")
     return 0
 
@@ -163,7 +165,8 @@ def _sample(args):
     from .files import write_array
 
     vae = _load(args)
-    write_array(args.output, vae.sample(args.n_samples, random_state=args.seed), _columns(vae, "sample"))
+    write_array(args.output, vae.sample(args.n_samples, random_state=args.seed, covariates=args.covariates),
+                _columns(vae, "sample"))
     print(f"wrote {args.n_samples} generated samples x {vae.n_features_in_} features to {args.output}")
     return 0
 
@@ -298,6 +301,10 @@ def _add_command(commands, name, help, description, examples):
     )
 
 
+def _add_covariates(parser, help_text):
+    parser.add_argument("--covariates", metavar="FILE|COLUMNS", default=None, help=help_text)
+
+
 def _add_input(parser, labels=True):
     parser.add_argument("input", metavar="INPUT",
                         help="a .npy, .npz (arrays or a sparse matrix), .csv or .h5ad file, or a directory of .npy "
@@ -334,6 +341,8 @@ def _add_fit_command(commands):
                      "as labels")
     fit.add_argument("--labels-key", metavar="KEY", help="array of the labels in a --labels .npz archive (needed "
                      "when it is INPUT's archive too)")
+    _add_covariates(fit, "what each row was measured under (its batch...), which the model is conditioned on: "
+                         "a file of one value per row, or for an .h5ad INPUT obs columns separated by commas")
     fit.add_argument("--valid", metavar="FILE", help="validation data (default: hold out --validation-fraction)")
     fit.add_argument("--n-components", type=int, help="embedding dimension (default: 2)")
     fit.add_argument("--hidden-layer-sizes", type=_sizes, default=None, metavar="N,N,...",
@@ -373,6 +382,7 @@ def _add_transform_command(commands):
     _add_logdir(transform)
     _add_input(transform)
     transform.add_argument("-o", "--output", required=True, help="where to write the embedding (.npy or .csv)")
+    _add_covariates(transform, "for a model fitted with covariates, those of INPUT's rows, as fit took them")
     transform.set_defaults(run=_transform)
 
 
@@ -385,6 +395,8 @@ def _add_inverse_command(commands):
     _add_logdir(inverse)
     _add_input(inverse, labels=False)
     inverse.add_argument("-o", "--output", required=True, help="where to write the decoded data (.npy or .csv)")
+    _add_covariates(inverse, "for a model fitted with covariates, those to decode under: a file of one value per "
+                             "code, or of one for all")
     inverse.set_defaults(run=_inverse_transform)
 
 
@@ -398,6 +410,8 @@ def _add_sample_command(commands):
     sample.add_argument("-n", "--n-samples", type=int, default=10, help="how many (default: 10)")
     sample.add_argument("-o", "--output", required=True, help="where to write them (.npy or .csv)")
     sample.add_argument("--seed", type=int, default=None, help="random_state of the draws")
+    _add_covariates(sample, "for a model fitted with covariates, those to generate under: a file of one value per "
+                            "sample, or of one for all")
     sample.set_defaults(run=_sample)
 
 

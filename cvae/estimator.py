@@ -676,7 +676,7 @@ numpy.memmap or anndata.AnnData
         # Rebuilt on unpickling from the spec and the CPU checkpoint (which holds the neighbour
         # reference too), so an estimator trained on a GPU loads on a machine without one.
         state = self.__dict__.copy()
-        for name in ("module_", "device_", "_reference", "embedding_"):
+        for name in ("module_", "device_", "_reference", "embedding_", "_labelled"):
             state.pop(name, None)
         return state
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ._validation import check_positive_int
 from .atomic import atomic_open, atomic_write
+from .data.covariates import covariate_table, rows_of
 from .data.inputs import open_source
 from .data.readers import READABLE, read_array, read_labels, read_npy_directory
 from .data.rows import iterate_chunks
@@ -43,7 +44,7 @@ def write_array(path, array, columns=None):
     atomic_write(path, data)
 
 
-def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536):
+def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536, covariates=None):
     """Write ``estimator.<method>(X)`` to a ``.npy`` file, ``chunk_size`` rows at a time.
 
     For inputs larger than memory: only one chunk of ``X`` and of the output is held at
@@ -60,6 +61,8 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
         The ``.npy`` file to write.
     method : {"transform", "inverse_transform", "score_samples"}, default="transform"
     chunk_size : int, default=65536
+    covariates : array-like, DataFrame or str, default=None
+        For a model fitted with covariates, those of ``X``'s rows, as ``method`` takes them.
 
     Returns
     -------
@@ -77,15 +80,17 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
     apply = getattr(estimator, method)
     source = open_source(X, layer=getattr(estimator, "layer", None))
     if source is None:  # in memory already: one call keeps scikit-learn's checks of X intact
-        out = apply(X)
+        out = apply(X) if covariates is None else apply(X, covariates=covariates)
         write_array(path, out)
         return out.shape
     if source.n_samples == 0:  # checked before the output is opened: an existing file stays as it was
         raise ValueError(f"X ({source.name}) holds no rows: there is nothing to write to {str(path)!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
+        table = covariate_table(covariates, X, "covariates")
         for rows in iterate_chunks(source.n_samples, chunk_size):
-            out = apply(source.read(rows.start, rows.stop))
+            chunk = source.read(rows.start, rows.stop)
+            out = apply(chunk) if table is None else apply(chunk, covariates=rows_of(table, rows))
             if rows.start == 0:
                 shape = (source.n_samples,) + out.shape[1:]
                 header = {"descr": np.lib.format.dtype_to_descr(out.dtype), "fortran_order": False, "shape": shape}

@@ -381,3 +381,31 @@ def test_cli_bugs_show_their_traceback(npy, tmp_path, monkeypatch):
     monkeypatch.setattr(cvae.estimator.CompressionVAE, "fit", broken)
     with pytest.raises(TypeError, match="a bug"):
         main(["fit", str(npy), "--logdir", str(tmp_path / "r")])
+
+
+def test_covariates_flow_through_fit_transform_inverse_transform_and_sample(tmp_path, capsys):
+    from cvae.datasets import make_batched_counts
+
+    X, _, batch, _ = make_batched_counts(300, 40, n_batches=2, random_state=0)
+    np.save(tmp_path / "X.npy", X.toarray())
+    np.save(tmp_path / "batch.npy", batch)
+    np.save(tmp_path / "one.npy", np.array([1]))
+    run = str(tmp_path / "run")
+    assert main(["fit", str(tmp_path / "X.npy"), "--logdir", run, "--covariates", str(tmp_path / "batch.npy"),
+                 "--likelihood", "poisson", *FAST]) == 0
+    vae = CompressionVAE.load(run)
+    assert vae.spec_.covariates.columns[0].categories == ("0", "1")
+    for output in ("z.npy", "z.csv"):  # a .npy output is written a chunk at a time, a .csv at once
+        assert main(["transform", run, str(tmp_path / "X.npy"), "-o", str(tmp_path / output),
+                     "--covariates", str(tmp_path / "batch.npy")]) == 0
+        np.testing.assert_allclose(read_array(str(tmp_path / output))[0], vae.transform(X.toarray(), covariates=batch),
+                                   rtol=1e-5, atol=1e-6)
+    assert main(["inverse-transform", run, str(tmp_path / "z.npy"), "-o", str(tmp_path / "x.npy"),
+                 "--covariates", str(tmp_path / "one.npy")]) == 0
+    assert np.load(tmp_path / "x.npy").shape == (300, 40)
+    assert main(["sample", run, "-n", "5", "-o", str(tmp_path / "s.npy"), "--covariates",
+                 str(tmp_path / "one.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (5, 40)
+    capsys.readouterr()
+    assert main(["transform", run, str(tmp_path / "X.npy"), "-o", str(tmp_path / "w.npy")]) == 2
+    assert "conditioned on the covariates ['covariate']" in capsys.readouterr().err

@@ -106,3 +106,55 @@ def test_a_parameter_set_after_the_fit_does_not_change_the_fitted_model(X, fast)
     assert vae.sample(4, random_state=0).shape == (4, 64)
     assert vae.score_samples(X[:5]).shape == (5,)
     assert vae.get_feature_names_out().tolist() == ["compressionvae0", "compressionvae1"]
+
+
+@pytest.fixture(scope="module")
+def labelled_digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    return train_test_split((X / 16).astype(np.float32), y, test_size=0.25, random_state=0)
+
+
+def test_predict_transfers_labels_by_a_vote_of_the_nearest_labelled_rows(labelled_digits):
+    X_train, X_test, y_train, y_test = labelled_digits
+    partial = np.where(np.random.default_rng(0).random(len(y_train)) < 0.1, y_train, -1)
+    vae = CompressionVAE(max_steps=600, random_state=0).fit(X_train, partial)
+    proba = vae.predict_proba(X_test)
+    assert proba.shape == (len(X_test), 10) and np.allclose(proba.sum(axis=1), 1)
+    reservoir = vae._checkpoint["reservoir"]  # the training rows the model keeps, with their labels
+    labelled = reservoir["labels"].numpy() >= 0
+    k = round(np.sqrt(labelled.sum() / 10))  # the vote's size when labels are few
+    assert np.isclose(proba.min(), 0.1 / (k + 1)) and np.isclose(proba.max(), (k + 0.1) / (k + 1))  # smoothed
+    predicted = vae.predict(X_test)
+    assert np.array_equal(predicted, vae.classes_[proba.argmax(axis=1)])
+    assert np.mean(predicted == y_test) > 0.85  # 10 classes: chance 0.1
+    # the vote, by hand: the k nearest labelled stored rows in the embedding
+    Z_rows = vae.module_.embed(reservoir["rows"][labelled]).detach().numpy()
+    Z = vae.transform(X_test[:20])
+    nearest = np.argsort(((Z[:, None] - Z_rows[None]) ** 2).sum(axis=2), axis=1)[:, :k]
+    codes = reservoir["labels"].numpy()[labelled][nearest]
+    np.testing.assert_array_equal((codes[:, :, None] == np.arange(10)).sum(axis=1), vae._votes(X_test[:20], None))
+
+
+def test_predict_works_in_a_pipeline_and_a_grid_search(labelled_digits):
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    X_train, X_test, y_train, y_test = labelled_digits
+    pipeline = make_pipeline(MinMaxScaler(), CompressionVAE(max_steps=150, random_state=0))
+    search = GridSearchCV(pipeline, {"compressionvae__n_neighbors": [5, 15]}, scoring="accuracy", cv=2)
+    search.fit(X_train[:600], y_train[:600])
+    assert search.best_params_["compressionvae__n_neighbors"] in (5, 15)
+    assert search.score(X_test, y_test) > 0.5  # accuracy through the pipeline's predict
+    assert search.predict(X_test[:3]).shape == (3,)
+
+
+def test_predict_without_labels_or_stored_rows_says_why(X, fast):
+    with pytest.raises(ValueError, match="fit with y"):
+        CompressionVAE(**fast).fit(X).predict(X)
+    y = np.arange(len(X)) % 3
+    with pytest.raises(ValueError, match="store_rows=False"):
+        CompressionVAE(store_rows=False, **fast).fit(X, y).predict(X)

@@ -58,3 +58,9 @@ def test_scaled_rows_are_the_encoders_input_less_its_centring_dense_or_sparse(na
     for scaled in (likelihood.scale_rows(rows), likelihood.scale_rows(sp.csr_matrix(rows)).toarray()):
         np.testing.assert_allclose(scaled - scaled[0], standardized - standardized[0], rtol=1e-5, atol=1e-5)
     assert sp.issparse(likelihood.scale_rows(sp.csr_matrix(rows)))
+    # per row total (covariates' graphs): counts per 10,000 first, for counts; other data as it is
+    per_total = [likelihood.scale_rows(rows, per_total=True),
+                 likelihood.scale_rows(sp.csr_matrix(rows), per_total=True).toarray()]
+    expected = likelihood.scale_rows(rows * (1e4 / np.maximum(rows.sum(axis=1, keepdims=True), 1)))
+    for scaled in per_total:
+        np.testing.assert_allclose(scaled, expected if name == "poisson" else likelihood.scale_rows(rows), rtol=1e-5)

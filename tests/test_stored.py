@@ -46,3 +46,21 @@ def test_store_rows_false_updates_learn_new_rows_alone(X, fast):
 def test_the_neighbour_placement_without_stored_rows_is_refused(X, fast):
     with pytest.raises(ValueError, match="placement='neighbors' places rows by the training rows .* store_rows=False"):
         CompressionVAE(placement="neighbors", store_rows=False, **fast).fit(X)
+
+
+def test_the_sample_of_rows_keeps_each_rows_label_and_a_labelled_copy_labels_it():
+    from cvae.data.sources import ArraySource
+    from cvae.training.stored import sampled_rows
+
+    rows = np.arange(20, dtype=np.float32).reshape(10, 2)
+    source = ArraySource(rows)
+    codes = np.array([0, 1, -1, 2, -1, 0, 1, -1, 2, 0])
+    first = sampled_rows(None, source, np.arange(10), 0, 4, codes)
+    kept = {tuple(r): int(c) for r, c in zip(first["rows"].numpy(), first["labels"].numpy())}
+    assert kept == {tuple(r): int(c) for r, c in zip(rows, codes)}
+    # the rows again, the unlabelled ones now labelled 1: labels are kept, and gained, never lost
+    again = sampled_rows(first, source, np.arange(10), 0, 4, np.where(codes == -1, 1, -1))
+    assert len(again["rows"]) == 10
+    assert {tuple(r): int(c) for r, c in zip(again["rows"].numpy(), again["labels"].numpy())} == {
+        tuple(r): int(c if c >= 0 else 1) for r, c in zip(rows, codes)}
+    assert "labels" not in sampled_rows(None, source, np.arange(10), 0, 4)  # without labels, as before

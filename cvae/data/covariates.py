@@ -21,7 +21,7 @@ from .readers import read_labels
 from .rows import take_rows
 from .sources import file_format
 
-__all__ = ["CATEGORICAL", "CONTINUOUS", "Covariate", "CovariateSource", "CovariateSpec", "covariate_table"]
+__all__ = ["CATEGORICAL", "CONTINUOUS", "Covariate", "CovariateSource", "CovariateSpec", "covariate_table", "rows_of"]
 
 CATEGORICAL = "categorical"
 CONTINUOUS = "continuous"
@@ -218,10 +218,13 @@ def covariate_table(covariates, X=None, what="covariates"):
     - a 2-D array: one covariate per column (``"covariate_0"``, ...), of its dtype's kind;
     - for an AnnData ``X`` (or an ``.h5ad`` path), the name of a column of its ``obs``, or
       several, as a list or separated by commas;
-    - a path to a file of one value per row (:func:`cvae.files.read_labels`).
+    - a path to a file of one value per row (:func:`cvae.files.read_labels`);
+    - a table this function returned (a list of ``(name, values)`` pairs).
     """
     if covariates is None:
         return None
+    if _is_table(covariates):
+        return [(name, np.asarray(values)) for name, values in covariates]
     names = _obs_names(covariates)
     adata = _anndata_of(X) if names is not None else None
     if adata is not None:
@@ -250,6 +253,17 @@ def covariate_table(covariates, X=None, what="covariates"):
     if not table:
         raise ValueError(f"{what} has no columns.")
     return table
+
+
+def _is_table(covariates):
+    return (isinstance(covariates, list) and covariates and all(
+        isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], str) and hasattr(c[1], "__len__")
+        for c in covariates))
+
+
+def rows_of(table, rows):
+    """The covariate table of rows ``rows`` (a slice) of ``table``; ``None`` for ``None``."""
+    return None if table is None else [(name, np.asarray(values)[rows]) for name, values in table]
 
 
 def _obs_names(covariates):

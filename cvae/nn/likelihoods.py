@@ -51,6 +51,10 @@ def check_count_rows(rows, name, likelihood, whole_numbers=True):
     check_counts(low, not whole_numbers or bool(np.all(np.mod(rows, 1) == 0)), name, likelihood)
 
 
+# Counts per row that scale_rows(per_total=True) scales rows to.
+PER_TOTAL = 1e4
+
+
 class _NormalizedLikelihood(nn.Module):
     """Holds the normalization statistics that the encoder input is standardized with.
 
@@ -69,11 +73,17 @@ class _NormalizedLikelihood(nn.Module):
         """Rows ``x`` as the encoder sees them."""
         return (x - self.loc) / self.scale
 
-    def scale_rows(self, rows):
+    def scale_rows(self, rows, per_total=False):
         """Rows (an array or CSR matrix) as :meth:`standardize` gives them, less the centring,
         which moves no distance: what the nearest-neighbour search sees, where sparse rows
-        stay sparse."""
+        stay sparse. With ``per_total``, counts are first scaled to ``PER_TOTAL`` per row
+        (counts per 10,000, as single-cell analyses log them), so that rows of other
+        library sizes, as other batches have, compare by their composition."""
         inverse = 1 / self.scale.cpu().numpy()
+        if self.counts and per_total:
+            totals = np.asarray(rows.sum(axis=1), dtype=np.float64).reshape(-1, 1)
+            factor = PER_TOTAL / np.maximum(totals, 1)
+            rows = sp.csr_matrix(rows.multiply(factor)) if sp.issparse(rows) else rows * factor
         if sp.issparse(rows):
             return sp.csr_matrix((rows.log1p() if self.counts else rows).multiply(inverse))
         return ((np.log1p(rows) if self.counts else rows) * inverse).astype(np.float32, copy=False)

@@ -166,8 +166,12 @@ class VAE(nn.Module):
 
     def scale_rows(self, rows):
         """The data columns of input rows (an array or CSR matrix) as the neighbour search
-        sees them (:meth:`cvae.nn.likelihoods._NormalizedLikelihood.scale_rows`)."""
-        return self.likelihood.scale_rows(rows[:, : self.n_features] if self.n_covariates else rows)
+        sees them (:meth:`cvae.nn.likelihoods._NormalizedLikelihood.scale_rows`): with
+        covariates, counts per row total, as rows of batches of other library sizes match
+        better so (benchmarks/README.md, "Covariates")."""
+        if not self.n_covariates:
+            return self.likelihood.scale_rows(rows)
+        return self.likelihood.scale_rows(rows[:, : self.n_features], per_total=True)
 
     def encode(self, x, generator=None):
         """Return ``(mu, log_var, context)`` of q(z_0 | x) for raw input rows ``x`` (data,

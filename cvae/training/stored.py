@@ -34,7 +34,7 @@ def fit_keeps(plan, spec, state, data, device):
     if plan.store_rows:
         kept["landmarks"] = fit_landmarks(spec, state, data, device, plan.eval_batch_size)
         kept["reservoir"] = sampled_rows(None, data.train.source, data.train.indices, spec.seed,
-                                         plan.eval_batch_size)
+                                         plan.eval_batch_size, data.train.labels)
     if keeps_reference(plan, data.train.source):
         kept["reference"] = training_reference(spec, state, data, device).state_dict()
     return kept
@@ -72,24 +72,41 @@ def fit_landmarks(spec, state, data, device, chunk_rows):
     return {"rows": torch.cat(rows), "embedding": torch.cat(embedding)}
 
 
-def sampled_rows(previous, source, indices, seed, chunk_rows):
+def sampled_rows(previous, source, indices, seed, chunk_rows, labels=None):
     """``previous`` (or nothing) and rows ``indices`` of ``source``, sampled down to
     ``RESERVOIR_ROWS`` distinct rows (fewer for wide rows): each row's key comes from its
     content (:func:`cvae._random.row_keys`), and the rows of smallest keys stay, a uniform
     sample of the distinct rows seen, whatever was offered twice (rows passed again, rows
     replayed). Read ``chunk_rows`` rows at a time (fewer for wide rows); kept in the order
-    they came."""
+    they came. With class codes (``labels``, one per index, -1 unlabelled, or a
+    ``previous`` that has them), the sample keeps each row's code, a label given to any
+    copy of the row: what :meth:`cvae.CompressionVAE.predict` votes with."""
     cap = min(RESERVOIR_ROWS, rows_within(RESERVOIR_BYTES, source.n_features))
     chunk_rows = min(chunk_rows, cap)  # wide rows (sparse ones densified): at most the sample's bytes at once
     rows = np.empty((0, source.n_features), np.float32) if previous is None else previous["rows"].numpy()
     keys = np.empty(0) if previous is None else previous["keys"].numpy()
+    labelled = labels is not None or (previous is not None and previous.get("labels") is not None)
+    codes = _codes(previous, len(rows))
     for part in range(0, len(indices), chunk_rows):
         block = take_rows(source, indices[part:part + chunk_rows])
         rows, keys = np.concatenate([rows, block]), np.concatenate([keys, row_keys(block, seed)])
-        _, first = np.unique(keys, return_index=True)  # sorted by key: the smallest first
+        given = np.full(len(block), -1) if labels is None else np.asarray(labels[part:part + chunk_rows])
+        codes = np.concatenate([codes, given])
+        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        best = np.full(len(distinct), -1)
+        np.maximum.at(best, inverse.reshape(-1), codes)  # a labelled copy labels the row
         keep = np.sort(first[:cap])
-        rows, keys = rows[keep], keys[keep]
-    return {"rows": torch.from_numpy(rows), "keys": torch.from_numpy(keys)}
+        rows, keys, codes = rows[keep], keys[keep], best[inverse.reshape(-1)][keep]
+    sample = {"rows": torch.from_numpy(rows), "keys": torch.from_numpy(keys)}
+    if labelled:
+        sample["labels"] = torch.from_numpy(codes.astype(np.int64))
+    return sample
+
+
+def _codes(previous, n):
+    if previous is None or previous.get("labels") is None:
+        return np.full(n, -1, dtype=np.int64)
+    return previous["labels"].numpy().astype(np.int64)
 
 
 def replay_source(state, spec):
@@ -108,13 +125,20 @@ def checked_reservoir(reservoir, spec):
     if reservoir is None:
         return None
     rows, keys = (reservoir.get(k) if isinstance(reservoir, dict) else None for k in ("rows", "keys"))
+    labels = reservoir.get("labels") if isinstance(reservoir, dict) else None
     valid = (isinstance(rows, torch.Tensor) and isinstance(keys, torch.Tensor) and rows.ndim == 2
              and rows.shape[1] == spec.n_inputs and keys.shape == (len(rows),) and len(rows) > 0
              and bool(torch.isfinite(rows).all()))
+    valid = valid and (labels is None or isinstance(labels, torch.Tensor) and labels.shape == (len(rows),)
+                       and not labels.is_floating_point() and bool((labels >= -1).all()))
     if not valid:
         raise ValueError("the checkpoint's reservoir (the rows partial_fit replays and places unseen rows by) is "
-                         f"damaged: expected finite arrays of shape (n, {spec.n_inputs}) and (n,).")
-    return {"rows": rows.float(), "keys": keys.double()}
+                         f"damaged: expected finite arrays of shape (n, {spec.n_inputs}) and (n,), and class codes "
+                         "of shape (n,) from -1 where it has them.")
+    checked = {"rows": rows.float(), "keys": keys.double()}
+    if labels is not None:
+        checked["labels"] = labels.long()
+    return checked
 
 
 def reservoir_reference(spec, state, rows, device):

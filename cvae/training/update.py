@@ -111,7 +111,7 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
             return {}
         kept = {"landmarks": landmarks,
                 "reservoir": sampled_rows(reservoir, data.train.source, data.train.indices, spec.seed,
-                                          plan.eval_batch_size)}
+                                          plan.eval_batch_size, data.train.labels)}
         if keeps_reference(plan, data.train.source):
             kept["reference"] = reservoir_reference(spec, state, kept["reservoir"]["rows"], device).state_dict()
         return kept
