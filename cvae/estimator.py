@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin
+from sklearn.utils import ClassifierTags
 
 from ._validation import Interval, StrOptions, check_params, resolve_device
-from .inference import InferenceMixin
+from .inference import InferenceMixin, labelled_reference
 from .data.inputs import training_rows, validation_rows
 from .data.rows import take_rows
 from .data.covariates import covariate_table
@@ -528,7 +529,12 @@ numpy.memmap or anndata.AnnData
         sample_weight : array-like of shape (n_samples,), default=None
         covariates : array-like, DataFrame, str or list of str, default=None
             As for :meth:`fit`: the first call sets which covariates the model is
-            conditioned on, and every later call gives them.
+            conditioned on, and every later call gives them. A call whose categorical
+            covariates hold categories the model lacks (a new batch) adds them: a weight
+            column for each, started as the average of its covariate's others, trains alone,
+            every other weight held, for the steps a fit on the call's rows would take
+            (``max_steps``), so that the reference embeds exactly as before (as scArches
+            maps a query). docs/covariates.md.
 
         Returns
         -------
@@ -618,8 +624,10 @@ numpy.memmap or anndata.AnnData
         self.data_range_ = tuple(state["data_range"]) if "data_range" in state else None
         for name in ("classes_", "embedding_", "feature_names_in_"):  # of an earlier fit, where this one has none
             self.__dict__.pop(name, None)
+        self._labelled = None
         if "classes" in state:
             self.classes_ = check_saved_classes(state["classes"], self.logdir)
+            self._labelled = labelled_reference(self.module_, state.get("reservoir"), device)
         self._reference = None
         if state.get("reference") is not None:
             where = "the checkpoint" if self.logdir is None else f"the checkpoint in {str(self.logdir)!r}"
@@ -670,6 +678,7 @@ numpy.memmap or anndata.AnnData
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.input_tags.sparse = True
+        tags.classifier_tags = ClassifierTags()  # predict and predict_proba, after a fit with y
         return tags
 
     def __getstate__(self):

@@ -17,7 +17,7 @@ from .data.inputs import input_rows, latent_rows
 from .nn.likelihoods import check_count_rows
 from .neighbors.placement import PLACEMENTS
 
-__all__ = ["InferenceMixin", "run_batched"]
+__all__ = ["InferenceMixin", "labelled_reference", "run_batched"]
 
 # score_samples averages this many posterior draws, from this seed, shared by all rows:
 # repeatable, independent of the other rows, and a mean over rows that does not carry the
@@ -271,7 +271,10 @@ or anndata.AnnData
         self._check_fitted()
         if not hasattr(self, "classes_"):
             raise ValueError("predict needs labels: fit with y (class labels of the training rows).")
-        reference, codes = self._label_reference()
+        if self._labelled is None:
+            raise ValueError("predict needs the labelled training rows, which this model did not keep: it was fitted "
+                             "with store_rows=False, or by a version before predict. Fit it again with y.")
+        reference, codes = self._labelled
         Z = self.transform(X, covariates)
         k = min(self.n_neighbors, max(1, round(math.sqrt(len(codes) / len(self.classes_)))))
         queries = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
@@ -280,25 +283,6 @@ or anndata.AnnData
         votes = np.zeros((len(Z), len(self.classes_)))
         np.add.at(votes, (np.arange(len(Z))[:, None], codes[nearest.numpy().astype(np.int64)]), 1.0)
         return votes
-
-    def _label_reference(self):
-        """The embedding (float32 tensor, on the CPU) of the labelled rows the run stored and
-        their class codes, computed once per fitted model."""
-        cached = self.__dict__.get("_labelled")
-        if cached is not None and cached[0] is self.module_:
-            return cached[1]
-        reservoir = self._checkpoint.get("reservoir")
-        labels = None if reservoir is None else reservoir.get("labels")
-        if labels is None or not bool((labels >= 0).any()):
-            raise ValueError("predict needs the labelled training rows, which this model did not keep: it was fitted "
-                             "with store_rows=False, or by a version before predict. Fit it again with y.")
-        rows = reservoir["rows"][labels >= 0]
-        with torch.inference_mode():
-            embedding = torch.cat([self.module_.embed(block.to(self.device_)).float().cpu()
-                                   for block in rows.split(self.eval_batch_size)])
-        found = (embedding, labels[labels >= 0].numpy())
-        self.__dict__["_labelled"] = (self.module_, found)
-        return found
 
     def export(self, path, part="transform"):
         """Write what the fitted model computes to a file that runs without cvae.
@@ -336,6 +320,19 @@ or anndata.AnnData
             reference = self._placement_reference()
             placer = None if reference is None else reference.placer(self.n_neighbors)
         return export_module(self.module_, path, part, counts=self.spec_.is_count, placer=placer)
+
+
+def labelled_reference(module, reservoir, device, chunk_rows=4096):
+    """The embedding by ``module`` (a float32 tensor, on the CPU) of the labelled rows of a
+    run's ``reservoir`` and their class codes, what :meth:`InferenceMixin.predict` votes
+    with; ``None`` when the reservoir holds no labelled row."""
+    labels = None if reservoir is None else reservoir.get("labels")
+    if labels is None or not bool((labels >= 0).any()):
+        return None
+    rows = reservoir["rows"][labels >= 0]
+    with torch.inference_mode():
+        embedding = torch.cat([module.embed(block.to(device)).float().cpu() for block in rows.split(chunk_rows)])
+    return embedding, labels[labels >= 0].numpy()
 
 
 def run_batched(fn, source, n_out, batch_size, device, name, check=None):

@@ -194,7 +194,7 @@ def test_partial_fit_adds_a_new_batch_and_maps_it_beside_the_reference():
     reference, query = batch < 2, batch == 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        vae = CompressionVAE(likelihood="negative_binomial", random_state=0)
+        vae = CompressionVAE(likelihood="negative_binomial", max_steps=200, random_state=0)
         before = vae.fit_transform(X[reference], covariates=batch[reference])
         weights = {k: v.clone() for k, v in vae.module_.state_dict().items()}
         vae.placement = "encoder"

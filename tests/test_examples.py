@@ -126,3 +126,10 @@ def test_serve_onnx_embeds_without_cvae(tmp_path, digits, exported_transform):
                    check=True, capture_output=True, cwd=tmp_path)
     Z = vae.transform(X[1000:1300])
     np.testing.assert_allclose(np.load(tmp_path / "Z.npy"), Z, atol=1e-3 * np.linalg.norm(Z.std(axis=0)), rtol=0)
+
+
+def test_integrate_batches(capsys):
+    result = run_example("integrate_batches", ["--cells", "600", "--max-steps", "80"])
+    assert result["integrated"] < result["plain"]  # the covariate mixes the batches (0.5: chance)
+    assert result["correlation"] > 0.5 and result["moved"] == 0 and result["accuracy"] > 0.5  # 8 types
+    assert "3. batch 2 mapped: the reference moved 0" in capsys.readouterr().out

@@ -120,7 +120,7 @@ def labelled_digits():
 def test_predict_transfers_labels_by_a_vote_of_the_nearest_labelled_rows(labelled_digits):
     X_train, X_test, y_train, y_test = labelled_digits
     partial = np.where(np.random.default_rng(0).random(len(y_train)) < 0.1, y_train, -1)
-    vae = CompressionVAE(max_steps=600, random_state=0).fit(X_train, partial)
+    vae = CompressionVAE(max_steps=300, random_state=0).fit(X_train, partial)
     proba = vae.predict_proba(X_test)
     assert proba.shape == (len(X_test), 10) and np.allclose(proba.sum(axis=1), 1)
     reservoir = vae._checkpoint["reservoir"]  # the training rows the model keeps, with their labels
@@ -144,7 +144,7 @@ def test_predict_works_in_a_pipeline_and_a_grid_search(labelled_digits):
     from sklearn.preprocessing import MinMaxScaler
 
     X_train, X_test, y_train, y_test = labelled_digits
-    pipeline = make_pipeline(MinMaxScaler(), CompressionVAE(max_steps=150, random_state=0))
+    pipeline = make_pipeline(MinMaxScaler(), CompressionVAE(max_steps=60, random_state=0))
     search = GridSearchCV(pipeline, {"compressionvae__n_neighbors": [5, 15]}, scoring="accuracy", cv=2)
     search.fit(X_train[:600], y_train[:600])
     assert search.best_params_["compressionvae__n_neighbors"] in (5, 15)

@@ -54,7 +54,7 @@ def update_run(params, rows, sample_weight=None, fitted=None):
     with one pass over new rows; return a :class:`cvae.training.lifecycle.FitResult`. An
     update whose covariates hold categories the run lacks adds them and trains their
     weights alone (:func:`cvae.training.widen.widened`), for the steps a fit on its rows
-    would take.
+    would take (``max_steps``, "auto" resolved for them).
 
     ``rows(replay)``, called once the run is open (its log directory locked, its
     checkpoint read once), returns ``(training source, validation source, labels, feature
@@ -73,11 +73,10 @@ def update_run(params, rows, sample_weight=None, fitted=None):
                        run.classes, feature_names, covariates)
         resolved = resolved_weight(params, run, labels)
         # one pass at a constant rate, validated once, at its end; a new category's weights
-        # train alone for as many steps as a fit on the rows would take (max_steps="auto")
+        # train alone for as many steps as a fit on the rows would take (max_steps)
         steps = math.ceil(len(data.train) / params["batch_size"])
         if new_columns is not None:
-            steps = step_budget({**params, **resolved, "max_steps": "auto", "learning_rate": "constant"},
-                                len(data.train))
+            steps = step_budget({**params, **resolved, "learning_rate": "constant"}, len(data.train))
         end = (0 if run.resume is None else run.resume["step"]) + steps
         resolved.update(max_steps=end, learning_rate="constant", validation_interval=end, n_iter_no_change=None)
         plan = TrainingPlan.from_params(params, **resolved)
