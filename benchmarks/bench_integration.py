@@ -6,6 +6,8 @@ Methods side by side, each timed:
 
 - PCA of log-normalized counts (``log1p`` of counts per 10,000), the unintegrated baseline;
 - Harmony on those components (``harmonypy``, when installed);
+- scVI (scvi-tools' ``SCVI`` with the batch as its ``batch_key``, its defaults, on the CPU),
+  with ``--scvi``;
 - ``CompressionVAE`` with the negative binomial likelihood, without and with the batch as a
   covariate, in 2 dimensions (the default) and in 10;
 - the query mapping: ``CompressionVAE`` with the batch as a covariate fitted on every batch
@@ -117,6 +119,24 @@ def query_mapping(vae, X, batch, labels):
     return (Z, seconds), float(moved), float(accuracy)
 
 
+def fit_scvi(X, batch, max_epochs=None):
+    """``(Z, seconds)``: scvi-tools' SCVI with the batch as its ``batch_key``, its defaults
+    (10-D latent; ``max_epochs`` its own rule unless given) on the CPU."""
+    import anndata
+    import pandas as pd
+    import scvi
+
+    obs = pd.DataFrame({"batch": batch.astype(str)}, index=[str(i) for i in range(X.shape[0])])
+    adata = anndata.AnnData(X=X.astype(np.float32), obs=obs)
+    started = time.perf_counter()
+    scvi.settings.seed = 0
+    scvi.model.SCVI.setup_anndata(adata, batch_key="batch")
+    model = scvi.model.SCVI(adata)
+    model.train(max_epochs=max_epochs, accelerator="cpu", enable_progress_bar=False)
+    Z = model.get_latent_representation()
+    return Z, time.perf_counter() - started
+
+
 def log_normalized(X):
     """``log1p`` of counts per 10,000, dense."""
     totals = np.asarray(X.sum(axis=1)).ravel()
@@ -132,6 +152,8 @@ def main(argv=None):
     parser.add_argument("--components", type=int, default=20, help="principal components for PCA and Harmony")
     parser.add_argument("--max-steps", type=int, default=None, help="the VAE's budget (default: the estimator's)")
     parser.add_argument("--dims", default="2,10", help="the VAE's n_components, separated by commas")
+    parser.add_argument("--scvi", action="store_true", help="add scVI (scvi-tools must be installed)")
+    parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI's max_epochs (default: its own rule)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     X, labels, batch, _ = make_batched_counts(args.cells, args.genes, n_batches=args.batches,
@@ -149,6 +171,8 @@ def main(argv=None):
         Z = np.asarray(harmony.Z_corr)
         Z = Z.T if Z.shape[0] != len(pcs) else Z
         methods["Harmony on PCA"] = (Z, time.perf_counter() - started + methods["PCA (unintegrated)"][1])
+    if args.scvi:
+        methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs)
     budget = {} if args.max_steps is None else {"max_steps": args.max_steps}
     moved, transfer = {}, {}
     for n_components in [int(d) for d in args.dims.split(",")]:

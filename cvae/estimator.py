@@ -24,6 +24,7 @@ from .data.preprocessing import NORMALIZATIONS
 from .spec import build_module
 from .training import LogDir
 from .training.lifecycle import fit_run, read_run
+from .training.stored import checked_reservoir
 from .training.run import warn_on_stop
 from .training.update import update_run
 from .training.tensorboard import write_figures
@@ -627,7 +628,8 @@ numpy.memmap or anndata.AnnData
         self._labelled = None
         if "classes" in state:
             self.classes_ = check_saved_classes(state["classes"], self.logdir)
-            self._labelled = labelled_reference(self.module_, state.get("reservoir"), device)
+            labelled = checked_reservoir(state.get("labelled"), spec, "labelled rows (what predict votes with)")
+            self._labelled = labelled_reference(self.module_, labelled, device)
         self._reference = None
         if state.get("reference") is not None:
             where = "the checkpoint" if self.logdir is None else f"the checkpoint in {str(self.logdir)!r}"

@@ -6,7 +6,10 @@ the placement itself (:class:`cvae.neighbors.placement.Placer`, its training row
 in the file), else the encoder's map. ``"encoder"`` returns the posterior means, what
 ``transform`` returns with ``placement="encoder"``. ``"decoder"`` takes embeddings and
 returns what ``inverse_transform`` returns; under a count likelihood it also takes each
-row's library size, a column of shape ``(batch, 1)``.
+row's library size, a column of shape ``(batch, 1)``. A model with covariates takes them,
+encoded (:meth:`cvae.CompressionVAE.encode_covariates`), as a last input ``covariates`` of
+shape ``(batch, width)`` in the encoder and the decoder; the neighbour placement does not
+read them (it places rows by their data alone), and its file takes the rows alone.
 """
 
 import contextlib
@@ -44,6 +47,11 @@ class _Encoder(_Part):
         return self.vae.embed(x)
 
 
+class _ConditionedEncoder(_Part):
+    def forward(self, x, covariates):
+        return self.vae.embed(torch.cat([x, covariates], dim=1))
+
+
 class _Placement(_Part):
     def __init__(self, vae, placer):
         super().__init__(vae)
@@ -61,6 +69,16 @@ class _Decoder(_Part):
 class _CountDecoder(_Decoder):
     def forward(self, z, library_size):
         return self.vae.decode_mean(z, library_size)
+
+
+class _ConditionedDecoder(_Part):
+    def forward(self, z, covariates):
+        return self.vae.decode_mean(z, covariates=covariates)
+
+
+class _ConditionedCountDecoder(_Part):
+    def forward(self, z, library_size, covariates):
+        return self.vae.decode_mean(z, library_size, covariates)
 
 
 def export_module(vae, path, part, counts=False, placer=None):
@@ -82,18 +100,27 @@ def export_module(vae, path, part, counts=False, placer=None):
     # A float32 copy on the CPU, without gradients: the flow's inference path, traced once.
     vae = copy.deepcopy(vae).to("cpu", torch.float32).requires_grad_(False)
     batch = torch.export.Dim("batch")
+    conditioned = vae.n_covariates > 0
     if part in ("transform", "encoder"):
         placement = part == "transform" and placer is not None
-        graph = _Placement(vae, copy.deepcopy(placer).to("cpu").requires_grad_(False)) if placement else _Encoder(vae)
+        if placement:
+            graph = _Placement(vae, copy.deepcopy(placer).to("cpu").requires_grad_(False))
+        else:
+            graph = _ConditionedEncoder(vae) if conditioned else _Encoder(vae)
         names, outputs = ["x"], ["embedding"]
         example = (torch.zeros(_EXAMPLE_ROWS, vae.n_features),)
+        conditioned = conditioned and not placement
     else:
-        graph = _CountDecoder(vae) if counts else _Decoder(vae)
+        graph = {(False, False): _Decoder, (True, False): _CountDecoder, (False, True): _ConditionedDecoder,
+                 (True, True): _ConditionedCountDecoder}[counts, conditioned](vae)
         names = ["z", "library_size"] if counts else ["z"]
         outputs = ["x_mean"]
         example = (torch.zeros(_EXAMPLE_ROWS, vae.n_latent),)
         if counts:
             example += (torch.ones(_EXAMPLE_ROWS, 1),)
+    if conditioned:
+        names.append("covariates")
+        example += (torch.zeros(_EXAMPLE_ROWS, vae.n_covariates),)
     graph.eval()
     dynamic = {name: {0: batch} for name in names}
     path.parent.mkdir(parents=True, exist_ok=True)

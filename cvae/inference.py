@@ -224,13 +224,36 @@ or anndata.AnnData
         with torch.no_grad():
             return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
 
+    def encode_covariates(self, covariates, X=None):
+        """``covariates`` as the model's input columns: what an exported encoder or decoder
+        of a model fitted with covariates takes as its ``covariates`` input.
+
+        Parameters
+        ----------
+        covariates : array-like, DataFrame or str
+            As :meth:`fit` takes them (for obs column names, ``X`` is the AnnData).
+
+        Returns
+        -------
+        encoded : ndarray of shape (n_samples, spec_.covariates.width), float32
+            One indicator column per category of each categorical covariate, in the order of
+            ``spec_.covariates``, and each continuous covariate standardized.
+        """
+        self._check_fitted()
+        if self.spec_.covariates is None:
+            raise ValueError("This model was fitted without covariates: it has none to encode.")
+        table = covariate_table(covariates, X)
+        if table is None:
+            raise ValueError("covariates is None: give the covariates to encode.")
+        return self.spec_.covariates.encode(table, len(table[0][1]))
+
     def predict_proba(self, X, covariates=None):
         """Class probabilities of ``X``'s rows, by a vote of their ``k`` nearest labelled
         training rows in the embedding (label transfer).
 
-        The model must have been fitted with ``y``: it keeps the labels of its sample of
-        training rows (``RESERVOIR_ROWS``, fewer for wide rows, and none with
-        ``store_rows=False``), embedded by the current weights. ``k`` is ``n_neighbors``, or
+        The model must have been fitted with ``y``: it keeps its labelled training rows
+        with their classes (a sample of ``RESERVOIR_ROWS`` of them, fewer for wide rows,
+        and none with ``store_rows=False``), embedded by the current weights. ``k`` is ``n_neighbors``, or
         fewer when labels are few: the square root of the labelled rows per class (at least
         1), so that a vote stays within a class's labelled rows. A row's probability of a
         class is ``(votes + 1 / n_classes) / (k + 1)``, the vote smoothed towards uniform,
@@ -307,8 +330,11 @@ or anndata.AnnData
             ``placement="encoder"``: a few hundred kB to a few MB, and faster, but its
             neighbourhoods trail the placement's on unseen rows. ``"decoder"``: embeddings in, what
             :meth:`inverse_transform` gives out; under a count likelihood, also each row's
-            library size, as a ``(n_rows, 1)`` input. Agreement and sizes:
-            benchmarks/README.md, "What an export serves"; latency: "Serving".
+            library size, as a ``(n_rows, 1)`` input. A model fitted with covariates: the
+            encoder and the decoder take them as a last input, ``covariates``, encoded by
+            :meth:`encode_covariates`; the neighbour placement places rows by their data
+            alone and takes the rows alone. Agreement and sizes: benchmarks/README.md,
+            "What an export serves"; latency: "Serving".
 
         Returns
         -------
@@ -322,14 +348,14 @@ or anndata.AnnData
         return export_module(self.module_, path, part, counts=self.spec_.is_count, placer=placer)
 
 
-def labelled_reference(module, reservoir, device, chunk_rows=4096):
-    """The embedding by ``module`` (a float32 tensor, on the CPU) of the labelled rows of a
-    run's ``reservoir`` and their class codes, what :meth:`InferenceMixin.predict` votes
-    with; ``None`` when the reservoir holds no labelled row."""
-    labels = None if reservoir is None else reservoir.get("labels")
+def labelled_reference(module, labelled, device, chunk_rows=4096):
+    """The embedding by ``module`` (a float32 tensor, on the CPU) of the labelled rows a run
+    stored (``labelled``: :func:`cvae.training.stored.labelled_rows`) and their class codes,
+    what :meth:`InferenceMixin.predict` votes with; ``None`` when there are none."""
+    labels = None if labelled is None else labelled.get("labels")
     if labels is None or not bool((labels >= 0).any()):
         return None
-    rows = reservoir["rows"][labels >= 0]
+    rows = labelled["rows"][labels >= 0]
     with torch.inference_mode():
         embedding = torch.cat([module.embed(block.to(device)).float().cpu() for block in rows.split(chunk_rows)])
     return embedding, labels[labels >= 0].numpy()

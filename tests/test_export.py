@@ -2,6 +2,8 @@
 ONNX and torch.export files that match transform and inverse_transform, with a dynamic batch
 size."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,28 @@ def test_cli_export(fitted, tmp_path, capsys):
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "e.pt2"), "--part", "encoder"]) == 0
     assert "wrote the encoder of" in capsys.readouterr().out
     np.testing.assert_allclose(run_pt2(tmp_path / "e.pt2", X), vae.transform(X), atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_with_covariates_exports_them_as_a_last_input(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from cvae.datasets import make_batched_counts
+
+    X, _, batch, _ = make_batched_counts(300, 40, n_batches=2, random_state=0)
+    X = X.toarray()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = CompressionVAE(likelihood="negative_binomial", max_steps=30, random_state=0).fit(X, covariates=batch)
+    encoded = vae.encode_covariates(batch[:7])
+    assert encoded.shape == (7, 2) and np.array_equal(encoded.argmax(axis=1), batch[:7])
+    sessions = {part: ort.InferenceSession(str(vae.export(tmp_path / f"{part}.onnx", part=part)))
+                for part in ("encoder", "decoder")}
+    assert [[i.name for i in s.get_inputs()] for s in sessions.values()] == [
+        ["x", "covariates"], ["z", "library_size", "covariates"]]
+    rows = X[:7].astype(np.float32)
+    Z = vae.set_params(placement="encoder").transform(rows, covariates=batch[:7])
+    np.testing.assert_allclose(sessions["encoder"].run(None, {"x": rows, "covariates": encoded})[0], Z, atol=1e-5)
+    library = np.full((7, 1), vae.spec_.library_size, np.float32)
+    decoded = sessions["decoder"].run(None, {"z": Z, "library_size": library, "covariates": encoded})[0]
+    np.testing.assert_allclose(decoded, vae.inverse_transform(Z, covariates=batch[:7]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="fitted without covariates"):
+        CompressionVAE(max_steps=5).fit(X[:50]).encode_covariates(batch[:50])

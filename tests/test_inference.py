@@ -123,8 +123,9 @@ def test_predict_transfers_labels_by_a_vote_of_the_nearest_labelled_rows(labelle
     vae = CompressionVAE(max_steps=300, random_state=0).fit(X_train, partial)
     proba = vae.predict_proba(X_test)
     assert proba.shape == (len(X_test), 10) and np.allclose(proba.sum(axis=1), 1)
-    reservoir = vae._checkpoint["reservoir"]  # the training rows the model keeps, with their labels
+    reservoir = vae._checkpoint["labelled"]  # the labelled training rows the model keeps
     labelled = reservoir["labels"].numpy() >= 0
+    assert labelled.all() and labelled.sum() == (partial >= 0).sum()  # every label kept, held-out rows' too
     k = round(np.sqrt(labelled.sum() / 10))  # the vote's size when labels are few
     assert np.isclose(proba.min(), 0.1 / (k + 1)) and np.isclose(proba.max(), (k + 0.1) / (k + 1))  # smoothed
     predicted = vae.predict(X_test)

@@ -223,7 +223,7 @@ def prepare(source, valid_source, params, seed, saved_split=None, continued=None
     else:
         train_idx, valid_idx = _split(source.n_samples, params["validation_fraction"], seed, saved_split, keep)
         train = Rows(source, train_idx, labels=None if codes is None else codes[train_idx])
-        valid = Rows(source, valid_idx)
+        valid = Rows(source, valid_idx, labels=None if codes is None else codes[valid_idx])
         held_out = Split(valid_idx, source.n_samples)
     if weights is not None:
         train, valid = _weighted(train, valid, weights, keep, held_out is not None)

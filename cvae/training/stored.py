@@ -13,7 +13,7 @@ from ..spec import build_module
 
 __all__ = [
     "LANDMARKS", "LANDMARK_BYTES", "RESERVOIR_BYTES", "RESERVOIR_ROWS", "checked_landmarks", "checked_reservoir",
-    "fit_keeps", "keeps_reference", "replay_source", "reservoir_reference", "sampled_rows",
+    "fit_keeps", "keeps_reference", "labelled_rows", "replay_source", "reservoir_reference", "sampled_rows",
 ]
 
 # Training rows a fit stores, with their embedding, for partial_fit to keep in place, and
@@ -34,7 +34,9 @@ def fit_keeps(plan, spec, state, data, device):
     if plan.store_rows:
         kept["landmarks"] = fit_landmarks(spec, state, data, device, plan.eval_batch_size)
         kept["reservoir"] = sampled_rows(None, data.train.source, data.train.indices, spec.seed,
-                                         plan.eval_batch_size, data.train.labels)
+                                         plan.eval_batch_size)
+        if data.train.labels is not None:
+            kept["labelled"] = labelled_rows(None, data, spec.seed, plan.eval_batch_size)
     if keeps_reference(plan, data.train.source):
         kept["reference"] = training_reference(spec, state, data, device).state_dict()
     return kept
@@ -103,6 +105,24 @@ def sampled_rows(previous, source, indices, seed, chunk_rows, labels=None):
     return sample
 
 
+def labelled_rows(previous, data, seed, chunk_rows):
+    """``previous`` (the labelled rows a run stored, or ``None``) and the labelled rows of
+    ``data`` (a :class:`cvae.data.preparation.FitData`: its training rows, and the
+    validation rows held out of them), sampled as :func:`sampled_rows` samples, with their
+    class codes: what :meth:`cvae.CompressionVAE.predict` votes with. Kept apart from the
+    reservoir, so that a few labels among many rows are all kept."""
+    parts = [rows for rows in [data.train] + ([data.valid] if data.held_out is not None else [])
+             if rows.labels is not None]
+    if not parts:
+        return previous
+    indices = np.concatenate([rows.indices[rows.labels >= 0] for rows in parts])
+    codes = np.concatenate([rows.labels[rows.labels >= 0] for rows in parts])
+    if len(indices) == 0:
+        return previous
+    order = np.argsort(indices, kind="stable")
+    return sampled_rows(previous, data.train.source, indices[order], seed, chunk_rows, codes[order])
+
+
 def _codes(previous, n):
     if previous is None or previous.get("labels") is None:
         return np.full(n, -1, dtype=np.int64)
@@ -120,8 +140,9 @@ def replay_source(state, spec):
     return None if landmarks is None else landmarks["rows"]
 
 
-def checked_reservoir(reservoir, spec):
-    """The reservoir of a saved state, or ``None``; ``ValueError`` when it is damaged."""
+def checked_reservoir(reservoir, spec, what="reservoir (the rows partial_fit replays and places unseen rows by)"):
+    """The reservoir of a saved state (or its labelled rows: ``what`` names them), or
+    ``None``; ``ValueError`` when it is damaged."""
     if reservoir is None:
         return None
     rows, keys = (reservoir.get(k) if isinstance(reservoir, dict) else None for k in ("rows", "keys"))
@@ -132,9 +153,8 @@ def checked_reservoir(reservoir, spec):
     valid = valid and (labels is None or isinstance(labels, torch.Tensor) and labels.shape == (len(rows),)
                        and not labels.is_floating_point() and bool((labels >= -1).all()))
     if not valid:
-        raise ValueError("the checkpoint's reservoir (the rows partial_fit replays and places unseen rows by) is "
-                         f"damaged: expected finite arrays of shape (n, {spec.n_inputs}) and (n,), and class codes "
-                         "of shape (n,) from -1 where it has them.")
+        raise ValueError(f"the checkpoint's {what} is damaged: expected finite arrays of shape (n, {spec.n_inputs}) "
+                         "and (n,), and class codes of shape (n,) from -1 where it has them.")
     checked = {"rows": rows.float(), "keys": keys.double()}
     if labels is not None:
         checked["labels"] = labels.long()

@@ -23,6 +23,7 @@ from .stored import (
     checked_landmarks,
     checked_reservoir,
     keeps_reference,
+    labelled_rows,
     replay_source,
     reservoir_reference,
     sampled_rows,
@@ -91,14 +92,15 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
     update's end replaces them; with ``new_columns`` (new categories of a covariate), only
     their weights train (:class:`cvae.training.callbacks.TrainOnly`)."""
     resume, store = run.resume, plan.store_rows
-    landmarks = reservoir = None
+    landmarks = reservoir = previous_labelled = None
     callbacks, carried = [], {}
     if resume is not None:
         landmarks = checked_landmarks(resume.get("landmarks"), spec)
         reservoir = checked_reservoir(resume.get("reservoir"), spec)
+        previous_labelled = checked_reservoir(resume.get("labelled"), spec)
         if landmarks is not None and plan.landmark_weight > 0 and store:
             callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], plan.landmark_weight, spec.seed))
-        kept = ("resolved", "data_range") + (("landmarks", "reservoir", "reference") if store else ())
+        kept = ("resolved", "data_range") + (("landmarks", "reservoir", "reference", "labelled") if store else ())
         carried = {key: resume[key] for key in kept if resume.get(key) is not None}
         resume = _update_from(resume, plan.learning_rate_init)
     if new_columns is not None:
@@ -110,7 +112,10 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
             return {}
         kept = {"landmarks": landmarks,
                 "reservoir": sampled_rows(reservoir, data.train.source, data.train.indices, spec.seed,
-                                          plan.eval_batch_size, data.train.labels)}
+                                          plan.eval_batch_size)}
+        labelled = labelled_rows(previous_labelled, data, spec.seed, plan.eval_batch_size)
+        if labelled is not None:
+            kept["labelled"] = labelled
         if keeps_reference(plan, data.train.source):
             kept["reference"] = reservoir_reference(spec, state, kept["reservoir"]["rows"], device).state_dict()
         return kept

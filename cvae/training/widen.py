@@ -48,7 +48,7 @@ def widened(spec, state, table):
                 moments[key] = _widened(moments[key], offset, old_width, inserted, False)
     state["optimizer"] = optimizer
     n = spec.n_features
-    for key in ("landmarks", "reservoir"):
+    for key in ("landmarks", "reservoir", "labelled"):
         if state.get(key) is not None:
             state[key] = dict(state[key], rows=_widened(state[key]["rows"], n, old_width, inserted, False))
     columns = _new_columns(spec.covariates, covariates)
