@@ -256,8 +256,10 @@ or anndata.AnnData
         and none with ``store_rows=False``), embedded by the current weights. ``k`` is ``n_neighbors``, or
         fewer when labels are few: the square root of the labelled rows per class (at least
         1), so that a vote stays within a class's labelled rows. A row's probability of a
-        class is ``(votes + 1 / n_classes) / (k + 1)``, the vote smoothed towards uniform,
-        so that no class is certain from a handful of neighbours. Measured in
+        class is ``(votes + alpha / n_classes) / (k + alpha)``, the vote smoothed towards
+        uniform, so that no class is certain from a handful of neighbours; ``alpha`` (0.01 to
+        3) is the one under which the labelled rows' own leave-one-out votes score best
+        (:func:`vote_smoothing`): calibrated on the model's embedding. Measured in
         benchmarks/README.md, "Label transfer".
 
         Parameters
@@ -273,8 +275,10 @@ or anndata.AnnData
             In the order of ``classes_``.
         """
         votes = self._votes(X, covariates)
-        k = votes.sum(axis=1, keepdims=True)
-        return (votes + 1.0 / votes.shape[1]) / (k + 1.0)
+        reference, codes = self._labelled
+        k = int(votes[0].sum()) if len(votes) else 1
+        alpha = vote_smoothing(reference, codes, k, votes.shape[1])
+        return (votes + alpha / votes.shape[1]) / (k + alpha)
 
     def predict(self, X, covariates=None):
         """The class of each of ``X``'s rows: the most voted of :meth:`predict_proba` (ties:
@@ -300,12 +304,8 @@ or anndata.AnnData
         reference, codes = self._labelled
         Z = self.transform(X, covariates)
         k = min(self.n_neighbors, max(1, round(math.sqrt(len(codes) / len(self.classes_)))))
-        queries = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
-        nearest = torch.cat([torch.cdist(block, reference).topk(k, dim=1, largest=False).indices
-                             for block in queries.split(4096)]) if len(queries) else torch.empty(0, k)
-        votes = np.zeros((len(Z), len(self.classes_)))
-        np.add.at(votes, (np.arange(len(Z))[:, None], codes[nearest.numpy().astype(np.int64)]), 1.0)
-        return votes
+        return _vote(torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)), reference, codes, k,
+                     len(self.classes_))
 
     def export(self, path, part="transform"):
         """Write what the fitted model computes to a file that runs without cvae.
@@ -346,6 +346,46 @@ or anndata.AnnData
             reference = self._placement_reference()
             placer = None if reference is None else reference.placer(self.n_neighbors)
         return export_module(self.module_, path, part, counts=self.spec_.is_count, placer=placer)
+
+
+def _vote(queries, reference, codes, k, n_classes, exclude=None):
+    """Each query's count of each class among its ``k`` nearest ``reference`` rows (class
+    ``codes``); with ``exclude`` (a reference row per query), that row left out."""
+    votes = np.zeros((len(queries), n_classes))
+    if len(queries) == 0:
+        return votes
+    found = []
+    for start in range(0, len(queries), 4096):
+        distances = torch.cdist(queries[start:start + 4096], reference)
+        if exclude is not None:
+            distances[torch.arange(len(distances)), torch.from_numpy(exclude[start:start + 4096])] = float("inf")
+        found.append(distances.topk(min(k, len(reference)), dim=1, largest=False).indices)
+    nearest = torch.cat(found).numpy().astype(np.int64)
+    np.add.at(votes, (np.arange(len(queries))[:, None], codes[nearest]), 1.0)
+    return votes
+
+
+# The smoothing of the vote is chosen among these, by the leave-one-out log-loss of at most
+# _CALIBRATION_ROWS labelled rows (drawn with _CALIBRATION_SEED).
+_SMOOTHING = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+_CALIBRATION_ROWS = 2000
+_CALIBRATION_SEED = 0
+
+
+def vote_smoothing(reference, codes, k, n_classes):
+    """The ``alpha`` of ``(votes + alpha / n_classes) / (k + alpha)`` that gives the labelled
+    rows' own votes (each row's ``k`` nearest other labelled rows, for at most
+    ``_CALIBRATION_ROWS`` of them) the least log-loss: the smoothing that calibrates the
+    vote on this model's embedding. 1 with fewer than two labelled rows."""
+    if len(codes) < 2:
+        return 1.0
+    chosen = np.sort(np.random.default_rng(_CALIBRATION_SEED).permutation(len(codes))[:_CALIBRATION_ROWS])
+    votes = _vote(reference[torch.from_numpy(chosen)], reference, codes, min(k, len(codes) - 1), n_classes,
+                  exclude=chosen)
+    own = votes[np.arange(len(chosen)), codes[chosen]]
+    total = votes.sum(axis=1)
+    losses = [-np.mean(np.log((own + a / n_classes) / (total + a))) for a in _SMOOTHING]
+    return float(_SMOOTHING[int(np.argmin(losses))])
 
 
 def labelled_reference(module, labelled, device, chunk_rows=4096):

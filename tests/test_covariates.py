@@ -200,7 +200,7 @@ def test_partial_fit_adds_a_new_batch_and_maps_it_beside_the_reference():
         vae.placement = "encoder"
         before_encoder = vae.transform(X[reference], covariates=batch[reference])
         vae.placement = "auto"
-        vae.partial_fit(X[query], covariates=batch[query])
+        vae.set_params(max_steps=120).partial_fit(X[query], covariates=batch[query])  # the new batch's budget
     assert vae.spec_.covariates.columns[0].categories == ("0", "1", "2")
     # only the new batch's columns trained: the encoder embeds the reference exactly as before, and the
     # default transform moves only the rows it places among stored rows, which now include the query's

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cvae import CompressionVAE
+from cvae.inference import vote_smoothing
 
 # Short fits, which warn that they stopped at max_steps.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -127,7 +128,8 @@ def test_predict_transfers_labels_by_a_vote_of_the_nearest_labelled_rows(labelle
     labelled = reservoir["labels"].numpy() >= 0
     assert labelled.all() and labelled.sum() == (partial >= 0).sum()  # every label kept, held-out rows' too
     k = round(np.sqrt(labelled.sum() / 10))  # the vote's size when labels are few
-    assert np.isclose(proba.min(), 0.1 / (k + 1)) and np.isclose(proba.max(), (k + 0.1) / (k + 1))  # smoothed
+    alpha = vote_smoothing(*vae._labelled, k, 10)
+    assert np.isclose(proba.min(), alpha / 10 / (k + alpha)) and np.isclose(proba.max(), (k + alpha / 10) / (k + alpha))
     predicted = vae.predict(X_test)
     assert np.array_equal(predicted, vae.classes_[proba.argmax(axis=1)])
     assert np.mean(predicted == y_test) > 0.85  # 10 classes: chance 0.1
@@ -137,6 +139,17 @@ def test_predict_transfers_labels_by_a_vote_of_the_nearest_labelled_rows(labelle
     nearest = np.argsort(((Z[:, None] - Z_rows[None]) ** 2).sum(axis=2), axis=1)[:, :k]
     codes = reservoir["labels"].numpy()[labelled][nearest]
     np.testing.assert_array_equal((codes[:, :, None] == np.arange(10)).sum(axis=1), vae._votes(X_test[:20], None))
+
+
+def test_the_vote_is_smoothed_as_the_labelled_rows_own_votes_say():
+    import torch
+
+    rng = np.random.default_rng(0)
+    reference = torch.from_numpy(np.repeat(np.eye(3, 2) * 50, 100, axis=0) + rng.normal(size=(300, 2))).float()
+    codes = np.repeat([0, 1, 2], 100)
+    assert vote_smoothing(reference, codes, 5, 3) == 0.01  # every own vote right: hardly smoothed
+    assert vote_smoothing(reference, rng.permutation(codes), 5, 3) == 3.0  # votes say nothing: smoothed most
+    assert vote_smoothing(reference[:1], codes[:1], 5, 3) == 1.0
 
 
 def test_predict_works_in_a_pipeline_and_a_grid_search(labelled_digits):
