@@ -141,8 +141,7 @@ def _write_output(vae, method, data, output, covariates=None):
     if file_format(output, directories=False) == "npy":
         transform_to_npy(vae, data, output, method=method, covariates=covariates)
     else:
-        out = getattr(vae, method)(data) if covariates is None else getattr(vae, method)(data, covariates=covariates)
-        write_array(output, out, _columns(vae, method))
+        write_array(output, getattr(vae, method)(data, covariates=covariates), _columns(vae, method))
 
 
 def _transform(args):

@@ -80,17 +80,16 @@ def transform_to_npy(estimator, X, path, *, method="transform", chunk_size=65536
     apply = getattr(estimator, method)
     source = open_source(X, layer=getattr(estimator, "layer", None))
     if source is None:  # in memory already: one call keeps scikit-learn's checks of X intact
-        out = apply(X) if covariates is None else apply(X, covariates=covariates)
+        out = apply(X, covariates=covariates)
         write_array(path, out)
         return out.shape
     if source.n_samples == 0:  # checked before the output is opened: an existing file stays as it was
         raise ValueError(f"X ({source.name}) holds no rows: there is nothing to write to {str(path)!r}.")
+    table = covariate_table(covariates, X)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
-        table = covariate_table(covariates, X, "covariates")
         for rows in iterate_chunks(source.n_samples, chunk_size):
-            chunk = source.read(rows.start, rows.stop)
-            out = apply(chunk) if table is None else apply(chunk, covariates=rows_of(table, rows))
+            out = apply(source.read(rows.start, rows.stop), covariates=rows_of(table, rows))
             if rows.start == 0:
                 shape = (source.n_samples,) + out.shape[1:]
                 header = {"descr": np.lib.format.dtype_to_descr(out.dtype), "fortran_order": False, "shape": shape}

@@ -264,10 +264,7 @@ def _with_covariates(table, continued, train, valid):
     wrapped = CovariateSource(source, encoded, spec.groups(encoded))
     digest = hashlib.blake2b(f"{train.digest}".encode(), digest_size=16)
     digest.update(wrapped.encoded.view(np.uint8))  # the graph of rows with other covariates is another graph
-    train = replace(train, source=wrapped, digest=digest.hexdigest())
-    if valid.source is source:
-        valid = replace(valid, source=wrapped)
-    return spec, train, valid
+    return spec, replace(train, source=wrapped, digest=digest.hexdigest()), replace(valid, source=wrapped)
 
 
 def _check_continued_columns(continued, source, feature_names, logdir):
@@ -532,19 +529,18 @@ def _graph(rows, normalize, n_neighbors, device, array=None):
         array = source.block(rows.indices)
     elif array is None and source.in_memory:
         array = rows.read()
-    groups = getattr(source, "groups", None)
-    if groups is not None and array is not None:  # rows with covariates: linked across their batches
-        return balanced_graph(normalize(array), groups[rows.indices], n_neighbors, device=device)
     if array is not None:
-        return neighbor_graph(normalize(array), n_neighbors, device=device)
-    chunk_rows = rows_within(STREAM_BUFFER_BYTES, source.n_features)
+        searched = normalize(array)
+    else:
+        chunk_rows = rows_within(STREAM_BUFFER_BYTES, source.n_features)
 
-    def chunks():
-        for part in iterate_chunks(len(rows), chunk_rows):
-            yield normalize(take_rows(source, rows.indices[part]))
+        def chunks():
+            for part in iterate_chunks(len(rows), chunk_rows):
+                yield normalize(take_rows(source, rows.indices[part]))
 
-    searched = search_rows(chunks, len(rows), source.n_features)
-    if groups is not None:
+        searched = search_rows(chunks, len(rows), source.n_features)
+    groups = getattr(source, "groups", None)
+    if groups is not None:  # rows with covariates: linked across their batches
         return balanced_graph(searched, groups[rows.indices], n_neighbors, device=device)
     return neighbor_graph(searched, n_neighbors, device=device)
 

@@ -92,6 +92,11 @@ def sampled_rows(previous, source, indices, seed, chunk_rows, labels=None):
     for part in range(0, len(indices), chunk_rows):
         block = take_rows(source, indices[part:part + chunk_rows])
         rows, keys = np.concatenate([rows, block]), np.concatenate([keys, row_keys(block, seed)])
+        if not labelled:
+            _, first = np.unique(keys, return_index=True)  # sorted by key: the smallest first
+            keep = np.sort(first[:cap])
+            rows, keys = rows[keep], keys[keep]
+            continue
         given = np.full(len(block), -1) if labels is None else np.asarray(labels[part:part + chunk_rows])
         codes = np.concatenate([codes, given])
         distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
