@@ -16,6 +16,7 @@ from .data.covariates import CovariateSource, covariate_table
 from .data.inputs import input_rows, latent_rows
 from .nn.likelihoods import check_count_rows
 from .neighbors.placement import PLACEMENTS
+from .neighbors.search import nearest_rows
 
 __all__ = ["InferenceMixin", "labelled_reference", "run_batched"]
 
@@ -274,10 +275,8 @@ or anndata.AnnData
         proba : ndarray of shape (n_samples, n_classes)
             In the order of ``classes_``.
         """
-        votes = self._votes(X, covariates)
-        reference, codes = self._labelled
-        k = int(votes[0].sum()) if len(votes) else 1
-        alpha = vote_smoothing(reference, codes, k, votes.shape[1])
+        votes, k = self._votes(X, covariates)
+        alpha = vote_smoothing(*self._labelled, k, votes.shape[1])
         return (votes + alpha / votes.shape[1]) / (k + alpha)
 
     def predict(self, X, covariates=None):
@@ -290,11 +289,12 @@ or anndata.AnnData
         -------
         y : ndarray of shape (n_samples,)
         """
-        votes = self._votes(X, covariates)  # first: it says why a model without labels cannot predict
+        votes, _ = self._votes(X, covariates)  # first: it says why a model without labels cannot predict
         return self.classes_[votes.argmax(axis=1)]
 
     def _votes(self, X, covariates):
-        """Each row's count of each class among its nearest labelled training rows."""
+        """``(votes, k)``: each row's count of each class among its ``k`` nearest labelled
+        training rows."""
         self._check_fitted()
         if not hasattr(self, "classes_"):
             raise ValueError("predict needs labels: fit with y (class labels of the training rows).")
@@ -303,9 +303,9 @@ or anndata.AnnData
                              "with store_rows=False, or by a version before predict. Fit it again with y.")
         reference, codes = self._labelled
         Z = self.transform(X, covariates)
-        k = min(self.n_neighbors, max(1, round(math.sqrt(len(codes) / len(self.classes_)))))
+        k = min(self.n_neighbors, len(codes), max(1, round(math.sqrt(len(codes) / len(self.classes_)))))
         return _vote(torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)), reference, codes, k,
-                     len(self.classes_))
+                     len(self.classes_)), k
 
     def export(self, path, part="transform"):
         """Write what the fitted model computes to a file that runs without cvae.
@@ -350,18 +350,19 @@ or anndata.AnnData
 
 def _vote(queries, reference, codes, k, n_classes, exclude=None):
     """Each query's count of each class among its ``k`` nearest ``reference`` rows (class
-    ``codes``); with ``exclude`` (a reference row per query), that row left out."""
+    ``codes``), found by :func:`cvae.neighbors.search.nearest_rows` among rows centred on
+    the reference's mean; with ``exclude`` (a reference row per query), that row left out."""
     votes = np.zeros((len(queries), n_classes))
     if len(queries) == 0:
         return votes
-    found = []
-    for start in range(0, len(queries), 4096):
-        distances = torch.cdist(queries[start:start + 4096], reference)
-        if exclude is not None:
-            distances[torch.arange(len(distances)), torch.from_numpy(exclude[start:start + 4096])] = float("inf")
-        found.append(distances.topk(min(k, len(reference)), dim=1, largest=False).indices)
-    nearest = torch.cat(found).numpy().astype(np.int64)
-    np.add.at(votes, (np.arange(len(queries))[:, None], codes[nearest]), 1.0)
+    k = min(k, len(reference) - (exclude is not None))
+    mean = reference.mean(dim=0)
+    nearest = nearest_rows(queries - mean, reference - mean, k + (exclude is not None))[1].numpy()
+    if exclude is not None:  # found one more: drop the row itself, or the farthest where ties hid it
+        own = nearest == exclude[:, None]
+        own[~own.any(axis=1), -1] = True
+        nearest = nearest[~own].reshape(len(nearest), k)
+    np.add.at(votes, (np.arange(len(queries))[:, None], codes[nearest.astype(np.int64)]), 1.0)
     return votes
 
 
@@ -380,8 +381,7 @@ def vote_smoothing(reference, codes, k, n_classes):
     if len(codes) < 2:
         return 1.0
     chosen = np.sort(np.random.default_rng(_CALIBRATION_SEED).permutation(len(codes))[:_CALIBRATION_ROWS])
-    votes = _vote(reference[torch.from_numpy(chosen)], reference, codes, min(k, len(codes) - 1), n_classes,
-                  exclude=chosen)
+    votes = _vote(reference[torch.from_numpy(chosen)], reference, codes, k, n_classes, exclude=chosen)
     own = votes[np.arange(len(chosen)), codes[chosen]]
     total = votes.sum(axis=1)
     losses = [-np.mean(np.log((own + a / n_classes) / (total + a))) for a in _SMOOTHING]
