@@ -9,6 +9,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin
 from sklearn.utils import ClassifierTags
 
+from . import _random
 from ._validation import Interval, StrOptions, check_params, resolve_device
 from .inference import InferenceMixin, labelled_reference
 from .data.inputs import training_rows, validation_rows
@@ -588,7 +589,7 @@ numpy.memmap or anndata.AnnData
         if self.spec_.covariates is not None:
             logger.info("No embedding figures in TensorBoard: they are not drawn for a model with covariates.")
             return
-        chosen = np.sort(np.random.default_rng(0).permutation(rows.indices)[:5000])
+        chosen = np.sort(_random.rng("figures").permutation(rows.indices)[:5000])
         try:
             figures = tensorboard_figures(self, take_rows(rows.source, chosen))
         except ImportError as exc:

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _random
 from ._validation import check_chunk, check_finite_float, check_positive, check_positive_int, draw_seed
 from .data.rows import iterate_chunks
 from .export import export_module
@@ -20,10 +21,9 @@ from .neighbors.search import nearest_rows
 
 __all__ = ["InferenceMixin", "labelled_reference", "run_batched"]
 
-# score_samples averages this many posterior draws, from this seed, shared by all rows:
+# score_samples averages this many posterior draws, from a fixed stream, shared by all rows:
 # repeatable, independent of the other rows, and a mean over rows that does not carry the
 # noise of a single draw.
-_SCORE_SEED = 0
 _SCORE_DRAWS = 8
 
 
@@ -178,7 +178,7 @@ or anndata.AnnData
         source = self._conditioned(input_rows(self, X), covariates, X)
         check = self._count_check(whole_numbers=True)
         k = _SCORE_DRAWS if n_importance_samples == 1 else n_importance_samples
-        generator = torch.Generator().manual_seed(_SCORE_SEED)
+        generator = _random.generator("score")
         draws = torch.randn(k, self.spec_.model.n_latent, generator=generator).to(self.device_)
         score = self.module_.mean_elbo if n_importance_samples == 1 else self.module_.importance_weighted_bound
         return run_batched(lambda batch: score(batch, draws)[:, None], source, 1, self.eval_batch_size, self.device_,
@@ -215,7 +215,7 @@ or anndata.AnnData
         self._check_fitted()
         check_positive_int(n_samples, "n_samples")
         seed = draw_seed(random_state)
-        Z = torch.randn(n_samples, self.spec_.model.n_latent, generator=torch.Generator().manual_seed(seed)).numpy()
+        Z = torch.randn(n_samples, self.spec_.model.n_latent, generator=_random.generator("sample_codes", seed)).numpy()
         if not self.spec_.is_count:
             return self.inverse_transform(Z, covariates=covariates)
         likelihood = self.module_.likelihood
@@ -223,7 +223,7 @@ or anndata.AnnData
         params = self._run_batched(self.module_.decode_params, source, likelihood.n_params * self.n_features_in_, "Z",
                                    "The decoded data")
         with torch.no_grad():
-            return likelihood.draw(torch.from_numpy(params).to(self.device_), None, np.random.default_rng(seed))
+            return likelihood.draw(torch.from_numpy(params).to(self.device_), None, _random.rng("sample_counts", seed))
 
     def encode_covariates(self, covariates, X=None):
         """``covariates`` as the model's input columns: what an exported encoder or decoder
@@ -367,10 +367,9 @@ def _vote(queries, reference, codes, k, n_classes, exclude=None):
 
 
 # The smoothing of the vote is chosen among these, by the leave-one-out log-loss of at most
-# _CALIBRATION_ROWS labelled rows (drawn with _CALIBRATION_SEED).
+# _CALIBRATION_ROWS labelled rows (drawn from a fixed stream).
 _SMOOTHING = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 _CALIBRATION_ROWS = 2000
-_CALIBRATION_SEED = 0
 
 
 def vote_smoothing(reference, codes, k, n_classes):
@@ -380,7 +379,7 @@ def vote_smoothing(reference, codes, k, n_classes):
     vote on this model's embedding. 1 with fewer than two labelled rows."""
     if len(codes) < 2:
         return 1.0
-    chosen = np.sort(np.random.default_rng(_CALIBRATION_SEED).permutation(len(codes))[:_CALIBRATION_ROWS])
+    chosen = np.sort(_random.rng("calibration").permutation(len(codes))[:_CALIBRATION_ROWS])
     votes = _vote(reference[torch.from_numpy(chosen)], reference, codes, k, n_classes, exclude=chosen)
     own = votes[np.arange(len(chosen)), codes[chosen]]
     total = votes.sum(axis=1)

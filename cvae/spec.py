@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
-from ._random import INIT_STREAM, seeded_generator
+from . import _random
 from ._validation import draw_seed, is_positive_int
 from .nn import VAE
 from .nn.likelihoods import LIKELIHOODS, is_count_likelihood
@@ -263,7 +263,7 @@ def build_module(spec, state_dict=None):
     """The :class:`cvae.nn.VAE` that ``spec`` describes, with ``state_dict``'s weights if given,
     else with initial weights drawn from a generator seeded by ``spec.seed``."""
     loc, scale = torch.from_numpy(spec.loc.copy()), torch.from_numpy(spec.scale.copy())
-    generator = seeded_generator(spec.seed, INIT_STREAM)
+    generator = _random.generator("init", spec.seed)
     module = VAE(loc=loc, scale=scale, library_size=spec.library_size, generator=generator, upper=spec.upper,
                  **asdict(spec.model))
     if state_dict is not None:

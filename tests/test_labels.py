@@ -77,20 +77,20 @@ def test_labelled_graph_replaces_other_class_neighbours_in_proportion():
     rng = np.random.default_rng(0)
     codes = np.repeat([0, 1], 500)
     graph = rng.integers(0, 1000, size=(1000, 10))
-    assert np.array_equal(labelled_graph(graph, codes, 0.0, seed=0), graph)
+    assert np.array_equal(labelled_graph(graph, codes, 0.0, np.random.default_rng(0)), graph)
     crossing = codes[graph] != codes[:, None]
     for weight in (0.5, 1.0):
-        folded = labelled_graph(graph, codes, weight, seed=0)
+        folded = labelled_graph(graph, codes, weight, np.random.default_rng(0))
         kept = codes[folded] != codes[:, None]
         assert kept.sum() / crossing.sum() == pytest.approx(1 - weight, abs=0.03)
         assert np.array_equal(folded[~crossing], graph[~crossing])  # own-class neighbours stay in place
         replaced = folded != graph
         assert np.all(codes[folded[replaced]] == np.broadcast_to(codes[:, None], graph.shape)[replaced])
     lonely = np.array([[1, 2], [0, 2], [0, 1], [2, 2]])  # row 0, of class 0, has only class-1 neighbours
-    folded = labelled_graph(lonely, np.array([0, 1, 1, 0]), 1.0, seed=0)
+    folded = labelled_graph(lonely, np.array([0, 1, 1, 0]), 1.0, np.random.default_rng(0))
     assert folded[0].tolist() == [3, 3]  # drawn from its class (rows 0 and 3), never itself
     unlabelled = np.where(np.arange(1000) % 2 == 0, -1, codes)
-    folded = labelled_graph(graph, unlabelled, 1.0, seed=0)
+    folded = labelled_graph(graph, unlabelled, 1.0, np.random.default_rng(0))
     touches_unlabelled = (unlabelled[:, None] == -1) | (unlabelled[graph] == -1)
     assert np.array_equal(folded[touches_unlabelled], graph[touches_unlabelled])
 
@@ -111,7 +111,7 @@ def test_labelled_rows_trade_unlabelled_neighbours_for_labelled_rows_of_their_cl
     rng = np.random.default_rng(1)
     codes = np.where(np.arange(400) < 40, np.arange(400) % 2, -1)  # rows 0-39 labelled, alternate classes
     graph = rng.integers(40, 400, size=(400, 10))  # every neighbour unlabelled
-    folded = labelled_graph(graph, codes, 1.0, seed=0, anchors=codes != -1)
+    folded = labelled_graph(graph, codes, 1.0, np.random.default_rng(0), anchors=codes != -1)
     changed = folded != graph
     assert not changed[40:].any()  # unlabelled rows keep their neighbours
     assert changed[:40].mean() == pytest.approx(0.5, abs=0.08)  # target_weight / 2 of a labelled row's

@@ -99,15 +99,14 @@ def test_neighbor_terms_are_linear_in_the_weights(objective):
 
 
 def test_weighted_validation_loss_is_the_weighted_mean():
-    from cvae._random import seeded_generator
-    from cvae.training.trainer import VALIDATION_SEED
+    from cvae._random import generator
 
     torch.manual_seed(0)
     model = VAE(4, 2, [8], torch.zeros(4), torch.ones(4), "gaussian").eval()
     x = torch.randn(6, 4)
     weights = torch.tensor([0.5, 1.5, 1.0, 2.0, 0.5, 0.5])
     with torch.no_grad():  # the noise evaluate draws
-        out = model(x, generator=seeded_generator(VALIDATION_SEED, 0))
+        out = model(x, generator=generator("validation", 0))
     expected = float(((out.kl - out.log_likelihood) * weights).sum() / weights.sum())
     scores = evaluate(model, [(x, None, weights)])
     assert scores["loss"] == pytest.approx(expected, rel=1e-6)

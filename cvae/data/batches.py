@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from .._random import PICK_STREAM, seeded_generator
+from .. import _random
 from .rows import (
     STREAM_BUFFER_BYTES,
     Batch,
@@ -46,7 +46,7 @@ def shard_permutation(n, seed, epoch, rank=0, world_size=1):
     permutation is padded by repeating its start to a multiple of ``world_size`` and dealt
     round-robin. Computed as a tensor, without a Python list of ``n`` integers.
     """
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+    perm = torch.randperm(n, generator=_random.generator("epoch_order", seed, epoch))
     total = math.ceil(n / world_size) * world_size
     if total > n:
         perm = perm.repeat(math.ceil(total / n))[:total]
@@ -59,7 +59,7 @@ def neighbor_pick(n_neighbors, n_rows, seed, rank, epoch, start):
     Drawn from a generator of the batch's own (the seed, the process, the epoch and the
     batch's ``start`` in it), so that a continued run draws what the uninterrupted one did.
     """
-    generator = seeded_generator(seed, PICK_STREAM, rank, epoch, start)
+    generator = _random.generator("pick", seed, rank, epoch, start)
     return torch.randint(n_neighbors, (n_rows,), generator=generator)
 
 
@@ -221,7 +221,7 @@ class StreamingBatches:
             order = shard_permutation(len(positions), self.seed, self._epoch, self.rank, self.world_size).numpy()
         else:
             positions = np.concatenate([self.blocks[b] for b in self._groups[g]])
-            order = np.random.default_rng([self.seed, self._epoch, self.rank, g]).permutation(len(positions))
+            order = _random.rng("block_order", self.seed, self._epoch, self.rank, g).permutation(len(positions))
         rows = np.concatenate([take_rows(self.source, self.indices[p]) for p in row_runs(positions)])
         return rows[order], positions[order]
 

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._random import GRAPH_STREAM, REPLAY_STREAM
+from .. import _random
 from .._validation import (
     check_chunk,
     check_sample_weight,
@@ -129,7 +129,7 @@ def with_replay(X, y, sample_weight, stored, seed, covariates=None, stored_covar
             or not matching):
         return X, y, sample_weight, covariates
     count = min(len(stored), max(n, REPLAY_MIN_ROWS))
-    chosen = np.sort(np.random.default_rng([*seed, REPLAY_STREAM]).permutation(len(stored))[:count])
+    chosen = np.sort(_random.rng("replay", *seed).permutation(len(stored))[:count])
     rows = stored[chosen]
     if sp.issparse(X):
         stacked = sp.vstack([X, sp.csr_matrix(rows)], format="csr")
@@ -411,7 +411,7 @@ def graph_rows(rows, visits, seed):
     if len(rows) <= n:
         return rows
     # the first n of one seeded order: a run continued with a larger budget trains on more of the same rows
-    chosen = np.sort(np.random.default_rng([seed, GRAPH_STREAM]).permutation(len(rows))[:n])
+    chosen = np.sort(_random.rng("graph", seed).permutation(len(rows))[:n])
     digest = None
     if rows.digest is not None:
         digest = hashlib.blake2b(f"{rows.digest}:{seed}:{n}".encode(), digest_size=16).hexdigest()
@@ -444,7 +444,8 @@ def training_batches(rows, batch_size, seed, device, distributed, graph=None, ne
     if graph is not None:
         if rows.labels is not None and target_weight > 0 and rows.labels.max() >= 0:
             codes = spread_labels(neighbors, rows.labels, int(rows.labels.max()) + 1)
-            neighbors = labelled_graph(neighbors, codes, target_weight, seed, anchors=rows.labels != -1)
+            neighbors = labelled_graph(neighbors, codes, target_weight, _random.rng("label_graph", seed),
+                                       anchors=rows.labels != -1)
     if not rows.source.in_memory:
         return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES,
                                 weights=rows.weights, neighbors=neighbors, neighbor_samples=neighbor_samples)

@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
+from .. import _random
+
 __all__ = [
     "STREAM_BUFFER_BYTES",
     "Batch",
@@ -58,7 +60,7 @@ def train_validation_split(n_samples, validation_fraction, seed):
             f"that leaves {n_valid} validation and {n_samples - n_valid} training samples, and both "
             "need at least one. Provide more samples, change validation_fraction, or pass X_valid."
         )
-    perm = np.random.default_rng(seed).permutation(n_samples)
+    perm = _random.rng("split", seed).permutation(n_samples)
     return perm[n_valid:], perm[:n_valid]
 
 

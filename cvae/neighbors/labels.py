@@ -50,7 +50,7 @@ def spread_labels(graph, codes, n_classes):
     return np.where(labelled, codes, np.where(sure & (total > 0), best, UNLABELLED))
 
 
-def labelled_graph(graph, codes, target_weight, seed, anchors=None):
+def labelled_graph(graph, codes, target_weight, rng, anchors=None):
     """``graph`` with labels folded in.
 
     Each neighbour of another class than its row (both rows' classes known) is replaced,
@@ -58,11 +58,11 @@ def labelled_graph(graph, codes, target_weight, seed, anchors=None):
     where it has none by a row of its class drawn at random. A row whose own label is
     given (``anchors``, a boolean mask) also trades each unlabelled neighbour, with
     probability ``target_weight / 2``, for a labelled row of its class drawn at random, so
-    that a class's labelled rows pull together across the graph."""
+    that a class's labelled rows pull together across the graph. ``rng`` (a
+    ``numpy.random.Generator``) draws."""
     graph = graph.copy()
     if target_weight == 0:
         return graph
-    rng = np.random.default_rng(seed)
     row_codes = codes[:, None]
     neighbor_codes = codes[graph]
     known = (row_codes != UNLABELLED) & (neighbor_codes != UNLABELLED)

@@ -27,7 +27,8 @@ PLACEMENTS = ("auto", "encoder", "neighbors")
 _PROJECTION_ROWS = 20_000
 _PROJECTION_BYTES = 2**28
 # The refinement: Adam steps, step size in embedding units, the fixed sample of training
-# rows that a placed row is contrasted with, the seed of that sample, and the Cauchy
+# rows that a placed row is contrasted with, the seed of that sample (cvae._random's
+# "refine" stream, which neighbors/, a leaf, cannot import), and the Cauchy
 # kernel's distance scale (the "tsne" objective's, cvae.nn.neighbor_loss).
 REFINE_STEPS = 30
 REFINE_LEARNING_RATE = 0.05
@@ -69,20 +70,21 @@ class NeighborReference:
     components: torch.Tensor = None
 
     @classmethod
-    def build(cls, read, n_rows, n_features, module, chunk_rows=4096, seed=0):
+    def build(cls, read, n_rows, n_features, module, rng, chunk_rows=4096):
         """The reference of ``n_rows`` training rows, read by ``read(indices)`` as float32
         tensors on ``module``'s device, a chunk at a time; ``module`` (a fitted
         :class:`cvae.nn.VAE`) standardizes and embeds them. Wide rows are projected onto
-        principal components fitted on at most ``_PROJECTION_ROWS`` of them."""
+        principal components fitted on at most ``_PROJECTION_ROWS`` of them, drawn by
+        ``rng`` (a ``numpy.random.Generator``)."""
         mean = components = None
         if n_features > 2 * NEIGHBOR_COMPONENTS and n_rows > NEIGHBOR_COMPONENTS:
             from sklearn.decomposition import PCA
 
             n_fit = min(n_rows, _PROJECTION_ROWS, max(4 * NEIGHBOR_COMPONENTS, _PROJECTION_BYTES // (4 * n_features)))
-            sample = np.sort(np.random.default_rng(seed).choice(n_rows, n_fit, replace=False))
+            sample = np.sort(rng.choice(n_rows, n_fit, replace=False))
             with torch.inference_mode():
                 fitted = module.standardize(read(sample)).cpu().numpy()
-            pca = PCA(NEIGHBOR_COMPONENTS, random_state=seed).fit(fitted)
+            pca = PCA(NEIGHBOR_COMPONENTS, random_state=0).fit(fitted)  # the rows are drawn, the solver fixed
             device = next(module.parameters()).device
             mean = torch.from_numpy(pca.mean_.astype(np.float32)).to(device)
             components = torch.from_numpy(pca.components_.astype(np.float32)).to(device)

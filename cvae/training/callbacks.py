@@ -13,6 +13,8 @@ import sys
 
 import torch
 
+from .. import _random
+
 __all__ = [
     "Callback",
     "Checkpoint",
@@ -332,7 +334,7 @@ class Landmarks(Callback):
         self.rows, self.embedding = self.rows.to(trainer.device), self.embedding.to(trainer.device)
 
     def extra_loss(self, trainer):
-        generator = torch.Generator().manual_seed(self.seed + trainer.step)
+        generator = _random.generator("landmark_picks", self.seed, trainer.step)
         pick = torch.randint(len(self.rows), (min(self.batch_size, len(self.rows)),), generator=generator)
         pick = pick.to(trainer.device)
         moved = trainer.model.embed(self.rows[pick]).float() - self.embedding[pick]

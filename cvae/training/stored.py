@@ -6,6 +6,7 @@ the neighbour placement's reference; each checked when read back from a checkpoi
 import numpy as np
 import torch
 
+from .. import _random
 from .._random import row_keys
 from ..data.rows import rows_within, take_rows
 from ..neighbors.placement import NeighborReference
@@ -64,7 +65,7 @@ def fit_landmarks(spec, state, data, device, chunk_rows):
     model = build_module(spec, state["best_model"]).to(device).eval()
     indices = data.train.indices
     n = min(LANDMARKS, rows_within(LANDMARK_BYTES, spec.n_inputs))
-    chosen = indices[np.sort(np.random.default_rng(spec.seed).permutation(len(indices))[:n])]
+    chosen = indices[np.sort(_random.rng("landmarks", spec.seed).permutation(len(indices))[:n])]
     rows, embedding = [], []
     for part in range(0, len(chosen), chunk_rows):
         block = torch.from_numpy(np.ascontiguousarray(take_rows(data.train.source, chosen[part:part + chunk_rows])))
@@ -195,4 +196,4 @@ def training_reference(spec, state, data, device):
 def _reference(spec, state, read, n_rows, device):
     """:meth:`NeighborReference.build` of ``n_rows`` rows read by ``read`` with the best weights."""
     model = build_module(spec, state["best_model"]).to(device).eval()
-    return NeighborReference.build(read, n_rows, spec.n_features, model, seed=spec.seed)
+    return NeighborReference.build(read, n_rows, spec.n_features, model, _random.rng("projection", spec.seed))

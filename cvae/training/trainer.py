@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .._random import NOISE_STREAM, seeded_generator
+from .. import _random
 from ..nn.vae import LossSettings, load_weights
 from .distributed import Distributed
 from .environment import ctrl_c_calls, flush_denormals_to_zero, resolve_precision, threads_for_step, step_multiply_adds
@@ -33,12 +33,6 @@ class TrainerConfig:
     n_jobs: Optional[int] = None
 
 
-# Validation draws its posterior samples from this fixed seed: successive validations then
-# see the same noise (common random numbers), so a change in validation loss reflects a
-# change in the model, and plateau detection is not fooled by sampling noise.
-VALIDATION_SEED = 0
-
-
 @torch.no_grad()
 def evaluate(model, chunks, loss=LossSettings(), distributed=Distributed()):
     """Mean loss, reconstruction log-likelihood and KL of ``model`` over ``chunks`` (eval mode).
@@ -50,7 +44,9 @@ def evaluate(model, chunks, loss=LossSettings(), distributed=Distributed()):
     over all of them.
     """
     device = next(model.parameters()).device
-    generator = seeded_generator(VALIDATION_SEED, distributed.rank, device=device)
+    # a fixed stream: successive validations see the same noise (common random numbers), so
+    # a change in validation loss is a change in the model, and plateaus are not noise
+    generator = _random.generator("validation", distributed.rank, device=device)
     return _evaluate(model, chunks, replace(loss, free_bits=0.0), distributed, device, generator)
 
 
@@ -184,7 +180,7 @@ class Trainer:
         self.generator = self._seeded_generator()
 
     def _seeded_generator(self):
-        return seeded_generator(self.seed, NOISE_STREAM, self.distributed.rank, self.step, device=self.device)
+        return _random.generator("noise", self.seed, self.distributed.rank, self.step, device=self.device)
 
     @property
     def learning_rate(self):
