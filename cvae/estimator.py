@@ -15,7 +15,7 @@ from .inference import InferenceMixin, labelled_reference
 from .data.inputs import training_rows, validation_rows
 from .data.rows import take_rows
 from .data.covariates import covariate_table
-from .data.labels import check_saved_classes, fit_labels
+from .data.labels import fit_labels
 from .nn.likelihoods import LIKELIHOODS
 from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
@@ -25,7 +25,7 @@ from .data.preprocessing import NORMALIZATIONS
 from .spec import build_module
 from .training import LogDir
 from .training.lifecycle import fit_run, read_run
-from .training.stored import checked_reservoir
+from .training.state import checked_state
 from .training.run import warn_on_stop
 from .training.update import update_run
 from .training.tensorboard import write_figures
@@ -628,13 +628,12 @@ numpy.memmap or anndata.AnnData
             self.__dict__.pop(name, None)
         self._labelled = None
         if "classes" in state:
-            self.classes_ = check_saved_classes(state["classes"], self.logdir)
-            labelled = checked_reservoir(state.get("labelled"), spec, "labelled rows (what predict votes with)")
-            self._labelled = labelled_reference(self.module_, labelled, device)
+            self.classes_ = np.asarray(state["classes"])
+            self._labelled = labelled_reference(self.module_, state.get("labelled"), device)
         self._reference = None
         if state.get("reference") is not None:
-            where = "the checkpoint" if self.logdir is None else f"the checkpoint in {str(self.logdir)!r}"
-            self._reference = NeighborReference.from_state(state["reference"], spec.model.n_latent, where).to(device)
+            self._reference = NeighborReference.from_state(state["reference"], spec.model.n_latent,
+                                                           "the checkpoint").to(device)
             self.embedding_ = self._reference.embedding.cpu().numpy()
         self.n_features_in_ = spec.n_features
         if spec.feature_names is not None:
@@ -699,4 +698,5 @@ numpy.memmap or anndata.AnnData
                 device = resolve_device(self.device)
             except ValueError:  # saved with device="cuda", unpickled without a GPU
                 device = torch.device("cpu")
+            self._checkpoint = checked_state(self._checkpoint, self.spec_, "the pickled estimator's checkpoint")
             self._adopt_run(self.spec_, self._checkpoint, device)

@@ -185,8 +185,8 @@ def test_cli_fit_takes_labels_from_a_file_and_an_h5ad_obs_column(tmp_path, capsy
 def test_damaged_classes_in_a_checkpoint_are_named(classes):
     from cvae.data.labels import check_saved_classes
 
-    with pytest.raises(ValueError, match="Cannot read the checkpoint in 'run': its classes are damaged"):
-        check_saved_classes(classes, "run")
+    with pytest.raises(ValueError, match="Cannot read checkpoint run/checkpoint.pt: its classes are damaged"):
+        check_saved_classes(classes, "checkpoint run/checkpoint.pt")
     assert check_saved_classes(["a", "b"]).tolist() == ["a", "b"] and check_saved_classes([0, 3]).tolist() == [0, 3]
 
 

@@ -334,7 +334,7 @@ def test_checkpoint_with_non_finite_weights_is_named(run):
     name = next(iter(state["best_model"]))
     state["best_model"][name] = torch.full_like(state["best_model"][name], float("nan"))
     run_dir.write_checkpoint(state)  # a consistent digest: the weights themselves are wrong
-    with pytest.raises(ValueError, match=rf"checkpoint.pt holds non-finite or missing weights \({name}\)"):
+    with pytest.raises(ValueError, match=rf"checkpoint.pt: it holds non-finite or missing weights \({name}\)"):
         CompressionVAE.load(logdir)
 
 

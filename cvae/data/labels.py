@@ -135,14 +135,13 @@ def _with_missing_marked(values):
     return out
 
 
-def check_saved_classes(classes, logdir=None):
+def check_saved_classes(classes, where="the checkpoint"):
     """The classes a checkpoint holds (a list of distinct strings or of distinct integers,
-    sorted) as an array; ``ValueError`` naming the checkpoint when they are damaged."""
+    sorted) as an array; ``ValueError`` naming ``where`` (the file) when they are damaged."""
     kinds = (str,) if classes and isinstance(classes[0], str) else (int,)
     valid = (isinstance(classes, list) and len(classes) > 0
              and all(isinstance(c, kinds) and not isinstance(c, bool) for c in classes)
              and classes == sorted(set(classes)))
     if not valid:
-        where = "the checkpoint" if logdir is None else f"the checkpoint in {str(logdir)!r}"
         raise ValueError(f"Cannot read {where}: its classes are damaged ({str(classes)[:80]}).")
     return np.asarray(classes)

@@ -7,17 +7,17 @@ import contextlib
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .._validation import draw_seed, resolve_device
-from ..data.labels import check_saved_classes
 from ..data.preparation import FitData, prepare
 from ..spec import RunSpec, check_warm_start, new_spec
 from .distributed import Distributed
 from .logdir import LogDir
 from .plan import TrainingPlan
 from .run import neighbor_weight_for, run_training, step_budget
-from .stored import checked_landmarks
+from .state import checked_state
 
 __all__ = ["FitResult", "OpenedRun", "fit_run", "opened_run", "previous_run", "read_run", "resolved_weight"]
 
@@ -66,7 +66,7 @@ def opened_run(params, fitted=None, warm_start=None):
         spec, resume, saved_split = previous_run(dict(params, warm_start=warm_start), logdir, fitted)
         seed = spec.seed if spec is not None else distributed.broadcast(draw_seed(params["random_state"]))
         saved_classes = None if resume is None else resume.get("classes")
-        classes = None if saved_classes is None else check_saved_classes(saved_classes, params["logdir"])
+        classes = None if saved_classes is None else np.asarray(saved_classes)  # checked when read
         yield OpenedRun(distributed, device, logdir, spec, resume, saved_split, seed, classes)
 
 
@@ -98,8 +98,6 @@ def fit_run(params, rows, sample_weight=None, fitted=None):
         resolved = resolved_weight(params, run, labels)
         resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
         check_unfinished(run.resume, resolved["max_steps"], params["logdir"])
-        if run.resume is not None:  # a damaged part of the run is named before training, though the fit replaces it
-            checked_landmarks(run.resume.get("landmarks"), run.spec)
         plan = TrainingPlan.from_params(params, **resolved)
         spec = run.spec if run.spec is not None else new_spec({**params, **resolved}, data, run.seed, feature_names)
         state = run_training(params, plan, spec, data, run.device, run.distributed, run.logdir, run.resume)
@@ -135,6 +133,7 @@ def previous_run(params, logdir, fitted=None):
     """
     if params["warm_start"] and fitted is not None:
         spec, state = fitted
+        state = checked_state(state, spec, "the fitted estimator's checkpoint")
         if logdir is not None and logdir.has_run():
             logdir.check_continued_by(spec, state)
     elif logdir is None or not logdir.has_run():

@@ -35,6 +35,7 @@ from ..data.sources import open_npz
 from ..spec import FORMAT_VERSION, RunSpec, build_module
 from ..atomic import TEMPORARY_MARK, atomic_write
 from .io import load_checkpoint, save_checkpoint
+from .state import checked_state
 
 __all__ = ["LogDir", "LogDirLocked"]
 
@@ -206,21 +207,19 @@ class LogDir:
         Raises
         ------
         ValueError
-            Naming the file, if it holds no trainer state, if its weights do not match their
-            digest (changed or damaged bytes), or if its best weights are not finite.
+            Naming the file, if its weights do not match their digest (changed or damaged
+            bytes), or if a part of it is damaged (:func:`cvae.training.state.checked_state`).
         """
         path = self.file(self.CHECKPOINT)
         state = load_checkpoint(path)
+        where = f"checkpoint {path}"
         if not isinstance(state, dict) or not {"model", "best_model", "step", "history"} <= state.keys():
-            raise ValueError(f"Cannot read checkpoint {path}: it holds no trainer state.")
+            raise ValueError(f"Cannot read {where}: it holds no trainer state.")
         if "format_version" not in state:
             state = _upgrade_checkpoint_from_1(state, spec)
         elif state.get("digest") != weights_digest(state):
             raise ValueError(f"Checkpoint {path} is damaged: its weights do not match the digest saved with them.")
-        for name, tensor in state["best_model"].items():
-            if not isinstance(tensor, torch.Tensor) or (tensor.is_floating_point() and not tensor.isfinite().all()):
-                raise ValueError(f"Checkpoint {path} holds non-finite or missing weights ({name}).")
-        return state
+        return checked_state(state, spec, where)
 
     # ---------------------------------------------------------------- history and split
 

@@ -1,6 +1,6 @@
 """What a run stores beside its weights: the landmarks a fit keeps in place for
 :meth:`partial_fit`, the uniform sample of its rows that updates replay (the reservoir), and
-the neighbour placement's reference; each checked when read back from a checkpoint.
+the neighbour placement's reference (checked when read back: :mod:`cvae.training.state`).
 ``store_rows=False`` stores none of them (docs/data.md, "What a model file holds")."""
 
 import numpy as np
@@ -11,10 +11,11 @@ from .._random import row_keys
 from ..data.rows import rows_within, take_rows
 from ..neighbors.placement import NeighborReference
 from ..spec import build_module
+from .state import checked_landmarks, checked_reservoir
 
 __all__ = [
-    "LANDMARKS", "LANDMARK_BYTES", "RESERVOIR_BYTES", "RESERVOIR_ROWS", "checked_landmarks", "checked_reservoir",
-    "fit_keeps", "keeps_reference", "labelled_rows", "replay_source", "reservoir_reference", "sampled_rows",
+    "LANDMARKS", "LANDMARK_BYTES", "RESERVOIR_BYTES", "RESERVOIR_ROWS", "fit_keeps", "keeps_reference", "labelled_rows",
+    "replay_source", "reservoir_reference", "sampled_rows",
 ]
 
 # Training rows a fit stores, with their embedding, for partial_fit to keep in place, and
@@ -41,21 +42,6 @@ def fit_keeps(plan, spec, state, data, device):
     if keeps_reference(plan, data.train.source):
         kept["reference"] = training_reference(spec, state, data, device).state_dict()
     return kept
-
-
-def checked_landmarks(landmarks, spec):
-    """The landmarks of a saved state (as float32 tensors), or ``None``; ``ValueError`` when
-    they are damaged."""
-    if landmarks is None:
-        return None
-    rows, embedding = (landmarks.get(k) if isinstance(landmarks, dict) else None for k in ("rows", "embedding"))
-    valid = (isinstance(rows, torch.Tensor) and isinstance(embedding, torch.Tensor) and rows.ndim == 2
-             and rows.shape[1] == spec.n_inputs and embedding.shape == (len(rows), spec.model.n_latent)
-             and len(rows) > 0 and bool(torch.isfinite(rows).all()) and bool(torch.isfinite(embedding).all()))
-    if not valid:
-        raise ValueError("the checkpoint's landmarks (the stored rows partial_fit keeps in place) are damaged: "
-                         f"expected finite arrays of shape (n, {spec.n_inputs}) and (n, {spec.model.n_latent}).")
-    return {"rows": rows.float(), "embedding": embedding.float()}
 
 
 def fit_landmarks(spec, state, data, device, chunk_rows):
@@ -144,27 +130,6 @@ def replay_source(state, spec):
         return reservoir["rows"]
     landmarks = checked_landmarks(state.get("landmarks"), spec)
     return None if landmarks is None else landmarks["rows"]
-
-
-def checked_reservoir(reservoir, spec, what="reservoir (the rows partial_fit replays and places unseen rows by)"):
-    """The reservoir of a saved state (or its labelled rows: ``what`` names them), or
-    ``None``; ``ValueError`` when it is damaged."""
-    if reservoir is None:
-        return None
-    rows, keys = (reservoir.get(k) if isinstance(reservoir, dict) else None for k in ("rows", "keys"))
-    labels = reservoir.get("labels") if isinstance(reservoir, dict) else None
-    valid = (isinstance(rows, torch.Tensor) and isinstance(keys, torch.Tensor) and rows.ndim == 2
-             and rows.shape[1] == spec.n_inputs and keys.shape == (len(rows),) and len(rows) > 0
-             and bool(torch.isfinite(rows).all()))
-    valid = valid and (labels is None or isinstance(labels, torch.Tensor) and labels.shape == (len(rows),)
-                       and not labels.is_floating_point() and bool((labels >= -1).all()))
-    if not valid:
-        raise ValueError(f"the checkpoint's {what} is damaged: expected finite arrays of shape (n, {spec.n_inputs}) "
-                         "and (n,), and class codes of shape (n,) from -1 where it has them.")
-    checked = {"rows": rows.float(), "keys": keys.double()}
-    if labels is not None:
-        checked["labels"] = labels.long()
-    return checked
 
 
 def reservoir_reference(spec, state, rows, device):

@@ -20,8 +20,6 @@ from .plan import TrainingPlan
 from .run import run_training, step_budget
 from .widen import widened
 from .stored import (
-    checked_landmarks,
-    checked_reservoir,
     keeps_reference,
     labelled_rows,
     replay_source,
@@ -95,9 +93,8 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
     landmarks = reservoir = previous_labelled = None
     callbacks, carried = [], {}
     if resume is not None:
-        landmarks = checked_landmarks(resume.get("landmarks"), spec)
-        reservoir = checked_reservoir(resume.get("reservoir"), spec)
-        previous_labelled = checked_reservoir(resume.get("labelled"), spec)
+        # checked when the run was opened (cvae.training.state)
+        landmarks, reservoir, previous_labelled = (resume.get(key) for key in ("landmarks", "reservoir", "labelled"))
         if landmarks is not None and plan.landmark_weight > 0 and store:
             callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], plan.landmark_weight, spec.seed))
         kept = ("resolved", "data_range") + (("landmarks", "reservoir", "reference", "labelled") if store else ())
