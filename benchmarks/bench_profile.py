@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_time_to_quality import load_dataset, machine, write_json  # noqa: E402
 
-import cvae.data.preparation  # noqa: E402
+import cvae.data.graph  # noqa: E402
 import cvae.training.lifecycle  # noqa: E402
 import cvae.training.run  # noqa: E402
 from cvae import CompressionVAE  # noqa: E402
@@ -62,7 +62,7 @@ def profiled_fit(X):
     patches = [
         mock.patch.object(cvae.training.lifecycle, "prepare",
                           timed(seconds, "prepare", cvae.training.lifecycle.prepare)),
-        mock.patch.object(cvae.data.preparation, "_graph", timed(seconds, "graph", cvae.data.preparation._graph)),
+        mock.patch.object(cvae.data.graph, "rows_graph", timed(seconds, "graph", cvae.data.graph.rows_graph)),
         mock.patch.object(Trainer, "_train_step", timed(seconds, "steps", step)),
         mock.patch.object(torch.Tensor, "backward", timed(seconds, "backward", backward)),
         mock.patch.object(torch.optim.Adam, "step", timed(seconds, "optimizer", adam_step)),

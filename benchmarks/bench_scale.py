@@ -134,7 +134,7 @@ def neighbor_worker(args):
     import torch
     from sklearn.neighbors import KNeighborsClassifier
 
-    import cvae.data.preparation
+    import cvae.data.graph
     from cvae import CompressionVAE
     from cvae.neighbors.search import nearest_rows
     from cvae.training import LogDir
@@ -142,7 +142,7 @@ def neighbor_worker(args):
     baseline = rss_mb()
     workdir = Path(args.data).parent
     graph_seconds = []
-    search = cvae.data.preparation._graph
+    search = cvae.data.graph.rows_graph
 
     searched = {}
 
@@ -153,7 +153,7 @@ def neighbor_worker(args):
         searched[n_neighbors] = rows.indices
         return graph
 
-    cvae.data.preparation._graph = timed
+    cvae.data.graph.rows_graph = timed
     params = dict(max_steps=args.steps, random_state=0, logdir=args.logdir)
     if args.fit_batch_size is not None:
         params["batch_size"] = args.fit_batch_size

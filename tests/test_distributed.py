@@ -16,14 +16,14 @@ from cvae.training.distributed import Distributed
 _TRAIN = """
 import os, sys
 import numpy as np
-import cvae.data.preparation
+import cvae.data.graph
 import cvae.training.run
 from cvae import CompressionVAE
 data, logdir, out = sys.argv[1:4]
 rank = os.environ["RANK"]
 searched, batches = [], []
-search, make_batches = cvae.data.preparation.neighbor_graph, cvae.training.run.training_batches
-cvae.data.preparation.neighbor_graph = lambda X, k, **kw: searched.append(k) or search(X, k, **kw)
+search, make_batches = cvae.data.graph.neighbor_graph, cvae.training.run.training_batches
+cvae.data.graph.neighbor_graph = lambda X, k, **kw: searched.append(k) or search(X, k, **kw)
 cvae.training.run.training_batches = lambda *a, **kw: batches.append(make_batches(*a, **kw)) or batches[-1]
 params = dict(hidden_layer_sizes=(32, 16), batch_size=64, max_steps=200, validation_interval=25,
               learning_rate="constant", random_state=0, logdir=logdir)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import cvae.data.graph
 import cvae.data.preparation
 from cvae import CompressionVAE
 from cvae.data.rows import Split, TensorChunks
@@ -56,7 +57,8 @@ def test_many_buffers_per_epoch_train_as_well_as_memory(on_disk, fast, monkeypat
     X, path = on_disk
     params = dict(fast, max_steps=300, learning_rate="constant")
     in_memory = quiet_fit(X, **params)
-    monkeypatch.setattr(cvae.data.preparation, "STREAM_BUFFER_BYTES", 4096)  # 16 rows per buffer: 34 buffers an epoch
+    for module in (cvae.data.preparation, cvae.data.graph):  # 16 rows per buffer: 34 buffers an epoch
+        monkeypatch.setattr(module, "STREAM_BUFFER_BYTES", 4096)
     streamed = quiet_fit(path / "X.npy", **params)  # neighbours read from the file, validation re-read
     assert streamed.n_steps_ == 300 and streamed.neighbor_weight_ == 0.4
     assert abs(streamed.best_validation_loss_ / in_memory.best_validation_loss_ - 1) < 0.05
@@ -154,8 +156,8 @@ def test_a_continued_run_reads_its_neighbour_graph_and_searches_again_for_other_
         on_disk, fast, tmp_path, monkeypatch):
     X, path = on_disk
     searched = []
-    search = cvae.data.preparation.neighbor_graph
-    monkeypatch.setattr(cvae.data.preparation, "neighbor_graph",
+    search = cvae.data.graph.neighbor_graph
+    monkeypatch.setattr(cvae.data.graph, "neighbor_graph",
                         lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
     run = LogDir(tmp_path / "run")
     first = quiet_fit(path / "X.npy", **dict(fast, logdir=run.path))

@@ -1,5 +1,5 @@
 """Preparing a fit's data (cvae.data.preparation): the split, the checked statistics pass, the
-likelihood "auto" picks, validation rows, replayed rows, and the rows a budget's graph is searched among."""
+likelihood "auto" picks, validation rows and replayed rows."""
 
 import warnings
 
@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import cvae.data.preparation
 from cvae import CompressionVAE
 from cvae.data.preparation import REPLAY_MIN_ROWS, with_replay
-from cvae.training import LogDir
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -120,55 +118,3 @@ def test_warm_start_with_renamed_columns_is_refused(X, fast):
         vae.set_params(warm_start=True, max_steps=80).fit(frame.rename(columns={"p3": "q3"}))
     vae.fit(frame)  # the same columns continue
     assert vae.n_steps_ == 80
-
-
-def test_the_graph_follows_the_step_budget_not_the_data(X, fast, monkeypatch, tmp_path):
-    searched = []
-    graph = cvae.data.preparation._graph
-    monkeypatch.setattr(cvae.data.preparation, "_graph",
-                        lambda rows, *a, **kw: searched.append((a[1], rows.indices)) or graph(rows, *a, **kw))
-    monkeypatch.setattr(cvae.data.preparation, "GRAPH_MIN_ROWS", 30)
-    params = dict(fast, max_steps=5, batch_size=20, logdir=tmp_path / "run")
-    vae = CompressionVAE(**params).fit(X)
-    # 5 steps of 20 rows: 100 of the 360 training rows, and 30 of the 40 validation rows
-    assert [(k, len(rows)) for k, rows in searched] == [(15, 100), (1, 30)]
-    with np.load(LogDir(tmp_path / "run").file(LogDir.NEIGHBORS)) as saved:
-        assert saved["graph"].shape == (100, 15)
-    assert vae.embedding_.shape == (130, 2)  # the placement keeps the rows it trained and validated on
-    # a run continued with a larger budget trains on more rows, those of the first budget among them
-    CompressionVAE(**dict(params, max_steps=8, warm_start=True)).fit(X)
-    assert [(k, len(rows)) for k, rows in searched[2:]] == [(15, 160), (1, 30)]
-    assert np.isin(searched[0][1], searched[2][1]).all()
-    np.testing.assert_array_equal(searched[1][1], searched[3][1])
-
-
-def test_a_fit_within_its_budget_searches_all_its_rows(X, fast, monkeypatch):
-    searched = []
-    graph = cvae.data.preparation._graph
-    monkeypatch.setattr(cvae.data.preparation, "_graph",
-                        lambda rows, *a, **kw: searched.append(len(rows)) or graph(rows, *a, **kw))
-    monkeypatch.setattr(cvae.data.preparation, "GRAPH_MIN_ROWS", 30)
-    CompressionVAE(**dict(fast, max_steps=18, batch_size=20)).fit(X)  # 360 rows visited: all of them
-    assert searched == [360, 30]
-    searched.clear()
-    monkeypatch.setattr(cvae.data.preparation, "GRAPH_MAX_ROWS", 50)
-    CompressionVAE(**dict(fast, max_steps=18, batch_size=20)).fit(X)  # at most GRAPH_MAX_ROWS, whatever the budget
-    assert searched == [50, 30]
-
-
-def test_a_sampled_graph_keeps_each_rows_label_and_weight_and_streams(X, digits, fast, monkeypatch, tmp_path):
-    searched = []
-    graph = cvae.data.preparation._graph
-    monkeypatch.setattr(cvae.data.preparation, "_graph",
-                        lambda rows, *a, **kw: searched.append(rows) or graph(rows, *a, **kw))
-    monkeypatch.setattr(cvae.data.preparation, "GRAPH_MIN_ROWS", 30)
-    y, weights = digits[1][:400], np.linspace(0.5, 2.0, 400)
-    vae = CompressionVAE(**dict(fast, max_steps=5, batch_size=20)).fit(X, y, sample_weight=weights)
-    train = searched[0]
-    assert len(train) == 100 and vae.classes_.tolist() == list(range(10))
-    np.testing.assert_array_equal(train.labels, y[train.indices])  # each sampled row keeps its own label
-    assert train.weights is not None and np.corrcoef(train.weights, weights[train.indices])[0, 1] > 0.999
-    np.save(tmp_path / "X.npy", X)  # rows streamed from a file sample the same way
-    searched.clear()
-    streamed = CompressionVAE(**dict(fast, max_steps=5, batch_size=20)).fit(tmp_path / "X.npy")
-    assert [len(rows) for rows in searched] == [100, 30] and np.isfinite(streamed.transform(X[:5])).all()

@@ -20,11 +20,11 @@ def halves():
 
 
 def test_each_call_is_one_pass_and_the_first_sets_the_model_up(halves, monkeypatch):
-    import cvae.data.preparation
+    import cvae.data.graph
 
     searched = []
-    search = cvae.data.preparation.neighbor_graph
-    monkeypatch.setattr(cvae.data.preparation, "neighbor_graph",
+    search = cvae.data.graph.neighbor_graph
+    monkeypatch.setattr(cvae.data.graph, "neighbor_graph",
                         lambda A, k, **kw: searched.append(k) or search(A, k, **kw))
     old, new = halves
     vae = CompressionVAE(batch_size=128, **FAST)

@@ -3,10 +3,8 @@
 The estimator hands its row sources here (:func:`prepare`) and gets back a :class:`FitData`: the
 training and validation rows of their sources, checked and summarized in one streaming
 pass. :func:`training_batches` and :func:`validation_chunks` turn those rows into what the
-trainer iterates over, with each row's data-space neighbours when the neighbour term is on:
-for rows in memory and for rows streamed from files alike, the graph is searched among rows
-(or principal components) gathered a chunk at a time, built by the main process alone
-under ``torchrun``, and kept in the log directory for a continued run.
+trainer iterates over, with each row's data-space neighbours (:mod:`cvae.data.graph`) when
+the neighbour term is on.
 """
 
 import hashlib
@@ -24,9 +22,8 @@ from .._validation import (
     check_sample_weight,
     check_unit_interval,
 )
-from ..neighbors.labels import labelled_graph, spread_labels
-from ..neighbors.search import balanced_graph, neighbor_graph, search_rows
 from ..nn.likelihoods import check_counts, is_count_likelihood
+from .graph import labels_folded, nearest_rows_among
 from .batches import BatchIterator, StreamingBatches, local_batch_size
 from .rows import (
     STREAM_BUFFER_BYTES,
@@ -45,19 +42,13 @@ from .covariates import CovariateSource, CovariateSpec
 from .labels import UNLABELLED, check_labels
 from .preprocessing import summarize
 
-__all__ = ["FitData", "Rows", "graph_rows", "prepare", "training_batches", "training_graph", "validation_chunks"]
+__all__ = ["FitData", "Rows", "prepare", "training_batches", "validation_chunks"]
 
 # Rows of a sparse matrix summarized at a time (CSR blocks: their size is their stored values).
 _SPARSE_CHUNK_ROWS = 65536
 # partial_fit replays as many stored rows as a call brings new ones, and at least this many:
 # a small call's neighbour graph then still links rows across the data seen so far.
 REPLAY_MIN_ROWS = 2048
-# With the neighbour term, a fit over more rows than its step budget visits trains on a
-# seeded sample of as many rows (at least GRAPH_MIN_ROWS, at most GRAPH_MAX_ROWS), and its
-# validation on at most GRAPH_MIN_ROWS rows, so that the graphs' time and memory follow the
-# budget rather than the file (2,000,000 rows, 300 steps: benchmarks/README.md, "Scale").
-GRAPH_MIN_ROWS = 50_000
-GRAPH_MAX_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -401,35 +392,6 @@ def _resolve_likelihood(likelihood, summaries, names, upper=None):
     return likelihood, upper
 
 
-def graph_rows(rows, visits, seed):
-    """The rows a fit with the neighbour term trains (or validates) on: ``rows``, or when
-    they are more than ``visits`` (the rows its step budget draws; 0 for validation
-    rows), ``GRAPH_MIN_ROWS`` and ``GRAPH_MAX_ROWS``, a sample of ``min(max(visits,
-    GRAPH_MIN_ROWS), GRAPH_MAX_ROWS)`` of them drawn with ``seed``: the same for a run
-    continued with the same budget, and more of the same with a larger one."""
-    n = min(max(int(visits), GRAPH_MIN_ROWS), GRAPH_MAX_ROWS)
-    if len(rows) <= n:
-        return rows
-    # the first n of one seeded order: a run continued with a larger budget trains on more of the same rows
-    chosen = np.sort(_random.rng("graph", seed).permutation(len(rows))[:n])
-    digest = None
-    if rows.digest is not None:
-        digest = hashlib.blake2b(f"{rows.digest}:{seed}:{n}".encode(), digest_size=16).hexdigest()
-    return replace(rows, indices=rows.indices[chosen], digest=digest,
-                   weights=None if rows.weights is None else rows.weights[chosen],
-                   labels=None if rows.labels is None else rows.labels[chosen])
-
-
-def training_graph(rows, normalize, n_neighbors, device, distributed, graphs=None):
-    """Each of ``rows``' ``n_neighbors`` nearest neighbours (positions among them) in the
-    data normalized by ``normalize`` (a function of an array), or ``None`` for fewer than 2
-    rows. Built by the main process and sent to the others; ``graphs`` (a
-    :class:`cvae.training.LogDir`, or ``None``) keeps it for a continued run."""
-    if len(rows) < 2:
-        return None
-    return distributed.share(lambda: _stored_graph(rows, normalize, n_neighbors, device, graphs), device)
-
-
 def training_batches(rows, batch_size, seed, device, distributed, graph=None, neighbor_samples=1, target_weight=0.0):
     """Endless batches of this process's share: gathered from rows in memory (on the device
     when they fit), streamed from disk otherwise.
@@ -440,12 +402,7 @@ def training_batches(rows, batch_size, seed, device, distributed, graph=None, ne
     """
     rank, world_size = distributed.rank, distributed.world_size
     local = local_batch_size(batch_size, rank, world_size)
-    neighbors = graph
-    if graph is not None:
-        if rows.labels is not None and target_weight > 0 and rows.labels.max() >= 0:
-            codes = spread_labels(neighbors, rows.labels, int(rows.labels.max()) + 1)
-            neighbors = labelled_graph(neighbors, codes, target_weight, _random.rng("label_graph", seed),
-                                       anchors=rows.labels != -1)
+    neighbors = graph if graph is None else labels_folded(graph, rows.labels, target_weight, seed)
     if not rows.source.in_memory:
         return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES,
                                 weights=rows.weights, neighbors=neighbors, neighbor_samples=neighbor_samples)
@@ -474,7 +431,7 @@ def validation_chunks(rows, chunk_size, device, distributed, normalize=None, wit
     shared = distributed.enabled and len(rows) >= distributed.world_size
     neighbors = nearest
     if with_neighbors and nearest is None and len(rows) >= 2 and (shared or not distributed.enabled):
-        neighbors = distributed.share(lambda: _graph(rows, normalize, 1, device, array), device)[:, 0]
+        neighbors = nearest_rows_among(rows, normalize, device, distributed, array)
     if distributed.enabled and not shared:
         neighbors = None  # fewer validation rows than processes: validate the ELBO alone
     bounds = shard_chunks(len(rows), max(chunk_size, distributed.world_size), distributed.rank,
@@ -502,48 +459,6 @@ def _rows_tensor(rows, device, array):
         return SparseRows(rows.source, rows.indices)
     data = torch.from_numpy(array)
     return data.to(device) if fits_on_device(data.nbytes, device) else data
-
-
-def _stored_graph(rows, normalize, n_neighbors, device, graphs):
-    """:func:`_graph`, read from ``graphs`` when it holds this graph, else built and written there."""
-    if graphs is None or rows.digest is None:
-        return _graph(rows, normalize, n_neighbors, device)
-    # The graph depends on the rows' values, their count and the normalization, which a
-    # row of ones shows (its scale, and the log of counts).
-    key = hashlib.blake2b(digest_size=16)
-    for part in (rows.digest, str(n_neighbors), normalize(np.ones((1, rows.source.n_features), np.float32))):
-        key.update(np.asarray(part).tobytes())
-    graph = graphs.read_neighbor_graph(key.hexdigest(), len(rows))
-    if graph is None:
-        graph = _graph(rows, normalize, n_neighbors, device)
-        graphs.write_neighbor_graph(graph, key.hexdigest())
-    return graph
-
-
-def _graph(rows, normalize, n_neighbors, device, array=None):
-    """Each of ``rows``' nearest neighbours (:func:`cvae.neighbors.search.neighbor_graph`), as
-    positions among them, in the data normalized by ``normalize``. Rows in memory are
-    searched as they are (``array``, or the sparse source's rows); rows on disk are read a
-    buffer at a time into :func:`cvae.neighbors.search.search_rows`."""
-    source = rows.source
-    if array is None and getattr(source, "sparse", False):
-        array = source.block(rows.indices)
-    elif array is None and source.in_memory:
-        array = rows.read()
-    if array is not None:
-        searched = normalize(array)
-    else:
-        chunk_rows = rows_within(STREAM_BUFFER_BYTES, source.n_features)
-
-        def chunks():
-            for part in iterate_chunks(len(rows), chunk_rows):
-                yield normalize(take_rows(source, rows.indices[part]))
-
-        searched = search_rows(chunks, len(rows), source.n_features)
-    groups = getattr(source, "groups", None)
-    if groups is not None:  # rows with covariates: linked across their batches
-        return balanced_graph(searched, groups[rows.indices], n_neighbors, device=device)
-    return neighbor_graph(searched, n_neighbors, device=device)
 
 
 def _weights_tensor(rows, device):

@@ -11,7 +11,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..data.batches import local_batch_size
 from ..nn.vae import LossSettings
-from ..data.preparation import graph_rows, training_batches, training_graph, validation_chunks
+from ..data.graph import graph_rows, training_graph
+from ..data.preparation import training_batches, validation_chunks
 from ..spec import build_module
 from .callbacks import (
     Checkpoint,
@@ -82,7 +83,7 @@ def run_training(params, plan, spec, data, device, distributed, logdir=None, res
     spec : cvae.spec.RunSpec
     data : cvae.data.preparation.FitData
         With the neighbour term, the run trains and validates on the rows its budget
-        visits (:func:`cvae.data.preparation.graph_rows`).
+        visits (:func:`cvae.data.graph.graph_rows`).
     device : torch.device
     distributed : cvae.training.distributed.Distributed
     logdir : cvae.training.LogDir, default=None
