@@ -218,7 +218,7 @@ def _info(args):
 
 
 def _demo(args):
-    from .demo import run_demo
+    from ._demo import run_demo
 
     run_demo(max_steps=args.max_steps, plot=None if args.no_plot else args.plot, random_state=args.seed,
              verbose=not args.quiet)

@@ -11,7 +11,7 @@ from sklearn.utils import ClassifierTags
 
 from . import _random
 from ._validation import Interval, StrOptions, check_params, resolve_device
-from .inference import InferenceMixin, labelled_reference
+from ._inference import InferenceMixin, labelled_reference
 from .data.inputs import training_rows, validation_rows
 from .data.rows import take_rows
 from .data.covariates import covariate_table

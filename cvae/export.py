@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write
+from ._atomic import atomic_write
 
 __all__ = ["EXPORT_FORMATS", "PARTS", "export_module"]
 

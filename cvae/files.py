@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_positive_int
-from .atomic import atomic_open, atomic_write
+from ._atomic import atomic_open, atomic_write
 from .data.covariates import covariate_table, rows_of
 from .data.inputs import open_source
 from .data.readers import READABLE, read_array, read_labels, read_npy_directory

@@ -1,4 +1,4 @@
-"""Atomic writes (cvae.atomic): a file is whole or as it was, with the permissions the umask gives."""
+"""Atomic writes (cvae._atomic): a file is whole or as it was, with the permissions the umask gives."""
 
 import os
 
@@ -6,7 +6,7 @@ import os
 def test_atomic_writes_leave_the_umask_alone_and_follow_it(tmp_path):
     import threading
 
-    from cvae.atomic import atomic_write
+    from cvae._atomic import atomic_write
 
     previous = os.umask(0o077)
     try:

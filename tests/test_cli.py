@@ -4,11 +4,9 @@ import json
 import re
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 
 from cvae import CompressionVAE
 from cvae.cli import build_parser, main
@@ -181,22 +179,6 @@ def test_fit_logs_progress_lines_when_not_a_terminal(files, caplog):
     assert re.match(r"Training to step 40 from step 0 on cpu: \d+ CPU thread\(s\), float32 precision, batch", lines[0])
     assert [line.split()[1] for line in lines[1:]] == ["20/40", "40/40"]
     assert "valid=" in lines[1] and "lr=0.001" in lines[1]
-
-
-def test_demo_prints_loss_and_knn_against_pca(capsys):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        assert main(["demo", "--max-steps", "300", "--no-plot", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "best validation loss" in out
-    assert "10-NN accuracy of the 2-D test embedding: CompressionVAE" in out and "PCA 0." in out
-
-
-def test_demo_writes_a_png(tmp_path, png_size):
-    pytest.importorskip("matplotlib")
-    path = tmp_path / "digits.png"
-    main(["demo", "--max-steps", "50", "--plot", str(path), "--quiet"])
-    assert png_size(path) == (700, 600)
 
 
 def test_fit_help_states_each_default_as_the_estimator_has_it():

@@ -283,8 +283,6 @@ def test_free_bits_keep_latent_dimensions_in_use(digits, fast):
     plain, floored = fit(X, **params), fit(X, **dict(params, free_bits=1.0))
     assert floored.history_[-1]["validation_kl"] > plain.history_[-1]["validation_kl"]
     assert active_units(floored.transform(X)) >= active_units(plain.transform(X))
-    with pytest.raises(ValueError, match="2-D with at least 2 samples"):
-        active_units(np.zeros(3))
 
 
 @pytest.mark.parametrize("objective, loss_name", [("umap", "neighbor_loss"), ("tsne", "contrastive_neighbor_loss")])

@@ -208,7 +208,7 @@ def disk_full_after(monkeypatch):
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(fd)
 
-        monkeypatch.setattr("cvae.atomic.os.fsync", fsync)
+        monkeypatch.setattr("cvae._atomic.os.fsync", fsync)
 
     return arm
 

@@ -1,4 +1,4 @@
-"""What a fitted model does with rows (cvae.inference): embed, decode, score and sample, in
+"""What a fitted model does with rows (cvae._inference): embed, decode, score and sample, in
 the data's scale and precision, repeatably."""
 
 import warnings
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cvae import CompressionVAE
-from cvae.inference import vote_smoothing
+from cvae._inference import vote_smoothing
 
 # Short fits, which warn that they stopped at max_steps.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

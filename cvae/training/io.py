@@ -1,4 +1,4 @@
-"""Checkpoint files: written atomically (:mod:`cvae.atomic`), read without running code.
+"""Checkpoint files: written atomically (:mod:`cvae._atomic`), read without running code.
 
 Checkpoints are read with ``torch.load(weights_only=True)``, which only rebuilds tensors
 and plain containers and refuses anything that would run code.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write
+from .._atomic import atomic_write
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 

@@ -33,7 +33,7 @@ import torch
 from ..data.rows import Split
 from ..data.sources import open_npz
 from ..spec import FORMAT_VERSION, RunSpec, build_module
-from ..atomic import TEMPORARY_MARK, atomic_write
+from .._atomic import TEMPORARY_MARK, atomic_write
 from .io import load_checkpoint, save_checkpoint
 from .state import checked_state
 
@@ -120,7 +120,7 @@ class LogDir:
             raise ValueError(f"logdir {str(self.path)!r} is a file, not a directory; choose a directory.")
 
     def _remove_stale_temporaries(self):
-        # Temporaries of atomic writes left by a process that was killed (atomic.TEMPORARY_MARK
+        # Temporaries of atomic writes left by a process that was killed (_atomic.TEMPORARY_MARK
         # names them, so a user's own hidden files stay): under the lock, no writer of this
         # directory is alive.
         for path in self.path.glob(f".*{TEMPORARY_MARK}*.tmp"):

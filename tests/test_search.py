@@ -1,4 +1,5 @@
-"""The neighbour graph: exact, among principal components, approximate, and searched from files."""
+"""Neighbour search (cvae.neighbors.search): exact, among principal components, approximate,
+batch-balanced, and searched from files."""
 
 import numpy as np
 import pytest

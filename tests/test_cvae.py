@@ -1,4 +1,4 @@
-"""The original CompressionVAE interface (``from cvae import cvae``), run with the original README's code."""
+"""The original CompressionVAE interface (cvae.cvae: ``from cvae import cvae``), run with the original README's code."""
 
 import _thread
 import json

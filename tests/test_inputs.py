@@ -1,4 +1,5 @@
-"""Bad input gets a clear error naming the problem; numerical faults never give NaN embeddings."""
+"""The way in (cvae.data.inputs): bad input to every entry point gets a clear error naming the
+problem; numerical faults never give NaN embeddings."""
 
 import copy
 import warnings

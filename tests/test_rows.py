@@ -1,4 +1,5 @@
-"""Rows as training sees them: reads of scattered rows, chunks shared across processes, rows on devices."""
+"""Rows as training sees them (cvae.data.rows): reads of scattered rows, chunks shared across
+processes, rows on devices."""
 
 import numpy as np
 import pytest
