@@ -83,3 +83,19 @@ def test_the_top_level_holds_public_layers_and_underscored_internals():
     public = {"cli", "cvae", "files", "plotting", "export", "datasets", "metrics", "estimator", "spec"}
     top = {p.stem for p in (ROOT / "cvae").glob("*.py")} - {"__init__", "__main__"}
     assert {name for name in top if not name.startswith("_")} == public
+
+
+def test_no_function_is_over_80_lines():
+    import ast
+
+    long = [f"{path.relative_to(ROOT)}:{node.name}" for path in sorted((ROOT / "cvae").rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef) and node.name != "__init__" and node.end_lineno - node.lineno >= 80]
+    assert not long, long
+
+
+def test_the_design_map_names_every_module():
+    design = (ROOT / "docs" / "design.md").read_text()
+    missing = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "cvae").rglob("*.py"))
+               if path.name not in ("__init__.py", "__main__.py") and path.name not in design]
+    assert not missing, missing
