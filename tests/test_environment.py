@@ -96,6 +96,15 @@ def _loadavg(tmp_path, running):
     return path
 
 
+def _tasks(tmp_path, states):
+    """A /proc/self/task of threads in ``states`` (R runs, S sleeps)."""
+    folder = tmp_path / f"task_{states}"
+    for tid, state in enumerate(states, 100):
+        (folder / str(tid)).mkdir(parents=True)
+        (folder / str(tid) / "stat").write_text(f"{tid} (pt_main thread) {state} 1 2 3 4\n")
+    return folder
+
+
 def test_small_steps_train_on_one_thread_and_the_count_is_restored(tmp_path):
     from cvae.training.environment import SMALL_STEP_MACS, threads_for_step
 
@@ -121,17 +130,22 @@ def test_large_steps_train_on_the_cpus_other_work_leaves_free(tmp_path):
     from cvae.training.environment import SMALL_STEP_MACS, free_cpus, threads_for_step
 
     cpus = len(os.sched_getaffinity(0))
-    assert free_cpus(_loadavg(tmp_path, 1)) == cpus
-    assert free_cpus(_loadavg(tmp_path, cpus + 5)) == 1  # never fewer than one
+    alone = _tasks(tmp_path, "RSS")  # the reading thread runs, two sleep
+    assert free_cpus(_loadavg(tmp_path, 1), tasks=alone) == cpus
+    assert free_cpus(_loadavg(tmp_path, cpus + 5), tasks=alone) == 1  # never fewer than one
     if cpus >= 2:
-        assert free_cpus(_loadavg(tmp_path, 2)) == cpus - 1  # one other thread runs
+        assert free_cpus(_loadavg(tmp_path, 2), tasks=alone) == cpus - 1  # one other thread runs
+        # this process's own spinning workers (an earlier search's) are not other work
+        assert free_cpus(_loadavg(tmp_path, 3), tasks=_tasks(tmp_path, "RRRS")) == cpus
+        assert free_cpus(_loadavg(tmp_path, 3), tasks=_tasks(tmp_path, "RRSS")) == cpus - 1
+    assert free_cpus(_loadavg(tmp_path, 2), tasks=tmp_path / "none") == cpus - 1  # unreadable: the reader alone
     assert free_cpus(tmp_path / "missing") is None  # not Linux: unknown
     (tmp_path / "garbled").write_text("not a loadavg")
     assert free_cpus(tmp_path / "garbled") is None
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        busy = _loadavg(tmp_path, cpus + 1)  # as many other running threads as CPUs
+        busy = _loadavg(tmp_path, cpus + 3)  # more other running threads than CPUs
         with threads_for_step(SMALL_STEP_MACS * 10, torch.device("cpu"), loadavg=busy) as threads:
             assert torch.get_num_threads() == 1 and threads == 1
         with threads_for_step(SMALL_STEP_MACS * 10, torch.device("cpu"), loadavg=tmp_path / "missing"):

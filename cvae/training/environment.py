@@ -97,27 +97,41 @@ def step_multiply_adds(model, batch_size):
     return batch_size * weights
 
 
-def free_cpus(loadavg="/proc/loadavg", samples=3, interval=0.005):
-    """CPUs this process may run on that no other runnable thread holds, at least 1; None
-    where the kernel does not say (no Linux ``/proc/loadavg``).
+def free_cpus(loadavg="/proc/loadavg", samples=3, interval=0.005, tasks="/proc/self/task"):
+    """CPUs this process may run on that no other process's runnable thread holds, at least
+    1; None where the kernel does not say (no Linux ``/proc/loadavg``).
 
     The kernel's count of runnable threads is read ``samples`` times, ``interval`` seconds
-    apart, and the least is kept, so that a thread that runs for an instant is not counted;
-    the reading thread is one of them.
+    apart, less this process's own runnable threads (``tasks``: the reading thread, and
+    workers of the fit's own earlier work that still spin, which would otherwise halve a
+    fit's threads after its graph search), and the least is kept, so that a thread that
+    runs for an instant is not counted.
     """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    running = []
+    others = []
     for sample in range(samples):
         try:
-            running.append(int(Path(loadavg).read_text().split()[3].split("/")[0]))
+            running = int(Path(loadavg).read_text().split()[3].split("/")[0])
         except (OSError, IndexError, ValueError):
             return None
+        others.append(running - _own_running(tasks))
         if sample + 1 < samples:
             time.sleep(interval)
-    return max(1, cpus - (min(running) - 1))
+    return max(1, cpus - max(0, min(others)))
+
+
+def _own_running(tasks):
+    """This process's runnable threads (state R in ``tasks/*/stat``), at least the caller."""
+    running = 0
+    for stat in Path(tasks).glob("*/stat"):
+        try:  # the state follows the command name, which ends at the last ")"
+            running += stat.read_text().rpartition(")")[2].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return max(1, running)
 
 
 @contextlib.contextmanager
