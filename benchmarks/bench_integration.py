@@ -179,6 +179,9 @@ def main(argv=None):
     parser.add_argument("--components", type=int, default=20, help="principal components for PCA and Harmony")
     parser.add_argument("--max-steps", type=int, default=None, help="the VAE's budget (default: the estimator's)")
     parser.add_argument("--dims", default="2,10", help="the VAE's n_components, separated by commas")
+    parser.add_argument("--vae", nargs="+", choices=["plain", "covariate", "mapped"],
+                        default=["plain", "covariate", "mapped"],
+                        help="the VAE's rows: without covariates, with the batch, the last batch mapped")
     parser.add_argument("--scvi", action="store_true", help="add scVI (scvi-tools must be installed)")
     parser.add_argument("--pbmc68k", action="store_true",
                         help="real cells (scanpy's pbmc68k_reduced) with injected batches, instead of generated counts")
@@ -212,7 +215,7 @@ def main(argv=None):
         def model():
             return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=0, **budget)
 
-        for covariates in (None, batch):
+        for covariates in [c for c, kind in ((None, "plain"), (batch, "covariate")) if kind in args.vae]:
             started = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -220,7 +223,8 @@ def main(argv=None):
             condition = "batch covariate" if covariates is not None else "no covariates"
             methods[f"CompressionVAE {n_components}-D, {condition}"] = (Z, time.perf_counter() - started)
         name = f"CompressionVAE {n_components}-D, last batch mapped"
-        methods[name], moved[name], transfer[name] = query_mapping(model(), X, batch, labels)
+        if "mapped" in args.vae:
+            methods[name], moved[name], transfer[name] = query_mapping(model(), X, batch, labels)
     last = batch == batch.max()
     for name in ("PCA (unintegrated)", "Harmony on PCA"):  # 10-NN label transfer to the last batch
         if name in methods:
