@@ -39,6 +39,7 @@ Usage::
 """
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -179,6 +180,7 @@ def main(argv=None):
     parser.add_argument("--components", type=int, default=20, help="principal components for PCA and Harmony")
     parser.add_argument("--max-steps", type=int, default=None, help="the VAE's budget (default: the estimator's)")
     parser.add_argument("--dims", default="2,10", help="the VAE's n_components, separated by commas")
+    parser.add_argument("--vae-params", default="{}", help="JSON of further CompressionVAE parameters")
     parser.add_argument("--vae", nargs="+", choices=["plain", "covariate", "mapped"],
                         default=["plain", "covariate", "mapped"],
                         help="the VAE's rows: without covariates, with the batch, the last batch mapped")
@@ -209,7 +211,7 @@ def main(argv=None):
         methods["Harmony on PCA"] = (Z, time.perf_counter() - started + methods["PCA (unintegrated)"][1])
     if args.scvi:
         methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs)
-    budget = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    budget = {**json.loads(args.vae_params), **({} if args.max_steps is None else {"max_steps": args.max_steps})}
     moved, transfer = {}, {}
     for n_components in [int(d) for d in args.dims.split(",")]:
         def model():

@@ -80,6 +80,13 @@ default="auto"
         Nats of KL per latent dimension that training does not penalize (Kingma et al.,
         2016), so that no dimension gains by collapsing onto the prior; with IAF, the
         total is held at ``free_bits * n_components``. Reported losses stay the true ELBO.
+    reconstruction_fraction : float in (0, 1], default=1.0
+        Share of each training batch whose reconstruction term is computed (its first rows,
+        the batch being shuffled: an unbiased estimate of the whole batch's); the KL and
+        neighbour terms still see every row, validation every term. Below 1 a step decodes
+        fewer rows, which pays most for wide count data, where the likelihood's
+        log-probabilities cost as much as the layers (benchmarks/README.md, "Routes to
+        fewer FLOPs"); 1 is the exact minibatch ELBO.
     neighbor_weight : float or "auto", default="auto"
         Weight, 0 (off) or more, of a term that keeps each training row's ``n_neighbors``
         nearest neighbours close in the embedding, times ``n_features_in_`` so that one
@@ -318,6 +325,7 @@ default="orthogonal"
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup_steps": [Interval(Integral, 0, None, closed="left")],
         "free_bits": [Interval(Real, 0, None, closed="left")],
+        "reconstruction_fraction": [Interval(Real, 0, 1, closed="right")],
         "neighbor_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "neighbor_samples": [Interval(Integral, 1, None, closed="left")],
@@ -365,6 +373,7 @@ default="orthogonal"
         beta=1.0,
         kl_warmup_steps=0,
         free_bits=0.0,
+        reconstruction_fraction=1.0,
         neighbor_weight="auto",
         n_neighbors=15,
         neighbor_samples=1,
@@ -408,6 +417,7 @@ default="orthogonal"
         self.beta = beta
         self.kl_warmup_steps = kl_warmup_steps
         self.free_bits = free_bits
+        self.reconstruction_fraction = reconstruction_fraction
         self.neighbor_weight = neighbor_weight
         self.n_neighbors = n_neighbors
         self.neighbor_samples = neighbor_samples

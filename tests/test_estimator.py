@@ -179,6 +179,8 @@ def test_iaf_model_fits_and_scores(X, fast):
         ({"normalize": True}, "'normalize' parameter"),
         ({"batch_size": -1}, "'batch_size' parameter"),
         ({"learning_rate_factor": 1.0}, "'learning_rate_factor' parameter"),
+        ({"reconstruction_fraction": 0.0}, "'reconstruction_fraction' parameter"),
+        ({"reconstruction_fraction": 1.5}, "'reconstruction_fraction' parameter"),
     ],
 )
 def test_invalid_parameters_are_rejected_at_fit(X, params, match):
@@ -379,3 +381,13 @@ def test_float16_scales_the_loss_and_resumes_with_the_saved_scale(X, fast, tmp_p
     assert resumed.n_steps_ == fast["max_steps"] + 20 and np.isfinite(resumed.transform(X)).all()
     # 20 steps without an overflow neither grow (every 2000) nor halve the loaded scale
     assert load_checkpoint(path)["grad_scaler"]["scale"] == 1024.0
+
+
+def test_a_fraction_of_each_batch_reconstructed_trains_reproducibly(X, fast):
+    params = dict(fast, reconstruction_fraction=0.25)
+    a, b, whole = fit(X, **params), fit(X, **params), fit(X, **fast)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    assert not np.array_equal(a.transform(X), whole.transform(X))
+    # validation scores every row: the ELBO it reports is comparable with the whole batch's
+    assert abs(a.history_[-1]["validation_elbo"] - whole.history_[-1]["validation_elbo"]) < 0.2 * abs(
+        whole.history_[-1]["validation_elbo"])

@@ -107,10 +107,11 @@ def test_kl_warmup_ramps_beta_linearly(parts):
         assert trainer._step_loss().beta == pytest.approx(expected)
 
 
-def test_validation_ignores_free_bits(parts):
+def test_validation_ignores_free_bits_and_scores_every_rows_reconstruction(parts):
     model, _, chunks = parts
     plain = evaluate(model, chunks, LossSettings())
     assert evaluate(model, chunks, LossSettings(free_bits=100.0)) == plain
+    assert evaluate(model, chunks, LossSettings(reconstruction_fraction=0.25)) == plain
 
 
 def test_plateau_lowers_the_rate_and_stops_as_converged(parts):

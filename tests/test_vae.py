@@ -192,3 +192,20 @@ def test_covariates_condition_the_encoder_and_the_decoder():
                            conditioned.decode(z, covariates=one_hot))
         out = conditioned(rows, eps=torch.zeros(5, 2))
         assert out.log_likelihood.shape == (5,)  # scored on the data's 4 columns, not the covariates'
+
+
+@pytest.mark.parametrize("n_flows", [0, 2])
+def test_the_reconstruction_of_a_fraction_of_the_batch_estimates_the_whole(n_flows):
+    torch.manual_seed(0)
+    model = VAE(6, 2, [8], torch.zeros(6), torch.ones(6), "gaussian", n_flows=n_flows)
+    x, eps = torch.randn(8, 6), torch.randn(8, 2)
+    weights = torch.linspace(0.5, 1.5, 8)
+    whole = model(x, eps=eps, weights=weights)
+    assert torch.equal(model(x, LossSettings(reconstruction_fraction=1.0), eps=eps, weights=weights).loss, whole.loss)
+    quarter = model(x, LossSettings(reconstruction_fraction=0.25), eps=eps, weights=weights)
+    assert quarter.log_likelihood.shape == (2,) and quarter.kl.shape == (8,)  # the first ceil(8 / 4) rows
+    torch.testing.assert_close(quarter.log_likelihood, whole.log_likelihood[:2])
+    expected = (whole.kl * weights).mean() - (whole.log_likelihood[:2] * weights[:2]).mean()
+    torch.testing.assert_close(quarter.loss, expected)
+    one_row = model(x, LossSettings(reconstruction_fraction=0.01), eps=eps)
+    assert one_row.log_likelihood.shape == (1,)  # at least one row

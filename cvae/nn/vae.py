@@ -32,6 +32,10 @@ class LossSettings:
         penalize (Kingma et al., 2016); the reported ``kl`` stays exact.
     neighbor_weight : float, default=0.0
         Weight of the neighbour term, for batches that come with data-space neighbours.
+    reconstruction_fraction : float, default=1.0
+        Share, in (0, 1], of a batch's rows whose reconstruction term is decoded and
+        scored: the first ``ceil(fraction * n)`` of a shuffled batch, whose mean is an
+        unbiased estimate of the batch's. The KL and neighbour terms see every row.
     neighbor_objective : str, default="tsne"
         Key of :data:`cvae.nn.neighbor_loss.NEIGHBOR_OBJECTIVES`.
     gather : callable, default=None
@@ -44,6 +48,7 @@ class LossSettings:
     beta: float = 1.0
     free_bits: float = 0.0
     neighbor_weight: float = 0.0
+    reconstruction_fraction: float = 1.0
     neighbor_objective: str = "tsne"
     gather: Optional[Callable] = None
 
@@ -253,7 +258,8 @@ class VAE(nn.Module):
             mu, log_var, context = mu_both[:n], log_var_both[:n], context_both[:n]
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits, weights, generator)
+        out = self._sample_terms(x, mu, log_var, context, eps, loss.beta, loss.free_bits, weights, generator,
+                                 loss.reconstruction_fraction)
         if neighbors is not None:
             embedding = self._transform_posterior(mu_both, context_both)[0]
             gather = {} if loss.gather is None else {"gather": loss.gather}
@@ -304,7 +310,8 @@ class VAE(nn.Module):
         log_likelihood = self.likelihood.log_prob(self.decode(z, covariates=covariates), data)
         return log_likelihood + _standard_normal_log_prob(z) - log_q
 
-    def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0, weights=None, generator=None):
+    def _sample_terms(self, x, mu, log_var, context, eps, beta, free_bits=0.0, weights=None, generator=None,
+                      fraction=1.0):
         z0 = mu + eps * torch.exp(0.5 * log_var)
         z, log_det = self._transform_posterior(z0, context)
         if self.flow is None:
@@ -316,17 +323,24 @@ class VAE(nn.Module):
             log_q0 = -0.5 * (_LOG_2PI + log_var + eps.square()).sum(dim=1)
             kl = log_q0 - log_det - _standard_normal_log_prob(z)
             kl_per_dim = None  # the flow mixes dimensions: only the total is known
-        data, covariates = self.split(x)
-        log_likelihood = self.likelihood.log_prob(self.decode(z, generator, covariates), data)
+        scored_x, scored_z, scored_weights = x, z, weights
+        if fraction < 1:  # the reconstruction of the batch's first rows only
+            m = max(1, math.ceil(fraction * len(x)))
+            scored_x, scored_z = x[:m], z[:m]
+            scored_weights = None if weights is None else weights[:m]
+        data, covariates = self.split(scored_x)
+        log_likelihood = self.likelihood.log_prob(self.decode(scored_z, generator, covariates), data)
         if weights is not None:
-            kl_w, ll_w = kl * weights, log_likelihood * weights
+            kl_w, ll_w = kl * weights, log_likelihood * scored_weights
             kl_per_dim = None if kl_per_dim is None else kl_per_dim * weights[:, None]
         else:
             kl_w, ll_w = kl, log_likelihood
         if free_bits:
             loss = beta * _free_bits_kl(kl_w, kl_per_dim, free_bits, mu.shape[1]) - ll_w.mean()
-        else:
+        elif scored_x is x:
             loss = (beta * kl_w - ll_w).mean()
+        else:
+            loss = beta * kl_w.mean() - ll_w.mean()
         return VAEOutput(loss=loss, log_likelihood=log_likelihood, kl=kl, z=z)
 
 

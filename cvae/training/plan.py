@@ -38,6 +38,7 @@ class TrainingPlan:
     beta: float
     kl_warmup_steps: int
     free_bits: float
+    reconstruction_fraction: float
     n_neighbors: int
     neighbor_samples: int
     neighbor_objective: str

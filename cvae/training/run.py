@@ -161,6 +161,7 @@ def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, c
         free_bits=float(plan.free_bits),
         # The reconstruction term grows with the number of features: so does the neighbour term.
         neighbor_weight=float(plan.neighbor_weight) * spec.n_features,
+        reconstruction_fraction=float(plan.reconstruction_fraction),
         neighbor_objective=plan.neighbor_objective,
         gather=distributed.gather_rows if distributed.enabled else None,
     )

@@ -39,15 +39,16 @@ def evaluate(model, chunks, loss=LossSettings(), distributed=Distributed()):
 
     ``chunks`` is an iterable of :class:`cvae.data.rows.Batch` es on the model's device; with
     neighbour rows, their neighbour term joins the loss. The loss is the one
-    ``loss`` describes without free bits: the negative ELBO (with ``beta``) plus the
-    neighbour term. In a distributed run each process passes its shard and the means are
+    ``loss`` describes without free bits and with every row's reconstruction: the negative
+    ELBO (with ``beta``) plus the neighbour term. In a distributed run each process passes its shard and the means are
     over all of them.
     """
     device = next(model.parameters()).device
     # a fixed stream: successive validations see the same noise (common random numbers), so
     # a change in validation loss is a change in the model, and plateaus are not noise
     generator = _random.generator("validation", distributed.rank, device=device)
-    return _evaluate(model, chunks, replace(loss, free_bits=0.0), distributed, device, generator)
+    exact = replace(loss, free_bits=0.0, reconstruction_fraction=1.0)  # the objective, every row's terms
+    return _evaluate(model, chunks, exact, distributed, device, generator)
 
 
 def _evaluate(model, chunks, loss, distributed, device, generator):
@@ -128,7 +129,7 @@ class Trainer:
         Re-iterable validation rows on the model's device (this process's shard), such as
         :class:`cvae.data.rows.TensorChunks`.
     loss : cvae.nn.vae.LossSettings
-        The training loss; validation uses it without free bits.
+        The training loss; validation uses it without free bits, every row reconstructed.
     config : TrainerConfig
     callbacks : sequence of Callback, default=()
     distributed : cvae.training.distributed.Distributed, default=Distributed()
