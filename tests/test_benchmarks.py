@@ -314,7 +314,7 @@ def test_trust_probe_runs_the_benchmark_with_each_change_and_records_it(tmp_path
                     "--interpolate", "0.5", "--methods", "pca", "--setting", "probed", setting, "--train-trust",
                     "--out", str(out)], check=True, capture_output=True)
     document = json.loads(out.read_text())
-    assert document["probe"] == {"scale": 5.0, "exact_graph": True, "interpolate": 0.5}
+    assert document["probe"] == {"scale": 5.0, "exact_graph": True, "interpolate": 0.5, "weight_decay": None}
     rows = document["results"]["digits"]
     assert rows["probed"]["steps"] == 30
     # PCA keeps most of digits' neighbourhoods on the training rows as on the test rows
