@@ -62,6 +62,8 @@ class InverseAutoregressiveFlow(nn.Module):
         self.context = linear(n_context, n_steps * hidden_sizes[0], bias=False, generator=generator) if n_context \
             else None
         self.n_latent, self.n_steps, self.scale_offset = n_latent, n_steps, scale_offset
+        # disable() imports torch._dynamo (about a second): only a model with a flow pays it
+        self._apply_steps = torch.compiler.disable(_apply_steps)
         initialize_weights(self.layers, "default", generator)
         self.zero_output_layer()
 
@@ -89,14 +91,14 @@ class InverseAutoregressiveFlow(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             tensors = [t.to(z.dtype) for t in [z, first, *weights, *biases]]
             if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-                return _apply_steps(self.scale_offset, *tensors)
+                return self._apply_steps(self.scale_offset, *tensors)
             return _iaf_steps(self.scale_offset, *tensors)[:2]
 
 
-@torch.compiler.disable
 def _apply_steps(scale_offset, *tensors):
-    """:class:`_IAFSteps` outside ``torch.compile``'s graphs: dynamo (torch 2.13) fails to
-    trace the function a second time in one forward pass, as the neighbour term needs."""
+    """:class:`_IAFSteps`, which a flow runs outside ``torch.compile``'s graphs
+    (``torch.compiler.disable``): dynamo (torch 2.13) fails to trace the function a second
+    time in one forward pass, as the neighbour term needs."""
     return _IAFSteps.apply(scale_offset, *tensors)
 
 
