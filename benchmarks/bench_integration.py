@@ -31,11 +31,15 @@ Without harmonypy (``pip install harmonypy``, GPL-3, a benchmark dependency only
 columns and Harmony's row are left out.
 
 ``--pbmc68k`` takes real cells instead: scanpy's bundled ``pbmc68k_reduced`` with injected
-batches (:func:`pbmc68k_batched`; scanpy must be installed).
+batches (:func:`pbmc68k_batched`; scanpy must be installed). ``--vae`` picks which of the
+VAE's rows run, ``--vae-params`` adds parameters (JSON) to each of its fits.
 
 Usage::
 
     python benchmarks/bench_integration.py --out benchmarks/results/integration.json
+    python benchmarks/bench_integration.py --cells 10000 --genes 2000 --dims 2 --vae covariate \\
+        --vae-params '{"reconstruction_fraction": 0.25}' \\
+        --out benchmarks/results/integration_10k_reconstruction.json
 """
 
 import argparse
