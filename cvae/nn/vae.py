@@ -337,7 +337,7 @@ class VAE(nn.Module):
             kl_w, ll_w = kl, log_likelihood
         if free_bits:
             loss = beta * _free_bits_kl(kl_w, kl_per_dim, free_bits, mu.shape[1]) - ll_w.mean()
-        elif scored_x is x:
+        elif scored_x is x:  # one mean of the sum: the rounding every model was trained with
             loss = (beta * kl_w - ll_w).mean()
         else:
             loss = beta * kl_w.mean() - ll_w.mean()

@@ -35,7 +35,7 @@ from ..data.sources import open_npz
 from ..spec import FORMAT_VERSION, RunSpec, build_module
 from .._atomic import TEMPORARY_MARK, atomic_write
 from .io import load_checkpoint, save_checkpoint
-from .state import checked_state
+from .state import check_trainer_state, checked_state
 
 __all__ = ["LogDir", "LogDirLocked"]
 
@@ -213,8 +213,7 @@ class LogDir:
         path = self.file(self.CHECKPOINT)
         state = load_checkpoint(path)
         where = f"checkpoint {path}"
-        if not isinstance(state, dict) or not {"model", "best_model", "step", "history"} <= state.keys():
-            raise ValueError(f"Cannot read {where}: it holds no trainer state.")
+        check_trainer_state(state, where)  # before the upgrade and the digest read its parts
         if "format_version" not in state:
             state = _upgrade_checkpoint_from_1(state, spec)
         elif state.get("digest") != weights_digest(state):

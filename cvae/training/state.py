@@ -7,7 +7,7 @@ import torch
 from ..data.labels import check_saved_classes
 from ..neighbors.placement import NeighborReference
 
-__all__ = ["checked_landmarks", "checked_reservoir", "checked_state"]
+__all__ = ["check_trainer_state", "checked_landmarks", "checked_reservoir", "checked_state"]
 
 _TRAINER_KEYS = ("model", "best_model", "step", "history")
 _LABELLED = "labelled rows (what predict votes with)"
@@ -23,8 +23,7 @@ def checked_state(state, spec, where):
         Naming ``where`` and the part: no trainer state, best weights missing or not
         finite, damaged landmarks, sample of rows, labelled rows, classes or reference.
     """
-    if not isinstance(state, dict) or not set(_TRAINER_KEYS) <= state.keys():
-        raise ValueError(f"Cannot read {where}: it holds no trainer state.")
+    check_trainer_state(state, where)
     for name, tensor in state["best_model"].items():
         if not isinstance(tensor, torch.Tensor) or (tensor.is_floating_point() and not tensor.isfinite().all()):
             raise ValueError(f"Cannot read {where}: it holds non-finite or missing weights ({name}).")
@@ -43,6 +42,13 @@ def checked_state(state, spec, where):
     if state.get("reference") is not None:
         NeighborReference.from_state(state["reference"], spec.model.n_latent, where)
     return checked
+
+
+def check_trainer_state(state, where):
+    """``ValueError`` naming ``where`` unless ``state`` is a dict with a trainer's parts
+    (what a file must hold before it can be upgraded or its digest taken)."""
+    if not isinstance(state, dict) or not set(_TRAINER_KEYS) <= state.keys():
+        raise ValueError(f"Cannot read {where}: it holds no trainer state.")
 
 
 def checked_landmarks(landmarks, spec):

@@ -40,8 +40,8 @@ def evaluate(model, chunks, loss=LossSettings(), distributed=Distributed()):
     ``chunks`` is an iterable of :class:`cvae.data.rows.Batch` es on the model's device; with
     neighbour rows, their neighbour term joins the loss. The loss is the one
     ``loss`` describes without free bits and with every row's reconstruction: the negative
-    ELBO (with ``beta``) plus the neighbour term. In a distributed run each process passes its shard and the means are
-    over all of them.
+    ELBO (with ``beta``) plus the neighbour term. In a distributed run each process passes
+    its shard and the means are over all of them.
     """
     device = next(model.parameters()).device
     # a fixed stream: successive validations see the same noise (common random numbers), so
