@@ -38,7 +38,7 @@ import torch
 import cvae.training.run
 from cvae import CompressionVAE
 from cvae.metrics import active_units
-from cvae.data.preparation import training_batches
+from cvae.data.batches import training_batches
 
 IWAE_VAE_NLL = 86.76
 
@@ -67,7 +67,7 @@ class _Binarized:
 def dynamically_binarized():
     """While active, training batches are binarized afresh at every step (validation data is
     binarized once, in :func:`load`). The estimator has no option for this: it wraps the
-    public :func:`cvae.data.preparation.training_batches` where the training run calls it."""
+    public :func:`cvae.data.batches.training_batches` where the training run calls it."""
     return mock.patch.object(cvae.training.run, "training_batches",
                              lambda *args, **kwargs: _Binarized(training_batches(*args, **kwargs)))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import cvae.data.batches
 import cvae.data.graph
 import cvae.data.preparation
 from cvae import CompressionVAE
@@ -57,7 +58,8 @@ def test_many_buffers_per_epoch_train_as_well_as_memory(on_disk, fast, monkeypat
     X, path = on_disk
     params = dict(fast, max_steps=300, learning_rate="constant")
     in_memory = quiet_fit(X, **params)
-    for module in (cvae.data.preparation, cvae.data.graph):  # 16 rows per buffer: 34 buffers an epoch
+    # 16 rows per buffer: 34 buffers an epoch
+    for module in (cvae.data.preparation, cvae.data.graph, cvae.data.batches):
         monkeypatch.setattr(module, "STREAM_BUFFER_BYTES", 4096)
     streamed = quiet_fit(path / "X.npy", **params)  # neighbours read from the file, validation re-read
     assert streamed.n_steps_ == 300 and streamed.neighbor_weight_ == 0.4
@@ -146,7 +148,7 @@ def test_rows_too_large_for_the_device_stay_on_the_host_and_train_the_same_model
         asked.append(n_bytes)
         return False
 
-    monkeypatch.setattr(cvae.data.preparation, "fits_on_device", never_fits)
+    monkeypatch.setattr(cvae.data.batches, "fits_on_device", never_fits)
     vae = quiet_fit(X, neighbor_weight=0.05, **fast)
     assert sorted(asked) == [60 * 64 * 4, 540 * 64 * 4]  # the validation and the training rows
     np.testing.assert_array_equal(vae.transform(X), reference.transform(X))

@@ -1,4 +1,6 @@
-"""Endless shuffled training batches, from rows in memory or read from a source on disk.
+"""What the trainer iterates over: endless shuffled training batches, from rows in memory or
+read from a source on disk (:func:`training_batches`), and the validation rows' chunks
+(:func:`validation_chunks`).
 
 :class:`BatchIterator` gathers batches from rows in memory (a tensor, usually on the device,
 or :class:`cvae.data.rows.SparseRows`); :class:`StreamingBatches` reads them from a row source a
@@ -13,12 +15,18 @@ import numpy as np
 import torch
 
 from .. import _random
+from .graph import labels_folded, nearest_rows_among
 from .rows import (
     STREAM_BUFFER_BYTES,
     Batch,
+    SourceChunks,
+    SparseRows,
+    TensorChunks,
+    fits_on_device,
     gather_rows,
     row_runs,
     rows_within,
+    shard_chunks,
     take_any_rows,
     take_rows,
     to_device,
@@ -31,6 +39,8 @@ __all__ = [
     "local_batch_size",
     "neighbor_pick",
     "shard_permutation",
+    "training_batches",
+    "validation_chunks",
 ]
 
 # A streaming buffer (STREAM_BUFFER_BYTES) is gathered from this many blocks of consecutive
@@ -270,3 +280,76 @@ class StreamingBatches:
             self._append(rows[pos - skipped :], positions[pos - skipped :])
             self._next_group += 1
         self._pos = pos
+
+
+def training_batches(rows, batch_size, seed, device, distributed, graph=None, neighbor_samples=1, target_weight=0.0):
+    """Endless batches of this process's share: gathered from rows in memory (on the device
+    when they fit), streamed from disk otherwise.
+
+    With ``graph`` (:func:`cvae.data.graph.training_graph`), each row's neighbours come with every batch;
+    rows with class codes (``rows.labels``) have neighbours of their own class in the
+    proportion ``target_weight`` (:func:`cvae.neighbors.labels.labelled_graph`).
+    """
+    rank, world_size = distributed.rank, distributed.world_size
+    local = local_batch_size(batch_size, rank, world_size)
+    neighbors = graph if graph is None else labels_folded(graph, rows.labels, target_weight, seed)
+    if not rows.source.in_memory:
+        return StreamingBatches(rows.source, rows.indices, local, seed, device, rank, world_size, STREAM_BUFFER_BYTES,
+                                weights=rows.weights, neighbors=neighbors, neighbor_samples=neighbor_samples)
+    data = _rows_tensor(rows, device, _in_memory_array(rows))
+    if neighbors is not None:
+        neighbors = torch.from_numpy(neighbors).to(data.device)
+    return BatchIterator(data, local, seed, rank, world_size, neighbors, device=device,
+                         neighbor_samples=neighbor_samples, weights=_weights_tensor(rows, data.device))
+
+
+def validation_chunks(rows, chunk_size, device, distributed, normalize=None, with_neighbors=False, nearest=None):
+    """This process's share of the validation rows, held in memory when in memory or small,
+    re-read from disk otherwise.
+
+    ``with_neighbors`` pairs each row with its nearest neighbour among all validation rows
+    (found by the main process, or given as ``nearest``, a position per row), so that
+    validation measures the objective being trained, the same on any number of processes.
+    """
+    shard = np.arange(distributed.rank, len(rows), distributed.world_size)
+    weights = None if rows.weights is None else rows.weights[shard]
+    source = rows.source
+    in_memory = source.in_memory or len(rows) <= rows_within(STREAM_BUFFER_BYTES, source.n_features)
+    array = _in_memory_array(rows) if in_memory else None
+    # Chunks of all processes' rows, each shared among them, since the neighbour term's
+    # negatives are its chunk's rows: every process then needs a row in every chunk.
+    shared = distributed.enabled and len(rows) >= distributed.world_size
+    neighbors = nearest
+    if with_neighbors and nearest is None and len(rows) >= 2 and (shared or not distributed.enabled):
+        neighbors = nearest_rows_among(rows, normalize, device, distributed, array)
+    if distributed.enabled and not shared:
+        neighbors = None  # fewer validation rows than processes: validate the ELBO alone
+    bounds = shard_chunks(len(rows), max(chunk_size, distributed.world_size), distributed.rank,
+                          distributed.world_size) if shared else None
+    if not in_memory:
+        return SourceChunks(source, rows.indices[shard], chunk_size, device, weights,
+                            None if neighbors is None else rows.indices[neighbors[shard]], bounds)
+    data = _rows_tensor(rows, device, array)
+    positions = torch.from_numpy(shard).to(data.device) if distributed.enabled else None
+    return TensorChunks(data, chunk_size, None if neighbors is None else torch.from_numpy(neighbors).to(data.device),
+                        device=device, weights=None if weights is None else torch.from_numpy(weights).to(data.device),
+                        positions=positions, bounds=bounds)
+
+
+def _in_memory_array(rows):
+    """The dense rows of a source held in memory (or small) as an array; ``None`` for a
+    sparse source, whose rows stay sparse."""
+    return None if getattr(rows.source, "sparse", False) else rows.read()
+
+
+def _rows_tensor(rows, device, array):
+    """Rows in memory (``array``, or :class:`SparseRows` of a sparse source) as a tensor on
+    ``device`` if they fit there, else on the host."""
+    if getattr(rows.source, "sparse", False):
+        return SparseRows(rows.source, rows.indices)
+    data = torch.from_numpy(array)
+    return data.to(device) if fits_on_device(data.nbytes, device) else data
+
+
+def _weights_tensor(rows, device):
+    return None if rows.weights is None else torch.from_numpy(rows.weights).to(device)

@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ..data.batches import local_batch_size
 from ..nn.vae import LossSettings
 from ..data.graph import graph_rows, training_graph
-from ..data.preparation import training_batches, validation_chunks
+from ..data.batches import training_batches, validation_chunks
 from ..spec import build_module
 from .callbacks import (
     Checkpoint,
