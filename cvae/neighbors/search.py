@@ -10,6 +10,8 @@ exact search's grows as rows squared; without pynndescent it stays exact.
 import numpy as np
 import torch
 
+from .correction import batch_corrected
+
 __all__ = ["APPROXIMATE_ROWS", "EXACT_NEIGHBOR_ROWS", "NEIGHBOR_COMPONENTS", "balanced_graph", "nearest_rows",
            "neighbor_graph", "search_rows"]
 
@@ -73,14 +75,18 @@ def balanced_graph(X, groups, n_neighbors, device=None):
     batch, so that a neighbour-preserving embedding mixes batches where the rows match.
     Rows of more than ``2 * NEIGHBOR_COMPONENTS`` features are searched among their first
     ``NEIGHBOR_COMPONENTS`` principal components, where rows of different batches match
-    better than in the full space (benchmarks/README.md, "Covariates"); exact, by blocks of
-    rows on ``device``.
+    better than in the full space (benchmarks/README.md, "Covariates"), and the batches'
+    offsets are removed from the searched rows first (:func:`cvae.neighbors.correction.
+    batch_corrected`, Harmony's correction), so that a row's neighbours in another batch
+    are the rows of its kind there rather than the edge of that batch nearest its own.
+    Exact, by blocks of rows on ``device``.
     """
     if hasattr(X, "toarray"):
         X = X.toarray()
     X = _centred(X)
     if X.shape[1] > 2 * NEIGHBOR_COMPONENTS and X.shape[0] > NEIGHBOR_COMPONENTS:
         X = _principal_components(X, NEIGHBOR_COMPONENTS)
+    X = batch_corrected(X, groups)
     device = torch.device("cpu") if device is None else device
     rows = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
     groups = np.asarray(groups)
