@@ -39,6 +39,17 @@ def test_the_batches_offset_is_removed_and_the_kinds_kept():
     assert (nearest == kinds).mean() > 0.98
 
 
+def test_rows_beyond_the_fitted_ones_are_corrected_by_the_fitted_clusters():
+    X, kinds, batches, _ = _shifted_clusters()
+    corrected = batch_corrected(X, batches, fitted_rows=150)  # 150 of 405 rows fitted
+    before = np.linalg.norm(_kind_means(X, kinds, batches, 1) - _kind_means(X, kinds, batches, 0), axis=1)
+    after = np.linalg.norm(_kind_means(corrected, kinds, batches, 1) - _kind_means(corrected, kinds, batches, 0),
+                           axis=1)
+    assert (after < 0.25 * before).all()
+    fitted = np.linspace(0, len(X) - 1, 150).round().astype(int)
+    np.testing.assert_allclose(batch_corrected(X[fitted], batches[fitted]), corrected[fitted], rtol=1e-6)
+
+
 def test_one_group_or_an_infinite_ridge_leaves_the_rows_as_they_are():
     X, _, batches, _ = _shifted_clusters()
     np.testing.assert_array_equal(batch_corrected(X, np.zeros(len(X))), X.astype(np.float32))
