@@ -8,7 +8,11 @@ rows there are, instead of among 50 principal components above 10,000 rows;
 ``x_j + u (x_i - x_j)``, ``u`` uniform in ``[0, H]``, so that the encoder also sees points
 between neighbours (validation is unchanged); ``--weight-decay W`` trains with AdamW's
 decoupled weight decay ``W`` (each step shrinks the weights by ``W`` times the learning
-rate) instead of Adam, a smoother map for unseen rows if the gap is overfitting. The
+rate) instead of Adam, a smoother map for unseen rows if the gap is overfitting;
+``--input-dropout P`` trains a denoising encoder: in training passes each standardized input
+feature of the encoder (the rows' and their neighbours') is set to 0, the data's mean, with
+probability ``P`` (Vincent et al. 2008; covariate columns too), while the reconstruction
+is still scored on the clean rows. The
 changes are made in this process only (the package is not edited); the other arguments go
 to ``bench_time_to_quality.py``, and the JSON it writes gains a ``"probe"`` entry naming
 the change.
@@ -51,6 +55,26 @@ def interpolate_neighbors(high):
     vae.VAE.forward = moved
 
 
+def drop_inputs(p):
+    """Make every VAE built in this process encode, in training passes, its rows with each
+    encoder input (standardized, so 0 is the data's mean) dropped with probability ``p``."""
+    init = vae.VAE.__init__
+
+    def with_dropped_inputs(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+
+        def drop(module, inputs):
+            if not module.training:
+                return None
+            generator = inputs[1] if len(inputs) > 1 else None
+            keep = torch.rand(inputs[0].shape, generator=generator, device=inputs[0].device) >= p
+            return (inputs[0] * keep.to(inputs[0].dtype),) + tuple(inputs[1:])
+
+        self.encoder.register_forward_pre_hook(drop)
+
+    vae.VAE.__init__ = with_dropped_inputs
+
+
 def decay_weights(weight_decay):
     """Make every fit in this process train with AdamW's decoupled weight decay."""
     def adamw(params, lr):
@@ -65,6 +89,7 @@ def main(argv=None):
     parser.add_argument("--exact-graph", action="store_true")
     parser.add_argument("--interpolate", type=float, default=None)
     parser.add_argument("--weight-decay", type=float, default=None)
+    parser.add_argument("--input-dropout", type=float, default=None)
     probe, rest = parser.parse_known_args(argv)
     if probe.scale is not None:
         neighbors.NEIGHBOR_OBJECTIVES["tsne"] = functools.partial(neighbors.contrastive_neighbor_loss,
@@ -75,6 +100,8 @@ def main(argv=None):
         interpolate_neighbors(probe.interpolate)
     if probe.weight_decay is not None:
         decay_weights(probe.weight_decay)
+    if probe.input_dropout is not None:
+        drop_inputs(probe.input_dropout)
     document = bench_time_to_quality.main(rest)
     document["probe"] = vars(probe)
     out = document["args"]["out"]
