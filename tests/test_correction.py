@@ -81,3 +81,13 @@ def test_a_balanced_graph_finds_rows_of_the_same_kind_across_batches():
     # 0.948 searched without the correction: some rows' nearest in the other batch are the
     # edge of another kind's cloud, which the offset brings closest
     assert (kinds[graph][across] == np.broadcast_to(kinds[:, None], graph.shape)[across]).mean() > 0.99
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("distinct", [1, 3])
+def test_rows_of_fewer_distinct_values_than_clusters_are_corrected_quietly(distinct):
+    # 300 rows ask for 10 clusters; k-means finds only `distinct`
+    X = np.repeat(np.random.default_rng(0).normal(size=(distinct, 5)), 300 // distinct, axis=0)
+    corrected = batch_corrected(X, np.arange(len(X)) % 3)
+    assert np.isfinite(corrected).all()
+    np.testing.assert_allclose(corrected, X, atol=1e-3)  # equal rows in every batch: nothing to remove

@@ -10,6 +10,8 @@ corrected rows again. :func:`batch_corrected` is that procedure, written from th
 package uses it for the graph search alone: the model trains on the rows as they were.
 """
 
+import warnings
+
 import numpy as np
 from scipy.special import xlogy
 
@@ -106,8 +108,13 @@ class _Clustering:
     def start(self, unit, n_clusters):
         """Responsibilities of k-means' clusters of ``unit`` (rows by clusters)."""
         from sklearn.cluster import KMeans
+        from sklearn.exceptions import ConvergenceWarning
 
-        centres = KMeans(n_clusters, n_init=1, random_state=0).fit(unit).cluster_centers_
+        with warnings.catch_warnings():
+            # rows with fewer distinct values than clusters: the spare clusters repeat a
+            # centre and share its rows, which the soft clustering handles
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            centres = KMeans(n_clusters, n_init=1, random_state=0).fit(unit).cluster_centers_
         return _softmax(-_distance(unit, _unit(centres)) / self.sigma)
 
     def fit(self, unit, responsibility):
