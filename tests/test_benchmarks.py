@@ -311,10 +311,11 @@ def test_trust_probe_runs_the_benchmark_with_each_change_and_records_it(tmp_path
     out = tmp_path / "probe.json"
     setting = '{"neighbor_weight": 0.4, "neighbor_objective": "tsne", "max_steps": 30}'
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_trust.py"), "--scale", "5", "--exact-graph",
-                    "--interpolate", "0.5", "--methods", "pca", "--setting", "probed", setting, "--train-trust",
-                    "--out", str(out)], check=True, capture_output=True)
+                    "--interpolate", "0.5", "--input-dropout", "0.1", "--methods", "pca", "--setting", "probed",
+                    setting, "--train-trust", "--out", str(out)], check=True, capture_output=True)
     document = json.loads(out.read_text())
-    assert document["probe"] == {"scale": 5.0, "exact_graph": True, "interpolate": 0.5, "weight_decay": None}
+    assert document["probe"] == {"scale": 5.0, "exact_graph": True, "interpolate": 0.5, "weight_decay": None,
+                                 "input_dropout": 0.1}
     rows = document["results"]["digits"]
     assert rows["probed"]["steps"] == 30
     # PCA keeps most of digits' neighbourhoods on the training rows as on the test rows
