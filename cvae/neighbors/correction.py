@@ -13,7 +13,7 @@ package uses it for the graph search alone: the model trains on the rows as they
 import warnings
 
 import numpy as np
-from scipy.special import xlogy
+from scipy.special import softmax, xlogy
 
 __all__ = ["FITTED_ROWS", "batch_corrected"]
 
@@ -91,7 +91,7 @@ def batch_corrected(X, groups, *, n_clusters=None, diversity=2.0, sigma=0.1, rid
         for start in range(0, len(rest), 65536):
             rows = rest[start : start + 65536]
             block = np.asarray(X[rows], dtype=np.float64)
-            weights = _softmax(-_distance(_unit(block), centres) / sigma)
+            weights = softmax(-_distance(_unit(block), centres) / sigma, axis=1)
             out[rows] = block - _offsets_of(weights, offsets, groups[rows])
     return out
 
@@ -115,7 +115,7 @@ class _Clustering:
             # centre and share its rows, which the soft clustering handles
             warnings.simplefilter("ignore", ConvergenceWarning)
             centres = KMeans(n_clusters, n_init=1, random_state=0).fit(unit).cluster_centers_
-        return _softmax(-_distance(unit, _unit(centres)) / self.sigma)
+        return softmax(-_distance(unit, _unit(centres)) / self.sigma, axis=1)
 
     def fit(self, unit, responsibility):
         """Updated responsibilities, and the clustering's objective."""
@@ -130,7 +130,7 @@ class _Clustering:
                 observed -= old.T @ self.onehot[rows]
                 expected -= np.outer(old.sum(axis=0), self.share)
                 penalty = self.onehot[rows] @ np.log((expected + 1) / (observed + 1)).T
-                new = _softmax(-distance[rows] / self.sigma + self.diversity * penalty)
+                new = softmax(-distance[rows] / self.sigma + self.diversity * penalty, axis=1)
                 responsibility[rows] = new
                 observed += new.T @ self.onehot[rows]
                 expected += np.outer(new.sum(axis=0), self.share)
@@ -176,9 +176,3 @@ def _unit(X):
 def _distance(unit, centres):
     """Squared Euclidean distances between unit rows and unit centres: 2 (1 - cosine)."""
     return 2.0 * (1.0 - unit @ centres.T)
-
-
-def _softmax(logits):
-    logits = logits - logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return weights / weights.sum(axis=1, keepdims=True)
