@@ -249,10 +249,12 @@ or anndata.AnnData
         return self.spec_.covariates.encode(table, len(table[0][1]))
 
     def predict_proba(self, X, covariates=None):
-        """Class probabilities of ``X``'s rows, by a vote of their ``k`` nearest labelled
-        training rows in the embedding (label transfer).
+        """Class probabilities of ``X``'s rows (label transfer): by the model's classifier
+        where it has one (fitted with ``y`` and ``classifier_weight`` above 0: the softmax
+        of :meth:`cvae.nn.VAE.classify`), else by a vote of their ``k`` nearest labelled
+        training rows in the embedding.
 
-        The model must have been fitted with ``y``: it keeps its labelled training rows
+        For the vote, the model must have been fitted with ``y``: it keeps its labelled training rows
         with their classes (a sample of ``RESERVOIR_ROWS`` of them, fewer for wide rows,
         and none with ``store_rows=False``), embedded by the current weights. ``k`` is ``n_neighbors``, or
         fewer when labels are few: the square root of the labelled rows per class (at least
@@ -275,13 +277,15 @@ or anndata.AnnData
         proba : ndarray of shape (n_samples, n_classes)
             In the order of ``classes_``.
         """
+        if self._has_classifier():
+            return self._classified(X, covariates)
         votes, k = self._votes(X, covariates)
         alpha = vote_smoothing(*self._labelled, k, votes.shape[1])
         return (votes + alpha / votes.shape[1]) / (k + alpha)
 
     def predict(self, X, covariates=None):
-        """The class of each of ``X``'s rows: the most voted of :meth:`predict_proba` (ties:
-        the first in ``classes_``).
+        """The class of each of ``X``'s rows: the most probable by :meth:`predict_proba`
+        (ties: the first in ``classes_``).
 
         ``score`` stays the ELBO: in a model search, pass ``scoring="accuracy"``.
 
@@ -289,8 +293,24 @@ or anndata.AnnData
         -------
         y : ndarray of shape (n_samples,)
         """
+        if self._has_classifier():
+            return self.classes_[self._classified(X, covariates).argmax(axis=1)]
         votes, _ = self._votes(X, covariates)  # first: it says why a model without labels cannot predict
         return self.classes_[votes.argmax(axis=1)]
+
+    def _has_classifier(self):
+        self._check_fitted()
+        return self.module_.classifier is not None
+
+    def _classified(self, X, covariates):
+        """The classifier's probabilities of ``X``'s rows."""
+        source = self._conditioned(input_rows(self, X), covariates, X)
+
+        def probabilities(rows):
+            return torch.softmax(self.module_.classify(rows), dim=1)
+
+        return self._run_batched(probabilities, source, self.spec_.model.n_classes, "X", "The class probabilities",
+                                 self._count_check(whole_numbers=False))
 
     def _votes(self, X, covariates):
         """``(votes, k)``: each row's count of each class among its ``k`` nearest labelled

@@ -5,7 +5,7 @@ it would change, and be changed by, whatever other threads draw. Nothing here re
 changes it, nor numpy's global state.
 
 ``STREAMS`` lists each draw with the integers its generator is seeded from. Streams named
-since the first release carry a tag of their own (0-4), so that no two draw alike. Those
+since the first release carry a tag of their own (0-5), so that no two draw alike. Those
 that came before keep the entropy they had: the seed alone, or the seed plus the epoch or
 step for torch's ``manual_seed``, so that a seed gives the models it gave. ``neighbors/``
 imports nothing of the package: its seeded draws come from a generator its caller takes
@@ -46,6 +46,8 @@ STREAMS = {
     "figures": (_NUMPY, lambda: (0,), "the validation rows TensorBoard's figures show"),
     "sample_codes": (_SUMMED, lambda seed: (seed,), "sample's latent codes"),
     "sample_counts": (_NUMPY, lambda seed: (seed,), "sample's counts drawn from the decoded distribution"),
+    "classifier_picks": (_MIXED, lambda seed, step: (seed, 5, step),
+                         "the labelled rows the classifier trains on at a step"),
 }
 
 

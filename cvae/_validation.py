@@ -127,7 +127,8 @@ _NUMBER_PARAMS = (
     "n_components", "iaf_flow_length", "beta", "kl_warmup_steps", "free_bits", "neighbor_weight", "n_neighbors",
     "neighbor_samples", "dropout", "batch_size", "eval_batch_size", "learning_rate_init", "max_steps",
     "validation_fraction", "validation_interval", "patience", "learning_rate_factor", "learning_rate_min", "tol",
-    "n_iter_no_change", "checkpoint_interval", "n_jobs", "target_weight", "landmark_weight",
+    "n_iter_no_change", "checkpoint_interval", "n_jobs", "target_weight", "classifier_weight",
+    "landmark_weight",
 )
 
 

@@ -136,6 +136,16 @@ default="auto"
         neighbours of another class are replaced by neighbours of its own in this
         proportion; unlabelled rows take the class that spreads to them over the graph
         where it is clear (:mod:`cvae.data.labels`; measured in benchmarks/README.md, "Labels").
+    classifier_weight : float, default=0.0
+        With class labels given to :meth:`fit` and above 0, the model gains a classifier of
+        the classes that reads the encoder's last hidden layer (M2's q(y | x), as scANVI's
+        classifier is trained with its model), and each training step adds this weight
+        times its cross-entropy on a batch of labelled rows, scaled like the reconstruction
+        term (a sum over features); :meth:`predict` and :meth:`predict_proba` then use it.
+        0 (no classifier): they vote among the nearest labelled rows in the embedding. 0 or
+        more; about 1 (0.1 to 10) where it helps. The classifier reads more than the
+        embedding's few dimensions: it carried cell types across batches better than the
+        vote, and labelled digits worse (benchmarks/README.md, "Label transfer").
     landmark_weight : float, default=1.0
         How firmly :meth:`partial_fit` keeps the rows a fit stored (its landmarks) where
         they were in the embedding while it learns new rows, 0 (not at all) or more; scaled
@@ -332,6 +342,7 @@ default="orthogonal"
         "neighbor_objective": [StrOptions(set(NEIGHBOR_OBJECTIVES))],
         "placement": [StrOptions(set(PLACEMENTS))],
         "target_weight": [Interval(Real, 0, 1, closed="both")],
+        "classifier_weight": [Interval(Real, 0, None, closed="left")],
         "landmark_weight": [Interval(Real, 0, None, closed="left")],
         "store_rows": ["boolean"],
         "activation": [StrOptions(set(ACTIVATIONS))],
@@ -380,6 +391,7 @@ default="orthogonal"
         neighbor_objective="tsne",
         placement="auto",
         target_weight=0.5,
+        classifier_weight=0.0,
         landmark_weight=1.0,
         store_rows=True,
         activation="relu",
@@ -424,6 +436,7 @@ default="orthogonal"
         self.neighbor_objective = neighbor_objective
         self.placement = placement
         self.target_weight = target_weight
+        self.classifier_weight = classifier_weight
         self.landmark_weight = landmark_weight
         self.store_rows = store_rows
         self.activation = activation

@@ -43,6 +43,7 @@ class ModelSpec:
     activation: str = "relu"
     initializer: str = "orthogonal"
     n_covariates: int = 0
+    n_classes: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -55,11 +56,13 @@ class ModelSpec:
         _check(self, "activation", lambda v: v in ACTIVATIONS)
         _check(self, "initializer", lambda v: v in INITIALIZERS)
         _check(self, "n_covariates", lambda v: _int(v) and v >= 0)
+        _check(self, "n_classes", lambda v: _int(v) and (v == 0 or v >= 2), "0, or at least 2 classes")
 
     def to_dict(self):
         out = dict(asdict(self), hidden_sizes=list(self.hidden_sizes))
-        if not self.n_covariates:  # written only where it applies, so that other runs' files read as before
-            del out["n_covariates"]
+        for name in ("n_covariates", "n_classes"):  # written only where they apply: other runs' files read as before
+            if not out[name]:
+                del out[name]
         return out
 
 
@@ -167,8 +170,8 @@ class RunSpec:
         if not isinstance(model, dict):
             raise ValueError("the run specification has no 'model' object")
         for fields, given, where in ((_MODEL_FIELDS, model, "model."), (_RUN_FIELDS, data, "")):
-            missing = sorted(fields - {"format_version", "library_size", "upper", "covariates", "n_covariates"}
-                             - given.keys())
+            optional = {"format_version", "library_size", "upper", "covariates", "n_covariates", "n_classes"}
+            missing = sorted(fields - optional - given.keys())
             unknown = sorted(given.keys() - fields)
             if missing or unknown:
                 raise ValueError(
@@ -216,8 +219,17 @@ def new_spec(params, data, seed, feature_names=None):
     else:
         sizes = [int(s) for s in sizes]
     # int(): NumPy integers (np.arange grids) would not be plain JSON numbers
+    n_classes = 0
+    if params["classifier_weight"] > 0:
+        if data.classes is None:
+            raise ValueError(f"classifier_weight={params['classifier_weight']!r} trains a classifier of the classes "
+                             "of y with the model: fit with y (class labels), or set classifier_weight=0.")
+        n_classes = len(data.classes)
+        if n_classes < 2:
+            raise ValueError(f"classifier_weight={params['classifier_weight']!r} trains a classifier, which needs at "
+                             f"least two classes in y; it has {n_classes}.")
     model = ModelSpec(n_features, int(params["n_components"]), sizes, likelihood, int(params["iaf_flow_length"]),
-                      float(params["dropout"]), params["activation"], params["initializer"], width)
+                      float(params["dropout"]), params["activation"], params["initializer"], width, n_classes)
     counts = is_count_likelihood(likelihood)
     loc, scale = data.summary.normalization(params["normalize"], log=counts)
     library_size = data.summary.mean_total if counts else None

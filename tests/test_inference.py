@@ -141,6 +141,38 @@ def test_predict_transfers_labels_by_a_vote_of_the_nearest_labelled_rows(labelle
     np.testing.assert_array_equal((codes[:, :, None] == np.arange(10)).sum(axis=1), vae._votes(X_test[:20], None)[0])
 
 
+def test_predict_uses_a_classifier_trained_with_the_model(labelled_digits, tmp_path):
+    import pickle
+
+    import torch
+
+    X_train, X_test, y_train, y_test = labelled_digits
+    partial = np.where(np.random.default_rng(0).random(len(y_train)) < 0.1, y_train, -1)
+    # no stored rows: the classifier needs none
+    vae = CompressionVAE(max_steps=300, random_state=0, classifier_weight=1.0, store_rows=False,
+                         logdir=tmp_path / "run").fit(X_train, partial)
+    proba = vae.predict_proba(X_test)
+    with torch.no_grad():
+        expected = torch.softmax(vae.module_.classify(torch.from_numpy(X_test.astype(np.float32))), dim=1).numpy()
+    np.testing.assert_allclose(proba, expected, rtol=1e-5, atol=1e-6)
+    assert np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    predicted = vae.predict(X_test)
+    assert np.array_equal(predicted, vae.classes_[proba.argmax(axis=1)])
+    assert np.mean(predicted == y_test) > 0.85  # 10 classes: chance 0.1
+    untrained = CompressionVAE(max_steps=1, random_state=0, classifier_weight=1.0).fit(X_train, partial)
+    assert np.mean(untrained.predict(X_test) == y_test) < 0.5  # what training the classifier gave
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(vae)).predict_proba(X_test), proba)
+    np.testing.assert_array_equal(CompressionVAE.load(tmp_path / "run").predict_proba(X_test), proba)
+
+
+def test_a_classifier_needs_classes(X, fast):
+    with pytest.raises(ValueError, match="classifier_weight=1.0 trains a classifier of the classes of y.*fit with y"):
+        CompressionVAE(classifier_weight=1.0, **fast).fit(X)
+    with pytest.raises(ValueError, match="at least two classes in y; it has 1"):
+        CompressionVAE(classifier_weight=1.0, **fast).fit(X, np.zeros(len(X), dtype=int))
+    assert CompressionVAE(**fast).fit(X, np.arange(len(X)) % 2).module_.classifier is None  # the default: a vote
+
+
 def test_the_vote_is_smoothed_as_the_labelled_rows_own_votes_say():
     import torch
 
@@ -159,9 +191,11 @@ def test_predict_works_in_a_pipeline_and_a_grid_search(labelled_digits):
 
     X_train, X_test, y_train, y_test = labelled_digits
     pipeline = make_pipeline(MinMaxScaler(), CompressionVAE(max_steps=60, random_state=0))
-    search = GridSearchCV(pipeline, {"compressionvae__n_neighbors": [5, 15]}, scoring="accuracy", cv=2)
+    # the vote (0) and the classifier trained with the model (1)
+    search = GridSearchCV(pipeline, {"compressionvae__classifier_weight": [0.0, 1.0]}, scoring="accuracy", cv=2)
     search.fit(X_train[:600], y_train[:600])
-    assert search.best_params_["compressionvae__n_neighbors"] in (5, 15)
+    assert search.best_params_["compressionvae__classifier_weight"] in (0.0, 1.0)
+    assert np.all(search.cv_results_["mean_test_score"] > 0.3)  # both predict, through the pipeline
     assert search.score(X_test, y_test) > 0.5  # accuracy through the pipeline's predict
     assert search.predict(X_test[:3]).shape == (3,)
 

@@ -40,6 +40,16 @@ def test_covariates_round_trip_and_widen_the_model(spec):
     assert module.encoder[0].in_features == 3 + 3 and module.decoder[0][0].in_features == 2 + 3
 
 
+def test_classes_round_trip_and_give_the_model_a_classifier(spec):
+    from dataclasses import replace
+
+    labelled = replace(spec, model=replace(spec.model, n_classes=4))
+    assert "n_classes" not in spec.to_dict()["model"]  # files as before
+    again = RunSpec.from_dict(json.loads(json.dumps(labelled.to_dict())))
+    assert again == labelled and again.model.n_classes == 4
+    assert build_module(again).classifier[-1].out_features == 4 and build_module(spec).classifier is None
+
+
 def test_build_module_follows_the_spec_and_loads_weights(spec):
     torch.manual_seed(0)
     module = build_module(spec)
@@ -75,6 +85,8 @@ def test_build_module_follows_the_spec_and_loads_weights(spec):
         (lambda d: d.update(seed=-1), "seed=-1"),
         (lambda d: d.update(model=[]), "no 'model' object"),
         (lambda d: d["model"].update(n_covariates=2), "covariates=None.*2 encoded columns"),
+        (lambda d: d["model"].update(n_classes=1), "n_classes=1.*at least 2 classes"),
+        (lambda d: d["model"].update(n_classes=-2), "n_classes=-2"),
         (lambda d: d.update(covariates=[{"name": "b", "kind": "categorical", "categories": ["x"]}]),
          "covariates=.*0 encoded columns"),
     ],

@@ -194,6 +194,25 @@ def test_covariates_condition_the_encoder_and_the_decoder():
         assert out.log_likelihood.shape == (5,)  # scored on the data's 4 columns, not the covariates'
 
 
+def test_a_classifier_reads_the_encoders_last_hidden_layer_and_changes_nothing_else():
+    plain = VAE(4, 2, [8, 6], torch.zeros(4), torch.ones(4), generator=torch.Generator().manual_seed(0))
+    labelled = VAE(4, 2, [8, 6], torch.zeros(4), torch.ones(4), generator=torch.Generator().manual_seed(0), n_classes=3)
+    weights = plain.state_dict()
+    extra = {name for name in labelled.state_dict() if name not in weights}
+    assert extra and all(name.startswith("classifier.") for name in extra)
+    for name, value in weights.items():  # drawn after the rest: the rest is drawn alike
+        assert torch.equal(labelled.state_dict()[name], value)
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        hidden = labelled.encoder(x)  # loc 0, scale 1: the encoder sees the rows as they are
+        torch.testing.assert_close(labelled.features(x), hidden)
+        logits = labelled.classify(x)
+        torch.testing.assert_close(logits, labelled.classifier[1](labelled.classifier[0](hidden)))
+    assert logits.shape == (5, 3) and logits.dtype == torch.float32
+    with pytest.raises(ValueError, match="no classifier"):
+        plain.classify(x)
+
+
 @pytest.mark.parametrize("n_flows", [0, 2])
 def test_the_reconstruction_of_a_fraction_of_the_batch_estimates_the_whole(n_flows):
     torch.manual_seed(0)

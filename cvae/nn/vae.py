@@ -79,6 +79,10 @@ class VAEOutput:
         return self.log_likelihood - self.kl
 
 
+# Width of the classifier's hidden layer (scANVI's classifier has 128 units too).
+CLASSIFIER_WIDTH = 128
+
+
 def _standard_normal_log_prob(z):
     return -0.5 * (_LOG_2PI + z.square()).sum(dim=1)
 
@@ -117,6 +121,11 @@ class VAE(nn.Module):
         ``n_features`` data columns of every input row. The encoder and the decoder both
         take them: the decoder so that the latent code need not hold what they explain (a
         batch's effect), the encoder so that rows of a new batch can be mapped.
+    n_classes : int, default=0
+        With at least 2, a classifier of that many classes (``classifier``) reads the
+        encoder's last hidden layer: M2's q(y | x) of Kingma et al. (2014), sharing the
+        encoder's layers, trained beside the ELBO on labelled rows
+        (:class:`cvae.training.callbacks.ClassifierLoss`); :meth:`classify` gives its logits.
     """
 
     def __init__(
@@ -135,6 +144,7 @@ class VAE(nn.Module):
         generator=None,
         upper=None,
         n_covariates=0,
+        n_classes=0,
     ):
         super().__init__()
         hidden_sizes = list(hidden_sizes)
@@ -158,6 +168,12 @@ class VAE(nn.Module):
         initialize_weights(self, initializer, generator)
         if self.flow is not None:
             self.flow.zero_output_layer()  # initialize_weights randomized it
+        self.n_classes = n_classes
+        self.classifier = None
+        if n_classes:  # drawn after the rest, which a model without classes draws alike
+            self.classifier = nn.Sequential(MLP(width, [CLASSIFIER_WIDTH], dropout, activation, generator),
+                                            linear(CLASSIFIER_WIDTH, n_classes, generator=generator))
+            initialize_weights(self.classifier, initializer, generator)
 
     def split(self, x):
         """Input rows as ``(data, covariates)``; ``covariates`` is ``None`` for a model without."""
@@ -191,14 +207,27 @@ class VAE(nn.Module):
         """
         # .float(): under mixed-precision autocast the products run in 16 bits, but the
         # posterior parameters and the loss terms computed from them stay float32.
+        out = self.posterior(self.features(x, generator)).float()
+        n = self.n_latent
+        log_var = LOG_VAR_BOUND * torch.tanh(out[:, n : 2 * n] / LOG_VAR_BOUND)
+        return out[:, :n], log_var, out[:, 2 * n :]
+
+    def features(self, x, generator=None):
+        """The encoder's last hidden layer for raw input rows ``x`` (data, then covariates):
+        what the posterior and the classifier read."""
         data, covariates = self.split(x)
         inputs = self.likelihood.standardize(data)
         if covariates is not None:
             inputs = torch.cat([inputs, covariates.to(inputs.dtype)], dim=1)
-        out = self.posterior(self.encoder(inputs, generator)).float()
-        n = self.n_latent
-        log_var = LOG_VAR_BOUND * torch.tanh(out[:, n : 2 * n] / LOG_VAR_BOUND)
-        return out[:, :n], log_var, out[:, 2 * n :]
+        return self.encoder(inputs, generator)
+
+    def classify(self, x, generator=None):
+        """Class logits (float32) of raw input rows ``x`` by the classifier; only for a model
+        with ``n_classes``."""
+        if self.classifier is None:
+            raise ValueError("this model has no classifier: it was built with n_classes=0")
+        hidden, output = self.classifier
+        return output(hidden(self.features(x, generator), generator)).float()
 
     def _transform_posterior(self, z0, context):
         if self.flow is None:

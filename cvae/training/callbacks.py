@@ -11,13 +11,16 @@ import logging
 import math
 import sys
 
+import numpy as np
 import torch
 
 from .. import _random
+from ..data.rows import take_rows
 
 __all__ = [
     "Callback",
     "Checkpoint",
+    "ClassifierLoss",
     "CosineDecay",
     "EarlyStopping",
     "Landmarks",
@@ -339,3 +342,38 @@ class Landmarks(Callback):
         pick = pick.to(trainer.device)
         moved = trainer.model.embed(self.rows[pick]).float() - self.embedding[pick]
         return self.weight * self.rows.shape[1] * moved.square().sum(dim=1).mean()
+
+
+class ClassifierLoss(Callback):
+    """Train the model's classifier (:meth:`cvae.nn.VAE.classify`) beside the ELBO, as M2
+    and scANVI do: each step adds ``weight`` times the mean cross-entropy of the classes of
+    ``batch_size`` labelled rows, drawn afresh each step, so that a few labels among many
+    rows train it at every step.
+
+    Parameters
+    ----------
+    source : cvae.data.sources.RowSource
+        Where the labelled rows are read from (their covariates after them).
+    indices, codes : ndarray of shape (n_labelled,)
+        The labelled rows' indices in ``source`` and their class codes.
+    weight : float
+        Above 0, the estimator's ``classifier_weight`` times the features: scaled like the
+        reconstruction term, which sums over them.
+    seed : int
+        The draws of step ``s`` come from the stream ``classifier_picks`` at ``s``: a
+        continued run draws the same.
+    """
+
+    def __init__(self, source, indices, codes, weight, seed, batch_size=256):
+        self.source, self.indices, self.codes = source, indices, torch.as_tensor(codes, dtype=torch.int64)
+        self.weight, self.seed, self.batch_size = weight, seed, batch_size
+
+    def extra_loss(self, trainer):
+        generator = _random.generator("classifier_picks", self.seed, trainer.step)
+        pick = torch.randint(len(self.indices), (min(self.batch_size, len(self.indices)),), generator=generator)
+        pick = pick.sort().values
+        rows = torch.from_numpy(np.ascontiguousarray(take_rows(self.source, self.indices[pick.numpy()]),
+                                                     dtype=np.float32)).to(trainer.device)
+        logits = trainer.model.classify(rows, trainer.generator)
+        cross_entropy = torch.nn.functional.cross_entropy(logits, self.codes[pick].to(trainer.device))
+        return self.weight * cross_entropy

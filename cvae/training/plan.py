@@ -43,6 +43,7 @@ class TrainingPlan:
     neighbor_samples: int
     neighbor_objective: str
     target_weight: float
+    classifier_weight: float
     landmark_weight: float
     store_rows: bool
     placement: str

@@ -16,6 +16,7 @@ from ..data.batches import training_batches, validation_chunks
 from ..spec import build_module
 from .callbacks import (
     Checkpoint,
+    ClassifierLoss,
     CosineDecay,
     EarlyStopping,
     LearningRatePlateau,
@@ -186,6 +187,11 @@ def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, c
     nearest = graph[:, 0] if graph is not None and same_rows else None
     chunks = validation_chunks(valid, plan.eval_batch_size, device, distributed, normalize, with_neighbors,
                                nearest)
+    if spec.model.n_classes and plan.classifier_weight > 0 and train.labels is not None:
+        labelled = np.flatnonzero(train.labels >= 0)
+        if len(labelled):  # an update without labels leaves the classifier as it is
+            callbacks.append(ClassifierLoss(train.source, train.indices[labelled], train.labels[labelled],
+                                            plan.classifier_weight * spec.n_features, spec.seed))
     local = local_batch_size(plan.batch_size, distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / plan.batch_size
     return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight, spec.seed)
