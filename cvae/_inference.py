@@ -275,7 +275,8 @@ or anndata.AnnData
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            In the order of ``classes_``.
+            In the order of ``classes_``: float64 from the vote; from the classifier,
+            float64 for float64 input and float32 otherwise, as :meth:`transform`.
         """
         if self._has_classifier():
             return self._classified(X, covariates)

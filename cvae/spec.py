@@ -261,6 +261,14 @@ def check_warm_start(params, spec):
             value = [int(s) for s in value]
         if value != saved:
             _refuse_warm_start(param, saved, value)
+    weight = params.get("classifier_weight", 0.0)
+    if (weight > 0) != (spec.model.n_classes > 0):
+        has = "a classifier" if spec.model.n_classes else "no classifier (its predict votes)"
+        raise ValueError(
+            f"warm_start=True continues the saved model, which has {has}, but classifier_weight={weight!r} was "
+            f"given. Set classifier_weight {'above 0' if spec.model.n_classes else 'to 0'} to continue it, or fit "
+            "a new model (warm_start=False, and a new logdir)."
+        )
 
 
 def _refuse_warm_start(param, saved, value):

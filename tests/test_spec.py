@@ -115,6 +115,14 @@ def test_warm_start_accepts_the_runs_architecture_and_refuses_another(spec):
         check_warm_start(dict(params, n_components=5), spec)
     with pytest.raises(ValueError, match="whose hidden_layer_sizes is \\[8, 4\\]"):
         check_warm_start(dict(params, hidden_layer_sizes=(16,)), spec)
+    with pytest.raises(ValueError, match="has no classifier .*classifier_weight=1.0 was given.*to 0"):
+        check_warm_start(dict(params, classifier_weight=1.0), spec)
+    from dataclasses import replace
+
+    labelled = replace(spec, model=replace(spec.model, n_classes=3))
+    check_warm_start(dict(params, classifier_weight=3.0), labelled)  # another weight: a setting of the training
+    with pytest.raises(ValueError, match="has a classifier, but classifier_weight=0.0 was given.*above 0"):
+        check_warm_start(dict(params, classifier_weight=0.0), labelled)
 
 
 def test_fitted_estimator_keeps_its_spec_through_pickle_and_load(digits, fast, tmp_path):
