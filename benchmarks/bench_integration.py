@@ -12,7 +12,9 @@ Methods side by side, each timed:
   covariate, in 2 dimensions (the default) and in 10;
 - the query mapping: ``CompressionVAE`` with the batch as a covariate fitted on every batch
   but the last, which one ``partial_fit`` call then adds (``reference_moved``: how far the
-  reference rows moved in the encoder's map, over their embedding's spread), and the label
+  reference rows moved in the encoder's map, over their embedding's spread; every weight
+  trains, the landmarks holding the reference, and with ``--vae frozen`` also a row with
+  ``freeze_reference=True``, the new batch's columns alone trained), and the label
   transfer to that batch: ``predict`` of the model fitted with the other batches' cell
   types as ``y``, beside a 10-NN on PCA's and Harmony's components of the other batches;
   ``predict`` votes among the nearest labelled rows in the embedding by default, and with
@@ -189,10 +191,11 @@ def main(argv=None):
     parser.add_argument("--max-steps", type=int, default=None, help="the VAE's budget (default: the estimator's)")
     parser.add_argument("--dims", default="2,10", help="the VAE's n_components, separated by commas")
     parser.add_argument("--vae-params", default="{}", help="JSON of further CompressionVAE parameters")
-    parser.add_argument("--vae", nargs="+", choices=["plain", "covariate", "mapped", "classifier"],
+    parser.add_argument("--vae", nargs="+", choices=["plain", "covariate", "mapped", "frozen", "classifier"],
                         default=["plain", "covariate", "mapped"],
-                        help="the VAE's rows: without covariates, with the batch, the last batch mapped (predict by "
-                             "the vote; with a classifier trained with the model)")
+                        help="the VAE's rows: without covariates, with the batch, the last batch mapped (every "
+                             "weight trained, the landmarks holding the reference; its new columns alone, "
+                             "freeze_reference=True; predict by a classifier trained with the model)")
     parser.add_argument("--classifier-weight", type=float, default=1.0, help="classifier_weight of --vae classifier")
     parser.add_argument("--scvi", action="store_true", help="add scVI (scvi-tools must be installed)")
     parser.add_argument("--pbmc68k", action="store_true",
@@ -237,6 +240,10 @@ def main(argv=None):
         name = f"CompressionVAE {n_components}-D, last batch mapped"
         if "mapped" in args.vae:
             methods[name], moved[name], transfer[name] = query_mapping(model(), X, batch, labels)
+        if "frozen" in args.vae:
+            frozen = model().set_params(freeze_reference=True)
+            methods[name + ", reference frozen"], moved[name + ", reference frozen"], \
+                transfer[name + ", reference frozen"] = query_mapping(frozen, X, batch, labels)
         if "classifier" in args.vae:
             name += ", classifier"
             classifier = model().set_params(classifier_weight=args.classifier_weight)

@@ -144,8 +144,9 @@ default="auto"
         term (a sum over features); :meth:`predict` and :meth:`predict_proba` then use it.
         0 (no classifier): they vote among the nearest labelled rows in the embedding. 0 or
         more; about 1 (0.1 to 10) where it helps. The classifier reads more than the
-        embedding's few dimensions: it carried cell types across batches better than the
-        vote, and labelled digits worse (benchmarks/README.md, "Label transfer").
+        embedding's few dimensions: it carried cell types across batches of real cells
+        better than the vote, and labelled digits worse (benchmarks/README.md, "Label
+        transfer").
     landmark_weight : float, default=1.0
         How firmly :meth:`partial_fit` keeps the rows a fit stored (its landmarks) where
         they were in the embedding while it learns new rows, 0 (not at all) or more; scaled
@@ -156,6 +157,15 @@ default="auto"
         small weight such as 0.01 (replay stays on) before the rest at the full one, which
         brings the earlier rows back (``examples/add_classes.py``; measured in
         benchmarks/README.md, "partial_fit").
+    freeze_reference : bool, default=False
+        How :meth:`partial_fit` maps rows of new covariate categories (a new batch).
+        ``False``: every weight trains, the new categories' columns too, while the
+        landmarks hold the reference where it was (``landmark_weight``), as every update
+        does: the reference moves a little and the new batch mixes with it nearly as a
+        joint fit would. ``True``, or without landmarks (``landmark_weight=0`` or
+        ``store_rows=False``): the new categories' columns alone train, every other weight
+        held, so that the reference embeds and decodes exactly as before (as scArches maps
+        a query). Measured in benchmarks/README.md, "Covariates".
     store_rows : bool, default=True
         Whether the fitted model (its ``logdir`` checkpoint and its pickle) keeps raw
         training rows: a uniform sample of them that :meth:`partial_fit` replays, and the
@@ -344,6 +354,7 @@ default="orthogonal"
         "target_weight": [Interval(Real, 0, 1, closed="both")],
         "classifier_weight": [Interval(Real, 0, None, closed="left")],
         "landmark_weight": [Interval(Real, 0, None, closed="left")],
+        "freeze_reference": ["boolean"],
         "store_rows": ["boolean"],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -393,6 +404,7 @@ default="orthogonal"
         target_weight=0.5,
         classifier_weight=0.0,
         landmark_weight=1.0,
+        freeze_reference=False,
         store_rows=True,
         activation="relu",
         dropout=0.0,
@@ -438,6 +450,7 @@ default="orthogonal"
         self.target_weight = target_weight
         self.classifier_weight = classifier_weight
         self.landmark_weight = landmark_weight
+        self.freeze_reference = freeze_reference
         self.store_rows = store_rows
         self.activation = activation
         self.dropout = dropout
@@ -556,9 +569,10 @@ numpy.memmap or anndata.AnnData
             As for :meth:`fit`: the first call sets which covariates the model is
             conditioned on, and every later call gives them. A call whose categorical
             covariates hold categories the model lacks (a new batch) adds them: a weight
-            column for each, started as the average of its covariate's others, trains alone,
-            every other weight held, for the steps a fit on the call's rows would take
-            (``max_steps``), so that the reference embeds exactly as before (as scArches
+            column for each, started as the average of its covariate's others, and trains
+            for the steps a fit on the call's rows would take (``max_steps``): every weight,
+            the landmarks holding the reference in place, or with ``freeze_reference`` the
+            new columns alone, so that the reference embeds exactly as before (as scArches
             maps a query). docs/covariates.md.
 
         Returns

@@ -187,14 +187,16 @@ def test_anndata_obs_columns_name_the_covariates(batched):
         vae.transform(adata, covariates="donor")
 
 
-def test_partial_fit_adds_a_new_batch_and_maps_it_beside_the_reference():
+@pytest.mark.parametrize("freeze_reference, landmark_weight", [(True, 1.0), (False, 1.0), (False, 0.0)])
+def test_partial_fit_adds_a_new_batch_and_maps_it_beside_the_reference(freeze_reference, landmark_weight):
     from sklearn.neighbors import KNeighborsClassifier
 
     X, labels, batch, _ = make_batched_counts(1500, 100, n_batches=3, composition=0, random_state=1)
     reference, query = batch < 2, batch == 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        vae = CompressionVAE(likelihood="negative_binomial", max_steps=200, random_state=0)
+        vae = CompressionVAE(likelihood="negative_binomial", max_steps=200, freeze_reference=freeze_reference,
+                             landmark_weight=landmark_weight, random_state=0)
         before = vae.fit_transform(X[reference], covariates=batch[reference])
         weights = {k: v.clone() for k, v in vae.module_.state_dict().items()}
         vae.placement = "encoder"
@@ -202,21 +204,26 @@ def test_partial_fit_adds_a_new_batch_and_maps_it_beside_the_reference():
         vae.placement = "auto"
         vae.set_params(max_steps=120).partial_fit(X[query], covariates=batch[query])  # the new batch's budget
     assert vae.spec_.covariates.columns[0].categories == ("0", "1", "2")
-    # only the new batch's columns trained: the encoder embeds the reference exactly as before, and the
-    # default transform moves only the rows it places among stored rows, which now include the query's
     after = vae.transform(X[reference], covariates=batch[reference])
     moved = np.linalg.norm(after - before, axis=1) / np.sqrt(before.var(axis=0).sum())
-    assert np.median(moved) == 0 and np.mean(moved > 0) < 0.2
     vae.placement = "encoder"
     encoder_map = vae.transform(X[reference], covariates=batch[reference])
     vae.placement = "auto"
-    np.testing.assert_array_equal(encoder_map, before_encoder)
     changed = [k for k, v in vae.module_.state_dict().items() if v.shape != weights[k].shape
                or not torch.equal(v, weights[k])]
-    assert changed == ["encoder.0.weight", "decoder.0.0.weight"]
-    for name in changed:  # one column more, the new batch's; the others as they were
-        new = vae.module_.state_dict()[name]
-        assert new.shape[1] == weights[name].shape[1] + 1 and torch.equal(new[:, :-1], weights[name])
+    if freeze_reference or landmark_weight == 0:  # without landmarks nothing would hold the reference
+        # only the new batch's columns trained: the encoder embeds the reference exactly as before, and the
+        # default transform moves only the rows it places among stored rows, which now include the query's
+        assert np.median(moved) == 0 and np.mean(moved > 0) < 0.2
+        np.testing.assert_array_equal(encoder_map, before_encoder)
+        assert changed == ["encoder.0.weight", "decoder.0.0.weight"]
+        for name in changed:  # one column more, the new batch's; the others as they were
+            new = vae.module_.state_dict()[name]
+            assert new.shape[1] == weights[name].shape[1] + 1 and torch.equal(new[:, :-1], weights[name])
+    else:
+        # every weight trained, the landmarks holding the reference: it moved, but little
+        assert len(changed) > 2 and 0 < np.median(moved) < 0.1
+        assert vae.module_.state_dict()["encoder.0.weight"].shape[1] == weights["encoder.0.weight"].shape[1] + 1
     mapped = vae.transform(X[query], covariates=batch[query])
     accuracy = KNeighborsClassifier(10).fit(before, labels[reference]).score(mapped, labels[query])
     assert accuracy > 0.85  # 8 types: chance 0.125

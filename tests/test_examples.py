@@ -131,5 +131,5 @@ def test_serve_onnx_embeds_without_cvae(tmp_path, digits, exported_transform):
 def test_integrate_batches(capsys):
     result = run_example("integrate_batches", ["--cells", "450", "--max-steps", "60"])
     assert result["integrated"] < result["plain"]  # the covariate mixes the batches (0.5: chance)
-    assert result["correlation"] > 0.5 and result["moved"] == 0 and result["accuracy"] > 0.5  # 8 types
-    assert "3. batch 2 mapped: the reference moved 0" in capsys.readouterr().out
+    assert result["correlation"] > 0.5 and 0 < result["moved"] < 0.1 and result["accuracy"] > 0.5  # 8 types
+    assert "3. batch 2 mapped: the reference moved 0.0" in capsys.readouterr().out

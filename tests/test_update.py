@@ -222,3 +222,28 @@ def test_a_fresh_estimator_on_a_saved_run_replays_as_a_loaded_one(halves, tmp_pa
     n_loaded = replayed_rows(loaded, monkeypatch, lambda: loaded.partial_fit(new[:50]))
     assert n_fresh == n_loaded > 50
     np.testing.assert_allclose(fresh.transform(new[:20]), loaded.transform(new[:20]), atol=1e-5)
+
+
+def test_an_update_keeps_training_the_classifier_on_the_stored_labelled_rows(halves, monkeypatch):
+    import torch
+
+    import cvae.training.update as update
+
+    made = []
+
+    class Recording(update.ClassifierLoss):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(update, "ClassifierLoss", Recording)
+    old, new = halves
+    y = np.where(np.arange(len(old)) % 5 == 0, np.arange(len(old)) % 3, -1)  # a fifth labelled, 3 classes
+    vae = CompressionVAE(max_steps=60, classifier_weight=1.0, **FAST).fit(old, y)
+    head = {k: v.clone() for k, v in vae.module_.classifier.state_dict().items()}
+    vae.partial_fit(new)  # no labels: the encoder moves, and the stored labelled rows keep the classifier in step
+    assert len(made) == 1 and len(made[0].indices) == (y >= 0).sum()
+    assert np.array_equal(made[0].codes.numpy(), y[y >= 0][np.argsort(np.flatnonzero(y >= 0), kind="stable")])
+    assert any(not torch.equal(v, head[k]) for k, v in vae.module_.classifier.state_dict().items())
+    CompressionVAE(max_steps=60, **FAST).fit(old, y).partial_fit(new)  # a model without a classifier: none
+    assert len(made) == 1

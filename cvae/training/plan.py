@@ -45,6 +45,7 @@ class TrainingPlan:
     target_weight: float
     classifier_weight: float
     landmark_weight: float
+    freeze_reference: bool
     store_rows: bool
     placement: str
     precision: str

@@ -12,9 +12,12 @@ update of an unfitted estimator sets the model up, as a fit would. ``fit``'s pat
 import math
 from dataclasses import replace
 
+import numpy as np
+
 from ..data.preparation import prepare, with_replay
+from ..data.sources import ArraySource
 from ..spec import new_spec
-from .callbacks import Landmarks, TrainOnly
+from .callbacks import ClassifierLoss, Landmarks, TrainOnly
 from .lifecycle import FitResult, opened_run, resolved_weight
 from .plan import TrainingPlan
 from .run import run_training, step_budget
@@ -51,9 +54,10 @@ def update_run(params, rows, sample_weight=None, fitted=None):
     """Update the run of the estimator parameters ``params`` (``fitted``, the estimator's
     own ``(spec, checkpoint)``, or else the run in its ``logdir``; a new run before any)
     with one pass over new rows; return a :class:`cvae.training.lifecycle.FitResult`. An
-    update whose covariates hold categories the run lacks adds them and trains their
-    weights alone (:func:`cvae.training.widen.widened`), for the steps a fit on its rows
-    would take (``max_steps``, "auto" resolved for them).
+    update whose covariates hold categories the run lacks adds them
+    (:func:`cvae.training.widen.widened`) and trains for the steps a fit on its rows would
+    take (``max_steps``, "auto" resolved for them): every weight, the landmarks holding the
+    reference, or their weights alone (``freeze_reference``, or no landmarks).
 
     ``rows(replay)``, called once the run is open (its log directory locked, its
     checkpoint read once), returns ``(training source, validation source, labels, feature
@@ -88,20 +92,29 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
     """The update's training run: from the run's best weights (none for a new run), the
     stored landmarks held in place, the stored parts carried by every checkpoint until the
     update's end replaces them; with ``new_columns`` (new categories of a covariate), only
-    their weights train (:class:`cvae.training.callbacks.TrainOnly`)."""
+    their weights train (:class:`cvae.training.callbacks.TrainOnly`) when the plan freezes
+    the reference or no landmarks hold it."""
     resume, store = run.resume, plan.store_rows
     landmarks = reservoir = previous_labelled = None
-    callbacks, carried = [], {}
+    callbacks, carried, held = [], {}, False
     if resume is not None:
         # checked when the run was opened (cvae.training.state)
         landmarks, reservoir, previous_labelled = (resume.get(key) for key in ("landmarks", "reservoir", "labelled"))
         if landmarks is not None and plan.landmark_weight > 0 and store:
             callbacks.append(Landmarks(landmarks["rows"], landmarks["embedding"], plan.landmark_weight, spec.seed))
+            held = True
         kept = ("resolved", "data_range") + (("landmarks", "reservoir", "reference", "labelled") if store else ())
         carried = {key: resume[key] for key in kept if resume.get(key) is not None}
         resume = _update_from(resume, plan.learning_rate_init)
-    if new_columns is not None:
+    if new_columns is not None and (plan.freeze_reference or not held):
         callbacks.append(TrainOnly(new_columns))
+    elif spec.model.n_classes and plan.classifier_weight > 0 and previous_labelled is not None and store:
+        # the encoder moves under the classifier: its stored labelled rows keep training it
+        rows = previous_labelled["rows"].numpy()
+        codes = previous_labelled["labels"].numpy()
+        known = np.flatnonzero(codes >= 0)
+        weight = plan.classifier_weight * spec.n_features
+        callbacks.append(ClassifierLoss(ArraySource(rows), known, codes[known], weight, spec.seed))
 
     def keep(plan, spec, state, data, device):
         """The run's landmarks, its sample of rows with the update's, and the placement by it."""
