@@ -227,19 +227,19 @@ def test_a_fresh_estimator_on_a_saved_run_replays_as_a_loaded_one(halves, tmp_pa
 def test_an_update_keeps_training_the_classifier_on_the_stored_labelled_rows(halves, monkeypatch):
     import torch
 
-    import cvae.training.update as update
+    import cvae.training.run as run
 
     made = []
 
-    class Recording(update.ClassifierLoss):
+    class Recording(run.ClassifierLoss):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(update, "ClassifierLoss", Recording)
     old, new = halves
     y = np.where(np.arange(len(old)) % 5 == 0, np.arange(len(old)) % 3, -1)  # a fifth labelled, 3 classes
     vae = CompressionVAE(max_steps=60, classifier_weight=1.0, **FAST).fit(old, y)
+    monkeypatch.setattr(run, "ClassifierLoss", Recording)  # the update's, not the fit's
     head = {k: v.clone() for k, v in vae.module_.classifier.state_dict().items()}
     vae.partial_fit(new)  # no labels: the encoder moves, and the stored labelled rows keep the classifier in step
     assert len(made) == 1 and len(made[0].indices) == (y >= 0).sum()

@@ -168,7 +168,6 @@ class VAE(nn.Module):
         initialize_weights(self, initializer, generator)
         if self.flow is not None:
             self.flow.zero_output_layer()  # initialize_weights randomized it
-        self.n_classes = n_classes
         self.classifier = None
         if n_classes:  # drawn after the rest, which a model without classes draws alike
             self.classifier = nn.Sequential(MLP(width, [CLASSIFIER_WIDTH], dropout, activation, generator),

@@ -187,14 +187,22 @@ def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, c
     nearest = graph[:, 0] if graph is not None and same_rows else None
     chunks = validation_chunks(valid, plan.eval_batch_size, device, distributed, normalize, with_neighbors,
                                nearest)
-    if spec.model.n_classes and plan.classifier_weight > 0 and train.labels is not None:
-        labelled = np.flatnonzero(train.labels >= 0)
-        if len(labelled):  # an update without labels leaves the classifier as it is
-            callbacks.append(ClassifierLoss(train.source, train.indices[labelled], train.labels[labelled],
-                                            plan.classifier_weight * spec.n_features, spec.seed))
+    if train.labels is not None:  # an update without labels leaves the classifier as it is
+        callbacks += classifier_losses(plan, spec, train.source, train.indices, train.labels)
     local = local_batch_size(plan.batch_size, distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / plan.batch_size
     return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight, spec.seed)
+
+
+def classifier_losses(plan, spec, source, indices, codes):
+    """``[ClassifierLoss]`` over the rows ``indices`` of ``source`` whose class ``codes`` are
+    known (>= 0), weighted by ``classifier_weight`` scaled like the reconstruction term;
+    ``[]`` for a model without a classifier, a weight of 0 or no labelled row."""
+    labelled = np.flatnonzero(codes >= 0)
+    if not spec.model.n_classes or plan.classifier_weight == 0 or len(labelled) == 0:
+        return []
+    return [ClassifierLoss(source, indices[labelled], codes[labelled], plan.classifier_weight * spec.n_features,
+                           spec.seed)]
 
 
 def warn_on_stop(plan, state):

@@ -17,10 +17,10 @@ import numpy as np
 from ..data.preparation import prepare, with_replay
 from ..data.sources import ArraySource
 from ..spec import new_spec
-from .callbacks import ClassifierLoss, Landmarks, TrainOnly
+from .callbacks import Landmarks, TrainOnly
 from .lifecycle import FitResult, opened_run, resolved_weight
 from .plan import TrainingPlan
-from .run import run_training, step_budget
+from .run import classifier_losses, run_training, step_budget
 from .widen import widened
 from .stored import (
     keeps_reference,
@@ -108,13 +108,11 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
         resume = _update_from(resume, plan.learning_rate_init)
     if new_columns is not None and (plan.freeze_reference or not held):
         callbacks.append(TrainOnly(new_columns))
-    elif spec.model.n_classes and plan.classifier_weight > 0 and previous_labelled is not None and store:
+    elif previous_labelled is not None and store:
         # the encoder moves under the classifier: its stored labelled rows keep training it
         rows = previous_labelled["rows"].numpy()
-        codes = previous_labelled["labels"].numpy()
-        known = np.flatnonzero(codes >= 0)
-        weight = plan.classifier_weight * spec.n_features
-        callbacks.append(ClassifierLoss(ArraySource(rows), known, codes[known], weight, spec.seed))
+        callbacks += classifier_losses(plan, spec, ArraySource(rows), np.arange(len(rows)),
+                                       previous_labelled["labels"].numpy())
 
     def keep(plan, spec, state, data, device):
         """The run's landmarks, its sample of rows with the update's, and the placement by it."""
