@@ -245,5 +245,11 @@ def test_an_update_keeps_training_the_classifier_on_the_stored_labelled_rows(hal
     assert len(made) == 1 and len(made[0].indices) == (y >= 0).sum()
     assert np.array_equal(made[0].codes.numpy(), y[y >= 0][np.argsort(np.flatnonzero(y >= 0), kind="stable")])
     assert any(not torch.equal(v, head[k]) for k, v in vae.module_.classifier.state_dict().items())
+    y_new = np.where(np.arange(len(new)) % 4 == 0, np.arange(len(new)) % 3, -1)
+    vae.partial_fit(new, y_new)  # labels of its own: one term over them and the stored ones, not two
+    assert len(made) == 2 and made[1].weight == made[0].weight == 1.0 * old.shape[1]
+    stored = len(made[0].indices)
+    assert len(made[1].indices) == stored + (y_new >= 0).sum()
+    assert np.array_equal(made[1].codes[stored:].numpy(), y_new[y_new >= 0])
     CompressionVAE(max_steps=60, **FAST).fit(old, y).partial_fit(new)  # a model without a classifier: none
-    assert len(made) == 1
+    assert len(made) == 2

@@ -9,10 +9,11 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ..data.batches import local_batch_size
-from ..nn.vae import LossSettings
+from ..data.batches import local_batch_size, training_batches, validation_chunks
 from ..data.graph import graph_rows, training_graph
-from ..data.batches import training_batches, validation_chunks
+from ..data.rows import take_rows
+from ..data.sources import ArraySource
+from ..nn.vae import LossSettings
 from ..spec import build_module
 from .callbacks import (
     Checkpoint,
@@ -72,7 +73,7 @@ def step_budget(params, n_rows):
 
 
 def run_training(params, plan, spec, data, device, distributed, logdir=None, resume=None, keep=fit_keeps,
-                 callbacks=(), carried=None):
+                 callbacks=(), carried=None, stored_labelled=None):
     """Train the model ``spec`` describes on ``data``; return the final trainer state.
 
     Parameters
@@ -101,6 +102,9 @@ def run_training(params, plan, spec, data, device, distributed, logdir=None, res
     carried : dict, default=None
         What every checkpoint carries besides the trainer's state and the run's classes
         (an update: what the run it updates stored, until the update's end replaces it).
+    stored_labelled : tuple of ndarray, default=None
+        ``(rows, codes)``: labelled rows the model's classifier trains on beside the run's
+        own (an update: those the run stored, their covariates after them).
 
     Returns
     -------
@@ -121,7 +125,8 @@ def run_training(params, plan, spec, data, device, distributed, logdir=None, res
     carried = {**({} if data.classes is None else {"classes": data.classes.tolist()}), **(carried or {})}
     tensorboard = TensorBoardLog(writer.path) if plan.tensorboard and writer is not None else None
     with tensorboard if tensorboard is not None else contextlib.nullcontext():
-        trainer = _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, carried)
+        trainer = _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, carried,
+                                 stored_labelled)
         trainer.callbacks.extend(callbacks)
         if resume is not None:
             trainer.load_state_dict(resume)
@@ -137,7 +142,7 @@ def run_training(params, plan, spec, data, device, distributed, logdir=None, res
     return state
 
 
-def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, carried=None):
+def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, carried=None, stored_labelled=None):
     model = build_module(spec).to(device)
     optimizer = make_adam(model.parameters(), plan.learning_rate_init)
     callbacks = [NonFiniteRollback()]
@@ -187,19 +192,29 @@ def _build_trainer(plan, spec, data, device, distributed, writer, tensorboard, c
     nearest = graph[:, 0] if graph is not None and same_rows else None
     chunks = validation_chunks(valid, plan.eval_batch_size, device, distributed, normalize, with_neighbors,
                                nearest)
-    if train.labels is not None:  # an update without labels leaves the classifier as it is
-        callbacks += classifier_losses(plan, spec, train.source, train.indices, train.labels)
+    callbacks += classifier_losses(plan, spec, train.source, train.indices, train.labels, stored_labelled)
     local = local_batch_size(plan.batch_size, distributed.rank, distributed.world_size)
     batch_weight = local * distributed.world_size / plan.batch_size
     return Trainer(model, optimizer, batches, chunks, loss, config, callbacks, distributed, batch_weight, spec.seed)
 
 
-def classifier_losses(plan, spec, source, indices, codes):
+def classifier_losses(plan, spec, source, indices, codes, stored=None):
     """``[ClassifierLoss]`` over the rows ``indices`` of ``source`` whose class ``codes`` are
-    known (>= 0), weighted by ``classifier_weight`` scaled like the reconstruction term;
-    ``[]`` for a model without a classifier, a weight of 0 or no labelled row."""
-    labelled = np.flatnonzero(codes >= 0)
-    if not spec.model.n_classes or plan.classifier_weight == 0 or len(labelled) == 0:
+    known (>= 0; ``codes`` None: no labels) and the ``stored`` labelled rows ``(rows,
+    codes)``, one term over both, weighted by ``classifier_weight`` scaled like the
+    reconstruction term; ``[]`` for a model without a classifier, a weight of 0 or no
+    labelled row (an update without labels or stored labelled rows leaves the classifier
+    as it is)."""
+    if not spec.model.n_classes or plan.classifier_weight == 0:
+        return []
+    labelled = np.flatnonzero(codes >= 0) if codes is not None else np.array([], dtype=np.int64)
+    if stored is not None and len(stored[1]):
+        rows, stored_codes = stored
+        if len(labelled):  # read beside the stored rows: one draw over every labelled row
+            rows = np.vstack([rows, take_rows(source, indices[labelled])])
+            stored_codes = np.concatenate([stored_codes, codes[labelled]])
+        source, indices, codes, labelled = ArraySource(rows), np.arange(len(rows)), stored_codes, np.arange(len(rows))
+    if len(labelled) == 0:
         return []
     return [ClassifierLoss(source, indices[labelled], codes[labelled], plan.classifier_weight * spec.n_features,
                            spec.seed)]

@@ -12,15 +12,13 @@ update of an unfitted estimator sets the model up, as a fit would. ``fit``'s pat
 import math
 from dataclasses import replace
 
-import numpy as np
 
 from ..data.preparation import prepare, with_replay
-from ..data.sources import ArraySource
 from ..spec import new_spec
 from .callbacks import Landmarks, TrainOnly
 from .lifecycle import FitResult, opened_run, resolved_weight
 from .plan import TrainingPlan
-from .run import classifier_losses, run_training, step_budget
+from .run import run_training, step_budget
 from .widen import widened
 from .stored import (
     keeps_reference,
@@ -96,7 +94,7 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
     the reference or no landmarks hold it."""
     resume, store = run.resume, plan.store_rows
     landmarks = reservoir = previous_labelled = None
-    callbacks, carried, held = [], {}, False
+    callbacks, carried, held, stored_labelled = [], {}, False, None
     if resume is not None:
         # checked when the run was opened (cvae.training.state)
         landmarks, reservoir, previous_labelled = (resume.get(key) for key in ("landmarks", "reservoir", "labelled"))
@@ -110,9 +108,7 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
         callbacks.append(TrainOnly(new_columns))
     elif previous_labelled is not None and store:
         # the encoder moves under the classifier: its stored labelled rows keep training it
-        rows = previous_labelled["rows"].numpy()
-        callbacks += classifier_losses(plan, spec, ArraySource(rows), np.arange(len(rows)),
-                                       previous_labelled["labels"].numpy())
+        stored_labelled = (previous_labelled["rows"].numpy(), previous_labelled["labels"].numpy())
 
     def keep(plan, spec, state, data, device):
         """The run's landmarks, its sample of rows with the update's, and the placement by it."""
@@ -129,7 +125,7 @@ def _train_update(params, plan, spec, data, run, new_columns=None):
         return kept
 
     return run_training(params, plan, spec, data, run.device, run.distributed, run.logdir, resume, keep,
-                        callbacks, carried)
+                        callbacks, carried, stored_labelled)
 
 
 def _update_from(state, learning_rate):
