@@ -108,12 +108,13 @@ def metrics(Z, labels, batch):
 
 
 def query_mapping(vae, X, batch, labels):
-    """``((Z, seconds), moved, accuracy)``: ``vae`` fitted on every batch but the last (with
+    """``((Z, seconds), moved, accuracy, vote)``: ``vae`` fitted on every batch but the last (with
     their cell types as ``y``), which ``partial_fit`` then maps (one call: its new
     category's weights alone train); ``Z`` the embedding of all rows after, ``moved`` the
     median distance the reference rows moved in the encoder's map, over the spread of
-    their embedding (the square root of its total variance), and ``accuracy`` that of
-    ``predict`` on the last batch's cells (label transfer)."""
+    their embedding (the square root of its total variance), ``accuracy`` that of
+    ``predict`` on the last batch's cells (label transfer), and for a model with a
+    classifier ``vote`` that of its vote (``label_transfer="vote"``; else None)."""
     reference, query = batch != batch.max(), batch == batch.max()
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -130,7 +131,11 @@ def query_mapping(vae, X, batch, labels):
     moved = np.median(np.linalg.norm(after - before, axis=1)) / np.sqrt(before.var(axis=0).sum())
     vae.placement = "auto"
     accuracy = np.mean(vae.predict(X[query], covariates=batch[query]) == labels[query])
-    return (Z, seconds), float(moved), float(accuracy)
+    vote = None
+    if vae.classifier_weight > 0:  # the same model's vote, beside its classifier
+        vote = float(np.mean(vae.set_params(label_transfer="vote").predict(X[query], covariates=batch[query])
+                             == labels[query]))
+    return (Z, seconds), float(moved), float(accuracy), vote
 
 
 def fit_scvi(X, batch, max_epochs=None):
@@ -225,7 +230,7 @@ def main(argv=None):
     if args.scvi:
         methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs)
     budget = {**json.loads(args.vae_params), **({} if args.max_steps is None else {"max_steps": args.max_steps})}
-    moved, transfer = {}, {}
+    moved, transfer, votes = {}, {}, {}
     for n_components in [int(d) for d in args.dims.split(",")]:
         def model():
             return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=0, **budget)
@@ -239,15 +244,15 @@ def main(argv=None):
             methods[f"CompressionVAE {n_components}-D, {condition}"] = (Z, time.perf_counter() - started)
         name = f"CompressionVAE {n_components}-D, last batch mapped"
         if "mapped" in args.vae:
-            methods[name], moved[name], transfer[name] = query_mapping(model(), X, batch, labels)
+            methods[name], moved[name], transfer[name], _ = query_mapping(model(), X, batch, labels)
         if "frozen" in args.vae:
             frozen = model().set_params(freeze_reference=True)
             methods[name + ", reference frozen"], moved[name + ", reference frozen"], \
-                transfer[name + ", reference frozen"] = query_mapping(frozen, X, batch, labels)
+                transfer[name + ", reference frozen"], _ = query_mapping(frozen, X, batch, labels)
         if "classifier" in args.vae:
             name += ", classifier"
             classifier = model().set_params(classifier_weight=args.classifier_weight)
-            methods[name], moved[name], transfer[name] = query_mapping(classifier, X, batch, labels)
+            methods[name], moved[name], transfer[name], votes[name] = query_mapping(classifier, X, batch, labels)
     last = batch == batch.max()
     for name in ("PCA (unintegrated)", "Harmony on PCA"):  # 10-NN label transfer to the last batch
         if name in methods:
@@ -255,10 +260,11 @@ def main(argv=None):
             transfer[name] = float(KNeighborsClassifier(10).fit(Z[~last], labels[~last]).score(Z[last], labels[last]))
     rows = [{"method": name, "fit_seconds": seconds, **metrics(Z, labels, batch),
              **({"reference_moved": moved[name]} if name in moved else {}),
-             **({"last_batch_label_transfer": transfer[name]} if name in transfer else {})}
+             **({"last_batch_label_transfer": transfer[name]} if name in transfer else {}),
+             **({"last_batch_vote_transfer": votes[name]} if name in votes else {})}
             for name, (Z, seconds) in methods.items()]
     columns = ["fit_seconds", "celltype_knn", "label_asw", "nmi", "ari", "clisi", "batch_asw", "ilisi", "batch_knn",
-               "overall", "reference_moved", "last_batch_label_transfer"]
+               "overall", "reference_moved", "last_batch_label_transfer", "last_batch_vote_transfer"]
     columns = [c for c in columns if any(c in row for row in rows)]
     print(f"{'method':<40}" + "".join(f"{c[:12]:>13}" for c in columns))
     for row in rows:
@@ -267,7 +273,8 @@ def main(argv=None):
           "fit_seconds for Harmony include its PCA; 'last batch mapped': fit on the other batches, the last one "
           "added by one partial_fit, fit_seconds both together; last_batch_label_transfer: accuracy on the last "
           "batch's cell types, by predict for the mapped model (fitted with the other batches' types as y), by a "
-          "10-NN on the other batches' cells for PCA and Harmony")
+          "10-NN on the other batches' cells for PCA and Harmony; last_batch_vote_transfer: the vote of the model "
+          "with a classifier (label_transfer='vote')")
     write_json(args.out, {"machine": machine(), "data": vars(args), "rows": rows})
     return rows
 

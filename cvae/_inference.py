@@ -17,14 +17,16 @@ from .data.covariates import CovariateSource, covariate_table
 from .data.inputs import input_rows, latent_rows
 from .nn.likelihoods import check_count_rows
 from .neighbors.placement import PLACEMENTS
-from .neighbors.search import nearest_rows
+from .neighbors.vote import class_votes, vote_smoothing
 
-__all__ = ["InferenceMixin", "labelled_reference", "run_batched"]
+__all__ = ["InferenceMixin", "run_batched"]
 
 # score_samples averages this many posterior draws, from a fixed stream, shared by all rows:
 # repeatable, independent of the other rows, and a mean over rows that does not carry the
 # noise of a single draw.
 _SCORE_DRAWS = 8
+# How predict gives classes (the estimator's label_transfer).
+LABEL_TRANSFERS = ("auto", "vote", "classifier")
 
 
 def _place(reference, standardize, n_neighbors, rows):
@@ -36,7 +38,7 @@ class InferenceMixin(TransformerMixin):
 
     They read the fitted attributes (``spec_``, ``module_``, ``device_``, the placement
     reference) and the parameters that inference uses (``eval_batch_size``,
-    ``placement``, ``n_neighbors``), which may be set after the fit. A
+    ``placement``, ``n_neighbors``, ``label_transfer``), which may be set after the fit. A
     ``TransformerMixin``, so that ``set_output`` wraps :meth:`transform` here.
     """
 
@@ -249,10 +251,11 @@ or anndata.AnnData
         return self.spec_.covariates.encode(table, len(table[0][1]))
 
     def predict_proba(self, X, covariates=None):
-        """Class probabilities of ``X``'s rows (label transfer): by the model's classifier
-        where it has one (fitted with ``y`` and ``classifier_weight`` above 0: the softmax
-        of :meth:`cvae.nn.VAE.classify`), else by a vote of their ``k`` nearest labelled
-        training rows in the embedding.
+        """Class probabilities of ``X``'s rows (label transfer), as ``label_transfer`` says:
+        by the model's classifier (fitted with ``y`` and ``classifier_weight`` above 0: the
+        softmax of :meth:`cvae.nn.VAE.classify`), or by a vote of their ``k`` nearest
+        labelled training rows in the embedding; ``"auto"``, the classifier where the model
+        has one.
 
         For the vote, the model must have been fitted with ``y``: it keeps its labelled training rows
         with their classes (a sample of ``RESERVOIR_ROWS`` of them, fewer for wide rows,
@@ -262,7 +265,7 @@ or anndata.AnnData
         class is ``(votes + alpha / n_classes) / (k + alpha)``, the vote smoothed towards
         uniform, so that no class is certain from a handful of neighbours; ``alpha`` (0.01 to
         3) is the one under which the labelled rows' own leave-one-out votes score best
-        (:func:`vote_smoothing`): calibrated on the model's embedding. Measured in
+        (:func:`cvae.neighbors.vote.vote_smoothing`): calibrated on the model's embedding. Measured in
         benchmarks/README.md, "Label transfer".
 
         Parameters
@@ -278,10 +281,10 @@ or anndata.AnnData
             In the order of ``classes_``: float64 from the vote; from the classifier,
             float64 for float64 input and float32 otherwise, as :meth:`transform`.
         """
-        if self._has_classifier():
+        if self._uses_classifier():
             return self._classified(X, covariates)
         votes, k = self._votes(X, covariates)
-        alpha = vote_smoothing(*self._labelled, k, votes.shape[1])
+        alpha = vote_smoothing(*self._labelled, k, votes.shape[1], _random.rng("calibration"))
         return (votes + alpha / votes.shape[1]) / (k + alpha)
 
     def predict(self, X, covariates=None):
@@ -294,7 +297,7 @@ or anndata.AnnData
         -------
         y : ndarray of shape (n_samples,)
         """
-        if self._has_classifier():
+        if self._uses_classifier():
             return self.classes_[self._classified(X, covariates).argmax(axis=1)]
         votes, _ = self._votes(X, covariates)  # first: it says why a model without labels cannot predict
         return self.classes_[votes.argmax(axis=1)]
@@ -302,6 +305,18 @@ or anndata.AnnData
     def _has_classifier(self):
         self._check_fitted()
         return self.module_.classifier is not None
+
+    def _uses_classifier(self):
+        """Whether :meth:`predict` reads the classifier (``label_transfer``), else the vote."""
+        self._check_fitted()
+        choice = self.label_transfer
+        if choice not in LABEL_TRANSFERS:
+            raise ValueError(f"label_transfer must be one of {', '.join(map(repr, LABEL_TRANSFERS))}, got {choice!r}.")
+        if choice == "classifier" and not self._has_classifier():
+            raise ValueError("label_transfer='classifier' needs the classifier trained with the model, which this "
+                             "model lacks: fit with y and classifier_weight above 0, or set label_transfer='vote' "
+                             "or 'auto'.")
+        return choice == "classifier" or (choice == "auto" and self._has_classifier())
 
     def _classified(self, X, covariates):
         """The classifier's probabilities of ``X``'s rows."""
@@ -325,8 +340,8 @@ or anndata.AnnData
         reference, codes = self._labelled
         Z = self.transform(X, covariates)
         k = min(self.n_neighbors, len(codes), max(1, round(math.sqrt(len(codes) / len(self.classes_)))))
-        return _vote(torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)), reference, codes, k,
-                     len(self.classes_)), k
+        queries = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+        return class_votes(queries, reference, codes, k, len(self.classes_)), k
 
     def export(self, path, part="transform"):
         """Write what the fitted model computes to a file that runs without cvae.
@@ -367,58 +382,6 @@ or anndata.AnnData
             reference = self._placement_reference()
             placer = None if reference is None else reference.placer(self.n_neighbors)
         return export_module(self.module_, path, part, counts=self.spec_.is_count, placer=placer)
-
-
-def _vote(queries, reference, codes, k, n_classes, exclude=None):
-    """Each query's count of each class among its ``k`` nearest ``reference`` rows (class
-    ``codes``), found by :func:`cvae.neighbors.search.nearest_rows` among rows centred on
-    the reference's mean; with ``exclude`` (a reference row per query), that row left out."""
-    votes = np.zeros((len(queries), n_classes))
-    if len(queries) == 0:
-        return votes
-    k = min(k, len(reference) - (exclude is not None))
-    mean = reference.mean(dim=0)
-    nearest = nearest_rows(queries - mean, reference - mean, k + (exclude is not None))[1].numpy()
-    if exclude is not None:  # found one more: drop the row itself, or the farthest where ties hid it
-        own = nearest == exclude[:, None]
-        own[~own.any(axis=1), -1] = True
-        nearest = nearest[~own].reshape(len(nearest), k)
-    np.add.at(votes, (np.arange(len(queries))[:, None], codes[nearest.astype(np.int64)]), 1.0)
-    return votes
-
-
-# The smoothing of the vote is chosen among these, by the leave-one-out log-loss of at most
-# _CALIBRATION_ROWS labelled rows (drawn from a fixed stream).
-_SMOOTHING = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-_CALIBRATION_ROWS = 2000
-
-
-def vote_smoothing(reference, codes, k, n_classes):
-    """The ``alpha`` of ``(votes + alpha / n_classes) / (k + alpha)`` that gives the labelled
-    rows' own votes (each row's ``k`` nearest other labelled rows, for at most
-    ``_CALIBRATION_ROWS`` of them) the least log-loss: the smoothing that calibrates the
-    vote on this model's embedding. 1 with fewer than two labelled rows."""
-    if len(codes) < 2:
-        return 1.0
-    chosen = np.sort(_random.rng("calibration").permutation(len(codes))[:_CALIBRATION_ROWS])
-    votes = _vote(reference[torch.from_numpy(chosen)], reference, codes, k, n_classes, exclude=chosen)
-    own = votes[np.arange(len(chosen)), codes[chosen]]
-    total = votes.sum(axis=1)
-    losses = [-np.mean(np.log((own + a / n_classes) / (total + a))) for a in _SMOOTHING]
-    return float(_SMOOTHING[int(np.argmin(losses))])
-
-
-def labelled_reference(module, labelled, device, chunk_rows=4096):
-    """The embedding by ``module`` (a float32 tensor, on the CPU) of the labelled rows a run
-    stored (``labelled``: :func:`cvae.training.stored.labelled_rows`) and their class codes,
-    what :meth:`InferenceMixin.predict` votes with; ``None`` when there are none."""
-    labels = None if labelled is None else labelled.get("labels")
-    if labels is None or not bool((labels >= 0).any()):
-        return None
-    rows = labelled["rows"][labels >= 0]
-    with torch.inference_mode():
-        embedding = torch.cat([module.embed(block.to(device)).float().cpu() for block in rows.split(chunk_rows)])
-    return embedding, labels[labels >= 0].numpy()
 
 
 def run_batched(fn, source, n_out, batch_size, device, name, check=None):

@@ -11,7 +11,7 @@ from sklearn.utils import ClassifierTags
 
 from . import _random
 from ._validation import Interval, StrOptions, check_params, resolve_device
-from ._inference import InferenceMixin, labelled_reference
+from ._inference import InferenceMixin
 from .data.inputs import training_rows, validation_rows
 from .data.rows import take_rows
 from .data.covariates import covariate_table
@@ -21,6 +21,7 @@ from .nn.init import INITIALIZERS
 from .nn.mlp import ACTIVATIONS
 from .nn.neighbor_loss import NEIGHBOR_OBJECTIVES
 from .neighbors.placement import PLACEMENTS, NeighborReference
+from .neighbors.vote import labelled_reference
 from .data.preprocessing import NORMALIZATIONS
 from .spec import build_module
 from .training import LogDir
@@ -147,6 +148,14 @@ default="auto"
         embedding's few dimensions: it carried cell types across batches of real cells
         better than the vote, and labelled digits worse (benchmarks/README.md, "Label
         transfer").
+    label_transfer : {"auto", "vote", "classifier"}, default="auto"
+        What :meth:`predict` and :meth:`predict_proba` give, for a model fitted with ``y``:
+        ``"vote"``, the calibrated vote of the nearest labelled training rows in the
+        embedding (which needs the rows the fit stores); ``"classifier"``, the classifier
+        trained with the model (which needs a fit with ``classifier_weight`` above 0);
+        ``"auto"``, the classifier where the model has one, else the vote. Read when
+        predicting: it may be set after the fit. The vote of a model fitted with a
+        classifier reads an embedding the classifier's term also shaped.
     landmark_weight : float, default=1.0
         How firmly :meth:`partial_fit` keeps the rows a fit stored (its landmarks) where
         they were in the embedding while it learns new rows, 0 (not at all) or more; scaled
@@ -353,6 +362,7 @@ default="orthogonal"
         "placement": [StrOptions(set(PLACEMENTS))],
         "target_weight": [Interval(Real, 0, 1, closed="both")],
         "classifier_weight": [Interval(Real, 0, None, closed="left")],
+        "label_transfer": [StrOptions({"auto", "vote", "classifier"})],
         "landmark_weight": [Interval(Real, 0, None, closed="left")],
         "freeze_reference": ["boolean"],
         "store_rows": ["boolean"],
@@ -403,6 +413,7 @@ default="orthogonal"
         placement="auto",
         target_weight=0.5,
         classifier_weight=0.0,
+        label_transfer="auto",
         landmark_weight=1.0,
         freeze_reference=False,
         store_rows=True,
@@ -449,6 +460,7 @@ default="orthogonal"
         self.placement = placement
         self.target_weight = target_weight
         self.classifier_weight = classifier_weight
+        self.label_transfer = label_transfer
         self.landmark_weight = landmark_weight
         self.freeze_reference = freeze_reference
         self.store_rows = store_rows

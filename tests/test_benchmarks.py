@@ -384,7 +384,8 @@ def test_integration_benchmark_scores_bio_and_batch(tmp_path, capsys):
     assert 0 < mapped["reference_moved"] < 0.1  # every weight trained, the landmarks holding the reference
     assert rows["CompressionVAE 2-D, last batch mapped, reference frozen"]["reference_moved"] == 0  # new columns alone
     classifier = rows["CompressionVAE 2-D, last batch mapped, classifier"]
-    assert classifier["last_batch_label_transfer"] > 0.5  # chance 0.125
+    # chance 0.125; its vote, of the same model
+    assert classifier["last_batch_label_transfer"] > 0.5 and classifier["last_batch_vote_transfer"] > 0.5
     assert 0 < pca["overall"] < 1 and json.loads(out.read_text())["data"]["cells"] == 500
     assert "batch 10-NN chance: 0.333" in capsys.readouterr().out
 
@@ -419,3 +420,17 @@ def test_speed_probe_encodes_principal_components_saved_with_the_weights(tmp_pat
     assert json.loads(out.read_text())["probe"] == {"pca_input": 8, "bench": "time_to_quality"}
     assert document["results"]["digits"]["vae"]["steps"] == 20
     assert probe["_PROJECTION"]["components"].shape == (8, 64)  # fitted on the digits' 64 pixels
+
+
+def test_labels_benchmark_reports_the_vote_and_the_classifier(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_labels.py"))
+    out = tmp_path / "labels.json"
+    module["main"](["--datasets", "digits", "--shares", "0.1", "--methods", "vae", "--classifier-weight", "1",
+                    "--vae-params", '{"max_steps": 60, "n_components": 3}', "--out", str(out)])
+    document = json.loads(out.read_text())
+    assert document["args"]["vae_params"] == '{"max_steps": 60, "n_components": 3}'
+    row = document["results"]["digits"]["0.1"]
+    for name in ("vae_predict", "vae_classifier_predict", "vae_classifier_vote_predict"):
+        assert row[name]["accuracy"] > 0.5 and 0 <= row[name]["ece"] < 0.5  # 10 classes: chance 0.1
+    assert row["vae_classifier_predict"]["accuracy"] != row["vae_classifier_vote_predict"]["accuracy"]
+    assert "its vote" in capsys.readouterr().out

@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from cvae import CompressionVAE
-from cvae._inference import vote_smoothing
+from cvae import CompressionVAE, _random
+from cvae.neighbors.vote import vote_smoothing
 
 # Short fits, which warn that they stopped at max_steps.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -128,7 +128,7 @@ def test_predict_transfers_labels_by_a_vote_of_the_nearest_labelled_rows(labelle
     labelled = reservoir["labels"].numpy() >= 0
     assert labelled.all() and labelled.sum() == (partial >= 0).sum()  # every label kept, held-out rows' too
     k = round(np.sqrt(labelled.sum() / 10))  # the vote's size when labels are few
-    alpha = vote_smoothing(*vae._labelled, k, 10)
+    alpha = vote_smoothing(*vae._labelled, k, 10, _random.rng("calibration"))
     assert np.isclose(proba.min(), alpha / 10 / (k + alpha)) and np.isclose(proba.max(), (k + alpha / 10) / (k + alpha))
     predicted = vae.predict(X_test)
     assert np.array_equal(predicted, vae.classes_[proba.argmax(axis=1)])
@@ -165,23 +165,32 @@ def test_predict_uses_a_classifier_trained_with_the_model(labelled_digits, tmp_p
     np.testing.assert_array_equal(CompressionVAE.load(tmp_path / "run").predict_proba(X_test), proba)
 
 
+def test_label_transfer_chooses_the_vote_or_the_classifier_after_the_fit(X, fast):
+    y = np.arange(len(X)) % 3
+    vae = CompressionVAE(classifier_weight=1.0, **fast).fit(X, y)
+    by_classifier = vae.predict_proba(X[:50])
+    votes, k = vae._votes(X[:50], None)
+    vae.set_params(label_transfer="vote")
+    proba = vae.predict_proba(X[:50])
+    assert not np.allclose(proba, by_classifier)
+    np.testing.assert_array_equal(proba.argmax(axis=1), votes.argmax(axis=1))  # the vote, smoothed
+    np.testing.assert_array_equal(vae.predict(X[:50]), vae.classes_[votes.argmax(axis=1)])
+    vae.set_params(label_transfer="classifier")
+    np.testing.assert_array_equal(vae.predict_proba(X[:50]), by_classifier)
+    plain = CompressionVAE(label_transfer="classifier", **fast).fit(X, y)
+    with pytest.raises(ValueError, match="label_transfer='classifier' needs the classifier.*classifier_weight above 0"):
+        plain.predict(X[:5])
+    plain.label_transfer = "nearest"
+    with pytest.raises(ValueError, match="label_transfer must be one of 'auto', 'vote', 'classifier', got 'nearest'"):
+        plain.predict_proba(X[:5])
+
+
 def test_a_classifier_needs_classes(X, fast):
     with pytest.raises(ValueError, match="classifier_weight=1.0 trains a classifier of the classes of y.*fit with y"):
         CompressionVAE(classifier_weight=1.0, **fast).fit(X)
     with pytest.raises(ValueError, match="at least two classes in y; it has 1"):
         CompressionVAE(classifier_weight=1.0, **fast).fit(X, np.zeros(len(X), dtype=int))
     assert CompressionVAE(**fast).fit(X, np.arange(len(X)) % 2).module_.classifier is None  # the default: a vote
-
-
-def test_the_vote_is_smoothed_as_the_labelled_rows_own_votes_say():
-    import torch
-
-    rng = np.random.default_rng(0)
-    reference = torch.from_numpy(np.repeat(np.eye(3, 2) * 50, 100, axis=0) + rng.normal(size=(300, 2))).float()
-    codes = np.repeat([0, 1, 2], 100)
-    assert vote_smoothing(reference, codes, 5, 3) == 0.01  # every own vote right: hardly smoothed
-    assert vote_smoothing(reference, rng.permutation(codes), 5, 3) == 3.0  # votes say nothing: smoothed most
-    assert vote_smoothing(reference[:1], codes[:1], 5, 3) == 1.0
 
 
 def test_predict_works_in_a_pipeline_and_a_grid_search(labelled_digits):
