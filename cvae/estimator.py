@@ -142,12 +142,12 @@ default="auto"
         the classes that reads the encoder's last hidden layer (M2's q(y | x), as scANVI's
         classifier is trained with its model), and each training step adds this weight
         times its cross-entropy on a batch of labelled rows, scaled like the reconstruction
-        term (a sum over features); :meth:`predict` and :meth:`predict_proba` then use it.
-        0 (no classifier): they vote among the nearest labelled rows in the embedding. 0 or
-        more; about 1 (0.1 to 10) where it helps. The classifier reads more than the
-        embedding's few dimensions: it carried cell types across batches of real cells
-        better than the vote, and labelled digits worse (benchmarks/README.md, "Label
-        transfer").
+        term (a sum over features); :meth:`predict` and :meth:`predict_proba` then use it
+        (``label_transfer``). 0 (no classifier): they vote among the nearest labelled rows in
+        the embedding. 0 or more; about 1 (0.1 to 10) where it helps. The classifier reads
+        more than the embedding's few dimensions: it carried cell types across batches of
+        real cells better than the vote, and labelled digits worse (benchmarks/README.md,
+        "Label transfer").
     label_transfer : {"auto", "vote", "classifier"}, default="auto"
         What :meth:`predict` and :meth:`predict_proba` give, for a model fitted with ``y``:
         ``"vote"``, the calibrated vote of the nearest labelled training rows in the
