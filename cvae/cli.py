@@ -152,6 +152,23 @@ def _transform(args):
     return 0
 
 
+def _predict(args):
+    from .files import write_array
+
+    vae = _load(args)
+    if args.label_transfer is not None:
+        vae.set_params(label_transfer=args.label_transfer)
+    X, n_samples = _data(args.input, args.key, args.label_column, vae.layer)
+    if args.proba:
+        proba = vae.predict_proba(X, covariates=args.covariates)
+        write_array(args.output, proba, [str(c) for c in vae.classes_])
+        print(f"wrote the {n_samples} x {proba.shape[1]} class probabilities to {args.output}")
+    else:
+        write_array(args.output, vae.predict(X, covariates=args.covariates), ["label"])
+        print(f"wrote the {n_samples} predicted labels to {args.output}")
+    return 0
+
+
 def _inverse_transform(args):
     vae = _load(args)
     Z, n_samples = _data(args.input, args.key)
@@ -385,6 +402,26 @@ def _add_transform_command(commands):
     transform.set_defaults(run=_transform)
 
 
+def _add_predict_command(commands):
+    predict = _add_command(
+        commands, "predict", "transfer labels to data with a model fitted with labels",
+        "Predict the class of each row of INPUT with the model in LOGDIR, fitted with labels, as "
+        "CompressionVAE.predict does (a vote of the nearest labelled training rows in the embedding, or the "
+        "classifier trained with the model), and write one label per row, or with --proba the probability of "
+        "each class (one column per class, in the order of the model's classes).",
+        ["cvae predict runs/table new.csv -o labels.csv",
+         "cvae predict runs/cells query.h5ad --covariates batch -o proba.npy --proba"],
+    )
+    _add_logdir(predict)
+    _add_input(predict)
+    predict.add_argument("-o", "--output", required=True, help="where to write the labels (.npy or .csv)")
+    predict.add_argument("--proba", action="store_true", help="write each class's probability instead")
+    predict.add_argument("--label-transfer", choices=["auto", "vote", "classifier"], default=None,
+                         help="how to predict (default: as saved, 'auto': the classifier where the model has one)")
+    _add_covariates(predict, "for a model fitted with covariates, those of INPUT's rows, as fit took them")
+    predict.set_defaults(run=_predict)
+
+
 def _add_inverse_command(commands):
     inverse = _add_command(
         commands, "inverse-transform", "decode latent codes back to data space",
@@ -495,6 +532,7 @@ def build_parser():
 
     _add_fit_command(commands)
     _add_transform_command(commands)
+    _add_predict_command(commands)
     _add_inverse_command(commands)
     _add_sample_command(commands)
     _add_export_command(commands)

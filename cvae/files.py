@@ -34,12 +34,13 @@ def write_array(path, array, columns=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "npy":
         buffer = io.BytesIO()
-        np.save(buffer, array)
+        np.save(buffer, array.astype(str) if array.dtype.kind == "O" else array, allow_pickle=False)
         data = buffer.getvalue()
     else:
         buffer = io.StringIO()
         header = "" if columns is None else ",".join(str(c) for c in columns)
-        np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.9g", header=header, comments="")
+        fmt = "%s" if array.dtype.kind in "USO" else "%.9g"  # labels may be strings
+        np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt=fmt, header=header, comments="")
         data = buffer.getvalue().encode()
     atomic_write(path, data)
 

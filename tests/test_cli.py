@@ -14,7 +14,7 @@ import os
 from cvae.files import read_array
 
 FAST = ["--max-steps", "40", "--hidden-layer-sizes", "32,16", "--seed", "0", "--quiet"]
-COMMANDS = ["fit", "transform", "inverse-transform", "sample", "plot", "info", "demo"]
+COMMANDS = ["fit", "transform", "predict", "inverse-transform", "sample", "plot", "info", "demo"]
 
 
 @pytest.fixture
@@ -109,6 +109,29 @@ def test_transform_inverse_transform_and_sample_write_arrays(fitted, files, digi
     assert (files / "x.csv").read_text().splitlines()[0].startswith("x0,x1,")
     assert main(["sample", str(fitted), "-n", "7", "--seed", "3", "-o", str(files / "s.npy")]) == 0
     np.testing.assert_array_equal(np.load(files / "s.npy"), vae.sample(7, random_state=3))
+
+
+def test_predict_writes_labels_or_probabilities_of_a_model_fitted_with_labels(files, digits, fitted, capsys):
+    X, y = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])[y]
+    np.save(files / "names.npy", names)
+    run = str(files / "labelled")
+    assert main(["fit", str(files / "X.npy"), "--labels", str(files / "names.npy"), "--logdir", run, *FAST,
+                 "--param", "classifier_weight=1.0"]) == 0
+    vae = CompressionVAE.load(run)
+    assert main(["predict", run, str(files / "X.npy"), "-o", str(files / "labels.csv")]) == 0
+    lines = (files / "labels.csv").read_text().splitlines()
+    assert lines[0] == "label" and lines[1:] == vae.predict(X).tolist()  # the classifier's, as saved
+    assert main(["predict", run, str(files / "X.npy"), "-o", str(files / "labels.npy"), "--label-transfer",
+                 "vote"]) == 0
+    np.testing.assert_array_equal(np.load(files / "labels.npy"), vae.set_params(label_transfer="vote").predict(X))
+    assert main(["predict", run, str(files / "X.npy"), "--proba", "-o", str(files / "proba.csv")]) == 0
+    assert (files / "proba.csv").read_text().splitlines()[0] == ",".join(vae.classes_)
+    np.testing.assert_allclose(np.loadtxt(files / "proba.csv", delimiter=",", skiprows=1),
+                               vae.set_params(label_transfer="auto").predict_proba(X), atol=1e-6)
+    assert "wrote the 1797 x 10 class probabilities" in capsys.readouterr().out
+    assert main(["predict", str(fitted), str(files / "X.npy"), "-o", str(files / "none.npy")]) == 2  # no labels
+    assert "predict needs labels: fit with y" in capsys.readouterr().err
 
 
 def test_plot_kinds_write_pngs(fitted, files, png_size):
