@@ -187,17 +187,30 @@ def test_anndata_obs_columns_name_the_covariates(batched):
         vae.transform(adata, covariates="donor")
 
 
-@pytest.mark.parametrize("freeze_reference, landmark_weight", [(True, 1.0), (False, 1.0), (False, 0.0)])
-def test_partial_fit_adds_a_new_batch_and_maps_it_beside_the_reference(freeze_reference, landmark_weight):
-    from sklearn.neighbors import KNeighborsClassifier
-
+@pytest.fixture(scope="module")
+def reference_fit():
+    """Counts of three batches, and a model fitted on the first two (neither
+    ``freeze_reference`` nor ``landmark_weight`` changes a fit) with their embedding."""
     X, labels, batch, _ = make_batched_counts(1500, 100, n_batches=3, composition=0, random_state=1)
-    reference, query = batch < 2, batch == 2
+    reference = batch < 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        vae = CompressionVAE(likelihood="negative_binomial", max_steps=200, freeze_reference=freeze_reference,
-                             landmark_weight=landmark_weight, random_state=0)
+        vae = CompressionVAE(likelihood="negative_binomial", max_steps=200, random_state=0)
         before = vae.fit_transform(X[reference], covariates=batch[reference])
+    return X, labels, batch, pickle.dumps(vae), before
+
+
+@pytest.mark.parametrize("freeze_reference, landmark_weight", [(True, 1.0), (False, 1.0), (False, 0.0)])
+def test_partial_fit_adds_a_new_batch_and_maps_it_beside_the_reference(
+        reference_fit, freeze_reference, landmark_weight):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, labels, batch, fitted, before = reference_fit
+    reference, query = batch < 2, batch == 2
+    vae = pickle.loads(fitted).set_params(freeze_reference=freeze_reference, landmark_weight=landmark_weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(vae.transform(X[reference], covariates=batch[reference]), before)
         weights = {k: v.clone() for k, v in vae.module_.state_dict().items()}
         vae.placement = "encoder"
         before_encoder = vae.transform(X[reference], covariates=batch[reference])
