@@ -26,6 +26,14 @@ def test_npy_npz_and_csv_round_trips(tmp_path, X):
         read_array(tmp_path / "named.npz", key="y")  # a vector is not a table of samples
 
 
+def test_labels_are_written_as_text_whatever_their_dtype(tmp_path):
+    labels = np.array(["cat", "dog", 3], dtype=object)  # as pandas or mixed classes give them
+    write_array(tmp_path / "labels.npy", labels)
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy", allow_pickle=False), ["cat", "dog", "3"])
+    write_array(tmp_path / "labels.csv", labels, ["label"])
+    assert (tmp_path / "labels.csv").read_text().splitlines() == ["label", "cat", "dog", "3"]
+
+
 def test_written_files_get_the_usual_permissions(tmp_path, X):
     path = tmp_path / "out" / "z.npy"
     write_array(path, X)
