@@ -11,7 +11,7 @@ from sklearn.utils import ClassifierTags
 
 from . import _random
 from ._validation import Interval, StrOptions, check_params, resolve_device
-from ._inference import InferenceMixin
+from ._inference import LABEL_TRANSFERS, InferenceMixin
 from .data.inputs import training_rows, validation_rows
 from .data.rows import take_rows
 from .data.covariates import covariate_table
@@ -362,7 +362,7 @@ default="orthogonal"
         "placement": [StrOptions(set(PLACEMENTS))],
         "target_weight": [Interval(Real, 0, 1, closed="both")],
         "classifier_weight": [Interval(Real, 0, None, closed="left")],
-        "label_transfer": [StrOptions({"auto", "vote", "classifier"})],
+        "label_transfer": [StrOptions(set(LABEL_TRANSFERS))],
         "landmark_weight": [Interval(Real, 0, None, closed="left")],
         "freeze_reference": ["boolean"],
         "store_rows": ["boolean"],

@@ -50,3 +50,23 @@ def test_numpy_scalar_parameters_are_saved_with_the_run(tmp_path, X, fast):
     saved = json.loads((tmp_path / "run" / "params.json").read_text())["params"]
     assert saved["max_steps"] == 20 and saved["random_state"] == 3 and vae.n_steps_ == 20
     np.testing.assert_array_equal(CompressionVAE.load(tmp_path / "run").transform(X[:5]), vae.transform(X[:5]))
+
+
+def test_the_classifier_trains_on_every_labelled_row_run_and_stored_in_one_term():
+    from types import SimpleNamespace
+
+    from cvae.data.sources import ArraySource
+    from cvae.training.run import classifier_losses
+
+    plan = SimpleNamespace(classifier_weight=0.5)
+    spec = SimpleNamespace(model=SimpleNamespace(n_classes=3), n_features=4, seed=0)
+    X = np.arange(24, dtype=np.float32).reshape(6, 4)
+    stored = (np.full((3, 4), -1.0, dtype=np.float32), np.array([2, -1, 0]))  # an unlabelled row among them
+    [term] = classifier_losses(plan, spec, ArraySource(X), np.arange(6), np.array([-1, 1, -1, 0, -1, -1]), stored)
+    assert term.weight == 2.0 and term.codes.tolist() == [2, 0, 1, 0]  # the stored labelled rows, then the run's
+    np.testing.assert_array_equal(term.source.array[term.indices], np.vstack([np.full((2, 4), -1.0), X[[1, 3]]]))
+    [alone] = classifier_losses(plan, spec, None, None, None, stored)  # an update without labels
+    assert alone.codes.tolist() == [2, 0] and len(alone.indices) == 2
+    assert classifier_losses(plan, spec, ArraySource(X), np.arange(6), np.full(6, -1)) == []
+    assert classifier_losses(SimpleNamespace(classifier_weight=0.0), spec, ArraySource(X), np.arange(6),
+                             np.zeros(6, dtype=int), stored) == []

@@ -207,17 +207,17 @@ def classifier_losses(plan, spec, source, indices, codes, stored=None):
     as it is)."""
     if not spec.model.n_classes or plan.classifier_weight == 0:
         return []
-    labelled = np.flatnonzero(codes >= 0) if codes is not None else np.array([], dtype=np.int64)
-    if stored is not None and len(stored[1]):
-        rows, stored_codes = stored
-        if len(labelled):  # read beside the stored rows: one draw over every labelled row
-            rows = np.vstack([rows, take_rows(source, indices[labelled])])
-            stored_codes = np.concatenate([stored_codes, codes[labelled]])
-        source, indices, codes, labelled = ArraySource(rows), np.arange(len(rows)), stored_codes, np.arange(len(rows))
-    if len(labelled) == 0:
+    if codes is None:
+        indices = codes = np.array([], dtype=np.int64)
+    indices, codes = indices[codes >= 0], codes[codes >= 0]
+    if stored is not None:  # one draw over every labelled row: the stored ones, then the run's
+        rows, stored_codes = stored[0][stored[1] >= 0], stored[1][stored[1] >= 0]
+        if len(indices):
+            rows = np.vstack([rows, take_rows(source, indices)])
+        source, indices, codes = ArraySource(rows), np.arange(len(rows)), np.concatenate([stored_codes, codes])
+    if len(indices) == 0:
         return []
-    return [ClassifierLoss(source, indices[labelled], codes[labelled], plan.classifier_weight * spec.n_features,
-                           spec.seed)]
+    return [ClassifierLoss(source, indices, codes, plan.classifier_weight * spec.n_features, spec.seed)]
 
 
 def warn_on_stop(plan, state):

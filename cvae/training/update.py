@@ -12,7 +12,6 @@ update of an unfitted estimator sets the model up, as a fit would. ``fit``'s pat
 import math
 from dataclasses import replace
 
-
 from ..data.preparation import prepare, with_replay
 from ..spec import new_spec
 from .callbacks import Landmarks, TrainOnly
