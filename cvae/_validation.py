@@ -128,7 +128,7 @@ _NUMBER_PARAMS = (
     "neighbor_samples", "dropout", "batch_size", "eval_batch_size", "learning_rate_init", "max_steps",
     "validation_fraction", "validation_interval", "patience", "learning_rate_factor", "learning_rate_min", "tol",
     "n_iter_no_change", "checkpoint_interval", "n_jobs", "target_weight", "classifier_weight",
-    "landmark_weight",
+    "landmark_weight", "reconstruction_fraction",
 )
 
 

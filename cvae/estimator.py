@@ -81,13 +81,16 @@ default="auto"
         Nats of KL per latent dimension that training does not penalize (Kingma et al.,
         2016), so that no dimension gains by collapsing onto the prior; with IAF, the
         total is held at ``free_bits * n_components``. Reported losses stay the true ELBO.
-    reconstruction_fraction : float in (0, 1], default=1.0
+    reconstruction_fraction : float in (0, 1] or "auto", default="auto"
         Share of each training batch whose reconstruction term is computed (its first rows,
         the batch being shuffled: an unbiased estimate of the whole batch's); the KL and
         neighbour terms still see every row, validation every term. Below 1 a step decodes
         fewer rows, which pays most for wide count data, where the likelihood's
         log-probabilities cost as much as the layers (benchmarks/README.md, "Routes to
-        fewer FLOPs"); 1 is the exact minibatch ELBO.
+        fewer FLOPs"); 1 is the exact minibatch ELBO. ``"auto"`` is 0.25 for a fit with
+        ``covariates`` and the neighbour term, where the batch-balanced graph carries the
+        integration and a quarter keeps its quality in less time (benchmarks/README.md,
+        "Covariates"), and 1 otherwise (the value used is ``reconstruction_fraction_``).
     neighbor_weight : float or "auto", default="auto"
         Weight, 0 (off) or more, of a term that keeps each training row's ``n_neighbors``
         nearest neighbours close in the embedding, times ``n_features_in_`` so that one
@@ -293,6 +296,9 @@ default="orthogonal"
         Decoder likelihood used (``likelihood="auto"`` resolved).
     neighbor_weight_ : float
         Weight of the neighbour term used (``neighbor_weight="auto"`` resolved).
+    reconstruction_fraction_ : float
+        Share of each batch reconstructed in the last fit (``reconstruction_fraction="auto"``
+        resolved).
     max_steps_ : int
         Step budget of the last fit (``max_steps="auto"`` resolved).
     precision_ : str
@@ -354,7 +360,7 @@ default="orthogonal"
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup_steps": [Interval(Integral, 0, None, closed="left")],
         "free_bits": [Interval(Real, 0, None, closed="left")],
-        "reconstruction_fraction": [Interval(Real, 0, 1, closed="right")],
+        "reconstruction_fraction": [Interval(Real, 0, 1, closed="right"), StrOptions({"auto"})],
         "neighbor_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "neighbor_samples": [Interval(Integral, 1, None, closed="left")],
@@ -405,7 +411,7 @@ default="orthogonal"
         beta=1.0,
         kl_warmup_steps=0,
         free_bits=0.0,
-        reconstruction_fraction=1.0,
+        reconstruction_fraction="auto",
         neighbor_weight="auto",
         n_neighbors=15,
         neighbor_samples=1,
@@ -670,6 +676,8 @@ numpy.memmap or anndata.AnnData
         weight, budget = (resolved.get(name, getattr(self, name)) for name in ("neighbor_weight", "max_steps"))
         self.neighbor_weight_ = None if weight == "auto" else float(weight)
         self.max_steps_ = None if budget == "auto" else int(budget)
+        fraction = resolved.get("reconstruction_fraction", self.reconstruction_fraction)
+        self.reconstruction_fraction_ = None if fraction == "auto" else float(fraction)
         self.precision_ = resolved.get("precision")
         self.n_threads_ = resolved.get("threads")
         self.data_range_ = tuple(state["data_range"]) if "data_range" in state else None

@@ -181,6 +181,7 @@ def test_iaf_model_fits_and_scores(X, fast):
         ({"learning_rate_factor": 1.0}, "'learning_rate_factor' parameter"),
         ({"reconstruction_fraction": 0.0}, "'reconstruction_fraction' parameter"),
         ({"reconstruction_fraction": 1.5}, "'reconstruction_fraction' parameter"),
+        ({"reconstruction_fraction": "half"}, "'reconstruction_fraction' parameter"),
     ],
 )
 def test_invalid_parameters_are_rejected_at_fit(X, params, match):

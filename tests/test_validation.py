@@ -45,7 +45,7 @@ def test_parameters_of_the_wrong_kind_are_clear_errors(X, fast, params, message)
         CompressionVAE(**dict(fast, **params)).fit(X)
 
 
-@pytest.mark.parametrize("name", ["n_jobs", "beta", "patience", "n_neighbors", "max_steps"])
+@pytest.mark.parametrize("name", ["n_jobs", "beta", "patience", "n_neighbors", "max_steps", "reconstruction_fraction"])
 def test_a_bool_for_a_number_is_refused(name, X, fast):
     with pytest.raises(ValueError, match=f"{name} must be a number, not a bool"):
         CompressionVAE(**dict(fast, **{name: True})).fit(X[:100])

@@ -16,10 +16,10 @@ from ..spec import RunSpec, check_warm_start, new_spec
 from .distributed import Distributed
 from .logdir import LogDir
 from .plan import TrainingPlan
-from .run import neighbor_weight_for, run_training, step_budget
+from .run import neighbor_weight_for, reconstruction_fraction_for, run_training, step_budget
 from .state import checked_state
 
-__all__ = ["FitResult", "OpenedRun", "fit_run", "opened_run", "previous_run", "read_run", "resolved_weight"]
+__all__ = ["FitResult", "OpenedRun", "fit_run", "opened_run", "previous_run", "read_run", "resolved_auto"]
 
 
 @dataclass
@@ -70,11 +70,14 @@ def opened_run(params, fitted=None, warm_start=None):
         yield OpenedRun(distributed, device, logdir, spec, resume, saved_split, seed, classes)
 
 
-def resolved_weight(params, run, labels):
-    """``{"neighbor_weight": w}``, ``"auto"`` resolved for ``run`` (an :class:`OpenedRun`),
-    and the warning that labels have no effect without the neighbour term."""
+def resolved_auto(params, run, labels, data):
+    """``{"neighbor_weight": w, "reconstruction_fraction": f}``, ``"auto"`` resolved for
+    ``run`` (an :class:`OpenedRun`) on the prepared ``data``, and the warning that labels
+    have no effect without the neighbour term."""
     continued = None if run.resume is None else run.resume.get("resolved", {}).get("neighbor_weight")
     resolved = {"neighbor_weight": neighbor_weight_for(params, continued)}
+    resolved["reconstruction_fraction"] = reconstruction_fraction_for(
+        params, resolved["neighbor_weight"], data.covariates is not None)
     if labels is not None and resolved["neighbor_weight"] == 0 and params["target_weight"] > 0:
         warnings.warn("y is not used: labels shape the embedding through the neighbour term, which is off "
                       "(neighbor_weight=0).", UserWarning, stacklevel=5)
@@ -95,7 +98,7 @@ def fit_run(params, rows, sample_weight=None, fitted=None):
         source, valid, labels, feature_names, covariates = rows()
         data = prepare(source, valid, params, run.seed, run.saved_split, run.spec, run.logdir, sample_weight,
                        labels, run.classes, feature_names, covariates)
-        resolved = resolved_weight(params, run, labels)
+        resolved = resolved_auto(params, run, labels, data)
         resolved["max_steps"] = step_budget({**params, **resolved}, len(data.train))
         check_unfinished(run.resume, resolved["max_steps"], params["logdir"])
         plan = TrainingPlan.from_params(params, **resolved)

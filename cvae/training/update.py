@@ -15,7 +15,7 @@ from dataclasses import replace
 from ..data.preparation import prepare, with_replay
 from ..spec import new_spec
 from .callbacks import Landmarks, TrainOnly
-from .lifecycle import FitResult, opened_run, resolved_weight
+from .lifecycle import FitResult, opened_run, resolved_auto
 from .plan import TrainingPlan
 from .run import run_training, step_budget
 from .widen import widened
@@ -71,7 +71,7 @@ def update_run(params, rows, sample_weight=None, fitted=None):
             run = replace(run, spec=spec, resume=resume)
         data = prepare(source, valid, params, run.seed, None, run.spec, run.logdir, sample_weight, labels,
                        run.classes, feature_names, covariates)
-        resolved = resolved_weight(params, run, labels)
+        resolved = resolved_auto(params, run, labels, data)
         # one pass at a constant rate, validated once, at its end; a new category's weights
         # train alone for as many steps as a fit on the rows would take (max_steps)
         steps = math.ceil(len(data.train) / params["batch_size"])
