@@ -38,14 +38,20 @@ columns and Harmony's row are left out.
 
 ``--pbmc68k`` takes real cells instead: scanpy's bundled ``pbmc68k_reduced`` with injected
 batches (:func:`pbmc68k_batched`; scanpy must be installed). ``--vae`` picks which of the
-VAE's rows run, ``--vae-params`` adds parameters (JSON) to each of its fits.
+VAE's rows run, ``--vae-params`` adds parameters (JSON) to each of its fits. ``--seeds``
+repeats the whole comparison on other data: each seed generates its own counts (or deals
+and thins the real cells into batches its own way) and is every method's random state;
+with several, each method's mean and standard deviation over them follow, with the seeds
+on which its overall score is at least Harmony's on the same data.
 
 Usage::
 
     python benchmarks/bench_integration.py --out benchmarks/results/integration.json
     python benchmarks/bench_integration.py --cells 10000 --genes 2000 --dims 2 --vae covariate \\
-        --vae-params '{"reconstruction_fraction": 0.25}' \\
+        --vae-params '{"reconstruction_fraction": 1.0}' \\
         --out benchmarks/results/integration_10k_reconstruction.json
+    python benchmarks/bench_integration.py --vae covariate --seeds 0 1 2 3 4 \\
+        --out benchmarks/results/integration_seeds.json
 """
 
 import argparse
@@ -138,7 +144,7 @@ def query_mapping(vae, X, batch, labels):
     return (Z, seconds), float(moved), float(accuracy), vote
 
 
-def fit_scvi(X, batch, max_epochs=None):
+def fit_scvi(X, batch, max_epochs=None, seed=0):
     """``(Z, seconds)``: scvi-tools' SCVI with the batch as its ``batch_key``, its defaults
     (10-D latent; ``max_epochs`` its own rule unless given) on the CPU."""
     import anndata
@@ -148,7 +154,7 @@ def fit_scvi(X, batch, max_epochs=None):
     obs = pd.DataFrame({"batch": batch.astype(str)}, index=[str(i) for i in range(X.shape[0])])
     adata = anndata.AnnData(X=X.astype(np.float32), obs=obs)
     started = time.perf_counter()
-    scvi.settings.seed = 0
+    scvi.settings.seed = seed
     scvi.model.SCVI.setup_anndata(adata, batch_key="batch")
     model = scvi.model.SCVI(adata)
     model.train(max_epochs=max_epochs, accelerator="cpu", enable_progress_bar=False)
@@ -186,54 +192,29 @@ def log_normalized(X):
     return np.log1p(X.multiply(1e4 / np.maximum(totals, 1)[:, None]).toarray())
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cells", type=int, default=4000)
-    parser.add_argument("--genes", type=int, default=500)
-    parser.add_argument("--batches", type=int, default=3)
-    parser.add_argument("--batch-effect", type=float, default=0.5)
-    parser.add_argument("--components", type=int, default=20, help="principal components for PCA and Harmony")
-    parser.add_argument("--max-steps", type=int, default=None, help="the VAE's budget (default: the estimator's)")
-    parser.add_argument("--dims", default="2,10", help="the VAE's n_components, separated by commas")
-    parser.add_argument("--vae-params", default="{}", help="JSON of further CompressionVAE parameters")
-    parser.add_argument("--vae", nargs="+", choices=["plain", "covariate", "mapped", "frozen", "classifier"],
-                        default=["plain", "covariate", "mapped"],
-                        help="the VAE's rows: without covariates, with the batch, the last batch mapped (every "
-                             "weight trained, the landmarks holding the reference; its new columns alone, "
-                             "freeze_reference=True; predict by a classifier trained with the model)")
-    parser.add_argument("--classifier-weight", type=float, default=1.0, help="classifier_weight of --vae classifier")
-    parser.add_argument("--scvi", action="store_true", help="add scVI (scvi-tools must be installed)")
-    parser.add_argument("--pbmc68k", action="store_true",
-                        help="real cells (scanpy's pbmc68k_reduced) with injected batches, instead of generated counts")
-    parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI's max_epochs (default: its own rule)")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    if args.pbmc68k:
-        X, labels, batch = pbmc68k_batched(args.batches, args.batch_effect)
-        args.cells, args.genes = X.shape
-    else:
-        X, labels, batch, _ = make_batched_counts(args.cells, args.genes, n_batches=args.batches,
-                                                  batch_effect=args.batch_effect, random_state=0)
+def run_methods(args, X, labels, batch, seed):
+    """The rows of every method asked for on one data set, ``seed`` the random state of each."""
     methods = {}
     started = time.perf_counter()
-    pcs = PCA(args.components, random_state=0).fit_transform(log_normalized(X))
+    pcs = PCA(args.components, random_state=seed).fit_transform(log_normalized(X))
     methods["PCA (unintegrated)"] = (pcs, time.perf_counter() - started)
     if harmonypy is not None:
         import pandas as pd
 
         started = time.perf_counter()
-        harmony = harmonypy.run_harmony(pcs, pd.DataFrame({"batch": batch.astype(str)}), ["batch"], random_state=0,
-                                        verbose=False)
+        harmony = harmonypy.run_harmony(pcs, pd.DataFrame({"batch": batch.astype(str)}), ["batch"],
+                                        random_state=seed, verbose=False)
         Z = np.asarray(harmony.Z_corr)
         Z = Z.T if Z.shape[0] != len(pcs) else Z
         methods["Harmony on PCA"] = (Z, time.perf_counter() - started + methods["PCA (unintegrated)"][1])
     if args.scvi:
-        methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs)
+        methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs, seed)
     budget = {**json.loads(args.vae_params), **({} if args.max_steps is None else {"max_steps": args.max_steps})}
     moved, transfer, votes = {}, {}, {}
     for n_components in [int(d) for d in args.dims.split(",")]:
         def model():
-            return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=0, **budget)
+            return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=seed,
+                                  **budget)
 
         for covariates in [c for c, kind in ((None, "plain"), (batch, "covariate")) if kind in args.vae]:
             started = time.perf_counter()
@@ -258,24 +239,104 @@ def main(argv=None):
         if name in methods:
             Z = methods[name][0]
             transfer[name] = float(KNeighborsClassifier(10).fit(Z[~last], labels[~last]).score(Z[last], labels[last]))
-    rows = [{"method": name, "fit_seconds": seconds, **metrics(Z, labels, batch),
+    return [{"method": name, "fit_seconds": seconds, **metrics(Z, labels, batch),
              **({"reference_moved": moved[name]} if name in moved else {}),
              **({"last_batch_label_transfer": transfer[name]} if name in transfer else {}),
              **({"last_batch_vote_transfer": votes[name]} if name in votes else {})}
             for name, (Z, seconds) in methods.items()]
+
+
+def print_rows(rows, n_batches, n_components):
+    """The table of one data set's rows."""
     columns = ["fit_seconds", "celltype_knn", "label_asw", "nmi", "ari", "clisi", "batch_asw", "ilisi", "batch_knn",
                "overall", "reference_moved", "last_batch_label_transfer", "last_batch_vote_transfer"]
     columns = [c for c in columns if any(c in row for row in rows)]
     print(f"{'method':<40}" + "".join(f"{c[:12]:>13}" for c in columns))
     for row in rows:
         print(f"{row['method']:<40}" + "".join(f"{row[c]:>13.3f}" if c in row else f"{'':>13}" for c in columns))
-    print(f"batch 10-NN chance: {1 / args.batches:.3f}; PCA and Harmony in {args.components} dimensions; "
-          "fit_seconds for Harmony include its PCA; 'last batch mapped': fit on the other batches, the last one "
+    print(f"batch 10-NN chance: {1 / n_batches:.3f}; PCA and Harmony in {n_components} dimensions; fit_seconds for "
+          "Harmony include its PCA; 'last batch mapped': fit on the other batches, the last one "
           "added by one partial_fit, fit_seconds both together; last_batch_label_transfer: accuracy on the last "
           "batch's cell types, by predict for the mapped model (fitted with the other batches' types as y), by a "
           "10-NN on the other batches' cells for PCA and Harmony; last_batch_vote_transfer: the vote of the model "
           "with a classifier (label_transfer='vote')")
-    write_json(args.out, {"machine": machine(), "data": vars(args), "rows": rows})
+
+
+SUMMARIZED = ("celltype_knn", "batch_asw", "ilisi", "overall", "fit_seconds")
+
+
+def summarized(rows):
+    """Each method's mean and standard deviation over the seeds of ``SUMMARIZED`` metrics, and
+    on how many seeds its overall score is at least Harmony's on the same data; printed."""
+    harmony = {row["seed"]: row["overall"] for row in rows if row["method"] == "Harmony on PCA"}
+    summary = []
+    for method in dict.fromkeys(row["method"] for row in rows):
+        own = [row for row in rows if row["method"] == method]
+        entry = {"method": method, "seeds": len(own)}
+        for name in SUMMARIZED:
+            values = np.array([row[name] for row in own if name in row])
+            if len(values):
+                sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                entry[name] = {"mean": float(values.mean()), "sd": sd}
+        if harmony:
+            entry["overall_at_least_harmony"] = sum(row["overall"] >= harmony[row["seed"]] for row in own)
+            entry["overall_minus_harmony"] = float(np.mean([row["overall"] - harmony[row["seed"]] for row in own]))
+        summary.append(entry)
+    names = [n for n in SUMMARIZED if any(n in e for e in summary)]
+    print(f"\nover {len(harmony) or len(rows)} seeds, mean (sd)")
+    against = f"{'>= Harmony':>12}{'- Harmony':>11}" if harmony else ""
+    print(f"{'method':<40}" + "".join(f"{n[:12]:>16}" for n in names) + against)
+    for entry in summary:
+        cells = "".join(f"{entry[n]['mean']:>9.3f} ({entry[n]['sd']:.3f})" if n in entry else f"{'':>16}"
+                        for n in names)
+        if harmony:
+            cells += f"{entry['overall_at_least_harmony']:>10}/{entry['seeds']}{entry['overall_minus_harmony']:>+11.3f}"
+        print(f"{entry['method']:<40}" + cells)
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cells", type=int, default=4000)
+    parser.add_argument("--genes", type=int, default=500)
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--batch-effect", type=float, default=0.5)
+    parser.add_argument("--components", type=int, default=20, help="principal components for PCA and Harmony")
+    parser.add_argument("--max-steps", type=int, default=None, help="the VAE's budget (default: the estimator's)")
+    parser.add_argument("--dims", default="2,10", help="the VAE's n_components, separated by commas")
+    parser.add_argument("--vae-params", default="{}", help="JSON of further CompressionVAE parameters")
+    parser.add_argument("--vae", nargs="+", choices=["plain", "covariate", "mapped", "frozen", "classifier"],
+                        default=["plain", "covariate", "mapped"],
+                        help="the VAE's rows: without covariates, with the batch, the last batch mapped (every "
+                             "weight trained, the landmarks holding the reference; its new columns alone, "
+                             "freeze_reference=True; predict by a classifier trained with the model)")
+    parser.add_argument("--classifier-weight", type=float, default=1.0, help="classifier_weight of --vae classifier")
+    parser.add_argument("--scvi", action="store_true", help="add scVI (scvi-tools must be installed)")
+    parser.add_argument("--pbmc68k", action="store_true",
+                        help="real cells (scanpy's pbmc68k_reduced) with injected batches, instead of generated counts")
+    parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI's max_epochs (default: its own rule)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="random states: each generates its own data (or injects its own batches into the real "
+                             "cells) and seeds every method; with several, a summary over them follows the tables")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    rows = []
+    for seed in args.seeds:
+        if args.pbmc68k:
+            X, labels, batch = pbmc68k_batched(args.batches, args.batch_effect, seed=seed)
+            args.cells, args.genes = X.shape
+        else:
+            X, labels, batch, _ = make_batched_counts(args.cells, args.genes, n_batches=args.batches,
+                                                      batch_effect=args.batch_effect, random_state=seed)
+        if len(args.seeds) > 1:
+            print(f"seed {seed}")
+        seed_rows = run_methods(args, X, labels, batch, seed)
+        print_rows(seed_rows, args.batches, args.components)
+        rows += [dict(row, seed=seed) for row in seed_rows] if len(args.seeds) > 1 else seed_rows
+    out = {"machine": machine(), "data": vars(args), "rows": rows}
+    if len(args.seeds) > 1:
+        out["summary"] = summarized(rows)
+    write_json(args.out, out)
     return rows
 
 

@@ -390,6 +390,22 @@ def test_integration_benchmark_scores_bio_and_batch(tmp_path, capsys):
     assert "batch 10-NN chance: 0.333" in capsys.readouterr().out
 
 
+def test_integration_benchmark_summarizes_several_seeds(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "benchmarks" / "bench_integration.py"))
+    out = tmp_path / "seeds.json"
+    rows = module["main"](["--cells", "300", "--genes", "50", "--max-steps", "20", "--dims", "2", "--vae", "covariate",
+                           "--seeds", "0", "1", "--out", str(out)])
+    summary = {entry["method"]: entry for entry in json.loads(out.read_text())["summary"]}
+    vae = [row for row in rows if row["method"] == "CompressionVAE 2-D, batch covariate"]
+    assert [row["seed"] for row in vae] == [0, 1] and vae[0]["overall"] != vae[1]["overall"]  # other data per seed
+    entry = summary["CompressionVAE 2-D, batch covariate"]
+    assert entry["seeds"] == 2 and entry["overall"]["mean"] == pytest.approx(np.mean([r["overall"] for r in vae]))
+    assert entry["overall"]["sd"] == pytest.approx(np.std([r["overall"] for r in vae], ddof=1))
+    if "Harmony on PCA" in summary:  # harmonypy installed
+        assert summary["Harmony on PCA"]["overall_at_least_harmony"] == 2
+    assert "over 2 seeds, mean (sd)" in capsys.readouterr().out
+
+
 def test_profile_and_model_size_benchmarks_write_their_tables(tmp_path):
     for script, argv in [("bench_profile.py", ["--datasets", "digits", "--square", "256"]),
                          ("bench_model_size.py", ["--steps", "20"])]:
