@@ -262,7 +262,8 @@ def print_rows(rows, n_batches, n_components):
           "with a classifier (label_transfer='vote')")
 
 
-SUMMARIZED = ("celltype_knn", "batch_asw", "ilisi", "overall", "fit_seconds")
+SUMMARIZED = ("celltype_knn", "batch_asw", "ilisi", "overall", "fit_seconds", "last_batch_label_transfer",
+              "last_batch_vote_transfer")
 
 
 def summarized(rows):
@@ -283,7 +284,7 @@ def summarized(rows):
             entry["overall_minus_harmony"] = float(np.mean([row["overall"] - harmony[row["seed"]] for row in own]))
         summary.append(entry)
     names = [n for n in SUMMARIZED if any(n in e for e in summary)]
-    print(f"\nover {len(harmony) or len(rows)} seeds, mean (sd)")
+    print(f"\nover {len({row['seed'] for row in rows})} seeds, mean (sd)")
     against = f"{'>= Harmony':>12}{'- Harmony':>11}" if harmony else ""
     print(f"{'method':<40}" + "".join(f"{n[:12]:>16}" for n in names) + against)
     for entry in summary:

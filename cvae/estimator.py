@@ -88,9 +88,10 @@ default="auto"
         fewer rows, which pays most for wide count data, where the likelihood's
         log-probabilities cost as much as the layers (benchmarks/README.md, "Routes to
         fewer FLOPs"); 1 is the exact minibatch ELBO. ``"auto"`` is 0.25 for a fit with
-        ``covariates`` and the neighbour term, where the batch-balanced graph carries the
-        integration and a quarter keeps its quality in less time (benchmarks/README.md,
-        "Covariates"), and 1 otherwise (the value used is ``reconstruction_fraction_``).
+        ``covariates`` and the neighbour term but no classifier (``classifier_weight=0``),
+        where the batch-balanced graph carries the integration and a quarter keeps its
+        quality in less time (benchmarks/README.md, "Covariates"), and 1 otherwise (the
+        value used is ``reconstruction_fraction_``).
     neighbor_weight : float or "auto", default="auto"
         Weight, 0 (off) or more, of a term that keeps each training row's ``n_neighbors``
         nearest neighbours close in the embedding, times ``n_features_in_`` so that one

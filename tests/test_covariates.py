@@ -132,16 +132,17 @@ def test_counterfactual_decoding_recovers_the_batch_factor(batched, conditioned)
 
 
 def test_a_fit_with_covariates_reconstructs_a_quarter_of_each_batch_unless_told(batched, conditioned):
-    X, _, batch, _, _ = batched
+    X, types, batch, _, _ = batched
     assert conditioned.reconstruction_fraction == "auto" and conditioned.reconstruction_fraction_ == 0.25
     fits = {
         "no covariates": ({}, None, 1.0),
         "no neighbour term": ({"neighbor_weight": 0.0}, batch, 1.0),
+        "a classifier": ({"classifier_weight": 1.0}, batch, 1.0),
         "a number": ({"reconstruction_fraction": 0.5}, batch, 0.5),
     }
     for name, (params, covariates, fraction) in fits.items():
         vae = CompressionVAE(likelihood="negative_binomial", max_steps=2, random_state=0, **params)
-        assert vae.fit(X[:300], covariates=None if covariates is None else covariates[:300]) \
+        assert vae.fit(X[:300], types[:300], covariates=None if covariates is None else covariates[:300]) \
             .reconstruction_fraction_ == fraction, name
     # an update of a model with covariates resolves "auto" as its fit did
     assert conditioned.__sklearn_clone__().fit(X[:300], covariates=batch[:300]).partial_fit(

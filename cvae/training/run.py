@@ -48,9 +48,11 @@ AUTO_NEIGHBOR_LARGE_EXPONENT = 0.15
 AUTO_MAX_STEPS = 50000
 # reconstruction_fraction="auto": the share of each batch reconstructed in a fit with
 # covariates and the neighbour term, where the batch-balanced graph carries the integration
-# and a quarter keeps every integration figure at about 0.7x the time (benchmarks/README.md,
-# "Covariates"); without covariates every batch is reconstructed whole, the value every
-# other figure was measured at.
+# and a quarter keeps every integration figure at about 0.65x the time (benchmarks/README.md,
+# "Covariates"). With a classifier (classifier_weight > 0) the whole batch is reconstructed:
+# the classifier reads the encoder's features, and with a quarter it carried labels to a new
+# batch worse. Without covariates every batch is reconstructed whole, the value every other
+# figure was measured at.
 AUTO_COVARIATE_RECONSTRUCTION = 0.25
 
 
@@ -66,10 +68,11 @@ def neighbor_weight_for(params, continued=None):
 def reconstruction_fraction_for(params, neighbor_weight, covariates):
     """``reconstruction_fraction`` as a number: ``"auto"`` is ``AUTO_COVARIATE_RECONSTRUCTION``
     for a fit with ``covariates`` (true when the rows have them) and the neighbour term
-    (``neighbor_weight`` > 0), else 1."""
+    (``neighbor_weight`` > 0) but no classifier, else 1."""
     fraction = params["reconstruction_fraction"]
     if fraction == "auto":
-        fraction = AUTO_COVARIATE_RECONSTRUCTION if covariates and neighbor_weight > 0 else 1.0
+        quarter = covariates and neighbor_weight > 0 and params["classifier_weight"] == 0
+        fraction = AUTO_COVARIATE_RECONSTRUCTION if quarter else 1.0
     return float(fraction)
 
 
