@@ -262,8 +262,8 @@ def print_rows(rows, n_batches, n_components):
           "with a classifier (label_transfer='vote')")
 
 
-SUMMARIZED = ("celltype_knn", "batch_asw", "ilisi", "overall", "fit_seconds", "last_batch_label_transfer",
-              "last_batch_vote_transfer")
+SUMMARIZED = ("celltype_knn", "batch_asw", "ilisi", "overall", "fit_seconds", "reference_moved",
+              "last_batch_label_transfer", "last_batch_vote_transfer")
 
 
 def summarized(rows):
