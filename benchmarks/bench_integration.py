@@ -5,7 +5,9 @@ per-batch per-feature factors, library-size shifts, batch-dependent cluster prop
 Methods side by side, each timed:
 
 - PCA of log-normalized counts (``log1p`` of counts per 10,000), the unintegrated baseline;
-- Harmony on those components (``harmonypy``, when installed);
+- Harmony on those components (``harmonypy``, when installed), and with ``--umap`` a 2-D
+  UMAP of Harmony's components (seeded, so one thread; its first fit in the process includes
+  numba's compilation), the map a user draws and the peer of the 2-D VAE;
 - scVI (scvi-tools' ``SCVI`` with the batch as its ``batch_key``, its defaults, on the CPU),
   with ``--scvi``;
 - ``CompressionVAE`` with the negative binomial likelihood, without and with the batch as a
@@ -207,6 +209,12 @@ def run_methods(args, X, labels, batch, seed):
         Z = np.asarray(harmony.Z_corr)
         Z = Z.T if Z.shape[0] != len(pcs) else Z
         methods["Harmony on PCA"] = (Z, time.perf_counter() - started + methods["PCA (unintegrated)"][1])
+        if args.umap:  # the 2-D map a user draws of Harmony's components, a peer of the 2-D VAE
+            import umap
+
+            started = time.perf_counter()
+            Z = umap.UMAP(random_state=seed).fit_transform(Z)
+            methods["UMAP of Harmony (2-D)"] = (Z, time.perf_counter() - started + methods["Harmony on PCA"][1])
     if args.scvi:
         methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs, seed)
     budget = {**json.loads(args.vae_params), **({} if args.max_steps is None else {"max_steps": args.max_steps})}
@@ -313,6 +321,8 @@ def main(argv=None):
                              "freeze_reference=True; predict by a classifier trained with the model)")
     parser.add_argument("--classifier-weight", type=float, default=1.0, help="classifier_weight of --vae classifier")
     parser.add_argument("--scvi", action="store_true", help="add scVI (scvi-tools must be installed)")
+    parser.add_argument("--umap", action="store_true",
+                        help="add UMAP (umap-learn) of Harmony's components, 2-D, seeded: the 2-D VAE's peer")
     parser.add_argument("--pbmc68k", action="store_true",
                         help="real cells (scanpy's pbmc68k_reduced) with injected batches, instead of generated counts")
     parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI's max_epochs (default: its own rule)")
