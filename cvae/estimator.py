@@ -674,10 +674,10 @@ numpy.memmap or anndata.AnnData
         # What "auto" resolved to is saved at the end of a fit: a checkpoint written during a
         # fit, or by a version before these parameters, knows only the parameters.
         resolved = state.get("resolved", {})
-        weight, budget = (resolved.get(name, getattr(self, name)) for name in ("neighbor_weight", "max_steps"))
+        weight, budget, fraction = (resolved.get(name, getattr(self, name))
+                                    for name in ("neighbor_weight", "max_steps", "reconstruction_fraction"))
         self.neighbor_weight_ = None if weight == "auto" else float(weight)
         self.max_steps_ = None if budget == "auto" else int(budget)
-        fraction = resolved.get("reconstruction_fraction", self.reconstruction_fraction)
         self.reconstruction_fraction_ = None if fraction == "auto" else float(fraction)
         self.precision_ = resolved.get("precision")
         self.n_threads_ = resolved.get("threads")
