@@ -18,11 +18,17 @@ Methods side by side, each timed:
   trains, the landmarks holding the reference, and with ``--vae frozen`` also a row with
   ``freeze_reference=True``, the new batch's columns alone trained), and the label
   transfer to that batch: ``predict`` of the model fitted with the other batches' cell
-  types as ``y``, beside a 10-NN on PCA's and Harmony's components of the other batches;
+  types as ``y``, beside a 10-NN on PCA's and Harmony's components of the other batches
+  (and on the UMAP of Harmony's, fitted on every batch);
   ``predict`` votes among the nearest labelled rows in the embedding by default, and with
   ``--vae classifier`` the same mapping is run again with ``classifier_weight``
   (``--classifier-weight``, default 1) so that ``predict`` is the classifier trained with
-  the model: both label transfers, side by side.
+  the model: both label transfers, side by side;
+- with ``--batch-free``, PCA of the same cells without the batches' effects (generated
+  without per-gene factors or library shifts, or the real cells thinned by the batches' mean
+  factors): what a perfect integration would keep of the cell types, since where batches
+  hold the types in different proportions the batch itself tells types apart in the
+  unintegrated data.
 
 Metrics, as scIB defines them (Luecken et al. 2022):
 
@@ -164,13 +170,15 @@ def fit_scvi(X, batch, max_epochs=None, seed=0):
     return Z, time.perf_counter() - started
 
 
-def pbmc68k_batched(n_batches, batch_effect, seed=0):
+def pbmc68k_batched(n_batches, batch_effect, seed=0, batch_free=False):
     """Real cells with injected batches: scanpy's bundled ``pbmc68k_reduced`` (700 cells, 765
     genes, 10 FACS-sorted types), whose counts are recovered exactly from its ``.raw`` (log1p
     of counts per 10,000 of ``obs["n_counts"]``), dealt into ``n_batches`` batches in
     type-dependent proportions (a Dirichlet of concentration 1 per batch), each batch's
     counts thinned binomially by per-gene factors (log-normal, spread ``batch_effect``,
-    scaled to at most 1) and a library factor. Returns ``(X, cell types, batch)``."""
+    scaled to at most 1) and a library factor. With ``batch_free``, the same draws but every
+    cell thinned by the batches' mean factors: the same cells at about the same depth,
+    without a batch effect. Returns ``(X, cell types, batch)``."""
     import scanpy as sc
     import scipy.sparse as sp
 
@@ -183,9 +191,21 @@ def pbmc68k_batched(n_batches, batch_effect, seed=0):
     batch = np.array([rng.choice(n_batches, p=weights[c]) for c in codes])
     factors = rng.lognormal(0.0, batch_effect, (n_batches, counts.shape[1]))
     factors *= rng.uniform(0.5, 1.0, (n_batches, 1)) / factors.max(axis=1, keepdims=True)
-    thinned = rng.binomial(counts.astype(np.int64), factors[batch])
+    thinned = rng.binomial(counts.astype(np.int64), factors.mean(axis=0) if batch_free else factors[batch])
     keep = thinned.sum(axis=1) > 0
     return sp.csr_matrix(thinned[keep].astype(np.float32)), types[keep], batch[keep]
+
+
+def batched_data(args, seed, batch_free=False):
+    """``(X, cell types, batch)`` of one draw: the real cells (``--pbmc68k``) or generated
+    counts; with ``batch_free`` the same cells without the batches' effects (generated with
+    no per-gene factors or library shifts, the random draws otherwise the same)."""
+    if args.pbmc68k:
+        return pbmc68k_batched(args.batches, args.batch_effect, seed=seed, batch_free=batch_free)
+    X, labels, batch, _ = make_batched_counts(args.cells, args.genes, n_batches=args.batches,
+                                              batch_effect=0.0 if batch_free else args.batch_effect,
+                                              library_shift=0.0 if batch_free else 0.5, random_state=seed)
+    return X, labels, batch
 
 
 def log_normalized(X):
@@ -243,7 +263,7 @@ def run_methods(args, X, labels, batch, seed):
             classifier = model().set_params(classifier_weight=args.classifier_weight)
             methods[name], moved[name], transfer[name], votes[name] = query_mapping(classifier, X, batch, labels)
     last = batch == batch.max()
-    for name in ("PCA (unintegrated)", "Harmony on PCA"):  # 10-NN label transfer to the last batch
+    for name in ("PCA (unintegrated)", "Harmony on PCA", "UMAP of Harmony (2-D)"):  # 10-NN transfer to the last batch
         if name in methods:
             Z = methods[name][0]
             transfer[name] = float(KNeighborsClassifier(10).fit(Z[~last], labels[~last]).score(Z[last], labels[last]))
@@ -325,6 +345,9 @@ def main(argv=None):
                         help="add UMAP (umap-learn) of Harmony's components, 2-D, seeded: the 2-D VAE's peer")
     parser.add_argument("--pbmc68k", action="store_true",
                         help="real cells (scanpy's pbmc68k_reduced) with injected batches, instead of generated counts")
+    parser.add_argument("--batch-free", action="store_true",
+                        help="add PCA of the same cells without the batch effects (generated without them, or the "
+                             "real cells thinned by the batches' mean factors): what a perfect integration keeps")
     parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI's max_epochs (default: its own rule)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="random states: each generates its own data (or injects its own batches into the real "
@@ -333,15 +356,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rows = []
     for seed in args.seeds:
-        if args.pbmc68k:
-            X, labels, batch = pbmc68k_batched(args.batches, args.batch_effect, seed=seed)
-            args.cells, args.genes = X.shape
-        else:
-            X, labels, batch, _ = make_batched_counts(args.cells, args.genes, n_batches=args.batches,
-                                                      batch_effect=args.batch_effect, random_state=seed)
+        X, labels, batch = batched_data(args, seed)
+        args.cells, args.genes = X.shape
         if len(args.seeds) > 1:
             print(f"seed {seed}")
         seed_rows = run_methods(args, X, labels, batch, seed)
+        if args.batch_free:  # what a perfect integration would keep of the cell types
+            free_X, free_labels, free_batch = batched_data(args, seed, batch_free=True)
+            started = time.perf_counter()
+            Z = PCA(args.components, random_state=seed).fit_transform(log_normalized(free_X))
+            seed_rows.append({"method": "PCA, no batch effect", "fit_seconds": time.perf_counter() - started,
+                              **metrics(Z, free_labels, free_batch)})
         print_rows(seed_rows, args.batches, args.components)
         rows += [dict(row, seed=seed) for row in seed_rows] if len(args.seeds) > 1 else seed_rows
     out = {"machine": machine(), "data": vars(args), "rows": rows}
