@@ -29,7 +29,8 @@ Methods side by side, each timed:
   factors): what a perfect integration would keep of the cell types, since where batches
   hold the types in different proportions the batch itself tells types apart in the
   unintegrated data; with ``--umap`` also a 2-D UMAP of those components, a perfect
-  integration drawn in 2-D.
+  integration drawn in 2-D; and the VAE without covariates fitted on those cells, the
+  model's own score without the batches to integrate.
 
 Metrics, as scIB defines them (Luecken et al. 2022):
 
@@ -215,6 +216,35 @@ def log_normalized(X):
     return np.log1p(X.multiply(1e4 / np.maximum(totals, 1)[:, None]).toarray())
 
 
+def vae_model(args, n_components, seed):
+    """The benchmark's ``CompressionVAE``: the negative binomial, ``--vae-params`` and ``--max-steps``."""
+    budget = {**json.loads(args.vae_params), **({} if args.max_steps is None else {"max_steps": args.max_steps})}
+    return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=seed, **budget)
+
+
+def batch_free_rows(args, seed):
+    """The rows of the same cells without batch effects (``--batch-free``): PCA, with
+    ``--umap`` its 2-D UMAP, and the VAE without covariates in each of ``--dims``."""
+    X, labels, batch = batched_data(args, seed, batch_free=True)
+    started = time.perf_counter()
+    pcs = PCA(args.components, random_state=seed).fit_transform(log_normalized(X))
+    methods = {"PCA, no batch effect": (pcs, time.perf_counter() - started)}
+    if args.umap:  # a perfect integration drawn in 2-D
+        import umap
+
+        started = time.perf_counter()
+        methods["UMAP of PCA, no batch effect (2-D)"] = (umap.UMAP(random_state=seed).fit_transform(pcs),
+                                                         time.perf_counter() - started)
+    for n_components in [int(d) for d in args.dims.split(",")]:
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Z = vae_model(args, n_components, seed).fit_transform(X)
+        methods[f"CompressionVAE {n_components}-D, no batch effect"] = (Z, time.perf_counter() - started)
+    return [{"method": name, "fit_seconds": seconds, **metrics(Z, labels, batch)}
+            for name, (Z, seconds) in methods.items()]
+
+
 def run_methods(args, X, labels, batch, seed):
     """The rows of every method asked for on one data set, ``seed`` the random state of each."""
     methods = {}
@@ -238,12 +268,10 @@ def run_methods(args, X, labels, batch, seed):
             methods["UMAP of Harmony (2-D)"] = (Z, time.perf_counter() - started + methods["Harmony on PCA"][1])
     if args.scvi:
         methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs, seed)
-    budget = {**json.loads(args.vae_params), **({} if args.max_steps is None else {"max_steps": args.max_steps})}
     moved, transfer, votes = {}, {}, {}
     for n_components in [int(d) for d in args.dims.split(",")]:
         def model():
-            return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=seed,
-                                  **budget)
+            return vae_model(args, n_components, seed)
 
         for covariates in [c for c, kind in ((None, "plain"), (batch, "covariate")) if kind in args.vae]:
             started = time.perf_counter()
@@ -347,8 +375,9 @@ def main(argv=None):
     parser.add_argument("--pbmc68k", action="store_true",
                         help="real cells (scanpy's pbmc68k_reduced) with injected batches, instead of generated counts")
     parser.add_argument("--batch-free", action="store_true",
-                        help="add PCA of the same cells without the batch effects (generated without them, or the "
-                             "real cells thinned by the batches' mean factors): what a perfect integration keeps")
+                        help="add PCA (with --umap also its UMAP) and the VAE of the same cells without the batch "
+                             "effects (generated without them, or the real cells thinned by the batches' mean "
+                             "factors): what a perfect integration keeps")
     parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI's max_epochs (default: its own rule)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="random states: each generates its own data (or injects its own batches into the real "
@@ -363,18 +392,7 @@ def main(argv=None):
             print(f"seed {seed}")
         seed_rows = run_methods(args, X, labels, batch, seed)
         if args.batch_free:  # what a perfect integration would keep of the cell types
-            free_X, free_labels, free_batch = batched_data(args, seed, batch_free=True)
-            started = time.perf_counter()
-            Z = PCA(args.components, random_state=seed).fit_transform(log_normalized(free_X))
-            seed_rows.append({"method": "PCA, no batch effect", "fit_seconds": time.perf_counter() - started,
-                              **metrics(Z, free_labels, free_batch)})
-            if args.umap:  # the same drawn in 2-D: what a perfect integration's map would score
-                import umap
-
-                started = time.perf_counter()
-                Z = umap.UMAP(random_state=seed).fit_transform(Z)
-                seed_rows.append({"method": "UMAP of PCA, no batch effect (2-D)",
-                                  "fit_seconds": time.perf_counter() - started, **metrics(Z, free_labels, free_batch)})
+            seed_rows += batch_free_rows(args, seed)
         print_rows(seed_rows, args.batches, args.components)
         rows += [dict(row, seed=seed) for row in seed_rows] if len(args.seeds) > 1 else seed_rows
     out = {"machine": machine(), "data": vars(args), "rows": rows}

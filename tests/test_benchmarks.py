@@ -409,6 +409,7 @@ def test_integration_benchmark_summarizes_several_seeds(tmp_path, capsys):
         pca, free = ({row["method"]: row for row in rows if row["seed"] == seed}[name]
                      for name in ("PCA (unintegrated)", "PCA, no batch effect"))
         assert free["batch_knn"] < pca["batch_knn"] - 0.1  # 0.51 against 0.69 measured (seed 0)
+    assert {"CompressionVAE 2-D, no batch effect"} < {row["method"] for row in rows}
 
 
 def test_profile_and_model_size_benchmarks_write_their_tables(tmp_path):
