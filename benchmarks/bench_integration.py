@@ -204,9 +204,9 @@ def batched_data(args, seed, batch_free=False):
     no per-gene factors or library shifts, the random draws otherwise the same)."""
     if args.pbmc68k:
         return pbmc68k_batched(args.batches, args.batch_effect, seed=seed, batch_free=batch_free)
-    X, labels, batch, _ = make_batched_counts(args.cells, args.genes, n_batches=args.batches,
-                                              batch_effect=0.0 if batch_free else args.batch_effect,
-                                              library_shift=0.0 if batch_free else 0.5, random_state=seed)
+    effects = {"batch_effect": 0.0, "library_shift": 0.0} if batch_free else {"batch_effect": args.batch_effect}
+    X, labels, batch, _ = make_batched_counts(args.cells, args.genes, n_batches=args.batches, random_state=seed,
+                                              **effects)
     return X, labels, batch
 
 
