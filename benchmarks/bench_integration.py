@@ -222,35 +222,49 @@ def vae_model(args, n_components, seed):
     return CompressionVAE(n_components=n_components, likelihood="negative_binomial", random_state=seed, **budget)
 
 
+def timed(compute):
+    """``(compute(), seconds it took)``."""
+    started = time.perf_counter()
+    return compute(), time.perf_counter() - started
+
+
+def principal_components(args, X, seed):
+    """The first ``--components`` principal components of the log-normalized counts ``X``."""
+    return PCA(args.components, random_state=seed).fit_transform(log_normalized(X))
+
+
+def umap_2d(Z, seed):
+    """A seeded 2-D UMAP of ``Z`` (umap-learn)."""
+    import umap
+
+    return umap.UMAP(random_state=seed).fit_transform(Z)
+
+
+def vae_embedding(args, n_components, seed, X, covariates=None):
+    """``fit_transform`` of the benchmark's VAE (:func:`vae_model`), its warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return vae_model(args, n_components, seed).fit_transform(X, covariates=covariates)
+
+
 def batch_free_rows(args, seed):
     """The rows of the same cells without batch effects (``--batch-free``): PCA, with
     ``--umap`` its 2-D UMAP, and the VAE without covariates in each of ``--dims``."""
     X, labels, batch = batched_data(args, seed, batch_free=True)
-    started = time.perf_counter()
-    pcs = PCA(args.components, random_state=seed).fit_transform(log_normalized(X))
-    methods = {"PCA, no batch effect": (pcs, time.perf_counter() - started)}
+    methods = {"PCA, no batch effect": timed(lambda: principal_components(args, X, seed))}
     if args.umap:  # a perfect integration drawn in 2-D
-        import umap
-
-        started = time.perf_counter()
-        methods["UMAP of PCA, no batch effect (2-D)"] = (umap.UMAP(random_state=seed).fit_transform(pcs),
-                                                         time.perf_counter() - started)
+        methods["UMAP of PCA, no batch effect (2-D)"] = timed(lambda: umap_2d(methods["PCA, no batch effect"][0], seed))
     for n_components in [int(d) for d in args.dims.split(",")]:
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            Z = vae_model(args, n_components, seed).fit_transform(X)
-        methods[f"CompressionVAE {n_components}-D, no batch effect"] = (Z, time.perf_counter() - started)
+        methods[f"CompressionVAE {n_components}-D, no batch effect"] = timed(
+            lambda: vae_embedding(args, n_components, seed, X))
     return [{"method": name, "fit_seconds": seconds, **metrics(Z, labels, batch)}
             for name, (Z, seconds) in methods.items()]
 
 
 def run_methods(args, X, labels, batch, seed):
     """The rows of every method asked for on one data set, ``seed`` the random state of each."""
-    methods = {}
-    started = time.perf_counter()
-    pcs = PCA(args.components, random_state=seed).fit_transform(log_normalized(X))
-    methods["PCA (unintegrated)"] = (pcs, time.perf_counter() - started)
+    methods = {"PCA (unintegrated)": timed(lambda: principal_components(args, X, seed))}
+    pcs = methods["PCA (unintegrated)"][0]
     if harmonypy is not None:
         import pandas as pd
 
@@ -261,11 +275,8 @@ def run_methods(args, X, labels, batch, seed):
         Z = Z.T if Z.shape[0] != len(pcs) else Z
         methods["Harmony on PCA"] = (Z, time.perf_counter() - started + methods["PCA (unintegrated)"][1])
         if args.umap:  # the 2-D map a user draws of Harmony's components, a peer of the 2-D VAE
-            import umap
-
-            started = time.perf_counter()
-            Z = umap.UMAP(random_state=seed).fit_transform(Z)
-            methods["UMAP of Harmony (2-D)"] = (Z, time.perf_counter() - started + methods["Harmony on PCA"][1])
+            Z, seconds = timed(lambda: umap_2d(methods["Harmony on PCA"][0], seed))
+            methods["UMAP of Harmony (2-D)"] = (Z, seconds + methods["Harmony on PCA"][1])
     if args.scvi:
         methods["scVI (10-D latent)"] = fit_scvi(X, batch, args.scvi_epochs, seed)
     moved, transfer, votes = {}, {}, {}
@@ -274,12 +285,9 @@ def run_methods(args, X, labels, batch, seed):
             return vae_model(args, n_components, seed)
 
         for covariates in [c for c, kind in ((None, "plain"), (batch, "covariate")) if kind in args.vae]:
-            started = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                Z = model().fit_transform(X, covariates=covariates)
             condition = "batch covariate" if covariates is not None else "no covariates"
-            methods[f"CompressionVAE {n_components}-D, {condition}"] = (Z, time.perf_counter() - started)
+            methods[f"CompressionVAE {n_components}-D, {condition}"] = timed(
+                lambda: vae_embedding(args, n_components, seed, X, covariates))
         name = f"CompressionVAE {n_components}-D, last batch mapped"
         if "mapped" in args.vae:
             methods[name], moved[name], transfer[name], _ = query_mapping(model(), X, batch, labels)
